@@ -1,0 +1,117 @@
+"""``Function``: one differentiable op, with its forward and backward on raw arrays side by side.
+
+A subclass writes::
+
+    class Mul(Function):
+        def forward(ctx, a, b):
+            ctx.save_for_backward(a, b)
+            return a * b
+
+        def backward(ctx, grad):
+            a, b = ctx.saved
+            return grad * b, grad * a
+
+``Mul.apply(x, y)`` unwraps tensors to arrays, runs ``forward`` and, when grad mode is on and an input
+requires grad, records the call as a node of the graph. ``backward`` returns one gradient per input
+(``None`` where there is none); gradients may keep broadcast dimensions, the engine sums them away.
+The node is the ``ctx``: parameters needed by backward are plain attributes, arrays go through
+``save_for_backward`` so the engine can free them after use.
+"""
+from . import grad_mode
+from .tensor import Tensor, _wrap
+
+_FREED = "freed"
+
+
+class Function:
+    #: False for ops whose outputs never carry gradient (comparisons, argmax, integer results).
+    differentiable = True
+    #: True for ops whose output may be a view of input 0; views share its version counter.
+    is_view = False
+
+    saved = ()
+    version_checks = None
+    out_hooks = None
+
+    def save_for_backward(ctx, *arrays):
+        ctx.saved = arrays
+
+    def forward(ctx, *arrays, **params):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(ctx, grad):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(ctx).__name__} has no backward")
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        arrays = []
+        need_grad = False
+        for x in inputs:
+            if isinstance(x, Tensor):
+                arrays.append(x.data)
+                if x.requires_grad:
+                    need_grad = True
+            else:
+                arrays.append(x)
+        ctx = cls()
+        out = ctx.forward(*arrays, **params)
+        if not (need_grad and grad_mode._state.enabled and cls.differentiable):
+            if type(out) is tuple:
+                return tuple(_wrap(o, False, None, 0) for o in out)
+            if cls.is_view:
+                return _wrap(out, False, None, 0, inputs[0]._version)
+            return _wrap(out, False, None, 0)
+
+        generation = 0
+        edges = []
+        metas = []
+        for x in inputs:
+            if isinstance(x, Tensor) and x.requires_grad:
+                fn = x.grad_fn
+                if fn is None:
+                    edges.append((x, 0))
+                else:
+                    edges.append((fn, x._out_index))
+                    if fn.generation >= generation:
+                        generation = fn.generation + 1
+                metas.append((x.data.shape, x.data.dtype))
+            else:
+                edges.append(None)
+                metas.append(None)
+        ctx.generation = generation
+        ctx.edges = edges
+        ctx.metas = metas
+        saved = ctx.saved
+        if saved:
+            checks = None
+            for s in saved:
+                for x in inputs:
+                    if isinstance(x, Tensor) and x.data is s:
+                        if checks is None:
+                            checks = []
+                        checks.append((x._version, x._version[0]))
+            ctx.version_checks = checks
+        if type(out) is tuple:
+            ctx.n_out = len(out)
+            outs = tuple(_wrap(o, True, ctx, i) for i, o in enumerate(out))
+            if saved:
+                for o in outs:
+                    for s in saved:
+                        if o.data is s:
+                            ctx.version_checks = (ctx.version_checks or []) + [(o._version, o._version[0])]
+            return outs
+        ctx.n_out = 1
+        result = _wrap(out, True, ctx, 0, inputs[0]._version if cls.is_view else None)
+        if saved:
+            for s in saved:
+                if s is out:
+                    ctx.version_checks = (ctx.version_checks or []) + [(result._version, result._version[0])]
+                    break
+        return result
+
+    def __repr__(self):
+        return f"<{type(self).__name__}Backward>"
+
+    @property
+    def name(self):
+        return type(self).__name__

@@ -1,0 +1,251 @@
+"""``Tensor``: one array, the node that made it, and its gradient.
+
+Methods (``x.exp()``, ``x.sum(dim=1)``, ``x @ w``) delegate to the op library; they are installed on
+the class by ``somanet.ops`` so that this file only holds what every tensor needs.
+"""
+import numpy as np
+
+from .. import backend
+from . import grad_mode
+
+
+class Tensor:
+    """A multi-dimensional array that can record the ops applied to it for reverse-mode autograd.
+
+    ``Tensor(data, requires_grad=False)`` behaves like ``somanet.tensor`` but never copies an ndarray.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "grad_fn", "_out_index", "_version", "_hooks", "_retains", "__weakref__")
+    __array_priority__ = 1000  # so ndarray <op> Tensor defers to Tensor's reflected operators
+
+    def __init__(self, data, requires_grad=False, dtype=None):
+        if isinstance(data, Tensor):
+            data = data.data
+        arr = backend.as_array(data, backend.to_dtype(dtype))
+        self.data = arr
+        self.grad = None
+        self.grad_fn = None
+        self._out_index = 0
+        self._version = [0]
+        self._hooks = None
+        self._retains = False
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # ----------------------------------------------------------------- basic attributes
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    def dim(self):
+        return self.data.ndim
+
+    def size(self, dim=None):
+        if dim is None:
+            return self.data.shape
+        return self.data.shape[dim]
+
+    def numel(self):
+        return self.data.size
+
+    def nelement(self):
+        return self.data.size
+
+    def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def device(self):
+        return "cpu"
+
+    def is_floating_point(self):
+        return self.data.dtype.kind == "f"
+
+    def element_size(self):
+        return self.data.itemsize
+
+    @property
+    def itemsize(self):
+        return self.data.itemsize
+
+    # ----------------------------------------------------------------- conversion
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item(): only a one-element tensor can be converted to a Python scalar, got shape {tuple(self.data.shape)}")
+        return self.data.item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def numpy(self):
+        if self.requires_grad and grad_mode._state.enabled:
+            raise RuntimeError("numpy(): can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()")
+        return self.data
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is not None:
+            return self.data.astype(dtype)
+        return self.data
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(f"the truth value of a tensor with {self.data.size} elements is ambiguous")
+        return bool(self.data.item())
+
+    def __index__(self):
+        if self.data.dtype.kind not in "iu" or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.data.item())
+
+    def __hash__(self):
+        return id(self)
+
+    # ----------------------------------------------------------------- autograd
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise RuntimeError(
+                f"requires_grad_(): only floating point tensors can require gradients, got dtype {self.data.dtype}"
+            )
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError("requires_grad_(False): can only change requires_grad of leaf tensors; use detach()")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def detach(self):
+        """A new tensor sharing this one's data, cut from the graph."""
+        t = _wrap(self.data, False, None, 0)
+        t._version = self._version
+        return t
+
+    def detach_(self):
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    def retain_grad(self):
+        """Keep ``.grad`` on this non-leaf tensor after backward."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad(): can't retain_grad on a tensor that doesn't require grad")
+        if self.grad_fn is None or self._retains:
+            return
+        self._retains = True
+        import weakref
+
+        ref = weakref.ref(self)
+
+        def _retain(grad):
+            t = ref()
+            if t is not None:
+                if t.grad is None:
+                    t.grad = _wrap(grad.copy(), False, None, 0)
+                else:
+                    t.grad.data = t.grad.data + grad
+            return None
+
+        self._add_node_hook(_retain)
+
+    @property
+    def retains_grad(self):
+        return self._retains
+
+    def register_hook(self, hook):
+        """Call ``hook(grad) -> Tensor or None`` with this tensor's gradient during backward.
+
+        Returning a tensor replaces the gradient. Returns a handle with ``remove()``.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("register_hook(): cannot register a hook on a tensor that doesn't require gradient")
+
+        def array_hook(grad):
+            out = hook(_wrap(grad, False, None, 0))
+            if out is None:
+                return None
+            return out.data if isinstance(out, Tensor) else np.asarray(out, dtype=grad.dtype)
+
+        if self.grad_fn is None:
+            if self._hooks is None:
+                self._hooks = []
+            self._hooks.append(array_hook)
+            return _HookHandle(self._hooks, array_hook)
+        return self._add_node_hook(array_hook)
+
+    def _add_node_hook(self, fn):
+        node = self.grad_fn
+        if node.out_hooks is None:
+            node.out_hooks = {}
+        hooks = node.out_hooks.setdefault(self._out_index, [])
+        hooks.append(fn)
+        return _HookHandle(hooks, fn)
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see ``somanet.autograd.backward``)."""
+        from .engine import backward
+
+        backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
+
+    # ----------------------------------------------------------------- printing
+    def __repr__(self):
+        body = np.array2string(
+            self.data, separator=", ", prefix="tensor(", precision=4, threshold=1000, edgeitems=3,
+            floatmode="maxprec",
+        )
+        extras = []
+        if self.data.dtype != backend.default_float and not (self.data.dtype == np.int64) and not self.data.dtype == np.bool_:
+            extras.append(f"dtype=somanet.{self.data.dtype}")
+        if self.data.size == 0 and self.data.ndim != 1:
+            extras.append(f"size={tuple(self.data.shape)}")
+        if self.grad_fn is not None:
+            extras.append(f"grad_fn=<{type(self.grad_fn).__name__}Backward>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+    __str__ = __repr__
+
+
+class _HookHandle:
+    def __init__(self, hooks, fn):
+        self._hooks = hooks
+        self._fn = fn
+
+    def remove(self):
+        if self._fn in self._hooks:
+            self._hooks.remove(self._fn)
+
+
+_new = object.__new__
+
+
+def _wrap(data, requires_grad, grad_fn, index, version=None):
+    """Make a Tensor around ``data`` without any checks: the fast path used by every op."""
+    t = _new(Tensor)
+    t.data = data
+    t.grad = None
+    t.requires_grad = requires_grad
+    t.grad_fn = grad_fn
+    t._out_index = index
+    t._version = [0] if version is None else version
+    t._hooks = None
+    t._retains = False
+    return t

@@ -1,0 +1,5 @@
+"""The op library: ``Function`` subclasses grouped by family, each with its functional wrapper.
+
+Importing a family installs its Tensor methods.
+"""
+from . import elementwise, reduce, shape, index, linalg, creation  # noqa: F401

@@ -1,0 +1,882 @@
+"""Elementwise ops: arithmetic with broadcasting, unary math and activations, comparisons."""
+import math
+
+import numpy as np
+
+from .. import backend
+from ..autograd.function import Function
+from ..autograd.tensor import Tensor
+from ._util import as_operand, install
+
+__all__ = [
+    "add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "pow", "neg", "negative", "abs",
+    "exp", "log", "log1p", "expm1", "log2", "log10", "sqrt", "rsqrt", "square", "sin", "cos", "tan", "tanh",
+    "sigmoid", "relu", "relu6", "leaky_relu", "gelu", "silu", "elu", "selu", "softplus", "hardtanh", "clamp",
+    "clip", "maximum", "minimum", "where", "sign", "reciprocal", "floor", "ceil", "round", "trunc",
+    "floor_divide", "remainder", "fmod", "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or",
+    "logical_not", "logical_xor", "isnan", "isinf", "isfinite", "erf", "lerp", "nan_to_num",
+]
+
+
+# --------------------------------------------------------------------------- dtype promotion
+def _binary_operands(a, b, op):
+    """Convert both operands and apply PyTorch's promotion where NumPy's would differ."""
+    a = as_operand(a)
+    b = as_operand(b)
+    ta = isinstance(a, Tensor)
+    tb = isinstance(b, Tensor)
+    # An integer or bool tensor meeting a Python float becomes float32 (NumPy would pick float64).
+    if ta and not tb and isinstance(b, float) and a.data.dtype.kind in "biu":
+        a = _cast(a, backend.default_float)
+    elif tb and not ta and isinstance(a, float) and b.data.dtype.kind in "biu":
+        b = _cast(b, backend.default_float)
+    elif ta and tb:
+        ka, kb = a.data.dtype.kind, b.data.dtype.kind
+        # A 0-d tensor does not widen a dimensioned tensor of the same category (PyTorch's rule).
+        if ka == "f" and kb == "f" and a.data.dtype != b.data.dtype:
+            if b.data.ndim == 0 and a.data.ndim > 0:
+                b = _cast(b, a.data.dtype)
+            elif a.data.ndim == 0 and b.data.ndim > 0:
+                a = _cast(a, b.data.dtype)
+        elif ka == "f" and kb in "biu":
+            if b.data.ndim == 0 or True:
+                b = _cast(b, a.data.dtype)
+        elif kb == "f" and ka in "biu":
+            a = _cast(a, b.data.dtype)
+    return a, b
+
+
+def _cast(t, dtype):
+    from .shape import to_dtype as _to
+
+    return _to(t, dtype)
+
+
+def _float_operand(x):
+    """Integer tensors used in float math (exp, sqrt, true division) become float32, like PyTorch."""
+    if isinstance(x, Tensor) and x.data.dtype.kind in "biu":
+        return _cast(x, backend.default_float)
+    return x
+
+
+def _shape_error(op, a, b):
+    sa = tuple(np.shape(a))
+    sb = tuple(np.shape(b))
+    return RuntimeError(f"{op}: shapes {sa} and {sb} cannot be broadcast together "
+                        f"(trailing dimensions must be equal or 1)")
+
+
+# --------------------------------------------------------------------------- binary arithmetic
+class Add(Function):
+    def forward(ctx, a, b):
+        try:
+            return a + b
+        except ValueError:
+            raise _shape_error("add", a, b) from None
+
+    def backward(ctx, grad):
+        return grad, grad
+
+
+class Sub(Function):
+    def forward(ctx, a, b):
+        try:
+            return a - b
+        except ValueError:
+            raise _shape_error("sub", a, b) from None
+
+    def backward(ctx, grad):
+        return grad, -grad
+
+
+class Mul(Function):
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        try:
+            return a * b
+        except ValueError:
+            raise _shape_error("mul", a, b) from None
+
+    def backward(ctx, grad):
+        a, b = ctx.saved
+        return grad * b, grad * a
+
+
+class Div(Function):
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        try:
+            return a / b
+        except ValueError:
+            raise _shape_error("div", a, b) from None
+
+    def backward(ctx, grad):
+        a, b = ctx.saved
+        ga = grad / b
+        return ga, (-ga * a / b) if isinstance(b, np.ndarray) else None
+
+
+class Pow(Function):
+    def forward(ctx, a, b):
+        try:
+            out = a ** b
+        except ValueError:
+            raise _shape_error("pow", a, b) from None
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    def backward(ctx, grad):
+        a, b, out = ctx.saved
+        ga = gb = None
+        if isinstance(a, np.ndarray):
+            if isinstance(b, (int, float)):
+                ga = grad * (b * a ** (b - 1)) if b != 0 else np.zeros_like(grad * a)
+            else:
+                ga = grad * b * a ** (b - 1)
+                ga = np.where(b == 0, 0, ga).astype(ga.dtype, copy=False)
+        if isinstance(b, np.ndarray):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logs = np.log(a)
+                gb = grad * out * logs
+            gb = np.where((np.asarray(a) == 0) & (b >= 0), 0, gb).astype(gb.dtype, copy=False)
+        return ga, gb
+
+
+class Maximum(Function):
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.maximum(a, b)
+
+    def backward(ctx, grad):
+        a, b = ctx.saved
+        # Ties share the gradient equally, as in PyTorch.
+        wa = (a > b) + 0.5 * (a == b)
+        return grad * wa.astype(grad.dtype), grad * (1 - wa).astype(grad.dtype)
+
+
+class Minimum(Function):
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.minimum(a, b)
+
+    def backward(ctx, grad):
+        a, b = ctx.saved
+        wa = (a < b) + 0.5 * (a == b)
+        return grad * wa.astype(grad.dtype), grad * (1 - wa).astype(grad.dtype)
+
+
+class Where(Function):
+    def forward(ctx, cond, a, b):
+        ctx.save_for_backward(cond)
+        out = np.where(cond, a, b)
+        return out
+
+    def backward(ctx, grad):
+        (cond,) = ctx.saved
+        zero = np.zeros((), dtype=grad.dtype)
+        return None, np.where(cond, grad, zero), np.where(cond, zero, grad)
+
+
+class Lerp(Function):
+    def forward(ctx, a, b, w):
+        ctx.save_for_backward(a, b, w)
+        return a + w * (b - a)
+
+    def backward(ctx, grad):
+        a, b, w = ctx.saved
+        gw = grad * (b - a) if isinstance(w, np.ndarray) else None
+        return grad * (1 - w), grad * w, gw
+
+
+def add(input, other, alpha=1):
+    """``input + alpha * other`` with broadcasting."""
+    a, b = _binary_operands(input, other, "add")
+    if alpha != 1:
+        b = mul(b, alpha)
+    return Add.apply(a, b)
+
+
+def sub(input, other, alpha=1):
+    a, b = _binary_operands(input, other, "sub")
+    if alpha != 1:
+        b = mul(b, alpha)
+    return Sub.apply(a, b)
+
+
+def mul(input, other):
+    a, b = _binary_operands(input, other, "mul")
+    return Mul.apply(a, b)
+
+
+def div(input, other, rounding_mode=None):
+    """True division (integers become float32); ``rounding_mode`` 'floor' or 'trunc' gives no gradient."""
+    if rounding_mode == "floor":
+        return floor_divide(input, other)
+    if rounding_mode == "trunc":
+        return trunc(div(input, other))
+    if rounding_mode is not None:
+        raise ValueError(f"div(): rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}")
+    a, b = _binary_operands(input, other, "div")
+    return Div.apply(_float_operand(a), _float_operand(b))
+
+
+def pow(input, exponent):
+    a, b = _binary_operands(input, exponent, "pow")
+    if isinstance(a, Tensor) and a.data.dtype.kind in "iu" and isinstance(b, int) and b < 0:
+        raise RuntimeError("pow(): integers to negative integer powers are not allowed")
+    return Pow.apply(a, b)
+
+
+def maximum(input, other):
+    a, b = _binary_operands(input, other, "maximum")
+    return Maximum.apply(a, b)
+
+
+def minimum(input, other):
+    a, b = _binary_operands(input, other, "minimum")
+    return Minimum.apply(a, b)
+
+
+def where(condition, input=None, other=None):
+    """``input`` where ``condition`` holds, else ``other``; with one argument, the nonzero indices."""
+    if input is None and other is None:
+        from .index import nonzero
+
+        return nonzero(condition, as_tuple=True)
+    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    if cond.dtype != np.bool_:
+        cond = cond.astype(bool)
+    a, b = _binary_operands(input, other, "where")
+    return Where.apply(cond, a, b)
+
+
+def lerp(input, end, weight):
+    a, b = _binary_operands(input, end, "lerp")
+    return Lerp.apply(a, b, as_operand(weight))
+
+
+def subtract(input, other, alpha=1):
+    return sub(input, other, alpha)
+
+
+def multiply(input, other):
+    return mul(input, other)
+
+
+def divide(input, other, rounding_mode=None):
+    return div(input, other, rounding_mode)
+
+
+true_divide = divide
+
+
+# --------------------------------------------------------------------------- results without gradient
+class _NoGrad(Function):
+    differentiable = False
+
+
+class FloorDivide(_NoGrad):
+    def forward(ctx, a, b):
+        return np.floor_divide(a, b)
+
+
+class Remainder(_NoGrad):
+    def forward(ctx, a, b):
+        return np.remainder(a, b)
+
+
+class Fmod(_NoGrad):
+    def forward(ctx, a, b):
+        return np.fmod(a, b)
+
+
+def floor_divide(input, other):
+    a, b = _binary_operands(input, other, "floor_divide")
+    return FloorDivide.apply(a, b)
+
+
+def remainder(input, other):
+    a, b = _binary_operands(input, other, "remainder")
+    return Remainder.apply(a, b)
+
+
+def fmod(input, other):
+    a, b = _binary_operands(input, other, "fmod")
+    return Fmod.apply(a, b)
+
+
+def _compare(ufunc, name):
+    class Compare(_NoGrad):
+        def forward(ctx, a, b):
+            try:
+                return ufunc(a, b)
+            except ValueError:
+                raise _shape_error(name, a, b) from None
+
+    Compare.__name__ = Compare.__qualname__ = name.capitalize()
+
+    def op(input, other):
+        a, b = _binary_operands(input, other, name)
+        return Compare.apply(a, b)
+
+    op.__name__ = name
+    op.__doc__ = f"Elementwise ``{name}``: a bool tensor, no gradient."
+    return op
+
+
+eq = _compare(np.equal, "eq")
+ne = _compare(np.not_equal, "ne")
+lt = _compare(np.less, "lt")
+le = _compare(np.less_equal, "le")
+gt = _compare(np.greater, "gt")
+ge = _compare(np.greater_equal, "ge")
+logical_and = _compare(np.logical_and, "logical_and")
+logical_or = _compare(np.logical_or, "logical_or")
+logical_xor = _compare(np.logical_xor, "logical_xor")
+
+
+def _unary_nograd(ufunc, name):
+    class Op(_NoGrad):
+        def forward(ctx, a):
+            return ufunc(a)
+
+    Op.__name__ = Op.__qualname__ = name.capitalize()
+
+    def op(input):
+        return Op.apply(as_operand(input) if not isinstance(input, Tensor) else input)
+
+    op.__name__ = name
+    return op
+
+
+logical_not = _unary_nograd(np.logical_not, "logical_not")
+isnan = _unary_nograd(np.isnan, "isnan")
+isinf = _unary_nograd(np.isinf, "isinf")
+isfinite = _unary_nograd(np.isfinite, "isfinite")
+sign = _unary_nograd(np.sign, "sign")
+floor = _unary_nograd(np.floor, "floor")
+ceil = _unary_nograd(np.ceil, "ceil")
+trunc = _unary_nograd(np.trunc, "trunc")
+
+
+class Round(_NoGrad):
+    def forward(ctx, a, decimals=0):
+        return np.round(a, decimals)
+
+
+def round(input, decimals=0):  # noqa: A001
+    return Round.apply(input, decimals=decimals)
+
+
+# --------------------------------------------------------------------------- unary math
+class Neg(Function):
+    def forward(ctx, a):
+        return -a
+
+    def backward(ctx, grad):
+        return -grad
+
+
+class Abs(Function):
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.abs(a)
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        return grad * np.sign(a)
+
+
+class Exp(Function):
+    def forward(ctx, a):
+        out = np.exp(a)
+        ctx.save_for_backward(out)
+        return out
+
+    def backward(ctx, grad):
+        (out,) = ctx.saved
+        return grad * out
+
+
+class Expm1(Function):
+    def forward(ctx, a):
+        out = np.expm1(a)
+        ctx.save_for_backward(out)
+        return out
+
+    def backward(ctx, grad):
+        (out,) = ctx.saved
+        return grad * (out + 1)
+
+
+class Log(Function):
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(a)
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        return grad / a
+
+
+class Log2(Function):
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log2(a)
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        return grad / (a * a.dtype.type(math.log(2)))
+
+
+class Log10(Function):
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log10(a)
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        return grad / (a * a.dtype.type(math.log(10)))
+
+
+class Log1p(Function):
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log1p(a)
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        return grad / (1 + a)
+
+
+class Sqrt(Function):
+    def forward(ctx, a):
+        with np.errstate(invalid="ignore"):
+            out = np.sqrt(a)
+        ctx.save_for_backward(out)
+        return out
+
+    def backward(ctx, grad):
+        (out,) = ctx.saved
+        with np.errstate(divide="ignore"):
+            return grad / (2 * out)
+
+
+class Rsqrt(Function):
+    def forward(ctx, a):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = 1 / np.sqrt(a)
+        ctx.save_for_backward(out)
+        return out
+
+    def backward(ctx, grad):
+        (out,) = ctx.saved
+        return grad * (-0.5 * out * out * out)
+
+
+class Reciprocal(Function):
+    def forward(ctx, a):
+        with np.errstate(divide="ignore"):
+            out = 1 / a
+        ctx.save_for_backward(out)
+        return out
+
+    def backward(ctx, grad):
+        (out,) = ctx.saved
+        return -grad * out * out
+
+
+class Square(Function):
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return a * a
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        return grad * (2 * a)
+
+
+class Sin(Function):
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.sin(a)
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        return grad * np.cos(a)
+
+
+class Cos(Function):
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.cos(a)
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        return -grad * np.sin(a)
+
+
+class Tan(Function):
+    def forward(ctx, a):
+        out = np.tan(a)
+        ctx.save_for_backward(out)
+        return out
+
+    def backward(ctx, grad):
+        (out,) = ctx.saved
+        return grad * (1 + out * out)
+
+
+class Tanh(Function):
+    def forward(ctx, a):
+        out = np.tanh(a)
+        ctx.save_for_backward(out)
+        return out
+
+    def backward(ctx, grad):
+        (out,) = ctx.saved
+        return grad * (1 - out * out)
+
+
+def _sigmoid(x):
+    # exp(-|x|) never overflows; the two branches of the logistic function share it.
+    e = np.exp(-np.abs(x))
+    r = 1 / (1 + e)
+    return np.where(x >= 0, r, e * r)
+
+
+class Sigmoid(Function):
+    def forward(ctx, a):
+        out = _sigmoid(a)
+        ctx.save_for_backward(out)
+        return out
+
+    def backward(ctx, grad):
+        (out,) = ctx.saved
+        return grad * out * (1 - out)
+
+
+class Relu(Function):
+    def forward(ctx, a):
+        out = np.maximum(a, 0)
+        ctx.save_for_backward(out)
+        return out
+
+    def backward(ctx, grad):
+        (out,) = ctx.saved
+        return grad * (out > 0)
+
+
+class LeakyRelu(Function):
+    def forward(ctx, a, negative_slope=0.01):
+        ctx.save_for_backward(a)
+        ctx.slope = negative_slope
+        return np.where(a > 0, a, a * a.dtype.type(negative_slope))
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        return np.where(a > 0, grad, grad * grad.dtype.type(ctx.slope))
+
+
+class Hardtanh(Function):
+    def forward(ctx, a, min_val=-1.0, max_val=1.0):
+        ctx.save_for_backward(a)
+        ctx.bounds = (min_val, max_val)
+        return np.clip(a, min_val, max_val).astype(a.dtype, copy=False)
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        lo, hi = ctx.bounds
+        return grad * ((a > lo) & (a < hi))
+
+
+class Clamp(Function):
+    def forward(ctx, a, min=None, max=None):
+        ctx.save_for_backward(a)
+        ctx.bounds = (min, max)
+        out = a
+        if min is not None:
+            out = np.maximum(out, min)
+        if max is not None:
+            out = np.minimum(out, max)
+        if out is a:
+            out = a.copy()
+        return out.astype(a.dtype, copy=False)
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        lo, hi = ctx.bounds
+        mask = np.ones(a.shape, dtype=bool)
+        if lo is not None:
+            mask &= a >= lo
+        if hi is not None:
+            mask &= a <= hi
+        return grad * mask
+
+
+def erf_array(x):
+    """erf(x) for an ndarray, accurate to about 1.2e-7 relative (a Chebyshev-fitted erfc formula).
+
+    NumPy has no erf; this keeps SciPy out of the core dependencies.
+    """
+    z = np.abs(x)
+    t = 1 / (1 + 0.5 * z)
+    poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
+            -0.82215223 + t * 0.17087277))))))))
+    erfc = t * np.exp(-z * z + poly)
+    return np.where(x >= 0, 1 - erfc, erfc - 1).astype(x.dtype, copy=False)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_INV_SQRT_2 = 1 / math.sqrt(2)
+
+
+class Gelu(Function):
+    def forward(ctx, a, approximate="none"):
+        ctx.save_for_backward(a)
+        ctx.approximate = approximate
+        if approximate == "tanh":
+            inner = _SQRT_2_OVER_PI * (a + 0.044715 * a * a * a)
+            t = np.tanh(inner)
+            ctx.t = t
+            return 0.5 * a * (1 + t)
+        cdf = 0.5 * (1 + erf_array(a * a.dtype.type(_INV_SQRT_2)))
+        ctx.cdf = cdf
+        return a * cdf
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        if ctx.approximate == "tanh":
+            t = ctx.t
+            d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
+            return grad * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * d_inner)
+        pdf = np.exp(-0.5 * a * a) * a.dtype.type(_INV_SQRT_2PI)
+        return grad * (ctx.cdf + a * pdf)
+
+
+class Silu(Function):
+    def forward(ctx, a):
+        s = _sigmoid(a)
+        ctx.save_for_backward(a, s)
+        return a * s
+
+    def backward(ctx, grad):
+        a, s = ctx.saved
+        return grad * (s * (1 + a * (1 - s)))
+
+
+class Elu(Function):
+    def forward(ctx, a, alpha=1.0, scale=1.0):
+        neg = np.expm1(np.minimum(a, 0)) * a.dtype.type(alpha)
+        out = np.where(a > 0, a, neg)
+        if scale != 1.0:
+            out = out * a.dtype.type(scale)
+        ctx.save_for_backward(a, neg)
+        ctx.scale = scale
+        ctx.alpha = alpha
+        return out
+
+    def backward(ctx, grad):
+        a, neg = ctx.saved
+        g = np.where(a > 0, grad, grad * (neg + a.dtype.type(ctx.alpha)))
+        return g * grad.dtype.type(ctx.scale) if ctx.scale != 1.0 else g
+
+
+class Softplus(Function):
+    def forward(ctx, a, beta=1.0, threshold=20.0):
+        ba = a * a.dtype.type(beta) if beta != 1.0 else a
+        ctx.save_for_backward(ba)
+        ctx.threshold = threshold
+        soft = np.logaddexp(0, ba)
+        if beta != 1.0:
+            soft = soft / a.dtype.type(beta)
+        return np.where(ba > threshold, a, soft).astype(a.dtype, copy=False)
+
+    def backward(ctx, grad):
+        (ba,) = ctx.saved
+        return np.where(ba > ctx.threshold, grad, grad * _sigmoid(ba))
+
+
+class Erf(Function):
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return erf_array(a)
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        return grad * (a.dtype.type(2 / math.sqrt(math.pi)) * np.exp(-a * a))
+
+
+class NanToNum(Function):
+    def forward(ctx, a, nan=0.0, posinf=None, neginf=None):
+        ctx.save_for_backward(a)
+        return np.nan_to_num(a, nan=nan, posinf=posinf, neginf=neginf)
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        return grad * np.isfinite(a)
+
+
+def _unary(cls, name, float_only=True, doc=None):
+    def op(input, **kwargs):
+        x = input if isinstance(input, Tensor) else Tensor(backend.as_array(input))
+        if float_only:
+            x = _float_operand(x)
+        return cls.apply(x, **kwargs)
+
+    op.__name__ = name
+    op.__doc__ = doc or f"Elementwise ``{name}``; differentiable."
+    return op
+
+
+neg = _unary(Neg, "neg", float_only=False)
+negative = neg
+exp = _unary(Exp, "exp")
+expm1 = _unary(Expm1, "expm1")
+log = _unary(Log, "log")
+log2 = _unary(Log2, "log2")
+log10 = _unary(Log10, "log10")
+log1p = _unary(Log1p, "log1p")
+sqrt = _unary(Sqrt, "sqrt")
+rsqrt = _unary(Rsqrt, "rsqrt", doc="``1 / sqrt(x)``.")
+reciprocal = _unary(Reciprocal, "reciprocal")
+square = _unary(Square, "square", float_only=False)
+sin = _unary(Sin, "sin")
+cos = _unary(Cos, "cos")
+tan = _unary(Tan, "tan")
+tanh = _unary(Tanh, "tanh")
+sigmoid = _unary(Sigmoid, "sigmoid", doc="Logistic function ``1 / (1 + exp(-x))``, stable for large |x|.")
+erf = _unary(Erf, "erf")
+abs = _unary(Abs, "abs", float_only=False)  # noqa: A001
+
+
+def relu(input, inplace=False):
+    """``max(x, 0)``."""
+    return Relu.apply(input)
+
+
+def relu6(input, inplace=False):
+    return hardtanh(input, 0.0, 6.0)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    """``x`` for x > 0, else ``negative_slope * x``."""
+    return LeakyRelu.apply(input, negative_slope=negative_slope)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    return Hardtanh.apply(input, min_val=min_val, max_val=max_val)
+
+
+def gelu(input, approximate="none"):
+    """Gaussian error linear unit ``x * Phi(x)``; ``approximate='tanh'`` uses the tanh formula."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu(): approximate must be 'none' or 'tanh', got {approximate!r}")
+    return Gelu.apply(input, approximate=approximate)
+
+
+def silu(input, inplace=False):
+    """``x * sigmoid(x)`` (also called swish)."""
+    return Silu.apply(input)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    """``x`` for x > 0, else ``alpha * (exp(x) - 1)``."""
+    return Elu.apply(input, alpha=alpha)
+
+
+def selu(input, inplace=False):
+    return Elu.apply(input, alpha=1.6732632423543772, scale=1.0507009873554805)
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    """``log(1 + exp(beta * x)) / beta``, linear where ``beta * x > threshold``."""
+    return Softplus.apply(input, beta=beta, threshold=threshold)
+
+
+def clamp(input, min=None, max=None):  # noqa: A002
+    """Limit values to ``[min, max]``; either bound may be a tensor. The gradient flows where x is inside."""
+    if min is None and max is None:
+        raise ValueError("clamp(): at least one of min and max must be given")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = input
+        if min is not None:
+            out = maximum(out, min)
+        if max is not None:
+            out = minimum(out, max)
+        return out
+    x = input if isinstance(input, Tensor) else Tensor(backend.as_array(input))
+    if x.data.dtype.kind in "iu" and (isinstance(min, float) or isinstance(max, float)):
+        x = _float_operand(x)
+    return Clamp.apply(x, min=min, max=max)
+
+
+clip = clamp
+
+
+def nan_to_num(input, nan=0.0, posinf=None, neginf=None):
+    return NanToNum.apply(input, nan=nan, posinf=posinf, neginf=neginf)
+
+
+# --------------------------------------------------------------------------- Tensor operators
+def _rsub(self, other):
+    return sub(other, self)
+
+
+def _rdiv(self, other):
+    return div(other, self)
+
+
+def _rpow(self, other):
+    return pow(other, self)
+
+
+def _rfloordiv(self, other):
+    return floor_divide(other, self)
+
+
+def _rmod(self, other):
+    return remainder(other, self)
+
+
+def _invert(self):
+    if self.data.dtype != np.bool_:
+        raise TypeError(f"~ (bitwise not) is only supported on bool tensors here, got dtype {self.data.dtype}")
+    return logical_not(self)
+
+
+def _and(self, other):
+    return logical_and(self, other)
+
+
+def _or(self, other):
+    return logical_or(self, other)
+
+
+def _xor(self, other):
+    return logical_xor(self, other)
+
+
+install(
+    __add__=add, __radd__=add, __sub__=sub, __rsub__=_rsub, __mul__=mul, __rmul__=mul,
+    __truediv__=div, __rtruediv__=_rdiv, __pow__=pow, __rpow__=_rpow, __neg__=neg, __abs__=abs,
+    __floordiv__=floor_divide, __rfloordiv__=_rfloordiv, __mod__=remainder, __rmod__=_rmod,
+    __eq__=eq, __ne__=ne, __lt__=lt, __le__=le, __gt__=gt, __ge__=ge,
+    __and__=_and, __rand__=_and, __or__=_or, __ror__=_or, __xor__=_xor, __invert__=_invert,
+    add=add, sub=sub, subtract=subtract, mul=mul, multiply=multiply, div=div, divide=divide,
+    true_divide=true_divide, pow=pow, neg=neg, negative=negative, abs=abs, exp=exp, expm1=expm1, log=log,
+    log2=log2, log10=log10, log1p=log1p, sqrt=sqrt, rsqrt=rsqrt, reciprocal=reciprocal, square=square,
+    sin=sin, cos=cos, tan=tan, tanh=tanh, sigmoid=sigmoid, relu=relu, erf=erf, clamp=clamp, clip=clip,
+    maximum=maximum, minimum=minimum, sign=sign, floor=floor, ceil=ceil, round=round, trunc=trunc,
+    floor_divide=floor_divide, remainder=remainder, fmod=fmod, eq=eq, ne=ne, lt=lt, le=le, gt=gt, ge=ge,
+    logical_and=logical_and, logical_or=logical_or, logical_not=logical_not, logical_xor=logical_xor,
+    isnan=isnan, isinf=isinf, isfinite=isfinite, lerp=lerp, nan_to_num=nan_to_num,
+    where=lambda self, condition, other: where(condition, self, other),
+)
+Tensor.__hash__ = lambda self: id(self)

@@ -1,0 +1,138 @@
+"""The one helper that runs a computation in somanet and in PyTorch (CPU) and compares them.
+
+``compare(fn_somanet, fn_torch, *arrays)`` builds tensors from the same NumPy arrays in both
+frameworks (floating arrays require grad unless ``requires_grad`` says otherwise), runs both functions,
+compares every output, then backpropagates the same random cotangent through every floating output
+and compares the gradient of every input that requires grad. float32 tolerances: rtol 1e-4,
+atol 1e-5 unless the caller documents a looser one. Outputs must keep their dtype.
+"""
+import numpy as np
+import pytest
+
+import somanet
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - CI installs torch
+    torch = None
+
+requires_torch = pytest.mark.skipif(torch is None, reason="PyTorch (CPU build) is not installed")
+
+
+def torch_or_skip():
+    if torch is None:
+        pytest.skip("PyTorch (CPU build) is not installed")
+    return torch
+
+
+def _flatten(out):
+    if isinstance(out, (tuple, list)):
+        items = []
+        for o in out:
+            items.extend(_flatten(o))
+        return items
+    return [out]
+
+
+def to_numpy(t):
+    if torch is not None and isinstance(t, torch.Tensor):
+        return t.detach().cpu().numpy()
+    if isinstance(t, somanet.Tensor):
+        return t.data
+    return np.asarray(t)
+
+
+def assert_close(actual, expected, rtol=1e-4, atol=1e-5, what="value", check_dtype=True):
+    a = to_numpy(actual)
+    e = to_numpy(expected)
+    assert a.shape == e.shape, f"{what}: shape {a.shape} != reference {e.shape}"
+    if check_dtype:
+        assert a.dtype == e.dtype, f"{what}: dtype {a.dtype} != reference {e.dtype}"
+    if a.dtype == np.bool_ or a.dtype.kind in "iu":
+        np.testing.assert_array_equal(a, e, err_msg=what)
+    else:
+        np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=what, equal_nan=True)
+
+
+def compare(fn_somanet, fn_torch, *arrays, requires_grad=None, rtol=1e-4, atol=1e-5, grad_rtol=None,
+            grad_atol=None, seed=0, check_dtype=True, backward=True):
+    """Run both functions on the same inputs; compare outputs and input gradients.
+
+    ``arrays`` are NumPy arrays (or Python values passed through unchanged). ``requires_grad`` is a
+    list of bools, one per array; by default floating arrays require grad. Returns the somanet outputs.
+    """
+    th = torch_or_skip()
+    if requires_grad is None:
+        requires_grad = [isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in arrays]
+    s_in, t_in = [], []
+    for a, rg in zip(arrays, requires_grad):
+        if isinstance(a, np.ndarray):
+            s_in.append(somanet.tensor(a.copy(), requires_grad=rg))
+            t_in.append(th.tensor(a.copy(), requires_grad=rg))
+        else:
+            s_in.append(a)
+            t_in.append(a)
+    s_out = fn_somanet(*s_in)
+    t_out = fn_torch(*t_in)
+    s_list, t_list = _flatten(s_out), _flatten(t_out)
+    assert len(s_list) == len(t_list), f"{len(s_list)} outputs vs reference {len(t_list)}"
+    for i, (so, to) in enumerate(zip(s_list, t_list)):
+        assert_close(so, to, rtol, atol, what=f"output {i}", check_dtype=check_dtype)
+    if not backward:
+        return s_out
+    rng = np.random.default_rng(seed)
+    s_terms, t_terms = [], []
+    for so, to in zip(s_list, t_list):
+        if isinstance(to, th.Tensor) and to.requires_grad:
+            assert isinstance(so, somanet.Tensor) and so.requires_grad, "reference output requires grad, somanet's does not"
+            v = rng.standard_normal(tuple(to.shape)).astype(to_numpy(to).dtype)
+            s_terms.append((so * somanet.tensor(v)).sum())
+            t_terms.append((to * th.tensor(v)).sum())
+    if not t_terms:
+        return s_out
+    s_total = s_terms[0]
+    for term in s_terms[1:]:
+        s_total = s_total + term
+    sum(t_terms).backward()
+    s_total.backward()
+    gr = rtol if grad_rtol is None else grad_rtol
+    ga = atol if grad_atol is None else grad_atol
+    for i, (si, ti) in enumerate(zip(s_in, t_in)):
+        if isinstance(ti, th.Tensor) and ti.requires_grad:
+            if ti.grad is None:
+                assert si.grad is None or not np.any(si.grad.data), f"input {i}: somanet has a gradient, reference has none"
+                continue
+            assert si.grad is not None, f"input {i}: somanet has no gradient, reference does"
+            assert_close(si.grad, ti.grad, gr, ga, what=f"gradient of input {i}", check_dtype=check_dtype)
+    return s_out
+
+
+def copy_state(torch_module, somanet_module):
+    """Load a PyTorch module's state_dict (as NumPy arrays) into the matching somanet module."""
+    state = {k: v.detach().cpu().numpy().copy() for k, v in torch_module.state_dict().items()}
+    return somanet_module.load_state_dict(state)
+
+
+def compare_modules(s_mod, t_mod, *arrays, rtol=1e-4, atol=1e-5, grad_rtol=None, grad_atol=None,
+                    requires_grad=None, seed=0, forward=None):
+    """Compare a somanet module with a PyTorch one (state already copied): outputs, input gradients,
+    and every parameter gradient by name. ``forward(module, *inputs)`` overrides ``module(*inputs)``."""
+    th = torch_or_skip()
+    for m in (s_mod,):
+        m.zero_grad()
+    t_mod.zero_grad()
+    call = forward or (lambda m, *xs: m(*xs))
+    out = compare(lambda *xs: call(s_mod, *xs), lambda *xs: call(t_mod, *xs), *arrays, rtol=rtol, atol=atol,
+                  grad_rtol=grad_rtol, grad_atol=grad_atol, requires_grad=requires_grad, seed=seed)
+    gr = rtol if grad_rtol is None else grad_rtol
+    ga = atol if grad_atol is None else grad_atol
+    s_params = dict(s_mod.named_parameters())
+    for name, tp in t_mod.named_parameters():
+        assert name in s_params, f"parameter {name} missing in somanet module"
+        sp = s_params[name]
+        if tp.grad is None:
+            assert sp.grad is None or not np.any(sp.grad.data), f"{name}: somanet has a gradient, reference has none"
+            continue
+        assert sp.grad is not None, f"{name}: no gradient in somanet"
+        assert_close(sp.grad, tp.grad, gr, ga, what=f"gradient of parameter {name}")
+    return out
