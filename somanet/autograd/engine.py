@@ -148,7 +148,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
             if g.dtype != dtype:
                 g = g.astype(dtype)
             target, index = edge
-            if type(target) is Tensor:
+            if isinstance(target, Tensor):
                 accumulate_leaf(target, g)
                 continue
             slot = grads.get(target)

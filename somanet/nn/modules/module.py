@@ -1,0 +1,404 @@
+"""``Module`` and ``Parameter``: the building blocks of every network, with PyTorch's API."""
+from collections import OrderedDict
+
+import numpy as np
+
+from ... import backend
+from ...autograd.tensor import Tensor
+from ...autograd import grad_mode
+
+
+class Parameter(Tensor):
+    """A tensor that is a module's learnable weight: ``requires_grad=True`` and registered by assignment.
+
+    ``Parameter(data)`` shares ``data``'s array (a Tensor or ndarray) without copying.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data=None, requires_grad=True):
+        if data is None:
+            data = np.empty((0,), dtype=backend.default_float)
+        super().__init__(data.data if isinstance(data, Tensor) else data)
+        if requires_grad:
+            self.requires_grad_(True)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class _Handle:
+    _next_id = 0
+
+    def __init__(self, store):
+        self.store = store
+        self.id = _Handle._next_id
+        _Handle._next_id += 1
+
+    def remove(self):
+        self.store.pop(self.id, None)
+
+
+class _IncompatibleKeys(tuple):
+    """``(missing_keys, unexpected_keys)``, with PyTorch's attribute names."""
+
+    def __new__(cls, missing, unexpected):
+        obj = super().__new__(cls, (missing, unexpected))
+        obj.missing_keys = missing
+        obj.unexpected_keys = unexpected
+        return obj
+
+    def __repr__(self):
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return f"_IncompatibleKeys(missing_keys={self.missing_keys}, unexpected_keys={self.unexpected_keys})"
+
+
+class Module:
+    """Base class of every layer and model.
+
+    Assigning a ``Parameter``, a ``Module`` or (through ``register_buffer``) a buffer as an attribute
+    registers it, so ``parameters()``, ``state_dict()``, ``train()``/``eval()`` and ``zero_grad()`` find it.
+    Subclasses call ``super().__init__()`` first and define ``forward``.
+    """
+
+    training = True
+
+    def __init__(self, *args, **kwargs):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent", set())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # ----------------------------------------------------------------- registration
+    def __setattr__(self, name, value):
+        params = self.__dict__.get("_parameters")
+        if params is None and isinstance(value, (Parameter, Module)):
+            raise AttributeError(f"cannot assign {type(value).__name__} '{name}' before Module.__init__() is called")
+        if isinstance(value, Parameter):
+            self._discard(name)
+            params[name] = value
+        elif params is not None and name in params:
+            if value is not None and not isinstance(value, Parameter):
+                raise TypeError(f"cannot assign {type(value).__name__} as parameter '{name}' (a Parameter or None is expected)")
+            params[name] = value
+        elif isinstance(value, Module):
+            self._discard(name)
+            self._modules[name] = value
+        elif params is not None and name in self._modules:
+            if value is not None:
+                raise TypeError(f"cannot assign {type(value).__name__} as child module '{name}' (a Module or None is expected)")
+            self._modules[name] = value
+        elif params is not None and name in self._buffers:
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"cannot assign {type(value).__name__} as buffer '{name}' (a Tensor or None is expected)")
+            self._buffers[name] = value
+        else:
+            object.__setattr__(self, name, value)
+
+    def _discard(self, name):
+        for store in (self.__dict__, self._parameters, self._buffers, self._modules):
+            if name in store:
+                del store[name]
+        self._non_persistent.discard(name)
+
+    def __getattr__(self, name):
+        d = self.__dict__
+        for store in ("_parameters", "_buffers", "_modules"):
+            s = d.get(store)
+            if s is not None and name in s:
+                return s[name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __delattr__(self, name):
+        for store in (self._parameters, self._buffers, self._modules):
+            if name in store:
+                del store[name]
+                self._non_persistent.discard(name)
+                return
+        object.__delattr__(self, name)
+
+    def register_parameter(self, name, param):
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"register_parameter(): '{name}' must be a Parameter or None, got {type(param).__name__}")
+        self._discard(name)
+        self._parameters[name] = param
+
+    def register_buffer(self, name, tensor, persistent=True):
+        """Register a non-learnable tensor (e.g. running statistics); ``persistent`` puts it in the state_dict."""
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"register_buffer(): '{name}' must be a Tensor or None, got {type(tensor).__name__}")
+        self._discard(name)
+        self._buffers[name] = tensor
+        if not persistent:
+            self._non_persistent.add(name)
+
+    def add_module(self, name, module):
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module(): '{name}' must be a Module, got {type(module).__name__}")
+        self._discard(name)
+        self._modules[name] = module
+
+    register_module = add_module
+
+    def get_submodule(self, target):
+        mod = self
+        if target:
+            for part in target.split("."):
+                if part not in mod._modules:
+                    raise AttributeError(f"{type(mod).__name__} has no submodule '{part}' (in '{target}')")
+                mod = mod._modules[part]
+        return mod
+
+    def get_parameter(self, target):
+        mod_path, _, name = target.rpartition(".")
+        mod = self.get_submodule(mod_path)
+        if name not in mod._parameters:
+            raise AttributeError(f"{type(mod).__name__} has no parameter '{name}'")
+        return mod._parameters[name]
+
+    # ----------------------------------------------------------------- traversal
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        if memo is None:
+            memo = set()
+        if remove_duplicate:
+            if id(self) in memo:
+                return
+            memo.add(id(self))
+        yield prefix, self
+        for name, mod in self._modules.items():
+            if mod is None:
+                continue
+            yield from mod.named_modules(memo, prefix + ("." if prefix else "") + name, remove_duplicate)
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def named_children(self):
+        seen = set()
+        for name, mod in self._modules.items():
+            if mod is not None and id(mod) not in seen:
+                seen.add(id(mod))
+                yield name, mod
+
+    def children(self):
+        for _, m in self.named_children():
+            yield m
+
+    def _named_members(self, store, prefix, recurse, remove_duplicate=True):
+        seen = set()
+        mods = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [(prefix, self)]
+        for mprefix, mod in mods:
+            for name, value in getattr(mod, store).items():
+                if value is None or (remove_duplicate and id(value) in seen):
+                    continue
+                seen.add(id(value))
+                yield mprefix + ("." if mprefix else "") + name, value
+
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
+
+    def parameters(self, recurse=True):
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
+        yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
+
+    def buffers(self, recurse=True):
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
+
+    # ----------------------------------------------------------------- modes and utilities
+    def train(self, mode=True):
+        if not isinstance(mode, bool):
+            raise ValueError(f"train(): mode is expected to be a bool, got {type(mode).__name__}")
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad=True):
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.parameters():
+            if p.grad is not None:
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.data[...] = 0
+
+    def apply(self, fn):
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def to(self, *args, dtype=None, device=None, **kwargs):
+        """Cast floating parameters and buffers to ``dtype`` (a device of 'cpu' is accepted)."""
+        for a in args:
+            if isinstance(a, str):
+                if a != "cpu":
+                    raise RuntimeError(f"to(): device {a!r} is not available; somanet runs on 'cpu'")
+            else:
+                dtype = a
+        if dtype is None:
+            return self
+        dtype = backend.to_dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"Module.to(): only floating dtypes are allowed, got {dtype}")
+        for m in self.modules():
+            for store in (m._parameters, m._buffers):
+                for t in store.values():
+                    if t is not None and t.data.dtype.kind == "f" and t.data.dtype != dtype:
+                        t.data = t.data.astype(dtype)
+                        if t.grad is not None:
+                            t.grad.data = t.grad.data.astype(dtype)
+        return self
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
+
+    def half(self):
+        return self.to(np.float16)
+
+    def cpu(self):
+        return self
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self, destination=None, prefix="", keep_vars=False):
+        """An ordered mapping of every parameter and persistent buffer, by dotted name.
+
+        Values are tensors sharing this module's arrays (``keep_vars=True`` returns the Parameters).
+        """
+        if destination is None:
+            destination = OrderedDict()
+        for name, p in self._parameters.items():
+            if p is not None:
+                destination[prefix + name] = p if keep_vars else p.detach()
+        for name, b in self._buffers.items():
+            if b is not None and name not in self._non_persistent:
+                destination[prefix + name] = b if keep_vars else b.detach()
+        for name, mod in self._modules.items():
+            if mod is not None:
+                mod.state_dict(destination, prefix + name + ".", keep_vars)
+        return destination
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        """Copy arrays or tensors from ``state_dict`` into parameters and buffers, by name.
+
+        Returns ``(missing_keys, unexpected_keys)``; with ``strict`` either raises. Shapes must match;
+        values are cast to each parameter's dtype.
+        """
+        own = self.state_dict(keep_vars=True)
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        errors = []
+        for key, target in own.items():
+            if key not in state_dict:
+                continue
+            value = state_dict[key]
+            arr = value.data if isinstance(value, Tensor) else np.asarray(value)
+            if arr.shape != target.data.shape:
+                errors.append(f"size mismatch for {key}: copying a param with shape {tuple(arr.shape)}, "
+                              f"the parameter in the current model has shape {tuple(target.data.shape)}")
+                continue
+            if assign:
+                target.data = arr.astype(target.data.dtype, copy=False)
+            else:
+                # Copy into the existing array so optimizers holding it see the new values.
+                target.data[...] = arr
+            target._version[0] += 1
+        if strict and (missing or unexpected):
+            if missing:
+                errors.insert(0, "Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing) + ".")
+            if unexpected:
+                errors.insert(0, "Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected) + ".")
+        if errors:
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors))
+        return _IncompatibleKeys(missing, unexpected)
+
+    # ----------------------------------------------------------------- hooks and calling
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """``hook(module, args, output)``; a non-None return replaces the output."""
+        handle = _Handle(self._forward_hooks)
+        self._forward_hooks[handle.id] = (hook, with_kwargs)
+        if prepend:
+            self._forward_hooks.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """``hook(module, args)``; a non-None return replaces the positional args."""
+        handle = _Handle(self._forward_pre_hooks)
+        self._forward_pre_hooks[handle.id] = (hook, with_kwargs)
+        if prepend:
+            self._forward_pre_hooks.move_to_end(handle.id, last=False)
+        return handle
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"Module [{type(self).__name__}] is missing the required \"forward\" function")
+
+    def __call__(self, *args, **kwargs):
+        if self._forward_pre_hooks:
+            for hook, with_kwargs in list(self._forward_pre_hooks.values()):
+                if with_kwargs:
+                    res = hook(self, args, kwargs)
+                    if res is not None:
+                        args, kwargs = res
+                else:
+                    res = hook(self, args)
+                    if res is not None:
+                        args = res if isinstance(res, tuple) else (res,)
+        out = self.forward(*args, **kwargs)
+        if self._forward_hooks:
+            for hook, with_kwargs in list(self._forward_hooks.values()):
+                res = hook(self, args, kwargs, out) if with_kwargs else hook(self, args, out)
+                if res is not None:
+                    out = res
+        return out
+
+    # ----------------------------------------------------------------- printing
+    def extra_repr(self):
+        return ""
+
+    def _get_name(self):
+        return type(self).__name__
+
+    def __repr__(self):
+        lines = []
+        extra = self.extra_repr()
+        if extra:
+            lines = extra.split("\n")
+        children = []
+        for name, mod in self._modules.items():
+            text = repr(mod).replace("\n", "\n  ")
+            children.append(f"({name}): {text}")
+        lines = lines + children
+        body = self._get_name() + "("
+        if lines:
+            if len(lines) == 1 and not children:
+                body += lines[0]
+            else:
+                body += "\n  " + "\n  ".join(lines) + "\n"
+        return body + ")"
+
+    def __dir__(self):
+        return list(super().__dir__()) + list(self._parameters) + list(self._buffers) + list(self._modules)
+
+    def __getstate__(self):
+        return self.__dict__
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
