@@ -1,0 +1,2 @@
+"""placeholder until the model is written"""
+__all__ = []

@@ -1,0 +1,2 @@
+"""placeholder until the family is written"""
+__all__ = []
