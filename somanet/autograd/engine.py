@@ -72,8 +72,8 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         if only is not None and id(leaf) not in only:
             return
         if leaf.grad is None:
-            if g.base is not None or id(g) in handed or not g.flags.writeable:
-                g = g.copy()
+            if type(g) is not np.ndarray or g.base is not None or id(g) in handed or not g.flags.writeable:
+                g = np.array(g)
             handed.add(id(g))
             leaf.grad = _wrap(g, False, None, 0)
         else:

@@ -17,6 +17,8 @@ requires grad, records the call as a node of the graph. ``backward`` returns one
 The node is the ``ctx``: parameters needed by backward are plain attributes, arrays go through
 ``save_for_backward`` so the engine can free them after use.
 """
+from numpy import asarray, ndarray
+
 from . import grad_mode
 from .tensor import Tensor, _wrap
 
@@ -35,6 +37,11 @@ class Function:
 
     def save_for_backward(ctx, *arrays):
         ctx.saved = arrays
+
+    def needs(ctx, i):
+        """Whether input ``i`` needs a gradient (lets backward skip work nobody will use)."""
+        edges = ctx.edges
+        return i < len(edges) and edges[i] is not None
 
     def forward(ctx, *arrays, **params):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -55,6 +62,9 @@ class Function:
                 arrays.append(x)
         ctx = cls()
         out = ctx.forward(*arrays, **params)
+        # NumPy turns 0-d results into scalars; a Tensor always holds an ndarray.
+        if type(out) is not ndarray:
+            out = tuple(o if type(o) is ndarray else asarray(o) for o in out) if type(out) is tuple else asarray(out)
         if not (need_grad and grad_mode._state.enabled and cls.differentiable):
             if type(out) is tuple:
                 return tuple(_wrap(o, False, None, 0) for o in out)

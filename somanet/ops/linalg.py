@@ -1,2 +1,257 @@
-"""placeholder"""
-__all__ = []
+"""Linear algebra: matmul for 1-D to batched N-D inputs, einsum, and the fused ``linear`` layer op."""
+import numpy as np
+
+from ..autograd.function import Function
+from ..autograd.tensor import Tensor
+from ._util import ensure_tensor, install
+
+__all__ = ["matmul", "mm", "bmm", "mv", "dot", "einsum", "linear", "bilinear"]
+
+
+def _matmul_shape_error(op, a, b):
+    return RuntimeError(
+        f"{op}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
+        f"({a.shape[-1] if a.ndim else '-'} != {b.shape[-2] if b.ndim > 1 else (b.shape[0] if b.ndim else '-')}; "
+        f"the last dimension of the first must equal the second-to-last of the second)"
+    )
+
+
+def _swap(x):
+    return x.swapaxes(-1, -2)
+
+
+class MatMul(Function):
+    def forward(ctx, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise RuntimeError(f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        ctx.save_for_backward(a, b)
+        try:
+            return np.matmul(a, b)
+        except ValueError:
+            raise _matmul_shape_error("matmul", a, b) from None
+
+    def backward(ctx, grad):
+        a, b = ctx.saved
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g = grad
+        if a.ndim == 1:
+            g = np.expand_dims(g, -2)
+        if b.ndim == 1:
+            g = np.expand_dims(g, -1)
+        ga = gb = None
+        if ctx.needs(0):
+            ga = np.matmul(g, _swap(b2))
+            if a.ndim == 1:
+                ga = ga.reshape(ga.shape[:-2] + ga.shape[-1:]) if ga.ndim > 2 else ga.reshape(-1)
+        if ctx.needs(1):
+            if b.ndim >= 2 and a2.ndim > 2 and b2.ndim == 2:
+                # Fold the batch into the rows: one GEMM instead of a batched product plus a sum.
+                gb = np.matmul(a2.reshape(-1, a2.shape[-1]).T, g.reshape(-1, g.shape[-1]))
+            else:
+                gb = np.matmul(_swap(a2), g)
+            if b.ndim == 1:
+                gb = gb[..., 0]
+                if gb.ndim > 1:
+                    gb = gb.reshape(-1, gb.shape[-1]).sum(axis=0)
+        return ga, gb
+
+
+class Linear(Function):
+    """``y = x @ W.T + b`` as one node: the input may have any number of leading dimensions."""
+
+    def forward(ctx, x, weight, bias=None):
+        if x.shape[-1] != weight.shape[1]:
+            raise RuntimeError(
+                f"linear: input has {x.shape[-1]} features (shape {tuple(x.shape)}) but the weight expects "
+                f"{weight.shape[1]} (weight shape {tuple(weight.shape)})"
+            )
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+        out = x2 @ weight.T
+        if bias is not None:
+            out += bias
+        return out.reshape(x.shape[:-1] + (weight.shape[0],)) if x.ndim != 2 else out
+
+    def backward(ctx, grad):
+        x, weight = ctx.saved
+        g2 = grad.reshape(-1, grad.shape[-1]) if grad.ndim != 2 else grad
+        gx = gw = gb = None
+        if ctx.needs(0):
+            gx = (g2 @ weight).reshape(x.shape)
+        if ctx.needs(1):
+            x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+            gw = g2.T @ x2
+        if ctx.has_bias and ctx.needs(2):
+            gb = g2.sum(axis=0)
+        return gx, gw, gb
+
+
+class Bilinear(Function):
+    def forward(ctx, x1, x2, weight, bias=None):
+        ctx.save_for_backward(x1, x2, weight)
+        ctx.has_bias = bias is not None
+        out = np.einsum("...i,oij,...j->...o", x1, weight, x2, optimize=True)
+        if bias is not None:
+            out += bias
+        return out
+
+    def backward(ctx, grad):
+        x1, x2, weight = ctx.saved
+        g1 = np.einsum("...o,oij,...j->...i", grad, weight, x2, optimize=True)
+        g2 = np.einsum("...o,oij,...i->...j", grad, weight, x1, optimize=True)
+        gw = np.einsum("...o,...i,...j->oij", grad, x1, x2, optimize=True)
+        gb = grad.reshape(-1, grad.shape[-1]).sum(axis=0) if ctx.has_bias else None
+        return g1, g2, gw, gb
+
+
+class Einsum(Function):
+    def forward(ctx, *operands, equation):
+        ctx.save_for_backward(*operands)
+        inputs, _, output = equation.partition("->")
+        ctx.terms = inputs.split(",")
+        ctx.output = output
+        return np.einsum(equation, *operands, optimize=len(operands) > 2)
+
+    def backward(ctx, grad):
+        ops = ctx.saved
+        grads = []
+        for i, term in enumerate(ctx.terms):
+            if not ctx.needs(i):
+                grads.append(None)
+                continue
+            others = [t for j, t in enumerate(ctx.terms) if j != i]
+            other_ops = [o for j, o in enumerate(ops) if j != i]
+            # Letters of this operand missing from the output and the other operands are summed in
+            # forward; their gradient is a broadcast, restored after the einsum below.
+            available = set(ctx.output).union(*map(set, others)) if others else set(ctx.output)
+            kept = "".join(c for c in term if c in available)
+            seen = []
+            for c in kept:
+                if c not in seen:
+                    seen.append(c)
+            target = "".join(seen)
+            eq = ",".join([ctx.output] + others) + "->" + target
+            g = np.einsum(eq, grad, *other_ops, optimize=len(other_ops) > 1)
+            full_shape = ops[i].shape
+            # Expand to the operand's own subscripts (repeated letters = diagonals, missing = broadcast).
+            if len(set(term)) == len(term):
+                expand = g
+                missing = [k for k, c in enumerate(term) if c not in seen]
+                order = [c for c in term if c in seen]
+                expand = np.transpose(expand, [seen.index(c) for c in order]) if order else expand
+                for k in missing:
+                    expand = np.expand_dims(expand, k)
+                grads.append(np.broadcast_to(expand, full_shape).astype(grad.dtype, copy=True))
+            else:
+                out = np.zeros(full_shape, dtype=grad.dtype)
+                grid = np.indices(full_shape)
+                mask = np.ones(full_shape, dtype=bool)
+                first = {}
+                for k, c in enumerate(term):
+                    if c in first:
+                        mask &= grid[k] == grid[first[c]]
+                    else:
+                        first[c] = k
+                src_index = tuple(grid[first[c]] for c in seen)
+                vals = g[src_index] if seen else np.broadcast_to(g, full_shape)
+                out[mask] = vals[mask]
+                grads.append(out)
+        return tuple(grads)
+
+
+def matmul(input, other):
+    """Matrix product with NumPy/PyTorch semantics: 1-D vectors, 2-D matrices, batched and broadcast N-D.
+
+    ``(b, n, m) @ (m, p) -> (b, n, p)``; a 1-D operand is a vector (its dimension is removed after).
+    """
+    return MatMul.apply(ensure_tensor(input, "matmul"), ensure_tensor(other, "matmul"))
+
+
+def mm(input, mat2):
+    """2-D matrix product ``(n, m) @ (m, p)``."""
+    if input.ndim != 2 or mat2.ndim != 2:
+        raise RuntimeError(f"mm: expected 2-D matrices, got shapes {tuple(input.shape)} and {tuple(mat2.shape)}")
+    return matmul(input, mat2)
+
+
+def bmm(input, mat2):
+    """Batched product ``(b, n, m) @ (b, m, p)``."""
+    if input.ndim != 3 or mat2.ndim != 3 or input.shape[0] != mat2.shape[0]:
+        raise RuntimeError(f"bmm: expected 3-D tensors with equal batch sizes, got shapes {tuple(input.shape)} "
+                           f"and {tuple(mat2.shape)}")
+    return matmul(input, mat2)
+
+
+def mv(input, vec):
+    if input.ndim != 2 or vec.ndim != 1:
+        raise RuntimeError(f"mv: expected a matrix and a vector, got shapes {tuple(input.shape)} and {tuple(vec.shape)}")
+    return matmul(input, vec)
+
+
+def dot(input, other):
+    if input.ndim != 1 or other.ndim != 1:
+        raise RuntimeError(f"dot: expected 1-D tensors, got shapes {tuple(input.shape)} and {tuple(other.shape)}")
+    return matmul(input, other)
+
+
+def einsum(equation, *operands):
+    """Einstein summation, e.g. ``einsum('bij,bjk->bik', a, b)``; differentiable for every operand."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    equation = equation.replace(" ", "")
+    ops = [ensure_tensor(o, "einsum") for o in operands]
+    if "->" not in equation:
+        letters = equation.replace(",", "")
+        out = "".join(sorted(c for c in set(letters) if letters.count(c) == 1 and c != "."))
+        equation = equation + "->" + out
+    if "..." in equation:
+        equation = _expand_ellipsis(equation, [o.ndim for o in ops])
+    terms = equation.split("->")[0].split(",")
+    if len(terms) != len(ops):
+        raise RuntimeError(f"einsum: equation '{equation}' has {len(terms)} operands but {len(ops)} were given")
+    for t, o in zip(terms, ops):
+        if len(t) != o.ndim:
+            raise RuntimeError(f"einsum: subscript '{t}' has {len(t)} dimensions but its operand has shape {tuple(o.shape)}")
+    return Einsum.apply(*ops, equation=equation)
+
+
+def _expand_ellipsis(equation, ndims):
+    inputs, out = equation.split("->")
+    terms = inputs.split(",")
+    used = set(c for c in equation if c.isalpha())
+    spare = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in used]
+    n_ell = max((nd - (len(t) - 3)) for t, nd in zip(terms, ndims) if "..." in t)
+    ell = "".join(spare[:n_ell])
+    new_terms = []
+    for t, nd in zip(terms, ndims):
+        if "..." in t:
+            k = nd - (len(t) - 3)
+            t = t.replace("...", ell[n_ell - k:])
+        new_terms.append(t)
+    out = out.replace("...", ell)
+    return ",".join(new_terms) + "->" + out
+
+
+def linear(input, weight, bias=None):
+    """``input @ weight.T + bias`` as one fused op. input ``(*, in)``, weight ``(out, in)``, bias ``(out,)``."""
+    if weight.ndim != 2:
+        raise RuntimeError(f"linear: weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
+    if bias is None:
+        return Linear.apply(input, weight)
+    return Linear.apply(input, weight, bias)
+
+
+def bilinear(input1, input2, weight, bias=None):
+    """``y_o = x1 @ W_o @ x2 + b_o``; weight ``(out, in1, in2)``."""
+    if bias is None:
+        return Bilinear.apply(input1, input2, weight)
+    return Bilinear.apply(input1, input2, weight, bias)
+
+
+def _rmatmul(self, other):
+    return matmul(other, self)
+
+
+install(__matmul__=matmul, __rmatmul__=_rmatmul, matmul=matmul, mm=mm, bmm=bmm, mv=mv, dot=dot)

@@ -1,2 +1,522 @@
-"""placeholder"""
-__all__ = []
+"""Reductions: sum, mean, prod, var/std, max/min, logsumexp, softmax, log_softmax, cumsum, norm.
+
+Every reduction takes PyTorch's ``dim=``/``keepdim=`` and NumPy's ``axis=``/``keepdims=`` aliases.
+"""
+import builtins
+from collections import namedtuple
+
+import numpy as np
+
+from .. import backend
+from ..autograd.function import Function
+from ..autograd.tensor import Tensor
+from ._util import ensure_tensor, install, normalize_dim, normalize_dims, pick_dim
+
+__all__ = [
+    "sum", "mean", "prod", "var", "std", "var_mean", "std_mean", "max", "min", "amax", "amin", "argmax",
+    "argmin", "logsumexp", "softmax", "log_softmax", "softmin", "cumsum", "cumprod", "norm", "all", "any",
+    "count_nonzero", "aminmax",
+]
+
+values_indices = namedtuple("values_indices", ["values", "indices"])
+
+
+def _expand(grad, dims, keepdim):
+    """Re-insert reduced dimensions into ``grad`` so it broadcasts against the input."""
+    if keepdim or dims is None:
+        return grad
+    return np.expand_dims(grad, dims)
+
+
+def _keep(keepdim, keepdims):
+    return bool(keepdim or keepdims)
+
+
+# --------------------------------------------------------------------------- sum / mean / prod
+class Sum(Function):
+    def forward(ctx, a, dims, keepdim, dtype=None):
+        ctx.shape = a.shape
+        ctx.dims = dims
+        ctx.keepdim = keepdim
+        out = np.sum(a, axis=dims, keepdims=keepdim, dtype=dtype)
+        return out
+
+    def backward(ctx, grad):
+        return np.broadcast_to(_expand(grad, ctx.dims, ctx.keepdim), ctx.shape)
+
+
+class Mean(Function):
+    def forward(ctx, a, dims, keepdim):
+        ctx.shape = a.shape
+        ctx.dims = dims
+        ctx.keepdim = keepdim
+        n = a.size if dims is None else int(np.prod([a.shape[d] for d in dims]))
+        ctx.scale = a.dtype.type(1.0 / n) if n else a.dtype.type(np.nan)
+        return np.mean(a, axis=dims, keepdims=keepdim)
+
+    def backward(ctx, grad):
+        return np.broadcast_to(_expand(grad * ctx.scale, ctx.dims, ctx.keepdim), ctx.shape)
+
+
+class Prod(Function):
+    def forward(ctx, a, dims, keepdim):
+        ctx.save_for_backward(a)
+        ctx.dims = dims
+        ctx.keepdim = keepdim
+        return np.prod(a, axis=dims, keepdims=keepdim)
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        dims = tuple(range(a.ndim)) if ctx.dims is None else ctx.dims
+        g = _expand(grad, ctx.dims, ctx.keepdim) if ctx.dims is not None else grad.reshape((1,) * a.ndim)
+        # Product of all the other elements, computed with exclusive cumulative products so that zeros
+        # in the input give the right gradient (dividing the product by x would give 0/0).
+        rest = [d for d in range(a.ndim) if d not in dims]
+        moved = np.transpose(a, rest + list(dims))
+        lead = moved.shape[:len(rest)]
+        flat = moved.reshape(lead + (-1,))
+        ones = np.ones(lead + (1,), dtype=a.dtype)
+        left = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+        right = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+        others = (left * right).reshape(moved.shape)
+        inverse = np.argsort(rest + list(dims))
+        others = np.transpose(others, inverse)
+        return g * others
+
+
+def sum(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=False):  # noqa: A001
+    """Sum over ``dim`` (an int, a tuple, or None for all); bool and integer inputs sum to int64."""
+    x = ensure_tensor(input, "sum")
+    dims = normalize_dims(pick_dim(dim, axis, "sum"), x.ndim, "sum")
+    if dtype is None and x.data.dtype.kind in "bui":
+        dtype = np.int64
+    return Sum.apply(x, dims, _keep(keepdim, keepdims), backend.to_dtype(dtype))
+
+
+def mean(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=False):
+    """Mean over ``dim``; integer inputs need an explicit floating ``dtype`` (as in PyTorch)."""
+    x = ensure_tensor(input, "mean")
+    if dtype is not None:
+        x = x.to(dtype)
+    if x.data.dtype.kind != "f":
+        raise RuntimeError(f"mean(): input dtype must be floating point, got {x.data.dtype}; pass dtype=somanet.float32")
+    dims = normalize_dims(pick_dim(dim, axis, "mean"), x.ndim, "mean")
+    return Mean.apply(x, dims, _keep(keepdim, keepdims))
+
+
+def prod(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=False):
+    x = ensure_tensor(input, "prod")
+    if dtype is not None:
+        x = x.to(dtype)
+    dims = normalize_dims(pick_dim(dim, axis, "prod"), x.ndim, "prod")
+    return Prod.apply(x, dims, _keep(keepdim, keepdims))
+
+
+# --------------------------------------------------------------------------- variance
+class Var(Function):
+    def forward(ctx, a, dims, keepdim, correction, sqrt):
+        m = np.mean(a, axis=dims, keepdims=True)
+        centered = a - m
+        n = a.size if dims is None else int(np.prod([a.shape[d] for d in dims]))
+        denom = builtins.max(n - correction, 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var = np.sum(centered * centered, axis=dims, keepdims=keepdim) / a.dtype.type(denom)
+            out = np.sqrt(var) if sqrt else var
+        ctx.save_for_backward(centered, out)
+        ctx.dims, ctx.keepdim, ctx.denom, ctx.sqrt = dims, keepdim, denom, sqrt
+        return out.astype(a.dtype, copy=False)
+
+    def backward(ctx, grad):
+        centered, out = ctx.saved
+        g = _expand(grad, ctx.dims, ctx.keepdim)
+        scale = centered.dtype.type(2.0 / ctx.denom) if ctx.denom else centered.dtype.type(np.inf)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if ctx.sqrt:
+                g = g / (2 * _expand(out, ctx.dims, ctx.keepdim))
+            return g * (centered * scale)
+
+
+def _correction(correction, unbiased, op):
+    if unbiased is not None:
+        if correction is not None:
+            raise TypeError(f"{op}(): pass either correction= or unbiased=, not both")
+        return 1 if unbiased else 0
+    return 1 if correction is None else correction
+
+
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None, keepdims=False):
+    """Variance over ``dim`` with ``correction`` (1 = unbiased, Bessel's correction; 0 = population)."""
+    x = ensure_tensor(input, "var")
+    if isinstance(unbiased, (int, tuple, list)) and not isinstance(unbiased, bool):
+        dim, unbiased = unbiased, None  # var(x, 1) passes dim positionally
+    dims = normalize_dims(pick_dim(dim, axis, "var"), x.ndim, "var")
+    return Var.apply(x, dims, _keep(keepdim, keepdims), _correction(correction, unbiased, "var"), False)
+
+
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None, keepdims=False):
+    """Standard deviation over ``dim`` with ``correction`` (default 1)."""
+    x = ensure_tensor(input, "std")
+    if isinstance(unbiased, (int, tuple, list)) and not isinstance(unbiased, bool):
+        dim, unbiased = unbiased, None
+    dims = normalize_dims(pick_dim(dim, axis, "std"), x.ndim, "std")
+    return Var.apply(x, dims, _keep(keepdim, keepdims), _correction(correction, unbiased, "std"), True)
+
+
+def var_mean(input, dim=None, *, correction=1, keepdim=False):
+    return var(input, dim, keepdim=keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+def std_mean(input, dim=None, *, correction=1, keepdim=False):
+    return std(input, dim, keepdim=keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+# --------------------------------------------------------------------------- max / min
+class Extreme(Function):
+    """amax/amin (and full max/min): ties share the gradient evenly, as in PyTorch."""
+
+    def forward(ctx, a, dims, keepdim, largest):
+        if a.size == 0:
+            raise RuntimeError(f"{'max' if largest else 'min'}(): cannot reduce an empty tensor of shape {a.shape}")
+        out = (np.max if largest else np.min)(a, axis=dims, keepdims=keepdim)
+        ctx.save_for_backward(a, out)
+        ctx.dims, ctx.keepdim = dims, keepdim
+        return out
+
+    def backward(ctx, grad):
+        a, out = ctx.saved
+        mask = a == _expand(out, ctx.dims, ctx.keepdim)
+        count = np.sum(mask, axis=ctx.dims, keepdims=True)
+        return mask * (_expand(grad, ctx.dims, ctx.keepdim) / count.astype(grad.dtype))
+
+
+class ExtremeDim(Function):
+    """max/min along one dim: the gradient goes to the returned index only."""
+
+    def forward(ctx, a, dim, keepdim, index):
+        ctx.save_for_backward(index)
+        ctx.shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
+        vals = np.take_along_axis(a, index, axis=dim)
+        return vals if keepdim else np.squeeze(vals, axis=dim)
+
+    def backward(ctx, grad):
+        (index,) = ctx.saved
+        g = grad if ctx.keepdim else np.expand_dims(grad, ctx.dim)
+        out = np.zeros(ctx.shape, dtype=grad.dtype)
+        np.put_along_axis(out, index, g, axis=ctx.dim)
+        return out
+
+
+def _extreme(name, largest):
+    arg = np.argmax if largest else np.argmin
+
+    def op(input, dim=None, keepdim=False, *, axis=None, keepdims=False, out=None):
+        if isinstance(dim, Tensor):
+            from .elementwise import maximum, minimum
+
+            return (maximum if largest else minimum)(input, dim)
+        x = ensure_tensor(input, name)
+        d = pick_dim(dim, axis, name)
+        keep = _keep(keepdim, keepdims)
+        if d is None:
+            return Extreme.apply(x, None, False, largest)
+        d = normalize_dim(d, x.ndim, name)
+        if x.data.ndim == 0:
+            return values_indices(x.clone() if hasattr(x, "clone") else x, Tensor(np.zeros((), dtype=np.int64)))
+        if x.data.shape[d] == 0:
+            raise IndexError(f"{name}(): cannot reduce dimension {d} of size 0 (shape {tuple(x.shape)})")
+        index = np.expand_dims(arg(x.data, axis=d), d)
+        values = ExtremeDim.apply(x, d, keep, index)
+        idx = index if keep else np.squeeze(index, axis=d)
+        return values_indices(values, Tensor(idx.astype(np.int64)))
+
+    op.__name__ = name
+    op.__doc__ = (f"``{name}(x)``: the {'largest' if largest else 'smallest'} value; ``{name}(x, dim)``: "
+                  f"(values, indices) along ``dim``; ``{name}(x, other)``: elementwise.")
+    return op
+
+
+max = _extreme("max", True)  # noqa: A001
+min = _extreme("min", False)  # noqa: A001
+
+
+def amax(input, dim=None, keepdim=False, *, axis=None, keepdims=False):
+    """Largest values over ``dim`` (int or tuple); ties share the gradient evenly."""
+    x = ensure_tensor(input, "amax")
+    dims = normalize_dims(pick_dim(dim, axis, "amax"), x.ndim, "amax")
+    if dims == ():
+        dims = None
+    return Extreme.apply(x, dims, _keep(keepdim, keepdims), True)
+
+
+def amin(input, dim=None, keepdim=False, *, axis=None, keepdims=False):
+    x = ensure_tensor(input, "amin")
+    dims = normalize_dims(pick_dim(dim, axis, "amin"), x.ndim, "amin")
+    if dims == ():
+        dims = None
+    return Extreme.apply(x, dims, _keep(keepdim, keepdims), False)
+
+
+def aminmax(input, *, dim=None, keepdim=False):
+    return namedtuple("aminmax", ["min", "max"])(amin(input, dim, keepdim), amax(input, dim, keepdim))
+
+
+class _Arg(Function):
+    differentiable = False
+
+    def forward(ctx, a, dim, keepdim, largest):
+        fn = np.argmax if largest else np.argmin
+        if dim is None:
+            out = np.asarray(fn(a), dtype=np.int64)
+            return out.reshape((1,) * a.ndim) if keepdim else out
+        out = fn(a, axis=dim, keepdims=keepdim)
+        return out.astype(np.int64, copy=False)
+
+
+def argmax(input, dim=None, keepdim=False, *, axis=None, keepdims=False):
+    """Index of the largest value (flattened when ``dim`` is None); int64, no gradient."""
+    x = ensure_tensor(input, "argmax")
+    d = pick_dim(dim, axis, "argmax")
+    d = None if d is None else normalize_dim(d, x.ndim, "argmax")
+    return _Arg.apply(x, d, _keep(keepdim, keepdims), True)
+
+
+def argmin(input, dim=None, keepdim=False, *, axis=None, keepdims=False):
+    x = ensure_tensor(input, "argmin")
+    d = pick_dim(dim, axis, "argmin")
+    d = None if d is None else normalize_dim(d, x.ndim, "argmin")
+    return _Arg.apply(x, d, _keep(keepdim, keepdims), False)
+
+
+class _Bool(Function):
+    differentiable = False
+
+    def forward(ctx, a, dims, keepdim, fn):
+        return fn(a, axis=dims, keepdims=keepdim)
+
+
+def all(input, dim=None, keepdim=False, *, axis=None, keepdims=False):  # noqa: A001
+    x = ensure_tensor(input, "all")
+    return _Bool.apply(x, normalize_dims(pick_dim(dim, axis, "all"), x.ndim, "all"), _keep(keepdim, keepdims), np.all)
+
+
+def any(input, dim=None, keepdim=False, *, axis=None, keepdims=False):  # noqa: A001
+    x = ensure_tensor(input, "any")
+    return _Bool.apply(x, normalize_dims(pick_dim(dim, axis, "any"), x.ndim, "any"), _keep(keepdim, keepdims), np.any)
+
+
+class _CountNonzero(Function):
+    differentiable = False
+
+    def forward(ctx, a, dims):
+        return np.asarray(np.count_nonzero(a, axis=dims), dtype=np.int64)
+
+
+def count_nonzero(input, dim=None):
+    x = ensure_tensor(input, "count_nonzero")
+    return _CountNonzero.apply(x, normalize_dims(dim, x.ndim, "count_nonzero"))
+
+
+# --------------------------------------------------------------------------- softmax family
+class LogSumExp(Function):
+    def forward(ctx, a, dims, keepdim):
+        m = np.max(a, axis=dims, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0).astype(a.dtype, copy=False)
+        with np.errstate(divide="ignore"):
+            out = np.log(np.sum(np.exp(a - m), axis=dims, keepdims=True)) + m
+        ctx.save_for_backward(a, out)
+        ctx.dims = dims
+        return out if keepdim else np.squeeze(out, axis=dims)
+
+    def backward(ctx, grad):
+        a, out = ctx.saved
+        ctx_keep = grad.ndim == a.ndim
+        g = grad if ctx_keep else np.expand_dims(grad, ctx.dims)
+        with np.errstate(invalid="ignore"):
+            return g * np.exp(a - out)
+
+
+class Softmax(Function):
+    def forward(ctx, a, dim):
+        e = a - np.max(a, axis=dim, keepdims=True)
+        np.exp(e, out=e)
+        e /= np.sum(e, axis=dim, keepdims=True)
+        ctx.save_for_backward(e)
+        ctx.dim = dim
+        return e
+
+    def backward(ctx, grad):
+        (s,) = ctx.saved
+        gs = grad * s
+        gs -= s * np.sum(gs, axis=ctx.dim, keepdims=True)
+        return gs
+
+
+class LogSoftmax(Function):
+    def forward(ctx, a, dim):
+        shifted = a - np.max(a, axis=dim, keepdims=True)
+        shifted -= np.log(np.sum(np.exp(shifted), axis=dim, keepdims=True))
+        ctx.save_for_backward(shifted)
+        ctx.dim = dim
+        return shifted
+
+    def backward(ctx, grad):
+        (out,) = ctx.saved
+        return grad - np.exp(out) * np.sum(grad, axis=ctx.dim, keepdims=True)
+
+
+def _softmax_dim(dim, ndim, op):
+    if dim is None:
+        # PyTorch's legacy implicit choice.
+        dim = 0 if ndim in (0, 1, 3) else 1
+    return normalize_dim(dim, ndim, op)
+
+
+def _float_input(input, dtype, op):
+    x = ensure_tensor(input, op)
+    if dtype is not None:
+        x = x.to(dtype)
+    if x.data.dtype.kind != "f":
+        raise RuntimeError(f"{op}(): expected a floating point input, got dtype {x.data.dtype}")
+    return x
+
+
+def logsumexp(input, dim=None, keepdim=False, *, axis=None, keepdims=False):
+    """``log(sum(exp(x)))`` over ``dim``, computed stably (finite for inputs of +-1e4)."""
+    x = _float_input(input, None, "logsumexp")
+    dims = normalize_dims(pick_dim(dim, axis, "logsumexp"), x.ndim, "logsumexp")
+    return LogSumExp.apply(x, dims, _keep(keepdim, keepdims))
+
+
+def softmax(input, dim=None, dtype=None, *, axis=None):
+    """``exp(x) / sum(exp(x))`` along ``dim``, stable for large inputs."""
+    x = _float_input(input, dtype, "softmax")
+    return Softmax.apply(x, _softmax_dim(pick_dim(dim, axis, "softmax"), x.ndim, "softmax"))
+
+
+def log_softmax(input, dim=None, dtype=None, *, axis=None):
+    """``x - logsumexp(x)`` along ``dim``, stable for large inputs."""
+    x = _float_input(input, dtype, "log_softmax")
+    return LogSoftmax.apply(x, _softmax_dim(pick_dim(dim, axis, "log_softmax"), x.ndim, "log_softmax"))
+
+
+def softmin(input, dim=None, dtype=None):
+    from .elementwise import neg
+
+    return softmax(neg(_float_input(input, dtype, "softmin")), dim)
+
+
+# --------------------------------------------------------------------------- cumulative
+class CumSum(Function):
+    def forward(ctx, a, dim):
+        ctx.dim = dim
+        return np.cumsum(a, axis=dim)
+
+    def backward(ctx, grad):
+        d = ctx.dim
+        return np.flip(np.cumsum(np.flip(grad, d), axis=d), d)
+
+
+class CumProd(Function):
+    def forward(ctx, a, dim):
+        out = np.cumprod(a, axis=dim)
+        ctx.save_for_backward(a, out)
+        ctx.dim = dim
+        return out
+
+    def backward(ctx, grad):
+        a, out = ctx.saved
+        d = ctx.dim
+        if np.all(a != 0):
+            rev = np.flip(np.cumsum(np.flip(grad * out, d), axis=d), d)
+            return rev / a
+        # With zeros, sum_j>=i g_j * prod_{k<=j, k!=i} a_k, computed position by position along dim.
+        moved = np.moveaxis(a, d, -1)
+        gmoved = np.moveaxis(grad, d, -1)
+        n = moved.shape[-1]
+        result = np.zeros_like(moved)
+        for i in range(n):
+            others = moved.copy()
+            others[..., i] = 1
+            prods = np.cumprod(others, axis=-1)
+            result[..., i] = np.sum((gmoved * prods)[..., i:], axis=-1)
+        return np.moveaxis(result, -1, d)
+
+
+def cumsum(input, dim, *, dtype=None):
+    x = ensure_tensor(input, "cumsum")
+    if dtype is not None:
+        x = x.to(dtype)
+    return CumSum.apply(x, normalize_dim(dim, x.ndim, "cumsum"))
+
+
+def cumprod(input, dim, *, dtype=None):
+    x = ensure_tensor(input, "cumprod")
+    if dtype is not None:
+        x = x.to(dtype)
+    return CumProd.apply(x, normalize_dim(dim, x.ndim, "cumprod"))
+
+
+# --------------------------------------------------------------------------- norms
+class Norm(Function):
+    def forward(ctx, a, p, dims, keepdim):
+        ax = np.abs(a)
+        if p == np.inf:
+            out = np.max(ax, axis=dims, keepdims=True)
+        elif p == -np.inf:
+            out = np.min(ax, axis=dims, keepdims=True)
+        elif p == 0:
+            out = np.sum(ax != 0, axis=dims, keepdims=True).astype(a.dtype)
+        elif p == 1:
+            out = np.sum(ax, axis=dims, keepdims=True)
+        elif p == 2:
+            out = np.sqrt(np.sum(a * a, axis=dims, keepdims=True))
+        else:
+            out = np.sum(ax ** p, axis=dims, keepdims=True) ** (1.0 / p)
+        out = out.astype(a.dtype, copy=False)
+        ctx.save_for_backward(a, out)
+        ctx.p, ctx.dims = p, dims
+        return out if keepdim else (np.squeeze(out, axis=dims) if dims is not None else out.reshape(()))
+
+    def backward(ctx, grad):
+        a, out = ctx.saved
+        p = ctx.p
+        g = grad.reshape(out.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if p == 2:
+                res = np.where(out == 0, 0, g * a / out)
+            elif p == 1:
+                res = g * np.sign(a)
+            elif p == 0:
+                res = np.zeros_like(a)
+            elif p in (np.inf, -np.inf):
+                mask = np.abs(a) == out
+                res = g * np.sign(a) * mask / np.sum(mask, axis=ctx.dims, keepdims=True)
+            else:
+                res = np.where(out == 0, 0, g * np.sign(a) * np.abs(a) ** (p - 1) / out ** (p - 1))
+        return res.astype(a.dtype, copy=False)
+
+
+def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
+    """Vector p-norm over ``dim`` (all elements when None): p = 'fro'/2, 1, inf, -inf, 0 or any float."""
+    x = _float_input(input, dtype, "norm")
+    if p in ("fro", None):
+        p = 2
+    if isinstance(p, str):
+        raise ValueError(f"norm(): p={p!r} is not supported; use a number, 'fro' or inf")
+    dims = normalize_dims(dim, x.ndim, "norm")
+    return Norm.apply(x, float(p), dims, keepdim)
+
+
+def _tensor_max(self, dim=None, keepdim=False, **kw):
+    return max(self, dim, keepdim, **kw)
+
+
+def _tensor_min(self, dim=None, keepdim=False, **kw):
+    return min(self, dim, keepdim, **kw)
+
+
+install(
+    sum=sum, mean=mean, prod=prod, var=var, std=std, max=_tensor_max, min=_tensor_min, amax=amax, amin=amin,
+    argmax=argmax, argmin=argmin, logsumexp=logsumexp, softmax=softmax, log_softmax=log_softmax,
+    cumsum=cumsum, cumprod=cumprod, norm=norm, all=all, any=any, count_nonzero=count_nonzero,
+)
