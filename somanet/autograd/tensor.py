@@ -16,7 +16,8 @@ class Tensor:
     """
 
     __slots__ = ("data", "grad", "requires_grad", "grad_fn", "_out_index", "_version", "_hooks", "_retains", "__weakref__")
-    __array_priority__ = 1000  # so ndarray <op> Tensor defers to Tensor's reflected operators
+    # ndarray <op> Tensor defers to Tensor's reflected operators instead of making an object array.
+    __array_ufunc__ = None
 
     def __init__(self, data, requires_grad=False, dtype=None):
         if isinstance(data, Tensor):

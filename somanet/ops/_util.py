@@ -12,10 +12,10 @@ def as_operand(x):
     """
     if isinstance(x, Tensor):
         return x
+    if isinstance(x, np.generic):  # before float: np.float64 is a subclass of float
+        return x.item()
     if isinstance(x, (bool, int, float)):
         return x
-    if isinstance(x, np.generic):
-        return x.item()
     return Tensor(backend.as_array(x))
 
 

@@ -32,6 +32,8 @@ class MatMul(Function):
 
     def backward(ctx, grad):
         a, b = ctx.saved
+        if a.ndim == 1 and b.ndim == 1:
+            return grad * b, grad * a
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g = grad
