@@ -1,0 +1,20 @@
+"""Optimizers and learning-rate schedulers (``somanet.optim``), with PyTorch's names and numerics.
+
+>>> import somanet
+>>> from somanet import optim
+>>> w = somanet.tensor([1.0, -2.0], requires_grad=True)
+>>> opt = optim.SGD([w], lr=0.1)
+>>> w.grad = somanet.tensor([1.0, 1.0])
+>>> opt.step()
+>>> w
+tensor([ 0.9, -2.1], requires_grad=True)
+"""
+from .optimizer import Optimizer, required
+from .sgd import SGD
+from .adam import Adam
+from .adamw import AdamW
+from .rmsprop import RMSprop
+from .adagrad import Adagrad
+from . import lr_scheduler
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "lr_scheduler"]
