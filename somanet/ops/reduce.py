@@ -339,16 +339,25 @@ class Softmax(Function):
     def forward(ctx, a, dim):
         e = a - np.max(a, axis=dim, keepdims=True)
         np.exp(e, out=e)
-        e /= np.sum(e, axis=dim, keepdims=True)
+        e *= 1 / np.sum(e, axis=dim, keepdims=True)
         ctx.save_for_backward(e)
         ctx.dim = dim
         return e
 
     def backward(ctx, grad):
         (s,) = ctx.saved
-        gs = grad * s
-        gs -= s * np.sum(gs, axis=ctx.dim, keepdims=True)
-        return gs
+        # s * (g - <g, s>) with the row dot product taken without a full-size temporary.
+        dot = _rowdot(grad, s, ctx.dim)
+        out = grad - dot
+        out *= s
+        return out
+
+
+def _rowdot(a, b, dim):
+    """``sum(a * b, dim, keepdims=True)`` without materialising ``a * b`` when dim is the last axis."""
+    if dim == a.ndim - 1:
+        return np.einsum("...i,...i->...", a, b)[..., None]
+    return np.sum(a * b, axis=dim, keepdims=True)
 
 
 class LogSoftmax(Function):
@@ -361,7 +370,9 @@ class LogSoftmax(Function):
 
     def backward(ctx, grad):
         (out,) = ctx.saved
-        return grad - np.exp(out) * np.sum(grad, axis=ctx.dim, keepdims=True)
+        e = np.exp(out)
+        e *= np.sum(grad, axis=ctx.dim, keepdims=True)
+        return np.subtract(grad, e, out=e)
 
 
 def _softmax_dim(dim, ndim, op):
