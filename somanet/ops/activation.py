@@ -1,2 +1,303 @@
-"""placeholder until the family is written"""
-__all__ = []
+"""Activation functions beyond the basic ones in ``elementwise``: hard and smooth variants, shrinkage,
+PReLU (learned slope), RReLU (random slope) and GLU.
+
+ReLU, LeakyReLU, GELU, SiLU, ELU, SELU, Softplus, Hardtanh, ReLU6, sigmoid and tanh live in
+``ops/elementwise.py``; softmax, log_softmax and softmin in ``ops/reduce.py``. Each class here is one fused
+``Function`` working on raw arrays, with the functional wrapper under PyTorch's name beside it.
+"""
+import numpy as np
+
+from .. import backend
+from ..autograd.function import Function
+from ..autograd.tensor import Tensor
+from ..random import numpy_rng
+from ._util import normalize_dim
+from .elementwise import _sigmoid
+
+__all__ = [
+    "hardsigmoid", "hardswish", "mish", "logsigmoid", "softsign", "tanhshrink", "softshrink", "hardshrink",
+    "threshold", "celu", "prelu", "rrelu", "glu",
+]
+
+
+def _as_tensor(x, op):
+    if isinstance(x, Tensor):
+        return x
+    try:
+        return Tensor(backend.as_array(x))
+    except TypeError:
+        raise TypeError(f"{op}(): expected a Tensor, got {type(x).__name__}") from None
+
+
+class Hardsigmoid(Function):
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        out = a + a.dtype.type(3)
+        np.clip(out, 0, 6, out=out)
+        out *= a.dtype.type(1 / 6)
+        return out
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        # PyTorch passes the gradient only strictly inside (-3, 3).
+        return grad * ((a > -3) & (a < 3)) * grad.dtype.type(1 / 6)
+
+
+class Hardswish(Function):
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        gate = a + a.dtype.type(3)
+        np.clip(gate, 0, 6, out=gate)
+        gate *= a.dtype.type(1 / 6)
+        return a * gate
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        # Slope x/3 + 1/2 on the closed interval [-3, 3], as PyTorch's kernel does.
+        slope = a * a.dtype.type(1 / 3) + a.dtype.type(0.5)
+        slope = np.where(a < -3, 0, np.where(a > 3, 1, slope)).astype(a.dtype, copy=False)
+        return grad * slope
+
+
+class Mish(Function):
+    def forward(ctx, a):
+        t = np.tanh(np.logaddexp(a.dtype.type(0), a))
+        ctx.save_for_backward(a, t)
+        return a * t
+
+    def backward(ctx, grad):
+        a, t = ctx.saved
+        return grad * (t + a * _sigmoid(a) * (1 - t * t))
+
+
+class Logsigmoid(Function):
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return -np.logaddexp(a.dtype.type(0), -a)
+
+    def backward(ctx, grad):
+        (a,) = ctx.saved
+        return grad * _sigmoid(-a)
+
+
+class Softsign(Function):
+    def forward(ctx, a):
+        denom = 1 + np.abs(a)
+        ctx.save_for_backward(denom)
+        return a / denom
+
+    def backward(ctx, grad):
+        (denom,) = ctx.saved
+        return grad / (denom * denom)
+
+
+class Tanhshrink(Function):
+    def forward(ctx, a):
+        t = np.tanh(a)
+        ctx.save_for_backward(t)
+        return a - t
+
+    def backward(ctx, grad):
+        (t,) = ctx.saved
+        return grad * (t * t)
+
+
+class Softshrink(Function):
+    def forward(ctx, a, lambd=0.5):
+        lam = a.dtype.type(lambd)
+        keep = np.abs(a) > lam
+        ctx.save_for_backward(keep)
+        return np.where(a > lam, a - lam, np.where(a < -lam, a + lam, a.dtype.type(0)))
+
+    def backward(ctx, grad):
+        (keep,) = ctx.saved
+        return grad * keep
+
+
+class Hardshrink(Function):
+    def forward(ctx, a, lambd=0.5):
+        keep = np.abs(a) > a.dtype.type(lambd)
+        ctx.save_for_backward(keep)
+        return a * keep
+
+    def backward(ctx, grad):
+        (keep,) = ctx.saved
+        return grad * keep
+
+
+class Threshold(Function):
+    def forward(ctx, a, threshold, value):
+        keep = a > threshold
+        ctx.save_for_backward(keep)
+        return np.where(keep, a, a.dtype.type(value))
+
+    def backward(ctx, grad):
+        (keep,) = ctx.saved
+        return grad * keep
+
+
+class Celu(Function):
+    def forward(ctx, a, alpha=1.0):
+        inv = a.dtype.type(1 / alpha)
+        e = np.exp(np.minimum(a, 0) * inv)
+        ctx.save_for_backward(a, e)
+        return np.where(a > 0, a, (e - 1) * a.dtype.type(alpha))
+
+    def backward(ctx, grad):
+        a, e = ctx.saved
+        return np.where(a > 0, grad, grad * e)
+
+
+class Prelu(Function):
+    """``x`` where positive, ``weight * x`` elsewhere; ``weight`` has one slope or one per channel (dim 1)."""
+
+    def forward(ctx, a, weight):
+        if weight.size > 1 and a.ndim >= 2:
+            w = weight.reshape((1, weight.size) + (1,) * (a.ndim - 2))
+        elif weight.size > 1:
+            w = weight
+        else:
+            w = weight.reshape(())
+        ctx.save_for_backward(a, w)
+        ctx.wshape = weight.shape
+        return np.where(a > 0, a, a * w)
+
+    def backward(ctx, grad):
+        a, w = ctx.saved
+        pos = a > 0
+        gx = np.where(pos, grad, grad * w)
+        gw_full = np.where(pos, 0, grad * a)
+        if w.ndim == 0:
+            gw = gw_full.sum(dtype=grad.dtype).reshape(ctx.wshape)
+        elif a.ndim >= 2:
+            axes = (0,) + tuple(range(2, a.ndim))
+            gw = gw_full.sum(axis=axes).reshape(ctx.wshape)
+        else:
+            gw = gw_full.reshape(ctx.wshape)
+        return gx, gw.astype(grad.dtype, copy=False)
+
+
+class Rrelu(Function):
+    def forward(ctx, a, slopes):
+        ctx.save_for_backward(a, slopes)
+        return np.where(a > 0, a, a * slopes)
+
+    def backward(ctx, grad):
+        a, slopes = ctx.saved
+        return np.where(a > 0, grad, grad * slopes), None
+
+
+class Glu(Function):
+    def forward(ctx, a, dim=-1):
+        first, second = np.split(a, 2, axis=dim)
+        gate = _sigmoid(second)
+        ctx.save_for_backward(first, gate)
+        ctx.dim = dim
+        return first * gate
+
+    def backward(ctx, grad):
+        first, gate = ctx.saved
+        g_first = grad * gate
+        g_second = g_first * first * (1 - gate)
+        return np.concatenate([g_first, g_second], axis=ctx.dim)
+
+
+def hardsigmoid(input, inplace=False):
+    """``relu6(x + 3) / 6``, elementwise; any shape."""
+    return Hardsigmoid.apply(_as_tensor(input, "hardsigmoid"))
+
+
+def hardswish(input, inplace=False):
+    """``x * relu6(x + 3) / 6``, elementwise (MobileNetV3); any shape."""
+    return Hardswish.apply(_as_tensor(input, "hardswish"))
+
+
+def mish(input, inplace=False):
+    """``x * tanh(softplus(x))``, elementwise; any shape."""
+    return Mish.apply(_as_tensor(input, "mish"))
+
+
+def logsigmoid(input):
+    """``log(sigmoid(x)) = -softplus(-x)``, stable for any x; any shape."""
+    return Logsigmoid.apply(_as_tensor(input, "logsigmoid"))
+
+
+def softsign(input):
+    """``x / (1 + |x|)``, elementwise; any shape."""
+    return Softsign.apply(_as_tensor(input, "softsign"))
+
+
+def tanhshrink(input):
+    """``x - tanh(x)``, elementwise; any shape."""
+    return Tanhshrink.apply(_as_tensor(input, "tanhshrink"))
+
+
+def softshrink(input, lambd=0.5):
+    """``x - lambd`` above ``lambd``, ``x + lambd`` below ``-lambd``, 0 between; any shape."""
+    if lambd < 0:
+        raise ValueError(f"softshrink(): lambd must be non-negative, got {lambd}")
+    return Softshrink.apply(_as_tensor(input, "softshrink"), lambd=lambd)
+
+
+def hardshrink(input, lambd=0.5):
+    """``x`` where ``|x| > lambd``, else 0; any shape."""
+    return Hardshrink.apply(_as_tensor(input, "hardshrink"), lambd=lambd)
+
+
+def threshold(input, threshold, value, inplace=False):
+    """``x`` where ``x > threshold``, else ``value``; any shape."""
+    return Threshold.apply(_as_tensor(input, "threshold"), threshold=threshold, value=value)
+
+
+def celu(input, alpha=1.0, inplace=False):
+    """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``; any shape."""
+    if alpha == 0:
+        raise ValueError("celu(): alpha must not be 0 (it divides x)")
+    return Celu.apply(_as_tensor(input, "celu"), alpha=alpha)
+
+
+def prelu(input, weight):
+    """Leaky ReLU with a learned slope: ``weight`` of shape ``(1,)`` or ``(C,)`` where ``C`` is dim 1 of
+    ``input`` ``(N, C, *)``."""
+    input = _as_tensor(input, "prelu")
+    weight = _as_tensor(weight, "prelu")
+    n = weight.data.size
+    if weight.data.ndim > 1:
+        raise ValueError(f"prelu(): weight must be 1-D or a scalar, got shape {tuple(weight.shape)}")
+    if n > 1:
+        channels = input.shape[1] if input.ndim >= 2 else (input.shape[0] if input.ndim == 1 else 1)
+        if channels != n:
+            raise ValueError(f"prelu(): weight has {n} slopes but the input of shape {tuple(input.shape)} has "
+                             f"{channels} channels (dim 1); use one slope or one per channel")
+    return Prelu.apply(input, weight)
+
+
+def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False, generator=None):
+    """Randomized leaky ReLU: negative inputs are scaled by a slope drawn from ``U(lower, upper)`` per
+    element in training, by ``(lower + upper) / 2`` in evaluation; any shape."""
+    input = _as_tensor(input, "rrelu")
+    if not 0 <= lower <= upper:
+        raise ValueError(f"rrelu(): expected 0 <= lower <= upper, got lower={lower}, upper={upper}")
+    dtype = input.dtype
+    if training:
+        rng = numpy_rng(generator)
+        slopes = rng.random(input.shape, dtype=np.float32 if dtype == np.float32 else np.float64)
+        slopes = (slopes * (upper - lower) + lower).astype(dtype, copy=False)
+    else:
+        slopes = np.asarray((lower + upper) / 2, dtype=dtype)
+    return Rrelu.apply(input, slopes)
+
+
+def glu(input, dim=-1):
+    """Gated linear unit: splits ``input`` in two halves ``a, b`` along ``dim`` and returns ``a * sigmoid(b)``.
+
+    ``(*, 2K, *) -> (*, K, *)``.
+    """
+    input = _as_tensor(input, "glu")
+    if input.ndim == 0:
+        raise RuntimeError("glu(): does not support scalars because halving size must be even")
+    d = normalize_dim(dim, input.ndim, "glu")
+    if input.shape[d] % 2:
+        raise RuntimeError(f"glu(): halving dimension must be even, but dimension {dim} of shape "
+                           f"{tuple(input.shape)} has size {input.shape[d]}")
+    return Glu.apply(input, dim=d)

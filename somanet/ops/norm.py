@@ -1,2 +1,421 @@
-"""placeholder until the family is written"""
-__all__ = []
+"""Normalisation layers as fused ops: batch norm (any ``(N, C, *)``), layer norm, RMS norm, group norm,
+instance norm and local response norm.
+
+Each op is one ``Function`` whose backward is written out by hand: with ``xhat`` the normalised input,
+``invstd = 1 / sqrt(var + eps)`` and ``dxhat`` the gradient reaching ``xhat``, every mean/variance
+normalisation over a set ``R`` of ``M`` elements has the input gradient
+
+    dx = invstd * (dxhat - mean_R(dxhat) - xhat * mean_R(dxhat * xhat)),
+
+so backward needs only ``xhat`` and ``invstd`` from forward, and the affine gradients
+(``sum(grad * xhat)``, ``sum(grad)``) are reused inside it. Arrays are reshaped to a 3-D view
+``(N, C, S)`` or 2-D ``(rows, D)`` so every reduction is one NumPy call over contiguous memory.
+"""
+import numpy as np
+
+from .. import backend
+from ..autograd.function import Function
+from ..autograd.tensor import Tensor
+
+__all__ = ["batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm", "local_response_norm"]
+
+
+def _data(t):
+    return None if t is None else (t.data if isinstance(t, Tensor) else t)
+
+
+def _per_channel_sums(a, b):
+    """``sum(a * b)`` over axes 0 and 2 of two ``(N, C, S)`` arrays, without a full-size temporary."""
+    return np.einsum("ncs,ncs->c", a, b)
+
+
+# --------------------------------------------------------------------------- batch norm
+class BatchNorm(Function):
+    """Batch normalisation of ``(N, C, *)`` over every axis but the channel axis 1.
+
+    With ``training`` the batch statistics normalise the input and, when running buffers are given,
+    are blended into them in place (``momentum`` is the blending factor: PyTorch's exponential average
+    factor). Otherwise the running statistics normalise it.
+    """
+
+    def forward(ctx, x, weight, bias, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+        n, c = x.shape[0], x.shape[1]
+        x3 = x.reshape(n, c, -1)
+        dtype = x.dtype
+        ctx.shape = x.shape
+        ctx.training = training
+        ctx.has_weight = weight is not None
+        ctx.has_bias = bias is not None
+        if training:
+            m = x3.shape[0] * x3.shape[2]
+            mean = x3.mean(axis=(0, 2))
+            xhat = x3 - mean[:, None]
+            var = _per_channel_sums(xhat, xhat) / dtype.type(m)
+            invstd = 1 / np.sqrt(var + dtype.type(eps))
+            xhat *= invstd[:, None]
+            if running_mean is not None:
+                # The running variance is the unbiased estimate, as in PyTorch.
+                running_mean *= 1 - momentum
+                running_mean += (momentum * mean).astype(running_mean.dtype, copy=False)
+                running_var *= 1 - momentum
+                running_var += (momentum * m / max(m - 1, 1) * var).astype(running_var.dtype, copy=False)
+            out = xhat * weight[:, None] if weight is not None else xhat.copy()
+            if bias is not None:
+                out += bias[:, None]
+            ctx.save_for_backward(xhat, invstd, weight)
+            ctx.m = m
+            return out.reshape(x.shape)
+        invstd = (1 / np.sqrt(running_var + eps)).astype(dtype, copy=False)
+        scale = invstd * weight if weight is not None else invstd
+        shift = -running_mean.astype(dtype, copy=False) * scale
+        if bias is not None:
+            shift = shift + bias
+        out = x3 * scale[:, None]
+        out += shift[:, None]
+        # Copies: the running buffers may be updated in place before backward runs.
+        ctx.save_for_backward(x3, invstd, scale, running_mean.astype(dtype, copy=True))
+        return out.reshape(x.shape)
+
+    def backward(ctx, grad):
+        n, c = ctx.shape[0], ctx.shape[1]
+        g3 = grad.reshape(n, c, -1)
+        need_w = ctx.has_weight and ctx.needs(1)
+        need_b = ctx.has_bias and ctx.needs(2)
+        if ctx.training:
+            xhat, invstd, weight = ctx.saved
+            gbias = g3.sum(axis=(0, 2))
+            gweight = _per_channel_sums(g3, xhat)
+            dx = None
+            if ctx.needs(0):
+                m = g3.dtype.type(ctx.m)
+                dx = xhat * (-gweight / m)[:, None]
+                dx += g3
+                dx -= (gbias / m)[:, None]
+                k = invstd * weight if weight is not None else invstd
+                dx *= k[:, None]
+                dx = dx.reshape(ctx.shape)
+            return dx, gweight if need_w else None, gbias if need_b else None, None, None
+        x3, invstd, scale, running_mean = ctx.saved
+        dx = (g3 * scale[:, None]).reshape(ctx.shape) if ctx.needs(0) else None
+        gweight = gbias = None
+        if need_w:
+            gweight = _per_channel_sums(g3, x3 - running_mean[:, None]) * invstd
+        if need_b:
+            gbias = g3.sum(axis=(0, 2))
+        return dx, gweight, gbias, None, None
+
+
+def _check_channels(op, x, c, what, arr):
+    if arr is not None and arr.shape != (c,):
+        raise RuntimeError(f"{op}(): {what} must have shape ({c},) to match the {c} channels (dim 1) of the "
+                           f"input of shape {tuple(x.shape)}, got {tuple(arr.shape)}")
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Batch normalisation of ``input`` ``(N, C, *)`` (``(N, C)``, ``(N, C, L)``, ``(N, C, H, W)``, ...).
+
+    ``training=True`` normalises with the batch's mean and (biased) variance per channel and, when
+    ``running_mean``/``running_var`` (``(C,)`` tensors) are given, updates them in place:
+    ``running = (1 - momentum) * running + momentum * batch`` with the unbiased batch variance.
+    ``training=False`` normalises with the running statistics. ``weight``/``bias`` ``(C,)`` are the affine
+    transform. Returns a tensor shaped like ``input``.
+    """
+    if not isinstance(input, Tensor):
+        input = Tensor(backend.as_array(input))
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm(): expected an input of shape (N, C, *) with at least 2 dimensions, "
+                         f"got shape {tuple(input.shape)}")
+    c = input.shape[1]
+    rm, rv = _data(running_mean), _data(running_var)
+    for what, arr in (("running_mean", rm), ("running_var", rv), ("weight", _data(weight)), ("bias", _data(bias))):
+        _check_channels("batch_norm", input, c, what, arr)
+    if training:
+        per_channel = input.data.size // max(c, 1)
+        if per_channel <= 1:
+            raise ValueError(f"batch_norm(): expected more than 1 value per channel when training, got input of "
+                             f"shape {tuple(input.shape)}")
+    elif rm is None or rv is None:
+        raise ValueError("batch_norm(): running_mean and running_var are required when training=False")
+    out = BatchNorm.apply(input, weight, bias, rm, rv, training=training, momentum=momentum, eps=eps)
+    if training and rm is not None:
+        for t in (running_mean, running_var):
+            if isinstance(t, Tensor):
+                t._version[0] += 1
+    return out
+
+
+# --------------------------------------------------------------------------- layer norm and RMS norm
+class LayerNorm(Function):
+    """Normalise each row of the ``(rows, D)`` view over its ``D`` trailing elements, then ``* w + b``."""
+
+    def forward(ctx, x, weight, bias, d, eps):
+        x2 = x.reshape(-1, d)
+        dtype = x.dtype
+        mean = x2.mean(axis=1, keepdims=True)
+        xhat = x2 - mean
+        var = np.einsum("rd,rd->r", xhat, xhat)[:, None] / dtype.type(d)
+        invstd = 1 / np.sqrt(var + dtype.type(eps))
+        xhat *= invstd
+        w = None if weight is None else weight.reshape(d)
+        out = xhat * w if w is not None else xhat.copy()
+        if bias is not None:
+            out += bias.reshape(d)
+        ctx.save_for_backward(xhat, invstd, w)
+        ctx.shapes = (x.shape, None if weight is None else weight.shape, None if bias is None else bias.shape)
+        return out.reshape(x.shape)
+
+    def backward(ctx, grad):
+        xhat, invstd, w = ctx.saved
+        xshape, wshape, bshape = ctx.shapes
+        g2 = grad.reshape(xhat.shape)
+        gw = gb = dx = None
+        if wshape is not None and ctx.needs(1):
+            gw = np.einsum("rd,rd->d", g2, xhat).reshape(wshape)
+        if bshape is not None and ctx.needs(2):
+            gb = g2.sum(axis=0).reshape(bshape)
+        if ctx.needs(0):
+            dxhat = g2 * w if w is not None else g2
+            d = g2.dtype.type(xhat.shape[1])
+            proj = np.einsum("rd,rd->r", dxhat, xhat)[:, None] / d
+            dx = xhat * -proj
+            dx += dxhat
+            dx -= dxhat.mean(axis=1, keepdims=True)
+            dx *= invstd
+            dx = dx.reshape(xshape)
+        return dx, gw, gb
+
+
+def _normalized_shape(normalized_shape):
+    if isinstance(normalized_shape, (int, np.integer)):
+        return (int(normalized_shape),)
+    return tuple(int(s) for s in normalized_shape)
+
+
+def _check_trailing(op, x, shape, what_shape="normalized_shape"):
+    k = len(shape)
+    if k == 0 or x.ndim < k or tuple(x.shape[x.ndim - k:]) != shape:
+        raise RuntimeError(f"{op}(): expected an input whose trailing dimensions are {what_shape}={list(shape)} "
+                           f"(shape [*, {', '.join(str(s) for s in shape)}]), got input of shape {tuple(x.shape)}")
+
+
+def _check_param(op, what, arr, shape):
+    if arr is not None and tuple(arr.shape) != shape:
+        raise RuntimeError(f"{op}(): {what} must have shape {shape} (normalized_shape), got {tuple(arr.shape)}")
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalise over the trailing dimensions ``normalized_shape`` of ``input`` ``(*, *normalized_shape)``
+    to zero mean and unit (biased) variance, then scale by ``weight`` and shift by ``bias`` (both shaped
+    ``normalized_shape``). Returns a tensor shaped like ``input``."""
+    shape = _normalized_shape(normalized_shape)
+    if not isinstance(input, Tensor):
+        input = Tensor(backend.as_array(input))
+    _check_trailing("layer_norm", input, shape)
+    _check_param("layer_norm", "weight", _data(weight), shape)
+    _check_param("layer_norm", "bias", _data(bias), shape)
+    return LayerNorm.apply(input, weight, bias, d=int(np.prod(shape)), eps=eps)
+
+
+class RMSNorm(Function):
+    """``x / sqrt(mean(x**2) + eps) * w`` over the ``D`` trailing elements of each row."""
+
+    def forward(ctx, x, weight, d, eps):
+        x2 = x.reshape(-1, d)
+        dtype = x.dtype
+        ms = np.einsum("rd,rd->r", x2, x2)[:, None] / dtype.type(d)
+        rinv = 1 / np.sqrt(ms + dtype.type(eps))
+        y = x2 * rinv
+        w = None if weight is None else weight.reshape(d)
+        ctx.save_for_backward(y, rinv, w)
+        ctx.shapes = (x.shape, None if weight is None else weight.shape)
+        return (y * w if w is not None else y).reshape(x.shape)
+
+    def backward(ctx, grad):
+        y, rinv, w = ctx.saved
+        xshape, wshape = ctx.shapes
+        g2 = grad.reshape(y.shape)
+        gw = dx = None
+        if wshape is not None and ctx.needs(1):
+            gw = np.einsum("rd,rd->d", g2, y).reshape(wshape)
+        if ctx.needs(0):
+            dy = g2 * w if w is not None else g2
+            proj = np.einsum("rd,rd->r", dy, y)[:, None] / g2.dtype.type(y.shape[1])
+            dx = y * -proj
+            dx += dy
+            dx *= rinv
+            dx = dx.reshape(xshape)
+        return dx, gw
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):
+    """Root-mean-square normalisation over the trailing ``normalized_shape`` dimensions:
+    ``x / sqrt(mean(x**2) + eps) * weight``. ``eps=None`` uses the machine epsilon of the input's dtype,
+    as PyTorch does. Returns a tensor shaped like ``input``."""
+    shape = _normalized_shape(normalized_shape)
+    if not isinstance(input, Tensor):
+        input = Tensor(backend.as_array(input))
+    _check_trailing("rms_norm", input, shape)
+    _check_param("rms_norm", "weight", _data(weight), shape)
+    if eps is None:
+        eps = float(np.finfo(input.dtype).eps)
+    return RMSNorm.apply(input, weight, d=int(np.prod(shape)), eps=eps)
+
+
+# --------------------------------------------------------------------------- group norm and instance norm
+class GroupNorm(Function):
+    """Normalise ``(N, C, *)`` over each group of ``C // G`` channels and all positions, per sample; then a
+    per-channel affine transform. With ``G == C`` this is instance normalisation.
+
+    ``stats`` (a list) receives the per-(sample, group) mean and biased variance when given, for
+    instance norm's running statistics.
+    """
+
+    def forward(ctx, x, weight, bias, groups, eps, stats=None):
+        n, c = x.shape[0], x.shape[1]
+        dtype = x.dtype
+        xg = x.reshape(n, groups, -1)
+        d = xg.shape[2]
+        mean = xg.mean(axis=2)
+        xhat = xg - mean[:, :, None]
+        var = np.einsum("ngd,ngd->ng", xhat, xhat) / dtype.type(d)
+        invstd = 1 / np.sqrt(var + dtype.type(eps))
+        xhat *= invstd[:, :, None]
+        if stats is not None:
+            stats.extend((mean, var, d))
+        x3 = xhat.reshape(n, c, -1)
+        out = x3 * weight[:, None] if weight is not None else x3.copy()
+        if bias is not None:
+            out += bias[:, None]
+        ctx.save_for_backward(xhat, invstd, weight)
+        ctx.shape = x.shape
+        ctx.has = (weight is not None, bias is not None)
+        return out.reshape(x.shape)
+
+    def backward(ctx, grad):
+        xhat, invstd, weight = ctx.saved
+        n, c = ctx.shape[0], ctx.shape[1]
+        g3 = grad.reshape(n, c, -1)
+        x3 = xhat.reshape(n, c, -1)
+        gw = gb = dx = None
+        if ctx.has[0] and ctx.needs(1):
+            gw = _per_channel_sums(g3, x3)
+        if ctx.has[1] and ctx.needs(2):
+            gb = g3.sum(axis=(0, 2))
+        if ctx.needs(0):
+            dxhat = (g3 * weight[:, None] if weight is not None else g3).reshape(xhat.shape)
+            d = grad.dtype.type(xhat.shape[2])
+            proj = np.einsum("ngd,ngd->ng", dxhat, xhat) / d
+            dx = xhat * -proj[:, :, None]
+            dx += dxhat
+            dx -= dxhat.mean(axis=2, keepdims=True)
+            dx *= invstd[:, :, None]
+            dx = dx.reshape(ctx.shape)
+        return dx, gw, gb
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Group normalisation of ``input`` ``(N, C, *)``: the ``C`` channels are split into ``num_groups``
+    groups, each normalised per sample over its channels and positions; ``weight``/``bias`` are ``(C,)``."""
+    if not isinstance(input, Tensor):
+        input = Tensor(backend.as_array(input))
+    if input.ndim < 2:
+        raise RuntimeError(f"group_norm(): expected an input of shape (N, C, *), got shape {tuple(input.shape)}")
+    c = input.shape[1]
+    if num_groups <= 0 or c % num_groups:
+        raise RuntimeError(f"group_norm(): the {c} channels of the input of shape {tuple(input.shape)} cannot be "
+                           f"split into num_groups={num_groups} equal groups")
+    for what, arr in (("weight", _data(weight)), ("bias", _data(bias))):
+        _check_channels("group_norm", input, c, what, arr)
+    return GroupNorm.apply(input, weight, bias, groups=num_groups, eps=eps)
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
+                  momentum=0.1, eps=1e-5):
+    """Instance normalisation of ``input`` ``(N, C, *)``: each channel of each sample is normalised over its
+    positions. With ``use_input_stats`` and running buffers ``(C,)`` given, these are updated with the
+    statistics averaged over the batch; with ``use_input_stats=False`` the running statistics normalise."""
+    if not isinstance(input, Tensor):
+        input = Tensor(backend.as_array(input))
+    if input.ndim < 3:
+        raise ValueError(f"instance_norm(): expected an input of shape (N, C, *) with at least one spatial "
+                         f"dimension, got shape {tuple(input.shape)}")
+    n, c = input.shape[0], input.shape[1]
+    rm, rv = _data(running_mean), _data(running_var)
+    for what, arr in (("running_mean", rm), ("running_var", rv), ("weight", _data(weight)), ("bias", _data(bias))):
+        _check_channels("instance_norm", input, c, what, arr)
+    if not use_input_stats:
+        if rm is None or rv is None:
+            raise ValueError("instance_norm(): running_mean and running_var are required when use_input_stats=False")
+        # Normalising by fixed per-channel statistics is batch norm's evaluation path.
+        return BatchNorm.apply(input, weight, bias, rm, rv, training=False, momentum=momentum, eps=eps)
+    spatial = input.data.size // max(n * c, 1)
+    if spatial <= 1:
+        raise ValueError(f"instance_norm(): expected more than 1 spatial element when training, got input of "
+                         f"shape {tuple(input.shape)}")
+    stats = [] if rm is not None else None
+    out = GroupNorm.apply(input, weight, bias, groups=c, eps=eps, stats=stats)
+    if rm is not None:
+        mean, var, d = stats
+        rm *= 1 - momentum
+        rm += (momentum * mean.mean(axis=0)).astype(rm.dtype, copy=False)
+        rv *= 1 - momentum
+        rv += (momentum * d / max(d - 1, 1) * var.mean(axis=0)).astype(rv.dtype, copy=False)
+        for t in (running_mean, running_var):
+            if isinstance(t, Tensor):
+                t._version[0] += 1
+    return out
+
+
+# --------------------------------------------------------------------------- local response norm
+def _window_sum(a, before, after):
+    """``out[:, c] = sum(a[:, c - before : c + after + 1])`` along axis 1, clipped at the edges.
+
+    A loop over the (small) window offsets, each one whole-array add.
+    """
+    c = a.shape[1]
+    out = a.copy()
+    for k in range(1, before + 1):
+        if k < c:
+            out[:, k:] += a[:, :c - k]
+    for k in range(1, after + 1):
+        if k < c:
+            out[:, :c - k] += a[:, k:]
+    return out
+
+
+class LocalResponseNorm(Function):
+    """``x / (k + alpha / size * sum of x**2 over neighbouring channels) ** beta`` on ``(N, C, *)``."""
+
+    def forward(ctx, x, size, alpha, beta, k):
+        dtype = x.dtype
+        before, after = size // 2, (size - 1) // 2
+        denom = _window_sum(x * x, before, after)
+        denom *= dtype.type(alpha / size)
+        denom += dtype.type(k)
+        scale = denom ** dtype.type(-beta)
+        ctx.save_for_backward(x, denom, scale)
+        ctx.params = (size, alpha, beta)
+        return x * scale
+
+    def backward(ctx, grad):
+        x, denom, scale = ctx.saved
+        size, alpha, beta = ctx.params
+        # Channel i feeds the windows of channels i - after .. i + before: the transposed window.
+        t = grad * x * scale / denom
+        spread = _window_sum(t, (size - 1) // 2, size // 2)
+        dx = grad * scale
+        dx -= spread * x * grad.dtype.type(2 * alpha * beta / size)
+        return dx
+
+
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Local response normalisation across channels of ``input`` ``(N, C, *)`` (AlexNet): each value is
+    divided by ``(k + alpha / size * sum of squares over `size` neighbouring channels) ** beta``."""
+    if not isinstance(input, Tensor):
+        input = Tensor(backend.as_array(input))
+    if input.ndim < 3:
+        raise ValueError(f"local_response_norm(): expected a 3-D or higher input (N, C, *), got shape "
+                         f"{tuple(input.shape)}")
+    if size < 1:
+        raise ValueError(f"local_response_norm(): size must be at least 1, got {size}")
+    return LocalResponseNorm.apply(input, size=int(size), alpha=alpha, beta=beta, k=k)
