@@ -12,6 +12,7 @@ from ..ops.linalg import *  # noqa: F401,F403
 from ..ops.activation import *  # noqa: F401,F403
 from ..ops.dropout import *  # noqa: F401,F403
 from ..ops.norm import *  # noqa: F401,F403
+from ..ops.embedding import *  # noqa: F401,F403
 from ..ops.loss import *  # noqa: F401,F403
 from ..ops.conv import *  # noqa: F401,F403
 from ..ops.pool import *  # noqa: F401,F403
