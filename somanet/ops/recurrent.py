@@ -540,3 +540,129 @@ def lstm_cell(input, hx, cx, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
 def gru_cell(input, hx, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     """One GRU step: ``input`` (B, I), ``hx`` (B, H) or None -> (B, H)."""
     return GRUCellStep.apply(input, hx, weight_ih, weight_hh, bias_ih, bias_hh)
+
+
+# --------------------------------------------------------------------------- packing variable-length batches
+class PackRows(Function):
+    """Gather the valid rows of a padded batch into packed order: ``out[k] = padded[time[k], batch[k]]``.
+
+    ``padded`` (T, B, *) or, with ``batch_first``, (B, T, *); ``time``/``batch`` are int arrays of the
+    N packed rows. Returns (N, *).
+    """
+
+    def forward(ctx, padded, time_idx, batch_idx, batch_first=False):
+        ctx.shape, ctx.dtype = padded.shape, padded.dtype
+        ctx.index = (batch_idx, time_idx) if batch_first else (time_idx, batch_idx)
+        return padded[ctx.index]
+
+    def backward(ctx, grad):
+        xp = backend.array_module(grad)
+        out = xp.zeros(ctx.shape, ctx.dtype)
+        out[ctx.index] = grad
+        return out, None, None
+
+
+class UnpackRows(Function):
+    """Scatter packed rows (N, *) into a padded batch filled with ``padding_value``; the inverse of ``PackRows``."""
+
+    def forward(ctx, data, time_idx, batch_idx, shape=None, padding_value=0.0, batch_first=False):
+        xp = backend.array_module(data)
+        ctx.index = (batch_idx, time_idx) if batch_first else (time_idx, batch_idx)
+        out = xp.full(shape, padding_value, data.dtype)
+        out[ctx.index] = data
+        return out
+
+    def backward(ctx, grad):
+        return grad[ctx.index], None, None
+
+
+class PadStack(Function):
+    """Stack sequences of different lengths (L_i, *) into one padded (T, B, *) or (B, T, *) array."""
+
+    def forward(ctx, *seqs, batch_first=False, padding_value=0.0, left=False):
+        xp = backend.array_module(seqs[0])
+        T = max(s.shape[0] for s in seqs)
+        B = len(seqs)
+        trail = seqs[0].shape[1:]
+        dtype = np.result_type(*seqs)
+        out = xp.full((B, T) + trail if batch_first else (T, B) + trail, padding_value, dtype)
+        spans = []
+        for b, s in enumerate(seqs):
+            n = s.shape[0]
+            lo = T - n if left else 0
+            spans.append((lo, lo + n))
+            if batch_first:
+                out[b, lo:lo + n] = s
+            else:
+                out[lo:lo + n, b] = s
+        ctx.spans, ctx.batch_first = spans, batch_first
+        return out
+
+    def backward(ctx, grad):
+        if ctx.batch_first:
+            return tuple(grad[b, lo:hi] for b, (lo, hi) in enumerate(ctx.spans))
+        return tuple(grad[lo:hi, b] for b, (lo, hi) in enumerate(ctx.spans))
+
+
+class SplitPadded(Function):
+    """The inverse of ``PadStack``: the first ``lengths[b]`` steps of every batch entry, as separate arrays."""
+
+    def forward(ctx, padded, lengths=(), batch_first=False):
+        ctx.shape, ctx.dtype, ctx.lengths, ctx.batch_first = padded.shape, padded.dtype, lengths, batch_first
+        if batch_first:
+            return tuple(padded[b, :n].copy() for b, n in enumerate(lengths))
+        return tuple(padded[:n, b].copy() for b, n in enumerate(lengths))
+
+    def backward(ctx, *grads):
+        xp = backend.array_module(next(g for g in grads if g is not None))
+        out = xp.zeros(ctx.shape, ctx.dtype)
+        for b, (n, g) in enumerate(zip(ctx.lengths, grads)):
+            if g is not None:
+                if ctx.batch_first:
+                    out[b, :n] = g
+                else:
+                    out[:n, b] = g
+        return out
+
+
+# --------------------------------------------------------------------------- hidden-state plumbing
+class SplitStates(Function):
+    """Split initial states (L*D, B, H) into L*D arrays (B, H), reordering the batch by ``order`` if given."""
+
+    def forward(ctx, hx, order=None):
+        ctx.order = order
+        if order is not None:
+            hx = hx[:, order]
+        return tuple(hx[k].copy() for k in range(hx.shape[0]))
+
+    def backward(ctx, *grads):
+        ref = next(g for g in grads if g is not None)
+        xp = backend.array_module(ref)
+        out = xp.zeros((len(grads),) + ref.shape, ref.dtype)
+        for k, g in enumerate(grads):
+            if g is not None:
+                out[k] = g
+        if ctx.order is not None:
+            unsorted = xp.empty_like(out)
+            unsorted[:, ctx.order] = out
+            out = unsorted
+        return out
+
+
+class StackStates(Function):
+    """Stack final states (B, H) of every layer-direction into (L*D, B, H), batch reordered by ``order``."""
+
+    def forward(ctx, *states, order=None):
+        ctx.order = order
+        out = np.stack(states)
+        if order is not None:
+            out = out[:, order]
+        return out
+
+    def backward(ctx, grad):
+        if ctx.order is not None:
+            xp = backend.array_module(grad)
+            back = xp.empty_like(grad)
+            back[:, ctx.order] = grad
+            grad = back
+        return tuple(grad[k] for k in range(grad.shape[0]))
