@@ -36,11 +36,11 @@ class _RequiredParameter:
 #: Placeholder default for a hyperparameter every param group must set (PyTorch's ``required``).
 required = _RequiredParameter()
 
-# A group runs flattened when it has at least this many parameters with gradients and their mean size
-# is at most _FLAT_MAX_MEAN elements: below that, NumPy's fixed per-call cost dominates the update and
-# one call per op for the whole group wins; above it, the gather/scatter copies cost more than they save.
+# With ``foreach=None``, the parameters of a group that have at most ``flat_max_size`` elements are
+# updated together as one flattened array when there are at least _FLAT_MIN_PARAMS of them. For small
+# arrays NumPy's fixed cost per call dominates, so one call per op for all of them wins; for large ones
+# the gather/scatter copies cost more than they save, so they keep their own update.
 _FLAT_MIN_PARAMS = 4
-_FLAT_MAX_MEAN = 32768
 
 
 class _Handle:
@@ -104,8 +104,12 @@ class Optimizer:
     ``_update(group, param, grad, state, step, tmp)`` on raw arrays.
     """
 
-    #: Whether every parameter with a gradient gets a state dict (SGD without momentum keeps none).
+    #: Largest parameter (in elements) that ``foreach=None`` puts in the flattened update; the update
+    #: rule's number of passes over memory sets where the gather/scatter copies stop paying.
+    flat_max_size = 16384
+
     def _needs_state(self, group):
+        # Whether every parameter with a gradient gets a state dict (SGD without momentum keeps none).
         return True
 
     def __init__(self, params, defaults):
@@ -265,8 +269,17 @@ class Optimizer:
             grads.append(garr)
         if not params:
             return
-        if self._use_flat(group, params) and self._flat_step(group, params, grads):
-            return
+        flat = self._flat_members(group, params)
+        if flat:
+            if len(flat) == len(params):
+                if self._flat_step(group, params, grads):
+                    return
+            else:
+                if self._flat_step(group, [params[i] for i in flat], [grads[i] for i in flat]):
+                    keep = set(flat)
+                    rest = [i for i in range(len(params)) if i not in keep]
+                    params = [params[i] for i in rest]
+                    grads = [grads[i] for i in rest]
         needs_state = self._needs_state(group)
         for p, g in zip(params, grads):
             state = None
@@ -303,19 +316,16 @@ class Optimizer:
         return [b[:n].reshape(shape) for b in bufs[:count]]
 
     # ------------------------------------------------------------------ multi-tensor path
-    def _use_flat(self, group, params):
+    def _flat_members(self, group, params):
+        """Indices of the parameters to update as one flattened array (empty: none)."""
         mode = group.get("foreach")
         if mode is None:
             mode = group.get("fused")
         if mode is None:
-            n = len(params)
-            if n < _FLAT_MIN_PARAMS:
-                return False
-            total = 0
-            for p in params:
-                total += p.data.size
-            return total <= _FLAT_MAX_MEAN * n
-        return bool(mode)
+            limit = self.flat_max_size
+            small = [i for i, p in enumerate(params) if p.data.size <= limit]
+            return small if len(small) >= _FLAT_MIN_PARAMS else ()
+        return range(len(params)) if mode else ()
 
     def _flat_step(self, group, params, grads):
         """Run the group's update once on flattened arrays; False where the group can't be flattened
