@@ -1,2 +1,563 @@
-"""placeholder until the family is written"""
-__all__ = []
+"""Convolutions: conv1d/conv2d, their transposes, and unfold/fold, as GEMMs over im2col buffers.
+
+Every convolution is computed in 2-d (a 1-d input is a 2-d one of height 1). The forward pass copies
+the read-only strided windows of the padded input once into an im2col buffer laid out as
+``(N, C * kh * kw, Ho * Wo)`` and multiplies it by the weight viewed as ``(O, C * kh * kw)`` with a
+single batched ``matmul``: BLAS writes the result straight into ``(N, O, Ho, Wo)`` order, so no output
+transpose is needed. The backward pass
+- rebuilds the windows instead of saving them (an im2col buffer is ``kh * kw`` times the input; keeping
+  one per layer would multiply a network's memory), this time laid out ``(C * kh * kw, N * Ho * Wo)`` so
+  that the weight gradient is one GEMM whose inner dimension runs over the whole batch;
+- gets the input gradient from one GEMM into column space followed by col2im, which loops over the
+  ``kh * kw`` kernel offsets only, adding each offset's slab into the padded input gradient.
+A transposed convolution is the same pair read the other way round: its forward is the input-gradient
+computation of a convolution and its backward the forward one.
+"""
+import numpy as np
+
+from .. import backend
+from ..autograd.function import Function
+from ..autograd.tensor import Tensor
+
+__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "unfold", "fold"]
+
+_as_strided = np.lib.stride_tricks.as_strided
+
+
+# --------------------------------------------------------------------------- argument normalisation
+def _tuple(value, n, name, op):
+    """An int or a length-``n`` sequence of ints as an ``n``-tuple, with a clear error otherwise."""
+    if isinstance(value, (int, np.integer)):
+        return (int(value),) * n
+    try:
+        out = tuple(int(v) for v in value)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be an int or a tuple of {n} ints, got {value!r}") from None
+    if len(out) == 1:
+        return out * n
+    if len(out) != n:
+        raise ValueError(f"{op}: {name} must be an int or a tuple of {n} ints, got {value!r}")
+    return out
+
+
+def _positive(values, name, op):
+    if any(v <= 0 for v in values):
+        raise ValueError(f"{op}: {name} must be positive, got {values}")
+    return values
+
+
+def needs_grad(ctx, i):
+    """Whether input ``i`` of the node ``ctx`` receives a gradient (so backward can skip work)."""
+    edges = getattr(ctx, "edges", None)
+    return edges is None or edges[i] is not None
+
+
+# --------------------------------------------------------------------------- shared array kernels
+def pad2d(x, pads, value=0):
+    """``x`` (N, C, H, W) padded by ``((top, bottom), (left, right))``; negative amounts crop."""
+    (pt, pb), (pl, pr) = pads
+    if pt == pb == pl == pr == 0:
+        return x
+    if min(pt, pb, pl, pr) < 0:
+        n_h, n_w = x.shape[2], x.shape[3]
+        x = x[:, :, max(-pt, 0):n_h - max(-pb, 0), max(-pl, 0):n_w - max(-pr, 0)]
+        pt, pb, pl, pr = max(pt, 0), max(pb, 0), max(pl, 0), max(pr, 0)
+        if pt == pb == pl == pr == 0:
+            return x
+    xp = backend.array_module(x)
+    n, c, h, w = x.shape
+    shape = (n, c, h + pt + pb, w + pl + pr)
+    out = xp.zeros(shape, x.dtype) if value == 0 else xp.full(shape, value, x.dtype)
+    out[:, :, pt:pt + h, pl:pl + w] = x
+    return out
+
+
+def unpad2d(x, pads):
+    """The inverse of ``pad2d`` for gradients: the interior of ``x``, zero-extended where ``pad2d`` cropped."""
+    (pt, pb), (pl, pr) = pads
+    if pt == pb == pl == pr == 0:
+        return x
+    h, w = x.shape[2], x.shape[3]
+    inner = x[:, :, max(pt, 0):h - max(pb, 0), max(pl, 0):w - max(pr, 0)]
+    if min(pt, pb, pl, pr) < 0:
+        inner = pad2d(inner, ((max(-pt, 0), max(-pb, 0)), (max(-pl, 0), max(-pr, 0))))
+    return inner
+
+
+def windows(xp, kernel, stride, dilation, out_hw, order="nckl"):
+    """Read-only strided view of every kernel window of the padded input ``xp`` (N, C, Hp, Wp).
+
+    ``order='nckl'`` gives ``(N, C, kh, kw, Ho, Wo)``, ``order='ckn'`` gives ``(C, kh, kw, N, Ho, Wo)``.
+    """
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
+    n, c = xp.shape[:2]
+    s_n, s_c, s_h, s_w = xp.strides
+    if order == "nckl":
+        return _as_strided(xp, (n, c, kh, kw, ho, wo), (s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw),
+                           writeable=False)
+    return _as_strided(xp, (c, kh, kw, n, ho, wo), (s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw),
+                       writeable=False)
+
+
+def im2col(xp, kernel, stride, dilation, out_hw):
+    """The im2col buffer ``(N, C * kh * kw, Ho * Wo)`` of the padded input (a view when nothing moves)."""
+    n, c, hp, wp = xp.shape
+    (kh, kw), (ho, wo) = kernel, out_hw
+    if kh == kw == 1 and stride == (1, 1) and (hp, wp) == (ho, wo):
+        return xp.reshape(n, c, ho * wo)
+    view = windows(xp, kernel, stride, dilation, out_hw)
+    return backend.array_module(xp).ascontiguousarray(view).reshape(n, c * kh * kw, ho * wo)
+
+
+def im2col_t(xp, kernel, stride, dilation, out_hw):
+    """The im2col buffer laid out ``(C * kh * kw, N * Ho * Wo)``: the batch joins the GEMM's inner dimension."""
+    n, c, hp, wp = xp.shape
+    (kh, kw), (ho, wo) = kernel, out_hw
+    view = windows(xp, kernel, stride, dilation, out_hw, order="ckn")
+    return backend.array_module(xp).ascontiguousarray(view).reshape(c * kh * kw, n * ho * wo)
+
+
+def col2im(cols, padded_hw, kernel, stride, dilation, out_hw):
+    """Sum the column buffer ``(N, C * kh * kw, Ho * Wo)`` back onto the padded image ``(N, C, Hp, Wp)``.
+
+    The loop runs over kernel offsets only; each offset adds one strided slab of every image at once.
+    """
+    xp = backend.array_module(cols)
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
+    n = cols.shape[0]
+    c = cols.shape[1] // (kh * kw)
+    hp, wp = padded_hw
+    cols = cols.reshape(n, c, kh, kw, ho, wo)
+    if kh == kw == 1 and (sh, sw) == (1, 1) and (hp, wp) == (ho, wo):
+        return cols.reshape(n, c, ho, wo)
+    out = xp.zeros((n, c, hp, wp), cols.dtype)
+    # Windows that never overlap touch each output pixel at most once, so plain assignment suffices.
+    disjoint = sh >= dh * (kh - 1) + 1 and sw >= dw * (kw - 1) + 1 and (kh == 1 or dh == 1) and (kw == 1 or dw == 1)
+    for i in range(kh):
+        for j in range(kw):
+            target = out[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
+            if disjoint:
+                target[...] = cols[:, :, i, j]
+            else:
+                target += cols[:, :, i, j]
+    return out
+
+
+def _out_size(size, pad_lo, pad_hi, k, s, d):
+    return (size + pad_lo + pad_hi - d * (k - 1) - 1) // s + 1
+
+
+def _gemm_forward(cols, w2, groups, n, o, out_hw):
+    """``w2`` (G, O/G, K) times ``cols`` (N, G*K, L) -> (N, O, Ho, Wo)."""
+    xp = backend.array_module(cols)
+    ell = cols.shape[-1]
+    if groups == 1:
+        out = xp.matmul(w2[0], cols)
+    else:
+        out = xp.matmul(w2, cols.reshape(n, groups, -1, ell))
+    return out.reshape(n, o, out_hw[0], out_hw[1])
+
+
+def _gemm_weight_grad(g, xp_padded, groups, kernel, stride, dilation, out_hw):
+    """dW (G, O/G, K): the output gradient (O, N*L) times the transposed im2col buffer (K, N*L)."""
+    xp = backend.array_module(g)
+    n, o = g.shape[:2]
+    ell = out_hw[0] * out_hw[1]
+    cols_t = im2col_t(xp_padded, kernel, stride, dilation, out_hw)
+    # (N, O, L) -> (O, N, L): the one copy that lets the whole batch be a single GEMM's inner dimension.
+    g_t = xp.ascontiguousarray(g.reshape(n, o, ell).transpose(1, 0, 2)).reshape(groups, o // groups, n * ell)
+    cols_t = cols_t.reshape(groups, -1, n * ell)
+    if groups == 1:
+        return xp.matmul(g_t[0], cols_t[0].T)[None]
+    return xp.matmul(g_t, cols_t.transpose(0, 2, 1))
+
+
+def _gemm_input_cols(g, w2, groups):
+    """Column-space gradient (N, G*K, L): the transposed weight (G, K, O/G) times the output gradient."""
+    xp = backend.array_module(g)
+    n, o = g.shape[:2]
+    g3 = g.reshape(n, o, -1)
+    if groups == 1:
+        return xp.matmul(w2[0].T, g3)
+    cols = xp.matmul(w2.transpose(0, 2, 1), g3.reshape(n, groups, o // groups, -1))
+    return cols.reshape(n, -1, g3.shape[-1])
+
+
+def _check_dtypes(op, x, w, b):
+    if x.dtype != w.dtype or (b is not None and b.dtype != x.dtype):
+        got = f"input {x.dtype}, weight {w.dtype}" + ("" if b is None else f", bias {b.dtype}")
+        raise TypeError(f"{op}: input, weight and bias must have the same floating dtype, got {got}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating-point input, got dtype {x.dtype}")
+
+
+def _as_4d(x, w, spatial):
+    """Views of a 1-d problem as 2-d: (N, C, L) -> (N, C, 1, L) and (O, C, k) -> (O, C, 1, k)."""
+    if spatial == 1:
+        return x[:, :, None, :], w[:, :, None, :]
+    return x, w
+
+
+# --------------------------------------------------------------------------- convolution
+class ConvNd(Function):
+    """Cross-correlation of ``x`` (N, C, [H,] W) with ``weight`` (O, C/groups, [kh,] kw), plus bias.
+
+    ``stride``/``dilation`` are 2-tuples and ``pads`` is ``((top, bottom), (left, right))`` in 2-d terms.
+    """
+
+    def forward(ctx, x, weight, bias, stride, pads, dilation, groups):
+        spatial = x.ndim - 2
+        ctx.x_shape, ctx.w_shape, ctx.spatial = x.shape, weight.shape, spatial
+        x4, w4 = _as_4d(x, weight, spatial)
+        n, c, h, w = x4.shape
+        o, cg, kh, kw = w4.shape
+        (pt, pb), (pl, pr) = pads
+        ho = _out_size(h, pt, pb, kh, stride[0], dilation[0])
+        wo = _out_size(w, pl, pr, kw, stride[1], dilation[1])
+        xp_ = pad2d(x4, pads)
+        cols = im2col(xp_, (kh, kw), stride, dilation, (ho, wo))
+        w2 = w4.reshape(groups, o // groups, cg * kh * kw)
+        out = _gemm_forward(cols, w2, groups, n, o, (ho, wo))
+        if bias is not None:
+            out += bias.reshape(1, o, 1, 1)
+        ctx.geometry = (stride, pads, dilation, groups, (kh, kw), (ho, wo), (h + pt + pb, w + pl + pr))
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, weight)
+        return out if spatial == 2 else out.reshape(n, o, wo)
+
+    def backward(ctx, grad):
+        x, weight = ctx.saved
+        stride, pads, dilation, groups, kernel, out_hw, padded_hw = ctx.geometry
+        x4, w4 = _as_4d(x, weight, ctx.spatial)
+        o = w4.shape[0]
+        g = grad.reshape(grad.shape[0], o, out_hw[0], out_hw[1])
+        gx = gw = gb = None
+        if needs_grad(ctx, 1):
+            gw = _gemm_weight_grad(g, pad2d(x4, pads), groups, kernel, stride, dilation, out_hw)
+            gw = gw.reshape(ctx.w_shape)
+        if needs_grad(ctx, 0):
+            w2 = w4.reshape(groups, o // groups, -1)
+            cols = _gemm_input_cols(g, w2, groups)
+            gx = unpad2d(col2im(cols, padded_hw, kernel, stride, dilation, out_hw), pads).reshape(ctx.x_shape)
+        if ctx.has_bias and needs_grad(ctx, 2):
+            gb = g.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+
+class ConvTransposeNd(Function):
+    """Transposed convolution: the gradient of ``ConvNd`` with respect to its input, as a forward op.
+
+    ``x`` (N, C_in, [H,] W), ``weight`` (C_in, C_out/groups, [kh,] kw). ``pads`` are the 2-d
+    ``((top, bottom), (left, right))`` amounts cropped from the full output (``output_padding`` makes the
+    bottom/right ones smaller, possibly negative).
+    """
+
+    def forward(ctx, x, weight, bias, stride, pads, dilation, groups):
+        spatial = x.ndim - 2
+        ctx.x_shape, ctx.w_shape, ctx.spatial = x.shape, weight.shape, spatial
+        x4, w4 = _as_4d(x, weight, spatial)
+        n, c, h, w = x4.shape
+        _, og, kh, kw = w4.shape
+        full_h = (h - 1) * stride[0] + dilation[0] * (kh - 1) + 1
+        full_w = (w - 1) * stride[1] + dilation[1] * (kw - 1) + 1
+        # The weight seen as (G, C_in/G, C_out/G * kh * kw); its transpose maps input channels to columns.
+        w2 = w4.reshape(groups, c // groups, og * kh * kw)
+        cols = _gemm_input_cols(x4, w2, groups)
+        full = col2im(cols, (full_h, full_w), (kh, kw), stride, dilation, (h, w))
+        out = unpad2d(full, pads)
+        if bias is not None:
+            out += bias.reshape(1, -1, 1, 1)
+        ctx.geometry = (stride, pads, dilation, groups, (kh, kw), (h, w))
+        ctx.has_bias = bias is not None
+        ctx.save_for_backward(x, weight)
+        return out if spatial == 2 else out.reshape(n, out.shape[1], out.shape[3])
+
+    def backward(ctx, grad):
+        x, weight = ctx.saved
+        stride, pads, dilation, groups, kernel, in_hw = ctx.geometry
+        x4, w4 = _as_4d(x, weight, ctx.spatial)
+        n, c = x4.shape[:2]
+        g = grad if ctx.spatial == 2 else grad[:, :, None, :]
+        g_full = pad2d(g, pads)
+        gx = gw = gb = None
+        if needs_grad(ctx, 0):
+            cols = im2col(g_full, kernel, stride, dilation, in_hw)
+            w2 = w4.reshape(groups, c // groups, -1)
+            gx = _gemm_forward(cols, w2, groups, n, c, in_hw).reshape(ctx.x_shape)
+        if needs_grad(ctx, 1):
+            # dW[c, o, i, j] = sum over batch and positions of x[c] times the windows of the gradient.
+            gw = _gemm_weight_grad(x4, g_full, groups, kernel, stride, dilation, in_hw)
+            gw = gw.reshape(ctx.w_shape)
+        if ctx.has_bias and needs_grad(ctx, 2):
+            gb = g.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+
+def _check_conv_args(op, spatial, input, weight, bias, groups, transposed=False):
+    """Validate shapes for conv ops; returns (x, batched) where an unbatched input gains a batch dim."""
+    if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
+        raise TypeError(f"{op}: input and weight must be Tensors, got {type(input).__name__} and "
+                        f"{type(weight).__name__}")
+    dims = "(N, C, L)" if spatial == 1 else "(N, C, H, W)"
+    x_nd = input.data.ndim
+    if x_nd not in (spatial + 1, spatial + 2):
+        raise ValueError(f"{op}: expected a {spatial + 1}-D (unbatched) or {spatial + 2}-D (batched) input "
+                         f"of shape {dims}, got shape {tuple(input.shape)}")
+    if weight.data.ndim != spatial + 2:
+        kdims = "(O, C/groups, k)" if spatial == 1 else "(O, C/groups, kh, kw)"
+        if transposed:
+            kdims = "(C_in, C_out/groups, k)" if spatial == 1 else "(C_in, C_out/groups, kh, kw)"
+        raise ValueError(f"{op}: expected a {spatial + 2}-D weight of shape {kdims}, got shape {tuple(weight.shape)}")
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    c = input.shape[0] if x_nd == spatial + 1 else input.shape[1]
+    if transposed:
+        if weight.shape[0] != c:
+            raise ValueError(f"{op}: input has {c} channels (shape {tuple(input.shape)}) but the weight of shape "
+                             f"{tuple(weight.shape)} expects {weight.shape[0]} (weight.shape[0])")
+        if c % groups:
+            raise ValueError(f"{op}: input channels {c} are not divisible by groups={groups}")
+        n_out = weight.shape[1] * groups
+    else:
+        if weight.shape[1] * groups != c:
+            raise ValueError(f"{op}: input has {c} channels (shape {tuple(input.shape)}) but the weight of shape "
+                             f"{tuple(weight.shape)} with groups={groups} expects {weight.shape[1] * groups} "
+                             f"(weight.shape[1] * groups)")
+        if weight.shape[0] % groups:
+            raise ValueError(f"{op}: out channels {weight.shape[0]} (weight shape {tuple(weight.shape)}) are not "
+                             f"divisible by groups={groups}")
+        n_out = weight.shape[0]
+    if bias is not None:
+        if not isinstance(bias, Tensor):
+            raise TypeError(f"{op}: bias must be a Tensor or None, got {type(bias).__name__}")
+        if tuple(bias.shape) != (n_out,):
+            raise ValueError(f"{op}: bias must have shape ({n_out},) to match {n_out} output channels, got "
+                             f"{tuple(bias.shape)}")
+    _check_dtypes(op, input.data, weight.data, None if bias is None else bias.data)
+    return x_nd == spatial + 2
+
+
+def _with_batch(fn, input, batched):
+    """Run ``fn`` on ``input``, giving an unbatched input a batch dimension of 1 and removing it after."""
+    if batched:
+        return fn(input)
+    return fn(input.unsqueeze(0)).squeeze(0)
+
+
+def conv_padding(padding, kernel, dilation, stride, op):
+    """PyTorch's ``padding`` (int, tuple, 'same' or 'valid') as ``((lo, hi), ...)`` per spatial dim."""
+    n = len(kernel)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return tuple((0, 0) for _ in range(n))
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"{op}: padding='same' is not supported for strided convolutions (stride={stride})")
+            pads = []
+            for k, d in zip(kernel, dilation):
+                total = d * (k - 1)
+                pads.append((total // 2, total - total // 2))
+            return tuple(pads)
+        raise ValueError(f"{op}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+    p = _tuple(padding, n, "padding", op)
+    if any(v < 0 for v in p):
+        raise ValueError(f"{op}: padding must be non-negative, got {p}")
+    return tuple((v, v) for v in p)
+
+
+def _to_2d(values, spatial, fill):
+    return values if spatial == 2 else (fill,) + tuple(values)
+
+
+def _conv(op, spatial, input, weight, bias, stride, padding, dilation, groups):
+    batched = _check_conv_args(op, spatial, input, weight, bias, groups)
+    kernel = tuple(weight.shape[2:])
+    stride = _positive(_tuple(stride, spatial, "stride", op), "stride", op)
+    dilation = _positive(_tuple(dilation, spatial, "dilation", op), "dilation", op)
+    pads = conv_padding(padding, kernel, dilation, stride, op)
+    in_size = input.shape[-spatial:]
+    for size, (lo, hi), k, d in zip(in_size, pads, kernel, dilation):
+        if size + lo + hi < d * (k - 1) + 1:
+            raise ValueError(f"{op}: the (dilated) kernel of size {d * (k - 1) + 1} is larger than the padded input "
+                             f"of size {size + lo + hi} (input shape {tuple(input.shape)}, weight shape "
+                             f"{tuple(weight.shape)}, padding {pads})")
+    args = (_to_2d(stride, spatial, 1), _to_2d(pads, spatial, (0, 0)), _to_2d(dilation, spatial, 1), int(groups))
+    return _with_batch(lambda x: ConvNd.apply(x, weight, bias, *args), input, batched)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-d cross-correlation: ``(N, C_in, L)`` with weight ``(C_out, C_in/groups, k)`` -> ``(N, C_out, L_out)``.
+
+    ``padding`` is an int, a 1-tuple, 'valid' or 'same' (stride 1 only). An unbatched ``(C_in, L)`` input
+    gives ``(C_out, L_out)``.
+    """
+    return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-d cross-correlation: ``(N, C_in, H, W)`` with weight ``(C_out, C_in/groups, kh, kw)`` ->
+    ``(N, C_out, H_out, W_out)`` where ``H_out = (H + 2*pad - dilation*(kh-1) - 1) // stride + 1``.
+
+    ``padding`` is an int, a pair, 'valid' or 'same' (stride 1 only; extra padding goes bottom/right as in
+    PyTorch). ``groups=C_in`` is a depthwise convolution. An unbatched ``(C_in, H, W)`` input is accepted.
+
+    >>> y = conv2d(x, w, b, stride=2, padding=1)   # x (8, 3, 32, 32), w (16, 3, 3, 3) -> y (8, 16, 16, 16)
+    """
+    return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
+
+
+def transposed_padding(in_size, kernel, stride, padding, output_padding, dilation, op):
+    """Per-dim ``(lo, hi)`` crop of the full transposed-conv output and the resulting output size."""
+    pads, sizes = [], []
+    for n, k, s, p, op_, d in zip(in_size, kernel, stride, padding, output_padding, dilation):
+        if op_ >= max(s, d) or op_ < 0:
+            raise ValueError(f"{op}: output_padding {op_} must be non-negative and smaller than either stride {s} "
+                             f"or dilation {d}")
+        full = (n - 1) * s + d * (k - 1) + 1
+        out = full - 2 * p + op_
+        if out <= 0:
+            raise ValueError(f"{op}: input size {n} with kernel {k}, stride {s}, padding {p} and dilation {d} gives a "
+                             f"non-positive output size {out}")
+        pads.append((p, p - op_))
+        sizes.append(out)
+    return tuple(pads), tuple(sizes)
+
+
+def _conv_transpose(op, spatial, input, weight, bias, stride, padding, output_padding, groups, dilation,
+                    output_size=None):
+    batched = _check_conv_args(op, spatial, input, weight, bias, groups, transposed=True)
+    kernel = tuple(weight.shape[2:])
+    stride = _positive(_tuple(stride, spatial, "stride", op), "stride", op)
+    dilation = _positive(_tuple(dilation, spatial, "dilation", op), "dilation", op)
+    if isinstance(padding, str):
+        raise ValueError(f"{op}: padding must be an int or a tuple of ints (strings are not supported for "
+                         f"transposed convolutions), got {padding!r}")
+    padding = _tuple(padding, spatial, "padding", op)
+    if any(v < 0 for v in padding):
+        raise ValueError(f"{op}: padding must be non-negative, got {padding}")
+    in_size = tuple(input.shape[-spatial:])
+    if output_size is not None:
+        output_padding = output_padding_for(output_size, in_size, kernel, stride, padding, dilation, op)
+    output_padding = _tuple(output_padding, spatial, "output_padding", op)
+    pads, _ = transposed_padding(in_size, kernel, stride, padding, output_padding, dilation, op)
+    args = (_to_2d(stride, spatial, 1), _to_2d(pads, spatial, (0, 0)), _to_2d(dilation, spatial, 1), int(groups))
+    return _with_batch(lambda x: ConvTransposeNd.apply(x, weight, bias, *args), input, batched)
+
+
+def output_padding_for(output_size, in_size, kernel, stride, padding, dilation, op):
+    """The ``output_padding`` that makes a transposed convolution produce ``output_size`` (PyTorch's rule)."""
+    spatial = len(in_size)
+    size = tuple(int(s) for s in output_size)
+    if len(size) == spatial + 2:
+        size = size[2:]
+    elif len(size) == spatial + 1:
+        size = size[1:]
+    if len(size) != spatial:
+        raise ValueError(f"{op}: output_size must have {spatial} or {spatial + 2} elements, got {tuple(output_size)}")
+    result = []
+    for want, n, k, s, p, d in zip(size, in_size, kernel, stride, padding, dilation):
+        smallest = (n - 1) * s - 2 * p + d * (k - 1) + 1
+        if not smallest <= want < smallest + s:
+            raise ValueError(f"{op}: requested output size {want} is not reachable from input size {n}; valid sizes "
+                             f"are {smallest} to {smallest + s - 1}")
+        result.append(want - smallest)
+    return tuple(result)
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """1-d transposed convolution: ``(N, C_in, L)`` with weight ``(C_in, C_out/groups, k)`` ->
+    ``(N, C_out, (L-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1)``."""
+    return _conv_transpose("conv_transpose1d", 1, input, weight, bias, stride, padding, output_padding, groups,
+                           dilation)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """2-d transposed convolution ("deconvolution"), the gradient of ``conv2d`` with respect to its input:
+    ``(N, C_in, H, W)`` with weight ``(C_in, C_out/groups, kh, kw)`` -> ``(N, C_out, H_out, W_out)`` where
+    ``H_out = (H-1)*stride - 2*padding + dilation*(kh-1) + output_padding + 1``.
+
+    >>> y = conv_transpose2d(x, w, stride=2, padding=1, output_padding=1)  # (4, 16, 8, 8) -> (4, C_out, 16, 16)
+    """
+    return _conv_transpose("conv_transpose2d", 2, input, weight, bias, stride, padding, output_padding, groups,
+                           dilation)
+
+
+# --------------------------------------------------------------------------- unfold / fold
+class Unfold(Function):
+    """im2col as an op: (N, C, H, W) -> (N, C * kh * kw, L)."""
+
+    def forward(ctx, x, kernel, stride, pads, dilation):
+        n, c, h, w = x.shape
+        (pt, pb), (pl, pr) = pads
+        out_hw = (_out_size(h, pt, pb, kernel[0], stride[0], dilation[0]),
+                  _out_size(w, pl, pr, kernel[1], stride[1], dilation[1]))
+        ctx.geometry = (kernel, stride, pads, dilation, out_hw, (h + pt + pb, w + pl + pr))
+        cols = im2col(pad2d(x, pads), kernel, stride, dilation, out_hw)
+        return cols if cols.base is None else cols.copy()
+
+    def backward(ctx, grad):
+        kernel, stride, pads, dilation, out_hw, padded = ctx.geometry
+        return unpad2d(col2im(grad, padded, kernel, stride, dilation, out_hw), pads)
+
+
+class Fold(Function):
+    """col2im as an op: (N, C * kh * kw, L) -> (N, C, H, W), summing overlapping values."""
+
+    def forward(ctx, cols, output_size, kernel, stride, pads, dilation):
+        (pt, pb), (pl, pr) = pads
+        h, w = output_size
+        out_hw = (_out_size(h, pt, pb, kernel[0], stride[0], dilation[0]),
+                  _out_size(w, pl, pr, kernel[1], stride[1], dilation[1]))
+        ctx.geometry = (kernel, stride, pads, dilation, out_hw)
+        out = col2im(cols, (h + pt + pb, w + pl + pr), kernel, stride, dilation, out_hw)
+        out = unpad2d(out, pads)
+        return out if out.base is None else out.copy()
+
+    def backward(ctx, grad):
+        kernel, stride, pads, dilation, out_hw = ctx.geometry
+        return im2col(pad2d(grad, pads), kernel, stride, dilation, out_hw)
+
+
+def _fold_args(op, kernel_size, dilation, padding, stride):
+    kernel = _positive(_tuple(kernel_size, 2, "kernel_size", op), "kernel_size", op)
+    dilation = _positive(_tuple(dilation, 2, "dilation", op), "dilation", op)
+    stride = _positive(_tuple(stride, 2, "stride", op), "stride", op)
+    padding = _tuple(padding, 2, "padding", op)
+    if any(v < 0 for v in padding):
+        raise ValueError(f"{op}: padding must be non-negative, got {padding}")
+    return kernel, dilation, tuple((p, p) for p in padding), stride
+
+
+def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
+    """Extract sliding local blocks: ``(N, C, H, W) -> (N, C * kh * kw, L)`` with ``L`` the number of blocks
+    (PyTorch's ``F.unfold``, also known as im2col)."""
+    kernel, dilation, pads, stride = _fold_args("unfold", kernel_size, dilation, padding, stride)
+    if not isinstance(input, Tensor) or input.data.ndim not in (3, 4):
+        raise ValueError(f"unfold: expected a 3-D (unbatched) or 4-D input of shape (N, C, H, W), got "
+                         f"{tuple(np.shape(input))}")
+    batched = input.data.ndim == 4
+    for size, (lo, hi), k, d in zip(input.shape[-2:], pads, kernel, dilation):
+        if size + lo + hi < d * (k - 1) + 1:
+            raise ValueError(f"unfold: the (dilated) kernel {kernel} does not fit the padded input (input shape "
+                             f"{tuple(input.shape)}, padding {padding})")
+    return _with_batch(lambda x: Unfold.apply(x, kernel, stride, pads, dilation), input, batched)
+
+
+def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """Combine sliding local blocks into an image, summing overlaps: ``(N, C * kh * kw, L) ->
+    (N, C, *output_size)`` (PyTorch's ``F.fold``, col2im; the adjoint of ``unfold``)."""
+    kernel, dilation, pads, stride = _fold_args("fold", kernel_size, dilation, padding, stride)
+    output_size = _tuple(output_size, 2, "output_size", "fold")
+    if not isinstance(input, Tensor) or input.data.ndim not in (2, 3):
+        raise ValueError(f"fold: expected a 2-D (unbatched) or 3-D input of shape (N, C * kh * kw, L), got "
+                         f"{tuple(np.shape(input))}")
+    batched = input.data.ndim == 3
+    kk = kernel[0] * kernel[1]
+    ckk, ell = input.shape[-2:]
+    blocks = 1
+    for size, (lo, hi), k, d, s in zip(output_size, pads, kernel, dilation, stride):
+        blocks *= _out_size(size, lo, hi, k, s, d)
+    if ckk % kk or ell != blocks:
+        raise ValueError(f"fold: input of shape {tuple(input.shape)} does not match kernel {kernel} and output size "
+                         f"{output_size}: expected dim -2 divisible by {kk} and {blocks} blocks in dim -1")
+    return _with_batch(lambda x: Fold.apply(x, output_size, kernel, stride, pads, dilation), input, batched)
