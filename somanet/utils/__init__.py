@@ -1,0 +1,1 @@
+"""Utilities under the names PyTorch users expect (``somanet.utils.data``)."""
