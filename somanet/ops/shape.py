@@ -76,6 +76,8 @@ def _size_args(args, op):
 
 def _infer_shape(shape, numel, in_shape, op):
     """Resolve one ``-1`` in ``shape`` and check that it holds exactly ``numel`` elements."""
+    if min(shape, default=0) >= 0 and math.prod(shape) == numel:
+        return shape
     holes = [i for i, s in enumerate(shape) if s == -1]
     if len(holes) > 1 or any(s < -1 for s in shape):
         raise RuntimeError(f"{op}(): invalid shape {list(shape)}: sizes must be non-negative, with at most one -1")
@@ -122,6 +124,8 @@ class ReshapeCopy(Reshape):
 
 def _reshape(x, shape):
     """Apply the reshape Function that matches what NumPy will do (view or copy)."""
+    if x.data.flags.c_contiguous:
+        return Reshape.apply(x, shape)
     try:
         np.reshape(x.data, shape, copy=False)
     except ValueError:
@@ -160,6 +164,8 @@ def _view(self, *shape):
     if len(shape) == 1 and not isinstance(shape[0], (builtins.int, np.integer, tuple, list, Tensor)):
         return ViewDtype.apply(self, backend.to_dtype(shape[0]))
     shape = _infer_shape(_size_args(shape, "view"), self.data.size, self.data.shape, "view")
+    if self.data.flags.c_contiguous:
+        return Reshape.apply(self, shape)
     try:
         np.reshape(self.data, shape, copy=False)
     except ValueError:
