@@ -314,6 +314,9 @@ class CrossEntropy(Function):
         c = p.shape[1]
         dtype = p.dtype
         eps = ctx.eps
+        if ctx.denom == 0:
+            # Every target ignored: the mean is NaN but, as in PyTorch, no gradient flows.
+            return np.zeros(ctx.in_shape, dtype=p.dtype), None, None
         g = _grad_scale(grad, ctx.reduction, None, ctx.denom)
         g = g.reshape(w_t.shape) if ctx.reduction == "none" else g
         hard = g * w_t
@@ -426,6 +429,8 @@ class NLLLoss(Function):
 
     def backward(ctx, grad):
         tt, w_t = ctx.saved
+        if ctx.denom == 0:
+            return np.zeros(ctx.in_shape, dtype=grad.dtype), None, None
         g = _grad_scale(grad, ctx.reduction, None, ctx.denom)
         g = g.reshape(w_t.shape) if ctx.reduction == "none" else g
         dx = np.zeros(ctx.shape, dtype=grad.dtype)
