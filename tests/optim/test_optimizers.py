@@ -110,6 +110,32 @@ def test_flat_and_per_parameter_updates_are_identical(name, kw):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("name,kw", [CONFIGS[2], CONFIGS[6], CONFIGS[11]], ids=["SGD", "Adam", "RMSprop"])
+def test_automatic_choice_flattens_small_parameters_only(name, kw):
+    torch = torch_or_skip()
+    # one parameter above every optimizer's flattening limit, five below it
+    shapes = [(140, 130), (3, 4), (4,), (2, 2), (5,), (1,)]
+    inits, grads = _data(steps=25, seed=2, shapes=shapes)
+    sp, so, tp, to = _pair(name, kw, inits, foreach=None)
+    per = [somanet.tensor(a.copy(), requires_grad=True) for a in inits]
+    po = getattr(optim, name)(per, foreach=False, **kw)
+    for gs in grads:
+        _set_grads(sp, tp, gs)
+        for p, g in zip(per, gs):
+            p.grad = somanet.tensor(g)
+        so.step()
+        to.step()
+        po.step()
+    big_state = so.state[sp[0]]
+    small_state = so.state[sp[1]]
+    key = next(k for k in small_state if k != "step")
+    assert small_state[key].base is not None, "small parameters should share one flattened state buffer"
+    assert big_state[key].base is None, "a large parameter should keep its own state array"
+    for a, b in zip(sp, per):
+        np.testing.assert_array_equal(a.data, b.data)
+    _assert_params(sp, tp, f"{name} with automatic flattening")
+
+
 @pytest.mark.parametrize("name,kw", CONFIGS, ids=IDS)
 def test_state_dict_round_trip_mid_training(name, kw):
     inits, grads = _data(steps=20, seed=1)

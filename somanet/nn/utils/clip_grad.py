@@ -108,8 +108,11 @@ def _scale(grads, max_norm, total):
     # Scaling by exactly 1 changes nothing, so it is skipped; NaN fails the test and is applied, as in PyTorch.
     if coef >= 1.0:
         return
-    for g in grads:
-        g *= coef.astype(g.dtype)
+    # A non-finite total is already visible in the returned norm (and error_if_nonfinite exists to
+    # raise on it); NumPy's generic inf * 0 warning would add nothing.
+    with np.errstate(invalid="ignore"):
+        for g in grads:
+            g *= coef.astype(g.dtype)
 
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
