@@ -1,7 +1,7 @@
 """Indexing, gather/scatter, masks, sorting and in-place ops against PyTorch and finite differences."""
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import somanet

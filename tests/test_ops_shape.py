@@ -1,6 +1,4 @@
 """Shape ops against PyTorch (values, gradients, dtypes) and float64 finite differences."""
-import math
-
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -9,7 +7,7 @@ from hypothesis.extra import numpy as hnp
 import somanet
 import somanet.nn.functional as F
 from somanet.autograd import gradcheck
-from reference import compare, torch_or_skip, assert_close
+from reference import compare, torch_or_skip
 
 torch = torch_or_skip()
 TF = torch.nn.functional

@@ -16,7 +16,7 @@ from ..autograd import grad_mode
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor, _wrap
 from . import elementwise
-from ._util import ensure_tensor, install, normalize_dim
+from ._util import as_operand, ensure_tensor, install, normalize_dim
 from .shape import Expand, Slice, _reshape, clone, to_dtype, unbind
 
 __all__ = [
@@ -201,6 +201,7 @@ def _getitem(self, key):
 
 
 def _iter(self):
+    """Iterate over dimension 0: one view per row, each linked to ``self`` in the graph."""
     if self.data.ndim == 0:
         raise TypeError("iteration over a 0-d tensor")
     return iter(unbind(self, 0))
@@ -262,24 +263,13 @@ def _inplace(self, op, array_op, graph_op, other=None):
     return self
 
 
-def _operand(x):
-    """An in-place op's other operand: a Tensor stays, a Python/NumPy scalar becomes a Python scalar."""
-    if isinstance(x, Tensor):
-        return x
-    if isinstance(x, (builtins.bool, builtins.int, builtins.float)):
-        return x
-    if isinstance(x, np.generic):
-        return x.item()
-    return Tensor(backend.as_array(x))
-
-
 def _raw(x):
     return x.data if isinstance(x, Tensor) else x
 
 
 def _add_(self, other, alpha=1):
     """In place ``self += alpha * other`` (other broadcasts to self's shape; self keeps its dtype)."""
-    o = _operand(other)
+    o = as_operand(other)
 
     def array_op(data):
         v = _raw(o)
@@ -290,7 +280,7 @@ def _add_(self, other, alpha=1):
 
 def _sub_(self, other, alpha=1):
     """In place ``self -= alpha * other``."""
-    o = _operand(other)
+    o = as_operand(other)
 
     def array_op(data):
         v = _raw(o)
@@ -301,14 +291,14 @@ def _sub_(self, other, alpha=1):
 
 def _mul_(self, other):
     """In place ``self *= other``."""
-    o = _operand(other)
+    o = as_operand(other)
     return _inplace(self, "mul_", lambda data: np.multiply(data, _raw(o), out=data),
                     lambda old: elementwise.mul(old, o), o)
 
 
 def _div_(self, other, rounding_mode=None):
     """In place ``self /= other`` (true division; ``rounding_mode`` 'floor' or 'trunc' as in ``div``)."""
-    o = _operand(other)
+    o = as_operand(other)
 
     def array_op(data):
         if rounding_mode is None:
@@ -324,7 +314,7 @@ def _clamp_(self, min=None, max=None):  # noqa: A002
     """In place limit of the values to ``[min, max]`` (either bound may be None, not both)."""
     if min is None and max is None:
         raise RuntimeError("clamp_(): at least one of 'min' or 'max' must not be None")
-    lo, hi = _operand(min) if min is not None else None, _operand(max) if max is not None else None
+    lo, hi = as_operand(min) if min is not None else None, as_operand(max) if max is not None else None
     grad_bound = next((b for b in (lo, hi) if isinstance(b, Tensor) and b.requires_grad), None)
     return _inplace(self, "clamp_", lambda data: np.clip(data, _raw(lo), _raw(hi), out=data),
                     lambda old: elementwise.clamp(old, lo, hi), grad_bound)
@@ -348,7 +338,7 @@ def _fill_value(value, op):
             raise RuntimeError(f"{op}(): only supports a 0-dimensional value tensor, got shape "
                                f"{tuple(value.data.shape)}")
         return value
-    return _operand(value)
+    return as_operand(value)
 
 
 def _fill_(self, value):
@@ -378,7 +368,7 @@ class CopyFrom(Function):
 
 def _copy_(self, src, non_blocking=False):
     """Copy ``src`` (broadcast to self's shape, cast to self's dtype) into ``self``."""
-    s = _operand(src)
+    s = as_operand(src)
     return _inplace(self, "copy_", lambda data: np.copyto(data, _raw(s), casting="unsafe"),
                     lambda old: CopyFrom.apply(old, s), s)
 
@@ -430,7 +420,7 @@ def _setitem(self, key, value):
     """``x[key] = value`` in place (same keys as ``x[key]``); value broadcasts and is cast to x's dtype."""
     k, advanced = _convert_key(key)
     steps = _steps(k, advanced)
-    v = _operand(value)
+    v = as_operand(value)
 
     def array_op(data):
         _target(data, steps)[steps[-1]] = _raw(v)
@@ -569,7 +559,7 @@ def _scatter_args(input, dim, index, src, op):
         _check_gather_shapes(x.data.shape, idx, d, op, s.data.shape)
         return x, s, d, idx
     _check_gather_shapes(x.data.shape, idx, d, op)
-    return x, _operand(src), d, idx
+    return x, as_operand(src), d, idx
 
 
 def scatter(input, dim, index, src=None, value=None, *, reduce=None):
@@ -599,6 +589,7 @@ def scatter_add(input, dim, index, src):
 
 
 def _scatter_(self, dim, index, src=None, value=None, *, reduce=None):
+    """In-place ``scatter``."""
     s = src if src is not None else value
     return _inplace(self, "scatter_", lambda data: np.copyto(data, scatter(_wrap(data, False, None, 0), dim, index,
                                                                            _raw_keep(s), reduce=reduce).data),
@@ -606,6 +597,7 @@ def _scatter_(self, dim, index, src=None, value=None, *, reduce=None):
 
 
 def _scatter_add_(self, dim, index, src):
+    """In-place ``scatter_add``."""
     return _inplace(self, "scatter_add_", lambda data: np.copyto(data, scatter_add(_wrap(data, False, None, 0), dim,
                                                                                    index, _raw_keep(src)).data),
                     lambda old: scatter_add(old, dim, index, src), src)

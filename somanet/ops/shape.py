@@ -144,6 +144,7 @@ def reshape(input, shape):
 
 
 def _reshape_method(self, *shape):
+    """``x.reshape(*shape)`` or ``x.reshape(shape)``; see ``reshape``."""
     shape = _infer_shape(_size_args(shape, "reshape"), self.data.size, self.data.shape, "reshape")
     return _reshape(self, shape)
 
@@ -178,10 +179,12 @@ def _view(self, *shape):
 
 
 def _view_as(self, other):
+    """``self.view(other.shape)``."""
     return _view(self, tuple(other.shape))
 
 
 def _reshape_as(self, other):
+    """``self.reshape(other.shape)``."""
     return _reshape(self, tuple(other.shape))
 
 
@@ -236,6 +239,7 @@ def squeeze(input, dim=None):
 
 
 def _squeeze_method(self, dim=None, *more):
+    """``x.squeeze(dim=None)``; see ``squeeze``."""
     return squeeze(self, (dim,) + more if more else dim)
 
 
@@ -273,6 +277,7 @@ def permute(input, dims):
 
 
 def _permute_method(self, *dims):
+    """``x.permute(*dims)`` or ``x.permute(dims)``; see ``permute``."""
     return permute(self, dims)
 
 
@@ -309,10 +314,12 @@ def t(input):
 
 
 def _T(self):
+    """``x.T``: all dimensions reversed (a view)."""
     return Permute.apply(self, tuple(range(self.data.ndim))[::-1])
 
 
 def _mT(self):
+    """``x.mT``: the last two dimensions swapped, for batches of matrices (a view)."""
     if self.data.ndim < 2:
         raise RuntimeError(f"mT: only supported on matrices or batches of matrices, got a {self.data.ndim}-D "
                            f"tensor of shape {tuple(self.data.shape)}")
@@ -398,6 +405,7 @@ def broadcast_to(input, size):
 
 
 def _expand_as(self, other):
+    """``self.expand(other.shape)``."""
     return Expand.apply(self, _expand_shape(self.data.shape, (tuple(other.shape),), "expand_as"))
 
 
@@ -440,6 +448,7 @@ def tile(input, dims):
 
 
 def _tile_method(self, *dims):
+    """``x.tile(*dims)``; see ``tile``."""
     return tile(self, _size_args(dims, "tile"))
 
 
@@ -466,6 +475,7 @@ def flip(input, dims):
 
 
 def _flip_method(self, *dims):
+    """``x.flip(*dims)`` or ``x.flip(dims)``; see ``flip``."""
     return flip(self, dims[0] if len(dims) == 1 else dims)
 
 
@@ -810,6 +820,7 @@ def _contiguous(self, memory_format=None):
 
 
 def _is_contiguous(self, memory_format=None):
+    """Whether the data is laid out in C order without gaps."""
     return bool(self.data.flags.c_contiguous)
 
 
