@@ -216,7 +216,10 @@ class Optimizer:
 
     # ------------------------------------------------------------------ hooks
     def register_step_pre_hook(self, hook):
-        """Call ``hook(optimizer, args, kwargs)`` before each ``step``; returns a handle with ``remove()``."""
+        """Call ``hook(optimizer, args, kwargs)`` before each ``step``; it may return new ``(args, kwargs)``.
+
+        Returns a handle with ``remove()``.
+        """
         handle = _Handle(self._step_pre_hooks)
         self._step_pre_hooks[handle.id] = hook
         return handle
@@ -234,11 +237,15 @@ class Optimizer:
         ``closure`` (optional) re-evaluates the model and returns the loss; it runs with gradient
         recording on, before the update.
         """
-        args = (closure,) if closure is not None else ()
+        args, kwargs = ((closure,) if closure is not None else ()), {}
         for hook in list(self._step_pre_hooks.values()):
-            result = hook(self, args, {})
+            result = hook(self, args, kwargs)
             if result is not None:
-                raise RuntimeError(f"{type(self).__name__}: a step pre-hook must return None, got {type(result).__name__}")
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError(f"{type(self).__name__}: a step pre-hook must return None or a tuple of "
+                                       f"new (args, kwargs), but got {result!r}")
+                args, kwargs = result
+        closure = args[0] if args else kwargs.get("closure")
         loss = None
         if closure is not None:
             with enable_grad():
@@ -247,7 +254,7 @@ class Optimizer:
         for group in self.param_groups:
             self._step_group(group)
         for hook in list(self._step_post_hooks.values()):
-            hook(self, args, {})
+            hook(self, args, kwargs)
         return loss
 
     def _step_group(self, group):

@@ -433,3 +433,16 @@ def test_float64_parameters_stay_float64():
         opt.step()
     assert p.data.dtype == np.float64
     assert opt.state[p]["exp_avg"].dtype == np.float64
+
+
+def test_step_hooks_run_in_order_and_can_be_removed():
+    p = somanet.tensor([1.0], requires_grad=True)
+    opt = optim.SGD([p], lr=0.5)
+    seen = []
+    pre = opt.register_step_pre_hook(lambda o, args, kwargs: seen.append(("pre", float(p.data[0]))))
+    opt.register_step_post_hook(lambda o, args, kwargs: seen.append(("post", float(p.data[0]))))
+    p.grad = somanet.tensor([1.0])
+    opt.step()
+    pre.remove()
+    opt.step()
+    assert seen == [("pre", 1.0), ("post", 0.5), ("post", 0.0)]
