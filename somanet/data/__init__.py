@@ -16,8 +16,11 @@ from .distributed import DistributedSampler
 from .collate import default_collate, default_convert
 from .dataloader import DataLoader, get_worker_info
 from ._worker import WorkerInfo
+from . import transforms
+from . import datasets
+from .transforms import compute_mean_std
 
 __all__ = ["Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset", "ChainDataset", "random_split",
            "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler",
            "BatchSampler", "DistributedSampler", "default_collate", "default_convert", "DataLoader",
-           "get_worker_info", "WorkerInfo"]
+           "get_worker_info", "WorkerInfo", "transforms", "datasets", "compute_mean_std"]
