@@ -18,6 +18,9 @@ def sum_to_shape(grad, shape):
     if grad.shape == shape:
         return grad
     lead = grad.ndim - len(shape)
+    if lead < 0:
+        grad = grad.reshape((1,) * -lead + grad.shape)
+        lead = 0
     axes = tuple(range(lead)) + tuple(i + lead for i, n in enumerate(shape) if n == 1 and grad.shape[i + lead] != 1)
     if axes:
         grad = grad.sum(axis=axes, keepdims=True)

@@ -67,7 +67,8 @@ class Function:
             out = tuple(o if type(o) is ndarray else asarray(o) for o in out) if type(out) is tuple else asarray(out)
         if not (need_grad and grad_mode._state.enabled and cls.differentiable):
             if type(out) is tuple:
-                return tuple(_wrap(o, False, None, 0) for o in out)
+                version = inputs[0]._version if cls.is_view else None
+                return tuple(_wrap(o, False, None, 0, version) for o in out)
             if cls.is_view:
                 return _wrap(out, False, None, 0, inputs[0]._version)
             return _wrap(out, False, None, 0)
@@ -103,7 +104,8 @@ class Function:
             ctx.version_checks = checks
         if type(out) is tuple:
             ctx.n_out = len(out)
-            outs = tuple(_wrap(o, True, ctx, i) for i, o in enumerate(out))
+            version = inputs[0]._version if cls.is_view else None
+            outs = tuple(_wrap(o, True, ctx, i, version) for i, o in enumerate(out))
             if saved:
                 for o in outs:
                     for s in saved:

@@ -39,8 +39,7 @@ def _binary_operands(a, b, op):
             elif a.data.ndim == 0 and b.data.ndim > 0:
                 a = _cast(a, b.data.dtype)
         elif ka == "f" and kb in "biu":
-            if b.data.ndim == 0 or True:
-                b = _cast(b, a.data.dtype)
+            b = _cast(b, a.data.dtype)
         elif kb == "f" and ka in "biu":
             a = _cast(a, b.data.dtype)
     return a, b
