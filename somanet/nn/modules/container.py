@@ -89,6 +89,14 @@ class ModuleList(Module):
     def __setitem__(self, idx, module):
         self.add_module(str(idx % len(self)), module)
 
+    def __delitem__(self, idx):
+        mods = list(self._modules.values())
+        del mods[idx]
+        # Renumber 0..n-1, as PyTorch does.
+        self._modules.clear()
+        for i, m in enumerate(mods):
+            self._modules[str(i)] = m
+
     def __len__(self):
         return len(self._modules)
 
