@@ -151,8 +151,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
 
     ``query`` (N, ..., L, E), ``key`` (N, ..., S, E), ``value`` (N, ..., S, Ev) -> (N, ..., L, Ev).
     ``attn_mask``: bool (True = take part in attention) or float (added to the scores), broadcasting to
-    (N, ..., L, S). ``is_causal`` masks the upper triangle (top-left aligned, combined with ``attn_mask``).
-    ``scale`` defaults to 1/sqrt(E). ``dropout_p`` drops attention weights. ``enable_gqa`` lets
+    (N, ..., L, S). ``is_causal`` masks the upper triangle (top-left aligned).
+    ``attn_mask`` and ``is_causal`` are exclusive, as in PyTorch. ``scale`` defaults to 1/sqrt(E). ``dropout_p`` drops attention weights. ``enable_gqa`` lets
     ``key``/``value`` have fewer heads (dim -3) than ``query``, each shared by a group of query heads.
     Rows where every position is masked give zeros, as in PyTorch.
 
@@ -190,6 +190,9 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         raise RuntimeError(f"{op}(): batch dims of query {q_shape}, key {k_shape} and value {v_shape} do not "
                            f"broadcast") from None
     mask = attn_mask
+    if mask is not None and is_causal:
+        raise RuntimeError(f"{op}(): Explicit attn_mask should not be set when is_causal=True (combine the causal "
+                           f"mask into attn_mask instead)")
     if mask is not None:
         if not isinstance(mask, Tensor):
             mask = Tensor(backend.as_array(mask))
@@ -373,6 +376,35 @@ def apply_rotary_emb(x, cos, sin, interleaved=True):
     if c.dtype != x.dtype:
         c, s = c.astype(x.dtype), s.astype(x.dtype)
     return RotaryEmbedding.apply(x, c, s, interleaved=interleaved)
+
+
+# --------------------------------------------------------------------------- additive position tables
+class AddPositions(Function):
+    """``x + table[offset : offset + L]``, the table broadcast over the batch.
+
+    ``x`` (L, N, D) (``time_axis=0``) or (N, L, D) (``time_axis=1``) or unbatched (L, D); ``table``
+    (max_len, D). The table's gradient is the batch sum of ``grad`` in the rows used.
+    """
+
+    def forward(ctx, x, table, offset=0, time_axis=0):
+        L = x.shape[time_axis]
+        rows = table[offset:offset + L]
+        if time_axis == 0 and x.ndim == 3:
+            rows = rows[:, None, :]
+        ctx.offset, ctx.time_axis, ctx.table_shape = offset, time_axis, table.shape
+        return x + rows
+
+    def backward(ctx, grad):
+        dtable = None
+        if _needs(ctx, 1):
+            xp = backend.array_module(grad)
+            dtable = xp.zeros(ctx.table_shape, grad.dtype)
+            if grad.ndim == 3:
+                g = grad.sum(axis=1 - ctx.time_axis)
+            else:
+                g = grad
+            dtable[ctx.offset:ctx.offset + g.shape[0]] = g
+        return grad, dtable
 
 
 # --------------------------------------------------------------------------- attention pooling
