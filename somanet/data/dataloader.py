@@ -81,9 +81,10 @@ class DataLoader:
         batches as ``collate_fn`` builds them; with the default, tensors ``(B, ...)``.
 
     >>> import somanet
-    >>> ds = TensorDataset(somanet.arange(10).float(), somanet.arange(10))  # doctest: +SKIP
-    >>> [x.shape for x, y in DataLoader(ds, batch_size=4)]                   # doctest: +SKIP
-    [(4,), (4,), (2,)]
+    >>> from somanet.data import TensorDataset
+    >>> ds = TensorDataset(somanet.randn(10, 3), somanet.arange(10))
+    >>> [tuple(x.shape) for x, y in DataLoader(ds, batch_size=4, shuffle=True)]
+    [(4, 3), (4, 3), (2, 3)]
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None, num_workers=0,
@@ -194,7 +195,7 @@ class DataLoader:
 
     def __del__(self):
         it = getattr(self, "_iterator", None)
-        if it is not None:
+        if it is not None and not sys.is_finalizing():
             it._shutdown_workers()
 
 

@@ -29,7 +29,7 @@ class Vocab:
         unk_token: the token that unknown tokens map to (it must be in ``tokens``); with ``None``,
             encoding an unknown token raises ``KeyError``.
 
-    >>> v = Vocab.build("abracadabra", specials=())
+    >>> v = Vocab.build("abracadabra", specials=(), unk_token=None)
     >>> v.itos, v.encode("cab").tolist()
     (['a', 'b', 'r', 'c', 'd'], [3, 0, 1])
     """

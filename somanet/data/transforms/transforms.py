@@ -16,6 +16,7 @@ import numbers
 
 import numpy as np
 
+from ...autograd.tensor import Tensor
 from ...random import numpy_rng
 from . import functional as F
 from .functional import InterpolationMode
@@ -108,9 +109,21 @@ class Normalize:
         self.mean = mean
         self.std = std
         self.inplace = inplace
+        self._cache = {}
 
     def __call__(self, tensor):
-        return F.normalize(tensor, self.mean, self.std, self.inplace)
+        arr = tensor.data if isinstance(tensor, Tensor) else tensor
+        dtype = getattr(arr, "dtype", None)
+        if not isinstance(arr, np.ndarray) or dtype.kind != "f" or arr.ndim < 3:
+            return F.normalize(tensor, self.mean, self.std, self.inplace)
+        # The per-channel constants are converted once per dtype, not on every image.
+        consts = self._cache.get(dtype)
+        if consts is None:
+            consts = (np.asarray(self.mean, dtype=dtype).reshape(-1, 1, 1),
+                      np.asarray(self.std, dtype=dtype).reshape(-1, 1, 1))
+            F._check_std(consts[1], dtype)
+            self._cache[dtype] = consts
+        return F._normalize_arrays(tensor, arr, isinstance(tensor, Tensor), consts[0], consts[1], self.inplace)
 
     def __repr__(self):
         return f"{type(self).__name__}(mean={self.mean}, std={self.std})"
@@ -170,9 +183,10 @@ class RandomCrop:
         if h < th or w < tw:
             raise ValueError(f"RandomCrop: required crop size {(th, tw)} is larger than the (padded) input image "
                              f"size {(h, w)}")
-        rng = numpy_rng(self.generator)
-        tops = rng.integers(0, h - th + 1, size=n)
-        lefts = rng.integers(0, w - tw + 1, size=n)
+        # floor(u * k) is uniform on 0..k-1 and, for a few draws, much cheaper than Generator.integers.
+        u = numpy_rng(self.generator).random((2, n))
+        tops = (u[0] * (h - th + 1)).astype(np.int64)
+        lefts = (u[1] * (w - tw + 1)).astype(np.int64)
         return F._from_batch(F._crop_batch(batch, tops, lefts, th, tw), shape, as_tensor)
 
     def __repr__(self):
