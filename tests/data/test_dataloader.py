@@ -183,3 +183,20 @@ def test_persistent_workers_and_iterable_dataset():
     values = sorted(v for b in stream for v in b.data.tolist())
     assert values == list(range(10))
     assert [b.data.tolist() for b in DataLoader(WorkerStream(7), batch_size=3)] == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+class DiesInWorker(Squares):
+    def __getitem__(self, i):
+        if i == 5 and get_worker_info() is not None:
+            os._exit(3)  # a hard crash: no exception, no message
+        return super().__getitem__(i)
+
+
+def test_dead_worker_is_reported_not_waited_for():
+    with pytest.raises(RuntimeError, match="exited unexpectedly with exit code 3"):
+        list(DataLoader(DiesInWorker(12), batch_size=2, num_workers=2))
+
+
+def test_out_of_order_delivery_gives_every_batch_once():
+    batches = [b[1].data.tolist() for b in DataLoader(Squares(10), batch_size=2, num_workers=2, in_order=False)]
+    assert sorted(batches) == [[0, 1], [4, 9], [16, 25], [36, 49], [64, 81]]
