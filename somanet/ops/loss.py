@@ -251,7 +251,7 @@ def _class_indices(input, target, op, ignore_index, index_shape, c):
     if tuple(t.shape) != index_shape:
         raise ValueError(f"{op}(): expected target of shape {index_shape} (class indices) for input of shape "
                          f"{tuple(input.shape)}, got target of shape {tuple(t.shape)}")
-    if t.size:
+    if t.size and (t.min() < 0 or t.max() >= c):
         bad = (t != ignore_index) & ((t < 0) | (t >= c))
         if bad.any():
             value = int(t[bad].flat[0])
@@ -271,28 +271,40 @@ def _class_weight(weight, c, dtype, op):
 
 class CrossEntropy(Function):
     """Fused log-softmax over axis 1 and negative log-likelihood of class indices, with class weights,
-    ``ignore_index`` and label smoothing, on the view ``x (N, C, S)``, ``t (N, S)``."""
+    ``ignore_index`` and label smoothing, on the view ``x (N, C, S)``, ``t (N, S)``.
+
+    Backward reuses the softmax computed here: ``dx = g * (w_t * softmax - w_t * onehot)`` (plus the
+    smoothing term). The target entries are addressed by flat indices into the contiguous ``(N, C, S)``
+    arrays, which is cheaper than ``take_along_axis`` for the usual small batches.
+    """
 
     def forward(ctx, x, t, weight, view=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
         ctx.in_shape, ctx.out_shape = x.shape, t.shape
+        n, c, s = view
         x = x.reshape(view)
-        t = t.reshape(view[0], view[2])
-        c = x.shape[1]
+        t = t.reshape(n, s)
         dtype = x.dtype
         z = x - x.max(axis=1, keepdims=True)
         p = np.exp(z)
-        s = p.sum(axis=1, keepdims=True)
-        p /= s
-        lse = np.log(s)[:, 0, :]
+        total = p.sum(axis=1, keepdims=True)
+        p /= total
+        lse = np.log(total).reshape(n, s)
         valid = t != ignore_index
-        tt = np.where(valid, t, 0)[:, None, :]
-        nll = lse - np.take_along_axis(z, tt, axis=1)[:, 0, :]
+        all_valid = bool(valid.all())
+        tt = t if all_valid else np.where(valid, t, 0)
+        flat = np.arange(n)[:, None] * c + tt
+        if s != 1:
+            flat = flat * s + np.arange(s)
+        loss = lse - z.reshape(-1)[flat]
         if weight is not None:
-            w_t = weight[tt[:, 0, :]] * valid
+            w_t = weight[tt]
+            if not all_valid:
+                w_t *= valid
         else:
-            w_t = valid.astype(dtype)
+            w_t = None if all_valid else valid.astype(dtype)
+        if w_t is not None:
+            loss *= w_t
         eps = label_smoothing
-        loss = nll * w_t
         if eps > 0:
             loss *= dtype.type(1 - eps)
             # -sum_c w_c log p_c = lse * sum_c w_c - sum_c w_c z_c, zero where ignored.
@@ -300,37 +312,47 @@ class CrossEntropy(Function):
                 smooth = lse * weight.sum() - np.einsum("ncs,c->ns", z, weight)
             else:
                 smooth = lse * dtype.type(c) - z.sum(axis=1)
-            smooth *= valid
+            if not all_valid:
+                smooth *= valid
             smooth *= dtype.type(eps / c)
             loss += smooth
-        ctx.denom = float(w_t.sum(dtype=np.float64)) if reduction == "mean" else None
-        ctx.save_for_backward(p, tt, w_t, valid, weight)
+        ctx.denom = None
+        if reduction == "mean":
+            ctx.denom = float(n * s) if w_t is None else float(w_t.sum(dtype=np.float64))
+        ctx.save_for_backward(p, flat, w_t, None if all_valid else valid, weight)
         ctx.reduction = reduction
         ctx.eps = eps
         return _reduce(loss, reduction, ctx.denom).reshape(ctx.out_shape if reduction == "none" else ())
 
     def backward(ctx, grad):
-        p, tt, w_t, valid, weight = ctx.saved
-        c = p.shape[1]
+        p, flat, w_t, valid, weight = ctx.saved
+        n, c, s = p.shape
         dtype = p.dtype
         eps = ctx.eps
         if ctx.denom == 0:
             # Every target ignored: the mean is NaN but, as in PyTorch, no gradient flows.
-            return np.zeros(ctx.in_shape, dtype=p.dtype), None, None
+            return np.zeros(ctx.in_shape, dtype=dtype), None, None
         g = _grad_scale(grad, ctx.reduction, None, ctx.denom)
-        g = g.reshape(w_t.shape) if ctx.reduction == "none" else g
-        hard = g * w_t
+        if ctx.reduction == "none":
+            g = g.reshape(n, s)
+        if eps == 0 and w_t is None and g.ndim == 0:
+            # The common case: no weights, nothing ignored, a mean or sum.
+            dx = p * g
+            dx.reshape(-1)[flat] -= g
+            return dx.reshape(ctx.in_shape), None, None
+        hard = g * w_t if w_t is not None else np.broadcast_to(g, (n, s))
         if eps > 0:
-            hard *= dtype.type(1 - eps)
+            hard = hard * dtype.type(1 - eps)
             total_w = weight.sum() if weight is not None else dtype.type(c)
-            soft = g * valid * dtype.type(eps / c)
+            soft = g * dtype.type(eps / c)
+            if valid is not None:
+                soft = soft * valid
+            soft = np.broadcast_to(soft, (n, s))
             dx = p * (hard + soft * total_w)[:, None, :]
             dx -= soft[:, None, :] * (weight[None, :, None] if weight is not None else dtype.type(1))
         else:
             dx = p * hard[:, None, :]
-        picked = np.take_along_axis(dx, tt, axis=1)
-        picked -= hard[:, None, :]
-        np.put_along_axis(dx, tt, picked, axis=1)
+        dx.reshape(-1)[flat] -= hard
         return dx.reshape(ctx.in_shape), None, None
 
 
