@@ -1,5 +1,6 @@
 """Pooling layers: max, average, adaptive and max-unpooling, in 1-d and 2-d, with PyTorch's signatures."""
 from .. import functional as F
+from ...ops.conv import _tuple
 from .module import Module
 
 __all__ = ["MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
@@ -50,9 +51,10 @@ class AvgPool1d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
         super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = stride if stride is not None else kernel_size
-        self.padding = padding
+        # PyTorch keeps these three as 1-tuples for AvgPool1d.
+        self.kernel_size = _tuple(kernel_size, 1, "kernel_size", "AvgPool1d")
+        self.stride = _tuple(stride if stride is not None else kernel_size, 1, "stride", "AvgPool1d")
+        self.padding = _tuple(padding, 1, "padding", "AvgPool1d")
         self.ceil_mode = ceil_mode
         self.count_include_pad = count_include_pad
 
@@ -151,11 +153,14 @@ class AdaptiveMaxPool2d(Module):
 
 
 class _MaxUnpoolNd(Module):
+    _spatial = 2
+
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = stride if stride is not None else kernel_size
-        self.padding = padding
+        n, name = self._spatial, type(self).__name__
+        self.kernel_size = _tuple(kernel_size, n, "kernel_size", name)
+        self.stride = _tuple(stride if stride is not None else kernel_size, n, "stride", name)
+        self.padding = _tuple(padding, n, "padding", name)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -164,6 +169,8 @@ class _MaxUnpoolNd(Module):
 class MaxUnpool1d(_MaxUnpoolNd):
     """Partial inverse of ``MaxPool1d``: ``forward(input, indices, output_size=None)`` puts each value at its
     recorded position, zeros elsewhere: ``(N, C, L) -> (N, C, (L-1)*stride - 2*padding + kernel_size)``."""
+
+    _spatial = 1
 
     def forward(self, input, indices, output_size=None):
         return F.max_unpool1d(input, indices, self.kernel_size, self.stride, self.padding, output_size)
