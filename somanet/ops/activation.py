@@ -30,6 +30,8 @@ def _as_tensor(x, op):
 
 
 class Hardsigmoid(Function):
+    """``relu6(x + 3) / 6``."""
+
     def forward(ctx, a):
         ctx.save_for_backward(a)
         out = a + a.dtype.type(3)
@@ -44,6 +46,8 @@ class Hardsigmoid(Function):
 
 
 class Hardswish(Function):
+    """``x * relu6(x + 3) / 6``."""
+
     def forward(ctx, a):
         ctx.save_for_backward(a)
         gate = a + a.dtype.type(3)
@@ -60,6 +64,8 @@ class Hardswish(Function):
 
 
 class Mish(Function):
+    """``x * tanh(softplus(x))``; keeps ``tanh(softplus(x))`` for backward."""
+
     def forward(ctx, a):
         t = np.tanh(np.logaddexp(a.dtype.type(0), a))
         ctx.save_for_backward(a, t)
@@ -71,6 +77,8 @@ class Mish(Function):
 
 
 class Logsigmoid(Function):
+    """``-softplus(-x)``, stable for any x."""
+
     def forward(ctx, a):
         ctx.save_for_backward(a)
         return -np.logaddexp(a.dtype.type(0), -a)
@@ -81,6 +89,8 @@ class Logsigmoid(Function):
 
 
 class Softsign(Function):
+    """``x / (1 + |x|)``."""
+
     def forward(ctx, a):
         denom = 1 + np.abs(a)
         ctx.save_for_backward(denom)
@@ -92,6 +102,8 @@ class Softsign(Function):
 
 
 class Tanhshrink(Function):
+    """``x - tanh(x)``."""
+
     def forward(ctx, a):
         t = np.tanh(a)
         ctx.save_for_backward(t)
@@ -103,6 +115,8 @@ class Tanhshrink(Function):
 
 
 class Softshrink(Function):
+    """Shrink towards 0 by ``lambd``, zero inside ``[-lambd, lambd]``."""
+
     def forward(ctx, a, lambd=0.5):
         lam = a.dtype.type(lambd)
         keep = np.abs(a) > lam
@@ -115,6 +129,8 @@ class Softshrink(Function):
 
 
 class Hardshrink(Function):
+    """``x`` where ``|x| > lambd``, else 0."""
+
     def forward(ctx, a, lambd=0.5):
         keep = np.abs(a) > a.dtype.type(lambd)
         ctx.save_for_backward(keep)
@@ -126,6 +142,8 @@ class Hardshrink(Function):
 
 
 class Threshold(Function):
+    """``x`` where ``x > threshold``, else ``value``."""
+
     def forward(ctx, a, threshold, value):
         keep = a > threshold
         ctx.save_for_backward(keep)
@@ -137,6 +155,8 @@ class Threshold(Function):
 
 
 class Celu(Function):
+    """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``."""
+
     def forward(ctx, a, alpha=1.0):
         inv = a.dtype.type(1 / alpha)
         e = np.exp(np.minimum(a, 0) * inv)
@@ -178,6 +198,8 @@ class Prelu(Function):
 
 
 class Rrelu(Function):
+    """Leaky ReLU with given per-element (or one) negative slopes."""
+
     def forward(ctx, a, slopes):
         ctx.save_for_backward(a, slopes)
         return np.where(a > 0, a, a * slopes)
@@ -188,6 +210,8 @@ class Rrelu(Function):
 
 
 class Glu(Function):
+    """``a * sigmoid(b)`` for the two halves ``a, b`` of ``dim``."""
+
     def forward(ctx, a, dim=-1):
         first, second = np.split(a, 2, axis=dim)
         gate = _sigmoid(second)

@@ -166,3 +166,17 @@ def test_dropout_in_sequential_follows_train_and_eval():
     model.eval()
     assert (model(x).data == 0).mean() == 0
     assert train_zeros > 0.8
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: F.dropout(x, 0.3, generator=somanet.Generator(0)),
+    lambda x: F.dropout2d(x, 0.5, generator=somanet.Generator(1)),
+    lambda x: F.alpha_dropout(x, 0.2, training=True, generator=somanet.Generator(2)),
+    lambda x: F.feature_alpha_dropout(x, 0.4, training=True, generator=somanet.Generator(3)),
+])
+def test_dropout_gradcheck_with_a_fixed_mask(fn):
+    # A fresh generator with a fixed seed gives the same mask on every call, so finite differences apply.
+    from somanet.autograd import gradcheck
+
+    x = somanet.tensor(np.random.default_rng(0).standard_normal((3, 4, 2, 2)), requires_grad=True)
+    assert gradcheck(fn, [x])
