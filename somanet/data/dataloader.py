@@ -15,6 +15,7 @@ import os
 import queue
 import sys
 import time
+import weakref
 
 import numpy as np
 
@@ -208,7 +209,8 @@ class _BaseIter:
         self._collate_fn = loader.collate_fn
         self._batch_size = loader.batch_size
         self._index_sampler = loader._index_sampler
-        self._length = loader
+        # A weak reference: a persistent iterator held by its loader must not keep the loader alive.
+        self._loader_ref = weakref.ref(loader)
         # Drawn on every new iterator whatever the number of workers, so the default generator
         # advances the same way (and the shuffle order matches) with and without workers.
         self._base_seed = int(numpy_rng(loader.generator).integers(0, 2**62))
@@ -218,7 +220,10 @@ class _BaseIter:
         return self
 
     def __len__(self):
-        return len(self._length)
+        loader = self._loader_ref()
+        if loader is None:
+            raise TypeError("len() of a DataLoader iterator whose DataLoader no longer exists")
+        return len(loader)
 
 
 class _SingleProcessIter(_BaseIter):
