@@ -138,6 +138,8 @@ class _Pointwise(Function):
 
 
 class MSELoss(_Pointwise):
+    """``(input - target) ** 2``."""
+
     def elementwise(ctx, diff):
         return diff * diff
 
@@ -146,6 +148,8 @@ class MSELoss(_Pointwise):
 
 
 class L1Loss(_Pointwise):
+    """``|input - target|``."""
+
     def elementwise(ctx, diff):
         return np.abs(diff)
 
@@ -154,6 +158,8 @@ class L1Loss(_Pointwise):
 
 
 class SmoothL1Loss(_Pointwise):
+    """Quadratic below ``beta``, linear above."""
+
     def elementwise(ctx, diff):
         beta = diff.dtype.type(ctx.param)
         a = np.abs(diff)
@@ -165,6 +171,8 @@ class SmoothL1Loss(_Pointwise):
 
 
 class HuberLoss(_Pointwise):
+    """Quadratic below ``delta``, linear above (``smooth_l1 * delta``)."""
+
     mean_by_weight = False  # PyTorch's weighted Huber mean divides by the element count
 
     def elementwise(ctx, diff):
