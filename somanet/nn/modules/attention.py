@@ -232,11 +232,16 @@ class MultiheadAttention(Module):
             # The appended positions are always visible: pad the masks with "allowed" columns.
             attn = None if attn is None else _pad_last(attn, extra)
             kpm = None if kpm is None else _pad_last(kpm, extra)
-        mask = _combine_masks(attn, kpm)
+        causal = is_causal and kpm is None and not extra and L == S
+        if causal:
+            # The hint promises attn_mask is the causal mask: let the fused op build it (no mask to add).
+            mask = None
+        else:
+            mask = _combine_masks(attn, kpm)
 
         p = self.dropout if self.training else 0.0
-        res = A.ScaledDotProductAttention.apply(q, k, v, mask, dropout_p=p, need_weights=need_weights,
-                                                average_weights=average_attn_weights)
+        res = A.ScaledDotProductAttention.apply(q, k, v, mask, dropout_p=p, is_causal=causal,
+                                                need_weights=need_weights, average_weights=average_attn_weights)
         out, weights = (res if need_weights else (res, None))
         out = A.MergeHeadsProjection.apply(out, self.out_proj.weight, self.out_proj.bias, batch_first=batch_first)
         if not batched:
