@@ -292,18 +292,23 @@ class CrossEntropy(Function):
         x = x.reshape(view)
         t = t.reshape(n, s)
         dtype = x.dtype
-        z = x - x.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        total = p.sum(axis=1, keepdims=True)
-        p /= total
-        lse = np.log(total).reshape(n, s)
         valid = t != ignore_index
         all_valid = bool(valid.all())
         tt = t if all_valid else np.where(valid, t, 0)
         flat = np.arange(n)[:, None] * c + tt
         if s != 1:
             flat = flat * s + np.arange(s)
-        loss = lse - z.reshape(-1)[flat]
+        eps = label_smoothing
+        z = x - x.max(axis=1, keepdims=True)
+        # Everything needed from the shifted logits is read before exp overwrites them in place.
+        z_target = z.reshape(-1)[flat]
+        if eps > 0:
+            z_sum = np.einsum("ncs,c->ns", z, weight) if weight is not None else z.sum(axis=1)
+        p = np.exp(z, out=z)
+        total = p.sum(axis=1, keepdims=True)
+        p /= total
+        lse = np.log(total).reshape(n, s)
+        loss = lse - z_target
         if weight is not None:
             w_t = weight[tt]
             if not all_valid:
@@ -312,14 +317,10 @@ class CrossEntropy(Function):
             w_t = None if all_valid else valid.astype(dtype)
         if w_t is not None:
             loss *= w_t
-        eps = label_smoothing
         if eps > 0:
             loss *= dtype.type(1 - eps)
             # -sum_c w_c log p_c = lse * sum_c w_c - sum_c w_c z_c, zero where ignored.
-            if weight is not None:
-                smooth = lse * weight.sum() - np.einsum("ncs,c->ns", z, weight)
-            else:
-                smooth = lse * dtype.type(c) - z.sum(axis=1)
+            smooth = lse * (weight.sum() if weight is not None else dtype.type(c)) - z_sum
             if not all_valid:
                 smooth *= valid
             smooth *= dtype.type(eps / c)
