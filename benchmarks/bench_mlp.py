@@ -92,9 +92,11 @@ def main(argv=None):
     res = harness.compare(s_step, t_step, warmup=5, blocks=args.blocks, block_s=0.3)
     res["name"] = "MLP 784-512-256-10 train step (batch 128, Adam, CE)"
     print(f"{res['name']}: somanet {harness.fmt_time(res['somanet_s'])}, PyTorch {harness.fmt_time(res['torch_s'])} "
-          f"({threads} threads), torch/somanet {res['ratio']:.2f}")
+          f"(torch threads: {threads}), torch/somanet {res['ratio']:.2f}")
     if args.write:
-        body = (f"Measured on {harness.machine_line()}; PyTorch with {threads} threads. One step is zero_grad, "
+        blas = os.environ.get("OPENBLAS_NUM_THREADS", "default")
+        body = (f"Measured on {harness.machine_line()}; PyTorch threads: {threads}, OPENBLAS_NUM_THREADS: {blas}. "
+                f"One step is zero_grad, "
                 f"forward, cross-entropy, backward and an Adam update on a batch of 128, both frameworks from the "
                 f"same weights (losses checked equal first). Median per step over {args.blocks} alternating timed "
                 f"blocks after warm-up; a ratio above 1 means somanet is faster. Timings on a shared machine are "
