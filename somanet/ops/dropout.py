@@ -91,12 +91,14 @@ def dropout(input, p=0.5, training=True, inplace=False, generator=None):
 
     >>> y = dropout(x, 0.2, training=model.training)
     """
+    input = _as_float_tensor(input, "dropout")
     return _apply(input, p, training, input.shape, generator, "dropout")
 
 
 def feature_dropout(input, p=0.5, training=True, inplace=False, generator=None):
     """Channel-wise dropout of ``(N, C, *)``: zero whole channels with probability ``p``, scale the rest
     by ``1 / (1 - p)``."""
+    input = _as_float_tensor(input, "feature_dropout")
     if input.ndim < 2:
         raise RuntimeError(f"feature_dropout(): expected an input of shape (N, C, *), got shape {tuple(input.shape)}")
     return _apply(input, p, training, _feature_shape(input.shape), generator, "feature_dropout")
@@ -111,6 +113,7 @@ def _unbatched_feature(input, p, training, generator, op):
 def dropout1d(input, p=0.5, training=True, inplace=False, generator=None):
     """Channel-wise dropout of ``(N, C, L)`` or unbatched ``(C, L)`` inputs (whole channels are zeroed)."""
     _check_p(p, "dropout1d")
+    input = _as_float_tensor(input, "dropout1d")
     if input.ndim not in (2, 3):
         raise RuntimeError(f"dropout1d(): expected a 2-D (C, L) or 3-D (N, C, L) input, got shape {tuple(input.shape)}")
     if input.ndim == 2:
@@ -124,6 +127,7 @@ def dropout2d(input, p=0.5, training=True, inplace=False, generator=None):
     As in PyTorch, a 3-D input is treated as ``(N, C, L)`` (1-D channel-wise dropout, with a warning).
     """
     _check_p(p, "dropout2d")
+    input = _as_float_tensor(input, "dropout2d")
     if input.ndim not in (3, 4):
         warnings.warn(f"dropout2d: received a {input.ndim}-D input of shape {tuple(input.shape)}; dropout2d "
                       f"expects (N, C, H, W) or (C, H, W). Use dropout for other shapes.", stacklevel=2)
@@ -138,6 +142,7 @@ def dropout2d(input, p=0.5, training=True, inplace=False, generator=None):
 def dropout3d(input, p=0.5, training=True, inplace=False, generator=None):
     """Channel-wise dropout of ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)`` inputs."""
     _check_p(p, "dropout3d")
+    input = _as_float_tensor(input, "dropout3d")
     if input.ndim not in (4, 5):
         warnings.warn(f"dropout3d: received a {input.ndim}-D input of shape {tuple(input.shape)}; dropout3d "
                       f"expects (N, C, D, H, W) or (C, D, H, W). Use dropout for other shapes.", stacklevel=2)
@@ -149,11 +154,13 @@ def dropout3d(input, p=0.5, training=True, inplace=False, generator=None):
 def alpha_dropout(input, p=0.5, training=False, inplace=False, generator=None):
     """Dropout for self-normalising (SELU) networks: dropped units take SELU's negative saturation value
     and the result is affinely rescaled to keep zero mean and unit variance. Any shape."""
+    input = _as_float_tensor(input, "alpha_dropout")
     return _apply(input, p, training, input.shape, generator, "alpha_dropout", alpha=True)
 
 
 def feature_alpha_dropout(input, p=0.5, training=False, inplace=False, generator=None):
     """Alpha dropout of whole channels of ``(N, C, *)`` inputs."""
+    input = _as_float_tensor(input, "feature_alpha_dropout")
     if input.ndim < 2:
         raise RuntimeError(f"feature_alpha_dropout(): expected an input of shape (N, C, *), got shape "
                            f"{tuple(input.shape)}")
