@@ -9,7 +9,7 @@ import somanet
 import somanet.nn as nn
 import somanet.nn.functional as F
 from somanet.autograd import gradcheck
-from reference import assert_close, compare, compare_modules, copy_state, torch_or_skip
+from reference import compare, compare_modules, copy_state, torch_or_skip
 
 torch = torch_or_skip()
 tf = torch.nn.functional
