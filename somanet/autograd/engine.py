@@ -64,7 +64,10 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     grads = {}
     heap = []
     counter = 0
-    handed = set()  # ids of arrays already given to a leaf; a leaf's .grad must own its array
+    # A leaf's .grad must own its memory: ids of the arrays owning memory already handed to a leaf (or
+    # passed in by the caller). A view of a fresh temporary is kept as is; a second claim on the same
+    # memory, or a read-only broadcast, is copied.
+    handed = set()
 
     def accumulate_leaf(leaf, g):
         if leaf._hooks:
@@ -75,9 +78,14 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         if only is not None and id(leaf) not in only:
             return
         if leaf.grad is None:
-            if type(g) is not np.ndarray or g.base is not None or id(g) in handed or not g.flags.writeable:
+            if type(g) is not np.ndarray or not g.flags.writeable:
                 g = np.array(g)
-            handed.add(id(g))
+            else:
+                owner = g if g.base is None else g.base
+                if id(owner) in handed:
+                    g = np.array(g)
+                else:
+                    handed.add(id(owner))
             leaf.grad = _wrap(g, False, None, 0)
         else:
             leaf.grad.data += g
@@ -103,7 +111,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
                 )
             if g.dtype != t.data.dtype:
                 g = g.astype(t.data.dtype)
-            handed.add(id(g))
+            handed.add(id(g if g.base is None else g.base))
         node = t.grad_fn
         if node is None:
             accumulate_leaf(t, g)
