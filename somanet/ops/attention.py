@@ -152,7 +152,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     ``query`` (N, ..., L, E), ``key`` (N, ..., S, E), ``value`` (N, ..., S, Ev) -> (N, ..., L, Ev).
     ``attn_mask``: bool (True = take part in attention) or float (added to the scores), broadcasting to
     (N, ..., L, S). ``is_causal`` masks the upper triangle (top-left aligned).
-    ``attn_mask`` and ``is_causal`` are exclusive, as in PyTorch. ``scale`` defaults to 1/sqrt(E). ``dropout_p`` drops attention weights. ``enable_gqa`` lets
+    ``attn_mask`` and ``is_causal`` are exclusive, as in PyTorch. ``scale`` defaults to 1/sqrt(E).
+    ``dropout_p`` drops attention weights. ``enable_gqa`` lets
     ``key``/``value`` have fewer heads (dim -3) than ``query``, each shared by a group of query heads.
     Rows where every position is masked give zeros, as in PyTorch.
 
@@ -165,7 +166,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}(): {name} must be a Tensor, got {type(t).__name__}")
         if t.ndim < 2:
-            raise ValueError(f"{op}(): {name} must have at least 2 dims (..., seq, features), got shape {tuple(t.shape)}")
+            raise ValueError(f"{op}(): {name} must have at least 2 dims (..., seq, features), "
+                             f"got shape {tuple(t.shape)}")
         if t.dtype.kind != "f":
             raise TypeError(f"{op}(): {name} must be floating point, got dtype {t.dtype}")
     if not (query.dtype == key.dtype == value.dtype):
@@ -173,9 +175,11 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                            f"{key.dtype} and {value.dtype}")
     q_shape, k_shape, v_shape = tuple(query.shape), tuple(key.shape), tuple(value.shape)
     if q_shape[-1] != k_shape[-1]:
-        raise RuntimeError(f"{op}(): query and key must have the same feature size, got query {q_shape} and key {k_shape}")
+        raise RuntimeError(f"{op}(): query and key must have the same feature size, got query {q_shape} "
+                           f"and key {k_shape}")
     if k_shape[-2] != v_shape[-2]:
-        raise RuntimeError(f"{op}(): key and value must have the same sequence length, got key {k_shape} and value {v_shape}")
+        raise RuntimeError(f"{op}(): key and value must have the same sequence length, got key {k_shape} "
+                           f"and value {v_shape}")
     repeat = 1
     if enable_gqa and query.ndim >= 3 and key.ndim >= 3 and k_shape[-3] != q_shape[-3]:
         if q_shape[-3] % k_shape[-3] or k_shape[-3] != v_shape[-3]:

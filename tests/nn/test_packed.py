@@ -91,7 +91,8 @@ def test_pack_sequence_unpack_and_unpad_round_trip():
     for got, want in zip(su.unpad_sequence(padded, somanet.tensor([2, 4, 3]), batch_first=True), seqs):
         assert_close(got, want)
     compare(lambda *xs: su.unpack_sequence(su.pack_sequence(list(xs), enforce_sorted=False)),
-            lambda *xs: torch.nn.utils.rnn.unpack_sequence(torch.nn.utils.rnn.pack_sequence(list(xs), enforce_sorted=False)),
+            lambda *xs: torch.nn.utils.rnn.unpack_sequence(
+                torch.nn.utils.rnn.pack_sequence(list(xs), enforce_sorted=False)),
             *seqs)
 
 
@@ -139,7 +140,8 @@ def _packed_forward(kind, lengths, batch_first, with_state):
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("bidirectional,num_layers,batch_first,with_state",
-                         [(False, 1, False, False), (True, 2, True, True), (True, 3, False, True), (False, 2, True, True)])
+                         [(False, 1, False, False), (True, 2, True, True), (True, 3, False, True),
+                          (False, 2, True, True)])
 def test_packed_input_matches_torch(kind, bidirectional, num_layers, batch_first, with_state):
     """Variable-length batches, unsorted: output, final states (in caller order) and every gradient."""
     torch = torch_or_skip()

@@ -169,7 +169,8 @@ def test_transformer_matches_torch_with_every_mask(batch_first, norm_first):
 
 def test_generate_square_subsequent_mask_and_init():
     torch = torch_or_skip()
-    assert_close(nn.Transformer.generate_square_subsequent_mask(5), torch.nn.Transformer.generate_square_subsequent_mask(5))
+    assert_close(nn.Transformer.generate_square_subsequent_mask(5),
+                 torch.nn.Transformer.generate_square_subsequent_mask(5))
     model = nn.Transformer(d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=32)
     w = model.encoder.layers[0].linear1.weight.data
     bound = math.sqrt(6 / (16 + 32))

@@ -5,8 +5,6 @@ and multiplicative (Luong) attention used by RNN encoder-decoders.
 scaled dot-product attention over all heads at once, and one op that merges heads and applies the
 output projection.
 """
-import math
-
 import numpy as np
 
 from ... import backend
@@ -161,7 +159,8 @@ class MultiheadAttention(Module):
         batched = query.ndim == 3
         if query.ndim not in (2, 3) or key.ndim != query.ndim or value.ndim != query.ndim:
             raise RuntimeError(f"MultiheadAttention: query, key and value must all be 3-D (batched) or 2-D "
-                               f"(unbatched), got shapes {tuple(query.shape)}, {tuple(key.shape)} and {tuple(value.shape)}")
+                               f"(unbatched), got shapes {tuple(query.shape)}, {tuple(key.shape)} and "
+                               f"{tuple(value.shape)}")
         for name, t, dim in (("query", query, self.embed_dim), ("key", key, self.kdim), ("value", value, self.vdim)):
             if t.shape[-1] != dim:
                 raise RuntimeError(f"MultiheadAttention: expected {name} with last dim {dim} (embed_dim="

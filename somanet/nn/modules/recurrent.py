@@ -199,7 +199,9 @@ class RNNBase(Module):
                 if isinstance(hx, (tuple, list)):
                     raise TypeError(f"{self._name}: hx must be a Tensor, got a {type(hx).__name__}")
                 h0 = hx
-            states = [(h0, real_hidden, "hidden"), (c0, self.hidden_size, "cell")] if is_lstm else [(h0, real_hidden, "hidden")]
+            states = [(h0, real_hidden, "hidden")]
+            if is_lstm:
+                states.append((c0, self.hidden_size, "cell"))
             checked = []
             for h, width, what in states:
                 if not batched:
@@ -279,7 +281,7 @@ class RNNBase(Module):
 
 
 class RNN(RNNBase):
-    """Elman RNN: ``h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)`` (or ReLU), stacked and optionally bidirectional.
+    """Elman RNN ``h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)`` (or ReLU), stacked, optionally bidirectional.
 
     ``RNN(input_size, hidden_size, num_layers=1, nonlinearity='tanh', bias=True, batch_first=False,
     dropout=0.0, bidirectional=False)``. Input (L, N, H_in) (or (N, L, H_in) with ``batch_first``,

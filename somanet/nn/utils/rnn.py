@@ -125,7 +125,8 @@ def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True)
     if not isinstance(input, Tensor):
         raise TypeError(f"pack_padded_sequence(): input must be a Tensor, got {type(input).__name__}")
     if input.ndim < 2:
-        raise ValueError(f"pack_padded_sequence(): input must have at least 2 dims (T, B, *), got shape {tuple(input.shape)}")
+        raise ValueError(f"pack_padded_sequence(): input must have at least 2 dims (T, B, *), "
+                         f"got shape {tuple(input.shape)}")
     lens = _lengths_array(lengths)
     B = input.shape[0] if batch_first else input.shape[1]
     T = input.shape[1] if batch_first else input.shape[0]
