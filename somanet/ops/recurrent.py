@@ -138,6 +138,14 @@ def _input_grads(ctx, dz, x2d, w_ih, x_shape, w_ih_index):
     return dx, dw_ih
 
 
+def _scaled_transpose(w, scale, xp):
+    """``(w * scale[:, None]).T`` as a C-ordered array, in one pass: the per-step GEMM ``h @ w.T`` runs
+    markedly faster on a C-ordered right operand than on a transposed view."""
+    out = xp.empty((w.shape[1], w.shape[0]), w.dtype)
+    np.multiply(w.T, scale, out=out)
+    return out
+
+
 # --------------------------------------------------------------------------- Elman RNN
 class RNNSequence(Function):
     """Elman RNN layer-direction: ``h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)``.
@@ -159,7 +167,7 @@ class RNNSequence(Function):
         np.matmul(x2d, w_ih.T, out=out)
         if b_ih is not None:
             out += b_ih + b_hh
-        w_hh_t = w_hh.T
+        w_hh_t = np.ascontiguousarray(w_hh.T)  # the per-step GEMM runs faster on a C-ordered operand
         tmp = xp.empty((lay.B, H), dtype)
         relu = nonlinearity == "relu"
         for t in lay.order:
@@ -239,13 +247,13 @@ class LSTMSequence(Function):
         gates = np.matmul(x2d, (w_ih * scale[:, None]).T)
         if b_ih is not None:
             gates += (b_ih + b_hh) * scale
-        w_hh_t = (w_hh * scale[:, None]).T
+        w_hh_t = _scaled_transpose(w_hh, scale, xp)
         hout, hprev = lay.state_buffers(h0, P, dtype, xp)
         cout, cprev = lay.state_buffers(c0, H, dtype, xp)
         tanh_c = xp.empty((N, H), dtype)
         if w_hr is not None:
             cell_out = xp.empty((N, H), dtype)
-            w_hr_t = w_hr.T
+            w_hr_t = np.ascontiguousarray(w_hr.T)
         tmp_g = xp.empty((B, 4 * H), dtype)
         tmp_h = xp.empty((B, H), dtype)
         for t in lay.order:
@@ -365,7 +373,7 @@ class GRUSequence(Function):
         if b_hh is not None:
             act[:, :2 * H] += 0.5 * b_hh[:2 * H]
             b_hn = b_hh[2 * H:]
-        w_hh_t = (w_hh * scale[:, None]).T
+        w_hh_t = _scaled_transpose(w_hh, scale, xp)
         hout, hprev = lay.state_buffers(h0, H, dtype, xp)
         hn_part = xp.empty((N, H), dtype)  # W_hn h + b_hn, needed by backward
         tmp = xp.empty((B, 3 * H), dtype)
