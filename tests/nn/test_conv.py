@@ -38,6 +38,10 @@ CONV2D_CASES = [
     ((2, 3, 8, 7), (5, 3, 3, 2), dict(padding="same", dilation=(2, 3))),
     ((2, 3, 6, 6), (2, 3, 3, 3), dict(padding="valid")),
     ((2, 3, 5, 5), (2, 3, 5, 5), dict()),                                           # kernel covers the input
+    ((2, 8, 6, 7), (6, 4, 3, 3), dict(groups=2, padding=1, dilation=(1, 2))),      # grouped, channels >= 4
+    ((1, 4, 5, 6), (3, 4, 3, 3), dict(padding=3)),                                  # padding beyond the kernel
+    ((2, 4, 1, 9), (5, 4, 1, 3), dict(padding=(0, 1))),                             # height 1
+    ((3, 16, 9, 8), (8, 16, 3, 3), dict(padding=1)),                                # more channels
 ]
 
 
@@ -73,6 +77,8 @@ def test_unbatched_input_matches_torch():
     ((2, 4, 5, 6), (4, 3, 3, 3), dict(stride=3, padding=1)),
     ((1, 4, 4, 5), (4, 2, 2, 3), dict(stride=(3, 4), padding=(0, 1), groups=2)),
     ((2, 2, 4, 4), (2, 3, 3, 3), dict(stride=3, padding=2, dilation=2)),
+    ((2, 4, 5, 6), (4, 3, 3, 2), dict(stride=1, padding=1, dilation=3)),            # stride 1
+    ((2, 8, 5, 4), (8, 3, 2, 3), dict(stride=1, padding=(0, 2), dilation=(3, 4), groups=2)),
 ])
 def test_conv_transpose2d_matches_torch(xs, ws, kw, output_padding):
     groups = kw.get("groups", 1)
