@@ -19,8 +19,10 @@ The node is the ``ctx``: parameters needed by backward are plain attributes, arr
 """
 from numpy import asarray, ndarray
 
-from . import grad_mode
+from .grad_mode import _state
 from .tensor import Tensor, _wrap
+
+_new = object.__new__
 
 _FREED = "freed"
 
@@ -51,75 +53,94 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params):
+        # This is the hottest path of the framework: every op of every step goes through it once, so it
+        # is written as flat loops over the inputs with no helper calls.
         arrays = []
+        append = arrays.append
         need_grad = False
         for x in inputs:
             if isinstance(x, Tensor):
-                arrays.append(x.data)
+                append(x.data)
                 if x.requires_grad:
                     need_grad = True
             else:
-                arrays.append(x)
-        ctx = cls()
+                append(x)
+        ctx = _new(cls)
         out = ctx.forward(*arrays, **params)
         # NumPy turns 0-d results into scalars; a Tensor always holds an ndarray.
         if type(out) is not ndarray:
             out = tuple(o if type(o) is ndarray else asarray(o) for o in out) if type(out) is tuple else asarray(out)
-        if not (need_grad and grad_mode._state.enabled and cls.differentiable):
+        if not need_grad or not _state.enabled or not cls.differentiable:
+            version = inputs[0]._version if cls.is_view else None
             if type(out) is tuple:
-                version = inputs[0]._version if cls.is_view else None
                 return tuple(_wrap(o, False, None, 0, version) for o in out)
-            if cls.is_view:
-                return _wrap(out, False, None, 0, inputs[0]._version)
-            return _wrap(out, False, None, 0)
+            return _wrap(out, False, None, 0, version)
 
         generation = 0
         edges = []
         metas = []
+        saved = ctx.saved
+        checks = None
         for x in inputs:
-            if isinstance(x, Tensor) and x.requires_grad:
-                fn = x.grad_fn
-                if fn is None:
-                    edges.append((x, 0))
+            if isinstance(x, Tensor):
+                data = x.data
+                if x.requires_grad:
+                    fn = x.grad_fn
+                    if fn is None:
+                        edges.append((x, 0))
+                    else:
+                        edges.append((fn, x._out_index))
+                        if fn.generation >= generation:
+                            generation = fn.generation + 1
+                    metas.append((data.shape, data.dtype))
                 else:
-                    edges.append((fn, x._out_index))
-                    if fn.generation >= generation:
-                        generation = fn.generation + 1
-                metas.append((x.data.shape, x.data.dtype))
+                    edges.append(None)
+                    metas.append(None)
+                if saved:
+                    for s in saved:
+                        if s is data:
+                            if checks is None:
+                                checks = []
+                            checks.append((x._version, x._version[0]))
+                            break
             else:
                 edges.append(None)
                 metas.append(None)
         ctx.generation = generation
         ctx.edges = edges
         ctx.metas = metas
-        saved = ctx.saved
-        if saved:
-            checks = None
-            for s in saved:
-                for x in inputs:
-                    if isinstance(x, Tensor) and x.data is s:
-                        if checks is None:
-                            checks = []
-                        checks.append((x._version, x._version[0]))
-            ctx.version_checks = checks
+        version = inputs[0]._version if cls.is_view else None
         if type(out) is tuple:
             ctx.n_out = len(out)
-            version = inputs[0]._version if cls.is_view else None
             outs = tuple(_wrap(o, True, ctx, i, version) for i, o in enumerate(out))
             if saved:
                 for o in outs:
                     for s in saved:
                         if o.data is s:
-                            ctx.version_checks = (ctx.version_checks or []) + [(o._version, o._version[0])]
+                            if checks is None:
+                                checks = []
+                            checks.append((o._version, o._version[0]))
+            ctx.version_checks = checks
             return outs
         ctx.n_out = 1
-        result = _wrap(out, True, ctx, 0, inputs[0]._version if cls.is_view else None)
+        t = _new(Tensor)
+        t.data = out
+        t.grad = None
+        t.requires_grad = True
+        t.grad_fn = ctx
+        t._out_index = 0
+        t._version = [0] if version is None else version
+        t._hooks = None
+        t._retains = False
         if saved:
             for s in saved:
                 if s is out:
-                    ctx.version_checks = (ctx.version_checks or []) + [(result._version, result._version[0])]
+                    if checks is None:
+                        checks = []
+                    checks.append((t._version, t._version[0]))
                     break
-        return result
+        ctx.version_checks = checks
+        return t
 
     def __repr__(self):
         return f"<{type(self).__name__}Backward>"
