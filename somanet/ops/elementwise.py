@@ -409,36 +409,21 @@ class Expm1(Function):
 
 
 class Log(Function):
-    def forward(ctx, a):
+    """Natural, base-2 and base-10 logarithms: d/da log_b(a) = 1 / (a ln b)."""
+
+    _ufuncs = {None: np.log, 2: np.log2, 10: np.log10}
+
+    def forward(ctx, a, base=None):
         ctx.save_for_backward(a)
+        ctx.base = base
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log(a)
+            return ctx._ufuncs[base](a)
 
     def backward(ctx, grad):
         (a,) = ctx.saved
-        return grad / a
-
-
-class Log2(Function):
-    def forward(ctx, a):
-        ctx.save_for_backward(a)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log2(a)
-
-    def backward(ctx, grad):
-        (a,) = ctx.saved
-        return grad / (a * a.dtype.type(math.log(2)))
-
-
-class Log10(Function):
-    def forward(ctx, a):
-        ctx.save_for_backward(a)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log10(a)
-
-    def backward(ctx, grad):
-        (a,) = ctx.saved
-        return grad / (a * a.dtype.type(math.log(10)))
+        if ctx.base is None:
+            return grad / a
+        return grad / (a * a.dtype.type(math.log(ctx.base)))
 
 
 class Log1p(Function):
@@ -739,8 +724,16 @@ negative = neg
 exp = _unary(Exp, "exp")
 expm1 = _unary(Expm1, "expm1")
 log = _unary(Log, "log")
-log2 = _unary(Log2, "log2")
-log10 = _unary(Log10, "log10")
+
+
+def log2(input):
+    """Elementwise base-2 logarithm; differentiable."""
+    return log(input, base=2)
+
+
+def log10(input):
+    """Elementwise base-10 logarithm; differentiable."""
+    return log(input, base=10)
 log1p = _unary(Log1p, "log1p")
 sqrt = _unary(Sqrt, "sqrt")
 rsqrt = _unary(Rsqrt, "rsqrt", doc="``1 / sqrt(x)``.")
