@@ -1,10 +1,11 @@
 """Pooling: max and average pooling (1-d and 2-d), their adaptive forms, and max-unpooling.
 
 Fixed-window pooling loops over the ``kh * kw`` kernel offsets, never over pixels: each offset is one
-strided slab of the padded input covering every window of every image at once. Max pooling keeps, per
-output, the offset of its maximum (one byte when the kernel has at most 255 positions) instead of the
-input, so backward scatters the gradient slab by slab with a mask. Ties go to the first maximum in
-scan order and NaN wins, as in PyTorch.
+slab of the padded input covering every window of every image at once. A strided pool first splits the
+padded input into its stride phases (one copy), so that every slab has unit stride along rows. Max
+pooling keeps, per output, the offset of its maximum (one byte when the kernel has at most 255
+positions) instead of the input, so backward scatters the gradient slab by slab with a mask. Ties go to
+the first maximum in scan order and NaN wins, as in PyTorch.
 """
 import math
 
@@ -13,7 +14,7 @@ import numpy as np
 from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
-from .conv import pad2d, unpad2d, _tuple, _positive
+from .conv import pad2d, unpad2d, scratch, _tuple, _positive
 
 __all__ = [
     "max_pool1d", "max_pool2d", "max_pool1d_with_indices", "max_pool2d_with_indices", "avg_pool1d", "avg_pool2d",
@@ -40,11 +41,6 @@ def _as_planes(x, spatial):
     return x.reshape(1, -1, x.shape[-2], x.shape[-1])
 
 
-def _slab(a, i, j, stride, dilation, out_hw):
-    (sh, sw), (dh, dw), (ho, wo) = stride, dilation, out_hw
-    return a[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
-
-
 def _disjoint(kernel, stride, dilation):
     return all(s >= d * (k - 1) + 1 for k, s, d in zip(kernel, stride, dilation))
 
@@ -58,32 +54,80 @@ def _lowest(dtype):
     return np.iinfo(dtype).min
 
 
+# --------------------------------------------------------------------------- stride phases
+def _phase_shape(padded_hw, stride):
+    return tuple(-(-n // st) for n, st in zip(padded_hw, stride))
+
+
+def to_phases(padded, stride, slot=None):
+    """Deinterleave ``padded`` (1, P, Hp, Wp) into its stride phases ``(sh, sw, 1, P, Hq, Wq)`` with
+    ``phases[a, b] = padded[:, :, a::sh, b::sw]`` (one copy). Every kernel offset's slab then has unit
+    stride along rows, which NumPy's elementwise loops run several times faster than stride-2 slabs."""
+    sh, sw = stride
+    if (sh, sw) == (1, 1):
+        return padded[None, None]
+    xp = backend.array_module(padded)
+    hq, wq = _phase_shape(padded.shape[2:], stride)
+    out = scratch(slot, (sh, sw) + padded.shape[:2] + (hq, wq), padded.dtype, xp) if slot else \
+        xp.empty((sh, sw) + padded.shape[:2] + (hq, wq), padded.dtype)
+    for a in range(sh):
+        for b in range(sw):
+            part = padded[:, :, a::sh, b::sw]
+            out[a, b, :, :, :part.shape[2], :part.shape[3]] = part
+    return out
+
+
+def from_phases(phases, padded_shape, stride):
+    """Interleave phase planes back into a (fresh) padded image; the inverse of ``to_phases``."""
+    sh, sw = stride
+    if (sh, sw) == (1, 1):
+        return phases[0, 0]
+    xp = backend.array_module(phases)
+    out = xp.empty(padded_shape, phases.dtype)
+    for a in range(sh):
+        for b in range(sw):
+            target = out[:, :, a::sh, b::sw]
+            target[...] = phases[a, b, :, :, :target.shape[2], :target.shape[3]]
+    return out
+
+
+def _phase_slab(phases, i, j, stride, dilation, out_hw):
+    """The slab of kernel offset ``(i, j)``: every window's element at that offset, ``(1, P, Ho, Wo)``."""
+    (sh, sw), (dh, dw), (ho, wo) = stride, dilation, out_hw
+    a, b = i * dh, j * dw
+    return phases[a % sh, b % sw, :, :, a // sh:a // sh + ho, b // sw:b // sw + wo]
+
+
 # --------------------------------------------------------------------------- max pooling
 class MaxPool(Function):
     """Max pooling over ``(*, [H,] W)``. Returns ``(values, indices)`` when ``with_indices``; the indices
-    (flat positions in the input plane, int64) carry no gradient."""
+    (flat positions in the input plane, int64) carry no gradient.
+
+    The maximum is a running ``maximum`` over the offset slabs (NaN propagates); the offset of the first
+    maximum in scan order is then found by walking the offsets backwards, and where a window holds NaN the
+    last NaN wins, which is where PyTorch's kernel leaves its index.
+    """
 
     def forward(ctx, x, kernel, stride, pads, dilation, out_hw, spatial, with_indices):
         xp = backend.array_module(x)
         x4 = _as_planes(x, spatial)
         h, w = x4.shape[2:]
-        padded = pad2d(x4, pads, value=_lowest(x.dtype))
+        padded = pad2d(x4, pads, value=_lowest(x.dtype), slot="pad")
+        phases = to_phases(padded, stride, slot="phases")
         kh, kw = kernel
-        best = arg = None
+        slabs = [_phase_slab(phases, i, j, stride, dilation, out_hw) for i in range(kh) for j in range(kw)]
+        best = slabs[0].copy()
+        for v in slabs[1:]:
+            xp.maximum(best, v, out=best)
         arg_dtype = np.uint8 if kh * kw <= 255 else np.int32
-        is_float = x.dtype.kind == "f"
-        for i in range(kh):
-            for j in range(kw):
-                v = _slab(padded, i, j, stride, dilation, out_hw)
-                if best is None:
-                    best = v.copy()
-                    arg = xp.zeros(best.shape, arg_dtype)
-                    continue
-                take = v > best
-                if is_float:
-                    take |= v != v
-                xp.copyto(best, v, where=take)
-                xp.copyto(arg, arg_dtype(i * kw + j), where=take)
+        arg = xp.zeros(best.shape, arg_dtype)
+        for q in range(len(slabs) - 1, -1, -1):
+            xp.copyto(arg, arg_dtype(q), where=slabs[q] == best)
+        if x.dtype.kind == "f":
+            nan = best != best
+            if nan.any():
+                for q, v in enumerate(slabs):
+                    xp.copyto(arg, arg_dtype(q), where=nan & (v != v))
         ctx.geometry = (kernel, stride, pads, dilation, out_hw, padded.shape, x.shape)
         ctx.save_for_backward(arg)
         lead = x.shape[:-spatial]
@@ -98,18 +142,19 @@ class MaxPool(Function):
         kernel, stride, pads, dilation, out_hw, padded_shape, x_shape = ctx.geometry
         xp = backend.array_module(grad)
         g = grad.reshape(arg.shape)
-        out = xp.zeros(padded_shape, grad.dtype)
+        hq, wq = _phase_shape(padded_shape[2:], stride)
+        phases = xp.zeros(stride + padded_shape[:2] + (hq, wq), grad.dtype)
         kh, kw = kernel
         disjoint = _disjoint(kernel, stride, dilation)
         for i in range(kh):
             for j in range(kw):
-                target = _slab(out, i, j, stride, dilation, out_hw)
+                target = _phase_slab(phases, i, j, stride, dilation, out_hw)
                 hit = arg == (i * kw + j)
                 if disjoint:
                     xp.copyto(target, g, where=hit)
                 else:
                     xp.add(target, g, out=target, where=hit)
-        return unpad2d(out, pads).reshape(x_shape)
+        return unpad2d(from_phases(phases, padded_shape, stride), pads).reshape(x_shape)
 
 
 def _flat_indices(arg, kernel, stride, pads, dilation, out_hw, width):
@@ -203,17 +248,17 @@ def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation
 
 # --------------------------------------------------------------------------- average pooling
 class AvgPool(Function):
-    """Average pooling over ``(*, [H,] W)`` with a per-output divisor (a scalar or an ``(Ho, Wo)`` map)."""
+    """Average pooling over ``(*, [H,] W)`` with a per-output divisor (a scalar or an ``(Ho, Wo)`` map),
+    summing the offset slabs of the stride phases."""
 
     def forward(ctx, x, kernel, stride, pads, out_hw, divisor, spatial):
         x4 = _as_planes(x, spatial)
-        padded = pad2d(x4, pads)
-        kh, kw = kernel
-        dilation = (1, 1)
+        padded = pad2d(x4, pads, slot="pad")
+        phases = to_phases(padded, stride, slot="phases")
         acc = None
-        for i in range(kh):
-            for j in range(kw):
-                v = _slab(padded, i, j, stride, dilation, out_hw)
+        for i in range(kernel[0]):
+            for j in range(kernel[1]):
+                v = _phase_slab(phases, i, j, stride, (1, 1), out_hw)
                 if acc is None:
                     acc = v.copy()
                 else:
@@ -226,16 +271,17 @@ class AvgPool(Function):
         kernel, stride, pads, out_hw, padded_shape, x_shape, divisor = ctx.geometry
         xp = backend.array_module(grad)
         share = grad.reshape((1, -1) + out_hw) / divisor
-        out = xp.zeros(padded_shape, grad.dtype)
+        hq, wq = _phase_shape(padded_shape[2:], stride)
+        phases = xp.zeros(stride + padded_shape[:2] + (hq, wq), grad.dtype)
         disjoint = _disjoint(kernel, stride, (1, 1))
         for i in range(kernel[0]):
             for j in range(kernel[1]):
-                target = _slab(out, i, j, stride, (1, 1), out_hw)
+                target = _phase_slab(phases, i, j, stride, (1, 1), out_hw)
                 if disjoint:
                     target[...] = share
                 else:
                     target += share
-        return unpad2d(out, pads).reshape(x_shape)
+        return unpad2d(from_phases(phases, padded_shape, stride), pads).reshape(x_shape)
 
 
 def _avg_counts(n, k, s, p, o, include_pad):

@@ -42,6 +42,8 @@ CONV2D_CASES = [
     ((1, 4, 5, 6), (3, 4, 3, 3), dict(padding=3)),                                  # padding beyond the kernel
     ((2, 4, 1, 9), (5, 4, 1, 3), dict(padding=(0, 1))),                             # height 1
     ((3, 16, 9, 8), (8, 16, 3, 3), dict(padding=1)),                                # more channels
+    ((2, 2, 6, 7), (6, 2, 3, 3), dict(padding=1)),                                  # output channels >= 2x input
+    ((2, 4, 7, 6), (12, 2, 3, 2), dict(groups=2, dilation=(2, 1), padding=(2, 0))),
 ]
 
 

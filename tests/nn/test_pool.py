@@ -65,8 +65,13 @@ def test_max_pool_propagates_nan():
     x = _x(1, 2, 4, 4)
     x[0, 0, 1, 1] = np.nan
     x[0, 1, 2, 3] = np.nan
+    x[0, 1, 0, 0] = x[0, 1, 1, 0] = np.nan  # two NaNs in one window
     s_val, s_idx = F.max_pool2d(somanet.tensor(x), 2, return_indices=True)
     t_val, t_idx = TF.max_pool2d(torch.tensor(x), 2, return_indices=True)
+    assert_close(s_val, t_val)
+    assert_close(s_idx, t_idx)
+    s_val, s_idx = F.max_pool2d(somanet.tensor(x), 3, 1, 1, return_indices=True)
+    t_val, t_idx = TF.max_pool2d(torch.tensor(x), 3, 1, 1, return_indices=True)
     assert_close(s_val, t_val)
     assert_close(s_idx, t_idx)
 
