@@ -130,11 +130,10 @@ class RNNBase(Module):
     def _name(self):
         return type(self).__name__
 
-    def _check_input(self, data, batched):
-        expected_dim = 2 if isinstance(batched, str) else (3 if batched else 2)
+    def _check_input(self, data, expected_dim):
         if data.ndim != expected_dim:
-            raise ValueError(f"{self._name}: Expected input to be 2D or 3D, got {data.ndim}D input of shape "
-                             f"{tuple(data.shape)}")
+            what = "packed data to be 2D (N, H_in)" if expected_dim == 2 else "input to be 2D or 3D"
+            raise ValueError(f"{self._name}: Expected {what}, got {data.ndim}D input of shape {tuple(data.shape)}")
         if data.shape[-1] != self.input_size:
             raise RuntimeError(f"{self._name}: input.size(-1) must be equal to input_size. Expected "
                                f"{self.input_size}, got {data.shape[-1]} (input shape {tuple(data.shape)})")
@@ -170,7 +169,7 @@ class RNNBase(Module):
         if packed:
             x, bs_t, sorted_t, unsorted_t = input
             batch_sizes = bs_t.data
-            self._check_input(x, "packed")
+            self._check_input(x, 2)
             B = int(batch_sizes[0])
             sorted_idx = None if sorted_t is None else sorted_t.data
             unsorted_idx = None if unsorted_t is None else unsorted_t.data
@@ -181,7 +180,7 @@ class RNNBase(Module):
                 raise ValueError(f"{self._name}: Expected input to be 2D or 3D, got {input.ndim}D input of shape "
                                  f"{tuple(input.shape)}")
             batched = input.ndim == 3
-            self._check_input(input, batched)
+            self._check_input(input, input.ndim)
             x = input
             if not batched:
                 x = unsqueeze(x, 1)
