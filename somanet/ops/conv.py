@@ -346,9 +346,29 @@ def conv_input_grad(g4, w4, groups, pads, stride, dilation, in_hw):
         adjoint_pads = ((eh - pt, eh - pb), (ew - pl, ew - pr))
         return conv_forward(g4, flipped_transposed(w4, groups), groups, adjoint_pads, (1, 1), dilation)
     w2 = w4.reshape(groups, o // groups, -1)
+    hp, wp = in_hw[0] + pt + pb, in_hw[1] + pl + pr
+    if stride == (1, 1):
+        # Column space in wide rows: the gradient's junk columns are zero, so each kernel offset adds one
+        # contiguous run per plane instead of ``Ho`` short rows.
+        xp = backend.array_module(g4)
+        if wp == wo:
+            g_wide = g4
+        else:
+            g_wide = scratch("wide", (n, o, ho, wp), g4.dtype, xp)
+            g_wide[:, :, :, wo:] = 0
+            g_wide[:, :, :, :wo] = g4
+        cols = _gemm_input_cols(g_wide, w2, groups)
+        c = cols.shape[1] // (kh * kw)
+        cols = cols.reshape(n, c, kh, kw, ho * wp)
+        extra = 1 if kw > 1 else 0
+        flat = xp.zeros((n, c, (hp + extra) * wp), g4.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                start = i * dilation[0] * wp + j * dilation[1]
+                flat[:, :, start:start + ho * wp] += cols[:, :, i, j]
+        return unpad2d(flat.reshape(n, c, hp + extra, wp)[:, :, :hp], pads)
     cols = _gemm_input_cols(g4, w2, groups)
-    padded_hw = (in_hw[0] + pt + pb, in_hw[1] + pl + pr)
-    return unpad2d(col2im(cols, padded_hw, (kh, kw), stride, dilation, (ho, wo)), pads)
+    return unpad2d(col2im(cols, (hp, wp), (kh, kw), stride, dilation, (ho, wo)), pads)
 
 
 def _gemm_input_cols(g, w2, groups):
