@@ -186,30 +186,68 @@ def im2col_t(xp, kernel, stride, dilation, out_hw, slot=None):
     return _copy(view, slot).reshape(c * kh * kw, n * ho * wo)
 
 
+def phase_shape(padded_hw, stride):
+    """``(Hq, Wq)``: the size of each stride phase of a ``padded_hw`` plane."""
+    return tuple(-(-n // st) for n, st in zip(padded_hw, stride))
+
+
+def to_phases(padded, stride, slot=None):
+    """Deinterleave ``padded`` (N, C, Hp, Wp) into its stride phases ``(sh, sw, N, C, Hq, Wq)`` with
+    ``phases[a, b] = padded[:, :, a::sh, b::sw]`` (one copy). Every kernel offset's slab then has unit
+    stride along rows, which NumPy's elementwise loops run several times faster than strided slabs."""
+    sh, sw = stride
+    if (sh, sw) == (1, 1):
+        return padded[None, None]
+    xp = backend.array_module(padded)
+    shape = (sh, sw) + padded.shape[:2] + phase_shape(padded.shape[2:], stride)
+    out = scratch(slot, shape, padded.dtype, xp) if slot else xp.empty(shape, padded.dtype)
+    for a in range(sh):
+        for b in range(sw):
+            part = padded[:, :, a::sh, b::sw]
+            out[a, b, :, :, :part.shape[2], :part.shape[3]] = part
+    return out
+
+
+def from_phases(phases, padded_shape, stride):
+    """Interleave phase planes back into a (fresh) padded image; the inverse of ``to_phases``."""
+    sh, sw = stride
+    if (sh, sw) == (1, 1):
+        return phases[0, 0]
+    xp = backend.array_module(phases)
+    out = xp.empty(padded_shape, phases.dtype)
+    for a in range(sh):
+        for b in range(sw):
+            target = out[:, :, a::sh, b::sw]
+            target[...] = phases[a, b, :, :, :target.shape[2], :target.shape[3]]
+    return out
+
+
+def phase_slab(phases, i, j, stride, dilation, out_hw):
+    """The slab of kernel offset ``(i, j)`` in phase planes: every window's element at that offset."""
+    (sh, sw), (dh, dw), (ho, wo) = stride, dilation, out_hw
+    a, b = i * dh, j * dw
+    return phases[a % sh, b % sw, :, :, a // sh:a // sh + ho, b // sw:b // sw + wo]
+
+
 def col2im(cols, padded_hw, kernel, stride, dilation, out_hw):
     """Sum the column buffer ``(N, C * kh * kw, Ho * Wo)`` back onto the padded image ``(N, C, Hp, Wp)``.
 
-    The loop runs over kernel offsets only; each offset adds one strided slab of every image at once.
+    The loop runs over kernel offsets only; each offset adds one slab of every image at once, into the
+    stride phases of the image when the stride is above 1 (unit-stride rows), interleaved at the end.
     """
     xp = backend.array_module(cols)
-    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
+    (kh, kw), (ho, wo) = kernel, out_hw
     n = cols.shape[0]
     c = cols.shape[1] // (kh * kw)
     hp, wp = padded_hw
     cols = cols.reshape(n, c, kh, kw, ho, wo)
-    if kh == kw == 1 and (sh, sw) == (1, 1) and (hp, wp) == (ho, wo):
+    if kh == kw == 1 and stride == (1, 1) and (hp, wp) == (ho, wo):
         return cols.reshape(n, c, ho, wo)
-    out = xp.zeros((n, c, hp, wp), cols.dtype)
-    # Windows that never overlap touch each output pixel at most once, so plain assignment suffices.
-    disjoint = sh >= dh * (kh - 1) + 1 and sw >= dw * (kw - 1) + 1 and (kh == 1 or dh == 1) and (kw == 1 or dw == 1)
+    phases = xp.zeros(tuple(stride) + (n, c) + phase_shape((hp, wp), stride), cols.dtype)
     for i in range(kh):
         for j in range(kw):
-            target = out[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
-            if disjoint:
-                target[...] = cols[:, :, i, j]
-            else:
-                target += cols[:, :, i, j]
-    return out
+            phase_slab(phases, i, j, stride, dilation, out_hw)[...] += cols[:, :, i, j]
+    return from_phases(phases, (n, c, hp, wp), stride)
 
 
 def _out_size(size, pad_lo, pad_hi, k, s, d):

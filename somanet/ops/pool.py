@@ -14,7 +14,7 @@ import numpy as np
 from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
-from .conv import pad2d, unpad2d, scratch, _tuple, _positive
+from .conv import pad2d, unpad2d, phase_shape, to_phases, from_phases, phase_slab, _tuple, _positive
 
 __all__ = [
     "max_pool1d", "max_pool2d", "max_pool1d_with_indices", "max_pool2d_with_indices", "avg_pool1d", "avg_pool2d",
@@ -54,50 +54,6 @@ def _lowest(dtype):
     return np.iinfo(dtype).min
 
 
-# --------------------------------------------------------------------------- stride phases
-def _phase_shape(padded_hw, stride):
-    return tuple(-(-n // st) for n, st in zip(padded_hw, stride))
-
-
-def to_phases(padded, stride, slot=None):
-    """Deinterleave ``padded`` (1, P, Hp, Wp) into its stride phases ``(sh, sw, 1, P, Hq, Wq)`` with
-    ``phases[a, b] = padded[:, :, a::sh, b::sw]`` (one copy). Every kernel offset's slab then has unit
-    stride along rows, which NumPy's elementwise loops run several times faster than stride-2 slabs."""
-    sh, sw = stride
-    if (sh, sw) == (1, 1):
-        return padded[None, None]
-    xp = backend.array_module(padded)
-    hq, wq = _phase_shape(padded.shape[2:], stride)
-    out = scratch(slot, (sh, sw) + padded.shape[:2] + (hq, wq), padded.dtype, xp) if slot else \
-        xp.empty((sh, sw) + padded.shape[:2] + (hq, wq), padded.dtype)
-    for a in range(sh):
-        for b in range(sw):
-            part = padded[:, :, a::sh, b::sw]
-            out[a, b, :, :, :part.shape[2], :part.shape[3]] = part
-    return out
-
-
-def from_phases(phases, padded_shape, stride):
-    """Interleave phase planes back into a (fresh) padded image; the inverse of ``to_phases``."""
-    sh, sw = stride
-    if (sh, sw) == (1, 1):
-        return phases[0, 0]
-    xp = backend.array_module(phases)
-    out = xp.empty(padded_shape, phases.dtype)
-    for a in range(sh):
-        for b in range(sw):
-            target = out[:, :, a::sh, b::sw]
-            target[...] = phases[a, b, :, :, :target.shape[2], :target.shape[3]]
-    return out
-
-
-def _phase_slab(phases, i, j, stride, dilation, out_hw):
-    """The slab of kernel offset ``(i, j)``: every window's element at that offset, ``(1, P, Ho, Wo)``."""
-    (sh, sw), (dh, dw), (ho, wo) = stride, dilation, out_hw
-    a, b = i * dh, j * dw
-    return phases[a % sh, b % sw, :, :, a // sh:a // sh + ho, b // sw:b // sw + wo]
-
-
 # --------------------------------------------------------------------------- max pooling
 class MaxPool(Function):
     """Max pooling over ``(*, [H,] W)``. Returns ``(values, indices)`` when ``with_indices``; the indices
@@ -115,7 +71,7 @@ class MaxPool(Function):
         padded = pad2d(x4, pads, value=_lowest(x.dtype), slot="pad")
         phases = to_phases(padded, stride, slot="phases")
         kh, kw = kernel
-        slabs = [_phase_slab(phases, i, j, stride, dilation, out_hw) for i in range(kh) for j in range(kw)]
+        slabs = [phase_slab(phases, i, j, stride, dilation, out_hw) for i in range(kh) for j in range(kw)]
         best = slabs[0].copy()
         for v in slabs[1:]:
             xp.maximum(best, v, out=best)
@@ -142,13 +98,13 @@ class MaxPool(Function):
         kernel, stride, pads, dilation, out_hw, padded_shape, x_shape = ctx.geometry
         xp = backend.array_module(grad)
         g = grad.reshape(arg.shape)
-        hq, wq = _phase_shape(padded_shape[2:], stride)
+        hq, wq = phase_shape(padded_shape[2:], stride)
         phases = xp.zeros(stride + padded_shape[:2] + (hq, wq), grad.dtype)
         kh, kw = kernel
         disjoint = _disjoint(kernel, stride, dilation)
         for i in range(kh):
             for j in range(kw):
-                target = _phase_slab(phases, i, j, stride, dilation, out_hw)
+                target = phase_slab(phases, i, j, stride, dilation, out_hw)
                 hit = arg == (i * kw + j)
                 if disjoint:
                     xp.copyto(target, g, where=hit)
@@ -258,7 +214,7 @@ class AvgPool(Function):
         acc = None
         for i in range(kernel[0]):
             for j in range(kernel[1]):
-                v = _phase_slab(phases, i, j, stride, (1, 1), out_hw)
+                v = phase_slab(phases, i, j, stride, (1, 1), out_hw)
                 if acc is None:
                     acc = v.copy()
                 else:
@@ -271,12 +227,12 @@ class AvgPool(Function):
         kernel, stride, pads, out_hw, padded_shape, x_shape, divisor = ctx.geometry
         xp = backend.array_module(grad)
         share = grad.reshape((1, -1) + out_hw) / divisor
-        hq, wq = _phase_shape(padded_shape[2:], stride)
+        hq, wq = phase_shape(padded_shape[2:], stride)
         phases = xp.zeros(stride + padded_shape[:2] + (hq, wq), grad.dtype)
         disjoint = _disjoint(kernel, stride, (1, 1))
         for i in range(kernel[0]):
             for j in range(kernel[1]):
-                target = _phase_slab(phases, i, j, stride, (1, 1), out_hw)
+                target = phase_slab(phases, i, j, stride, (1, 1), out_hw)
                 if disjoint:
                     target[...] = share
                 else:
