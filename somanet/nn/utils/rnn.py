@@ -70,9 +70,11 @@ class PackedSequence(namedtuple("PackedSequence", ["data", "batch_sizes", "sorte
 
     @property
     def is_cuda(self):
+        """Always False: somanet's packed sequences live on the CPU."""
         return False
 
     def is_pinned(self):
+        """Always False (no pinned memory on the CPU backend)."""
         return False
 
     def to(self, *args, **kwargs):
@@ -83,12 +85,15 @@ class PackedSequence(namedtuple("PackedSequence", ["data", "batch_sizes", "sorte
         return type(self)(data, self.batch_sizes, self.sorted_indices, self.unsorted_indices)
 
     def float(self):
+        """``data`` as float32."""
         return self.to(backend.float32)
 
     def double(self):
+        """``data`` as float64."""
         return self.to(backend.float64)
 
     def cpu(self):
+        """This packed sequence (already on the CPU)."""
         return self
 
 
