@@ -62,12 +62,12 @@ def encode_state(obj, arrays, path="state"):
     if isinstance(obj, (int, float)) and not isinstance(obj, np.generic):
         return obj
     if isinstance(obj, Tensor):
-        arrays[path] = np.ascontiguousarray(obj.data)
+        arrays[path] = _contiguous(obj.data)
         return {"__tensor__": path, "requires_grad": bool(obj.requires_grad)}
     if isinstance(obj, np.ndarray):
         if obj.dtype == object:
             raise TypeError(f"cannot save {path}: object arrays are not supported (they would need pickle)")
-        arrays[path] = np.ascontiguousarray(obj)
+        arrays[path] = _contiguous(obj)
         return {"__array__": path}
     if isinstance(obj, np.generic):
         return {"__scalar__": obj.dtype.str, "value": obj.item()}
@@ -103,6 +103,11 @@ def decode_state(obj, arrays):
     return {k: decode_state(v, arrays) for k, v in obj.items()}
 
 
+def _contiguous(a):
+    # np.ascontiguousarray would turn a 0-d array (e.g. num_batches_tracked) into shape (1,).
+    return a if a.flags.c_contiguous else np.array(a, order="C")
+
+
 def _take(arrays, key):
     if key not in arrays:
         raise CheckpointError(f"{STATE_FILE} has no array '{key}' although {MANIFEST_FILE} refers to it")
@@ -116,7 +121,7 @@ def _sha256(data):
 
 
 def _model_arrays(model):
-    return {k: np.ascontiguousarray(v.data) for k, v in model.state_dict().items()}
+    return {k: _contiguous(v.data) for k, v in model.state_dict().items()}
 
 
 def _json_bytes(obj):

@@ -42,7 +42,7 @@ CONFIG_KEYS = {
     "optimizer": "table: name = sgd | adam | adamw | rmsprop | adagrad, lr, and its other arguments",
     "scheduler": "table or none: name = step | multistep | exponential | cosine | onecycle | plateau, "
                  "interval = epoch | step, and its arguments",
-    "loss": "cross_entropy | mse | l1 | nll | bce_with_logits | ...",
+    "loss": "cross_entropy | mse | l1 | nll | bce_with_logits | ..., or a table: name plus the loss's arguments",
     "metrics": "list of metric names (accuracy, top5_accuracy, f1, ...)",
     "epochs": "number of epochs (int >= 1)",
     "batch_size": "samples per batch (int >= 1)",
@@ -72,7 +72,7 @@ class Recipe:
     data: dict
     optimizer: dict = dataclasses.field(default_factory=lambda: {"name": "adam", "lr": 1e-3})
     scheduler: dict = None
-    loss: str = "cross_entropy"
+    loss: object = "cross_entropy"
     metrics: tuple = ("accuracy",)
     epochs: int = 10
     batch_size: int = 32
@@ -89,7 +89,7 @@ class Recipe:
                "model": copy.deepcopy(dict(self.model)), "data": copy.deepcopy(dict(self.data)),
                "optimizer": copy.deepcopy(dict(self.optimizer)),
                "scheduler": copy.deepcopy(dict(self.scheduler)) if self.scheduler else None,
-               "loss": self.loss, "metrics": list(self.metrics), "epochs": self.epochs,
+               "loss": copy.deepcopy(self.loss), "metrics": list(self.metrics), "epochs": self.epochs,
                "batch_size": self.batch_size, "seed": self.seed, "max_steps": None,
                "early_stopping": copy.deepcopy(dict(self.early_stopping)) if self.early_stopping else None,
                "checkpoint": copy.deepcopy(dict(self.checkpoint)) if self.checkpoint else {},
@@ -219,8 +219,9 @@ def validate_config(cfg):
     metrics = cfg.get("metrics")
     if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
         raise ConfigError(f"config 'metrics' must be a list of metric names, got {metrics!r}")
-    if not isinstance(cfg.get("loss"), str):
-        raise ConfigError(f"config 'loss' must be a loss name, got {cfg.get('loss')!r}")
+    loss = cfg.get("loss")
+    if not (isinstance(loss, str) or (isinstance(loss, dict) and isinstance(loss.get("name"), str))):
+        raise ConfigError(f"config 'loss' must be a loss name or a table with a 'name', got {loss!r}")
     for key in (cfg.get("trainer") or {}):
         if key not in _TRAINER_KEYS:
             raise ConfigError(f"unknown config key 'trainer.{key}'; known: {', '.join(_TRAINER_KEYS)}")

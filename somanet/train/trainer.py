@@ -42,17 +42,23 @@ _OPTIMIZERS = {"sgd": ("SGD", 0.01), "adam": ("Adam", 1e-3), "adamw": ("AdamW", 
 
 
 def get_loss(spec):
-    """A loss callable from a name (``"cross_entropy"``, ``"mse"``, ...), a module or a function."""
+    """A loss callable from a name (``"cross_entropy"``, ``"mse"``, ...), a dict
+    ``{"name": "cross_entropy", "label_smoothing": 0.1}`` (name plus the loss module's arguments), a
+    module or a function."""
     if spec is None or callable(spec):
         return spec
+    kwargs = {}
+    if isinstance(spec, dict):
+        kwargs = {k: v for k, v in spec.items() if k != "name"}
+        spec = spec.get("name")
     if isinstance(spec, str):
         key = spec.lower().replace("-", "_")
         if key not in _LOSSES:
             raise ValueError(f"unknown loss {spec!r}; known losses: {', '.join(sorted(_LOSSES))}")
         from .. import nn
-        return getattr(nn, _LOSSES[key])()
-    raise TypeError(f"loss must be a name, a loss module or a function (output, target) -> Tensor; "
-                    f"got {type(spec).__name__}")
+        return getattr(nn, _LOSSES[key])(**kwargs)
+    raise TypeError(f"loss must be a name, a dict with a 'name', a loss module or a function "
+                    f"(output, target) -> Tensor; got {type(spec).__name__}")
 
 
 def get_optimizer(spec, params, **kwargs):

@@ -1,0 +1,293 @@
+"""The recipe registry of the ``somanet`` command, and the model and dataset builders recipes name.
+
+Adding a recipe is one call::
+
+    from somanet.cli.recipes import register_recipe
+    from somanet.train import Recipe
+
+    register_recipe(Recipe("iris-mlp", "a small MLP on the iris flowers",
+                           model={"name": "mlp", "hidden_sizes": [16]}, data={"name": "iris"}))
+
+New model families register a builder with ``@register_model("name")`` (a function
+``(kwargs, info) -> Module``, where ``info`` describes the data: input shape, number of classes), and
+new datasets a ``DatasetSpec`` with ``register_dataset``: ``info(options)`` says what the data looks
+like without loading it (enough to build the model, print a summary or prepare an input for
+``predict``), ``load(options)`` returns the train / validation / test datasets.
+"""
+import dataclasses
+import math
+import os
+
+import numpy as np
+
+from ..train.recipe import ConfigError, Recipe
+
+__all__ = ["DataInfo", "DatasetSpec", "register_model", "register_dataset", "register_recipe", "get_recipe",
+           "recipe_names", "build_model", "data_info", "load_data", "DEFAULT_RECIPE", "UnknownRecipeError"]
+
+DEFAULT_RECIPE = "digits-mlp"
+
+
+class UnknownRecipeError(ConfigError):
+    """The named recipe is not registered; the message lists the known ones."""
+
+
+@dataclasses.dataclass
+class DataInfo:
+    """What a dataset's samples look like.
+
+    ``input_shape``: one model input, without the batch; ``num_classes`` / ``classes`` (names) for
+    classification; ``image_size`` ``(H, W)`` if the inputs are single-channel images that an image
+    file can be turned into, with ``mean`` / ``std`` the normalisation applied after scaling pixels
+    to [0, 1] (ink bright on dark, as in MNIST and the digits data).
+    """
+
+    input_shape: tuple
+    num_classes: int = None
+    classes: list = None
+    image_size: tuple = None
+    mean: float = 0.0
+    std: float = 1.0
+    task: str = "classification"
+
+
+@dataclasses.dataclass
+class DatasetSpec:
+    """A registered dataset: ``info(options) -> DataInfo`` and ``load(options) -> (train, val, test)``
+    (``test`` may be None). ``options`` is the run config's ``data`` table."""
+
+    info: callable
+    load: callable
+    description: str = ""
+
+
+_MODELS = {}
+_DATASETS = {}
+_RECIPES = {}
+
+
+def register_model(name):
+    """Decorator: register ``fn(kwargs, info) -> Module`` as the model builder called ``name``."""
+    def deco(fn):
+        _MODELS[name] = fn
+        return fn
+    return deco
+
+
+def register_dataset(name, spec):
+    """Register a ``DatasetSpec`` under ``name``."""
+    _DATASETS[name] = spec
+    return spec
+
+
+def register_recipe(recipe):
+    """Add a ``Recipe`` to the registry (replacing one of the same name)."""
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"register_recipe(): expected a Recipe, got {type(recipe).__name__}")
+    _RECIPES[recipe.name] = recipe
+    return recipe
+
+
+def recipe_names():
+    """The registered recipe names, sorted."""
+    return sorted(_RECIPES)
+
+
+def get_recipe(name):
+    """The registered ``Recipe`` called ``name``; an unknown name lists the known ones."""
+    if name not in _RECIPES:
+        raise UnknownRecipeError(f"unknown recipe {name!r}; known recipes: {', '.join(recipe_names())} "
+                                 f"(see 'somanet recipes')")
+    return _RECIPES[name]
+
+
+def _spec(cfg):
+    name = cfg["data"]["name"]
+    if name not in _DATASETS:
+        raise ConfigError(f"config 'data.name': unknown dataset {name!r}; known: {', '.join(sorted(_DATASETS))}")
+    return _DATASETS[name]
+
+
+def _options(cfg):
+    return {k: v for k, v in cfg["data"].items() if k != "name"}
+
+
+def data_info(cfg):
+    """The ``DataInfo`` of a run config's data (nothing is loaded)."""
+    return _spec(cfg).info(_options(cfg))
+
+
+def load_data(cfg):
+    """``(train, val, test)`` datasets of a run config (``test`` may be None)."""
+    return _spec(cfg).load(_options(cfg))
+
+
+def build_model(cfg, info=None):
+    """The model of a run config, shaped for its data."""
+    name = cfg["model"]["name"]
+    if name not in _MODELS:
+        raise ConfigError(f"config 'model.name': unknown model {name!r}; known: {', '.join(sorted(_MODELS))}")
+    info = info or data_info(cfg)
+    kwargs = {k: v for k, v in cfg["model"].items() if k != "name"}
+    try:
+        return _MODELS[name](kwargs, info)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config 'model' ({name}): {exc}") from None
+
+
+# --------------------------------------------------------------------------- models
+@register_model("mlp")
+def _mlp(kwargs, info):
+    from ..models import MLP
+    kwargs.setdefault("in_features", int(math.prod(info.input_shape)))
+    kwargs.setdefault("out_features", info.num_classes or 1)
+    kwargs.setdefault("hidden_sizes", [128])
+    return MLP(**kwargs)
+
+
+@register_model("lenet")
+def _lenet(kwargs, info):
+    from .. import models
+    cls = next((getattr(models, n) for n in ("LeNet5", "LeNet") if hasattr(models, n)), None)
+    if cls is None:
+        raise ValueError("the LeNet model is not available in somanet.models in this version")
+    if info.num_classes is not None:
+        kwargs.setdefault("num_classes", info.num_classes)
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- datasets
+def _check_fraction(options, key, default, owner):
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ConfigError(f"config 'data.{key}' ({owner}) must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
+def _unknown(options, allowed, owner):
+    extra = sorted(set(options) - set(allowed))
+    if extra:
+        raise ConfigError(f"config 'data' ({owner}): unknown option(s) {', '.join(extra)}; known: "
+                          f"{', '.join(allowed) or 'none'}")
+
+
+_DIGITS_OPTIONS = ("val_fraction", "flatten", "split_seed")
+
+
+def _digits_info(options):
+    _unknown(options, _DIGITS_OPTIONS, "digits")
+    shape = (64,) if options.get("flatten", True) else (1, 8, 8)
+    return DataInfo(shape, 10, [str(i) for i in range(10)], image_size=(8, 8))
+
+
+def _digits_load(options):
+    from ..data.datasets import Digits
+    _digits_info(options)
+    frac = _check_fraction(options, "val_fraction", 0.2, "digits")
+    kw = dict(test_fraction=frac, seed=options.get("split_seed", 0), flatten=options.get("flatten", True))
+    return Digits(train=True, **kw), Digits(train=False, **kw), None
+
+
+register_dataset("digits", DatasetSpec(_digits_info, _digits_load,
+                                       "scikit-learn's 1,797 8x8 handwritten digits (bundled, offline)"))
+
+_SPIRALS_OPTIONS = ("n_per_class", "noise", "turns", "val_fraction", "split_seed")
+
+
+def _spirals_info(options):
+    _unknown(options, _SPIRALS_OPTIONS, "spirals")
+    return DataInfo((2,), 2, ["0", "1"])
+
+
+def _spirals_load(options):
+    from ..data import Subset
+    from ..data.datasets import Spirals, train_test_indices
+    _spirals_info(options)
+    frac = _check_fraction(options, "val_fraction", 0.2, "spirals")
+    full = Spirals(n_per_class=options.get("n_per_class", 500), noise=options.get("noise", 0.1),
+                   turns=options.get("turns", 1.5), seed=options.get("split_seed", 0))
+    train_idx, val_idx = train_test_indices(len(full), frac, options.get("split_seed", 0), stratify=full.targets)
+    return Subset(full, train_idx.tolist()), Subset(full, val_idx.tolist()), None
+
+
+register_dataset("spirals", DatasetSpec(_spirals_info, _spirals_load,
+                                        "two interleaved spirals in the plane (generated)"))
+
+_MNIST_MEAN, _MNIST_STD = 0.1307, 0.3081
+_MNIST_OPTIONS = ("data_dir", "limit", "val_size")
+
+
+def _mnist_info(options):
+    _unknown(options, _MNIST_OPTIONS, "mnist")
+    return DataInfo((1, 28, 28), 10, [str(i) for i in range(10)], image_size=(28, 28), mean=_MNIST_MEAN,
+                    std=_MNIST_STD)
+
+
+def _mnist_arrays(data_dir, train):
+    from ..data.datasets import MNIST
+    ds = MNIST(root=data_dir, train=train)
+    x = (ds.data.astype(np.float32) / np.float32(255.0) - np.float32(_MNIST_MEAN)) / np.float32(_MNIST_STD)
+    return x[:, None, :, :], ds.targets
+
+
+def _mnist_load(options):
+    from ..data import TensorDataset
+    _mnist_info(options)
+    data_dir = options.get("data_dir")
+    if not data_dir:
+        raise ConfigError("the MNIST data needs a folder: pass --data-dir DIR (holding t10k-images-idx3-ubyte.gz "
+                          "and t10k-labels-idx1-ubyte.gz, and optionally the train-* files)")
+    if not os.path.isdir(data_dir):
+        raise ConfigError(f"--data-dir {data_dir} does not exist or is not a folder")
+    try:
+        test_x, test_y = _mnist_arrays(data_dir, train=False)
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read MNIST from {data_dir}: {exc}") from None
+    val_size = int(options.get("val_size", 1000))
+    try:
+        train_x, train_y = _mnist_arrays(data_dir, train=True)
+    except (FileNotFoundError, OSError, ValueError):
+        # Only the official test set is there: images 0-7,999 train and validate, 8,000-9,999 test.
+        train_x, train_y = test_x[:8000], test_y[:8000]
+        test_x, test_y = test_x[8000:], test_y[8000:]
+    val_x, val_y = train_x[-val_size:], train_y[-val_size:]
+    train_x, train_y = train_x[:-val_size], train_y[:-val_size]
+    limit = options.get("limit")
+    if limit:
+        train_x, train_y = train_x[:limit], train_y[:limit]
+    return TensorDataset(train_x, train_y), TensorDataset(val_x, val_y), TensorDataset(test_x, test_y)
+
+
+register_dataset("mnist", DatasetSpec(_mnist_info, _mnist_load, "MNIST handwritten digits read from --data-dir"))
+
+
+# --------------------------------------------------------------------------- recipes
+register_recipe(Recipe(
+    "digits-mlp", "MLP (64-256-10, batch norm, dropout) on the bundled 8x8 digits; ~98 % validation accuracy "
+                  "in seconds, offline",
+    model={"name": "mlp", "hidden_sizes": [256], "dropout": 0.2, "batch_norm": True},
+    data={"name": "digits", "val_fraction": 0.2},
+    optimizer={"name": "adam", "lr": 2e-3},
+    scheduler={"name": "cosine"},
+    loss={"name": "cross_entropy", "label_smoothing": 0.1},
+    epochs=20, batch_size=32, seed=0, metrics=("accuracy",),
+    checkpoint={"monitor": "val_accuracy"}))
+
+register_recipe(Recipe(
+    "spirals-mlp", "MLP (2-64-64-2) separating two interleaved spirals (generated data)",
+    model={"name": "mlp", "hidden_sizes": [64, 64], "activation": "tanh"},
+    data={"name": "spirals", "n_per_class": 500, "noise": 0.1},
+    optimizer={"name": "adam", "lr": 1e-2},
+    scheduler={"name": "cosine"},
+    epochs=60, batch_size=32, seed=0, metrics=("accuracy",),
+    checkpoint={"monitor": "val_accuracy"}))
+
+register_recipe(Recipe(
+    "mnist-lenet", "LeNet-5 on MNIST read from --data-dir (official train set if present, else the test-set "
+                   "split 0-7999 / 8000-9999)",
+    model={"name": "lenet"},
+    data={"name": "mnist", "val_size": 1000},
+    optimizer={"name": "adam", "lr": 1e-3},
+    scheduler=None,
+    epochs=5, batch_size=64, seed=0, metrics=("accuracy",),
+    checkpoint={"monitor": "val_accuracy"}))
