@@ -1,0 +1,411 @@
+"""The whole benchmark suite: every workload as a training step and as inference, somanet against PyTorch.
+
+For each workload of ``benchmarks/workloads.py`` both frameworks build the same model from identical
+weights (PyTorch's ``state_dict`` loaded into somanet), get the same batch, run in float32 with the same
+thread count, and are checked to compute the same logits and losses before anything is timed. Timing
+is ``harness.compare``: warm-up, then alternating timed blocks (A B A B ...), medians. Reported per
+workload and mode: median step time of each, the ratio torch / somanet (above 1: somanet is faster),
+throughput (samples/s) and achieved GFLOP/s of the counted matrix products.
+
+Also measured: NumPy's and PyTorch's sgemm (2048 x 2048) on this machine, the peak memory of a training
+step (one child process per framework and workload: peak RSS above the post-import, post-build
+baseline) and the import time of both libraries.
+
+    python benchmarks/suite.py [--quick] [--only mlp,gpt] [--threads N] [--json FILE] [--write]
+    somanet bench [same options]
+
+``--write`` puts the ``## Summary`` section at the top of docs/benchmarks.md and the ratio plot in
+docs/benchmarks_ratios.png.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from benchmarks import harness  # noqa: E402
+from benchmarks import workloads as W  # noqa: E402
+
+PLOT = os.path.join(ROOT, "docs", "benchmarks_ratios.png")
+SGEMM_N = 2048
+IMPORT_TARGET_S = 0.3
+# Ratio torch / somanet each workload must reach; the two small models are held to more.
+TRAIN_TARGETS = {"mlp": 1.3, "lenet": 1.3}
+SGEMM_SHARE_TARGET = 0.5
+SGEMM_SHARE_WORKLOADS = ("mlp", "gpt")
+
+QUICK = {"warmup": 1, "blocks": 3, "block_s": 0.1, "memory_steps": 2, "import_repeats": 3, "check_steps": 1}
+FULL = {"warmup": 3, "blocks": 7, "block_s": 0.4, "memory_steps": 3, "import_repeats": 7, "check_steps": 2}
+
+
+# =========================================================================== threads and BLAS
+def blas_core():
+    """The kernel family NumPy's OpenBLAS runs (e.g. 'SkylakeX', 'Haswell'), or None when unknown."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    for info in threadpool_info():
+        if info.get("internal_api") == "openblas":
+            return info.get("architecture")
+    return None
+
+
+def set_threads(torch, threads):
+    """The same thread count for PyTorch and NumPy's BLAS. Returns a note on how BLAS was limited."""
+    if torch is not None:
+        torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        env = os.environ.get("OPENBLAS_NUM_THREADS")
+        return f"BLAS threads from OPENBLAS_NUM_THREADS={env}" if env else "BLAS threads: library default"
+    # Kept alive for the whole run: the limit is undone when the object is collected.
+    set_threads.limiter = threadpool_limits(threads, user_api="blas")
+    return f"BLAS limited to {threads} thread(s) with threadpoolctl"
+
+
+# =========================================================================== measurements
+def time_workload(torch, wl, train, cfg):
+    """Time one workload in one mode; returns a result row (dict)."""
+    s_fn, t_fn = W.build_pair(torch, wl, train=train)
+    res = harness.compare(s_fn, t_fn, warmup=cfg["warmup"], blocks=cfg["blocks"], block_s=cfg["block_s"])
+    flops = W.count_flops(wl, train=train)
+    mode = "train" if train else "inference"
+    target = TRAIN_TARGETS.get(wl.key, 1.0) if train else 1.0
+    res.update({
+        "key": wl.key, "mode": mode, "name": f"{wl.title}, {mode}", "title": wl.title, "batch": wl.batch,
+        "somanet_samples_s": wl.batch / res["somanet_s"], "torch_samples_s": wl.batch / res["torch_s"],
+        "gflop": flops / 1e9, "somanet_gflops": flops / res["somanet_s"] / 1e9,
+        "torch_gflops": flops / res["torch_s"] / 1e9, "target": target, "met": res["ratio"] >= target,
+    })
+    return res
+
+
+def sgemm(torch, cfg, n=SGEMM_N):
+    """sgemm GFLOP/s of NumPy and PyTorch on an n x n float32 product (alternating blocks, medians)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty_like(a)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    t_out = torch.empty(n, n)
+    res = harness.compare(lambda: np.matmul(a, b, out=out), lambda: torch.matmul(ta, tb, out=t_out),
+                          warmup=cfg["warmup"], blocks=cfg["blocks"], block_s=cfg["block_s"])
+    flops = 2.0 * n ** 3
+    return {"n": n, "numpy_gflops": flops / res["somanet_s"] / 1e9, "torch_gflops": flops / res["torch_s"] / 1e9}
+
+
+def _proc_status(field):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def memory_child(key, framework, steps, threads):
+    """Run in a fresh process: build one workload in one framework, then measure the peak resident memory
+    of ``steps`` training steps above the baseline after imports and model build. Prints JSON."""
+    wl = W.WORKLOADS[key]
+    x, y = wl.data()
+    if framework == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        model = wl.torch_model(torch)
+        step = W.torch_train_step(torch, wl, model, torch.from_numpy(x), torch.from_numpy(y))
+    else:
+        import somanet
+
+        model = wl.somanet_model()
+        step = W.somanet_train_step(wl, model, somanet.tensor(x), somanet.tensor(y))
+    baseline = _proc_status("VmRSS")
+    method = "VmHWM after clear_refs"
+    try:
+        # Writing 5 resets the peak-RSS counter to the current RSS, so import transients do not count.
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        method = "ru_maxrss"
+    for _ in range(steps):
+        step()
+    if method == "ru_maxrss" or baseline is None:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        baseline = baseline or 0
+    else:
+        peak = _proc_status("VmHWM")
+    print(json.dumps({"key": key, "framework": framework, "baseline_bytes": baseline, "peak_bytes": peak,
+                      "delta_bytes": max(0, peak - baseline), "method": method, "steps": steps}))
+
+
+def measure_memory(wl, cfg, threads):
+    """Peak training-step memory of both frameworks, each in its own child process."""
+    row = {"key": wl.key, "title": wl.title}
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    for fw in ("somanet", "torch"):
+        cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", wl.key, fw,
+               "--steps", str(cfg["memory_steps"]), "--threads", str(threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+        if proc.returncode != 0:
+            raise RuntimeError(f"memory child for {wl.key}/{fw} failed:\n{proc.stderr[-2000:]}")
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        row[f"{fw}_mib"] = out["delta_bytes"] / 2 ** 20
+        row["method"] = out["method"]
+    row["ratio"] = row["torch_mib"] / max(row["somanet_mib"], 1e-9)
+    row["met"] = row["somanet_mib"] <= row["torch_mib"]
+    return row
+
+
+def import_time(module, repeats):
+    """Median wall time of ``import module`` in fresh interpreters (seconds)."""
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    times = []
+    for _ in range(repeats):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            raise RuntimeError(f"import {module} failed:\n{proc.stderr[-2000:]}")
+        times.append(float(proc.stdout.strip().splitlines()[-1]))
+    return statistics.median(times)
+
+
+# =========================================================================== report
+def _fmt_rate(x):
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
+def _yes(ok):
+    return "yes" if ok else "**no**"
+
+
+def render(results):
+    """The Markdown body of the Summary section from a results dict."""
+    s = results["settings"]
+    lines = [
+        f"Measured on {results['machine_line']}; {s['threads']} thread(s) for both frameworks ({s['blas_threads']}); "
+        f"OpenBLAS kernels: {s['blas_core'] or 'unknown'}. Load average (1 min) {s['load_before']:.1f} before and "
+        f"{s['load_after']:.1f} after the run{' (quick mode)' if s['quick'] else ''}. "
+        f"`python benchmarks/suite.py{' --quick' if s['quick'] else ''} --threads {s['threads']} --write` "
+        f"(or `somanet bench`).",
+        "",
+        f"Each row builds the same model in both frameworks from identical weights and batch, checks that logits "
+        f"and the first training losses agree, then times {s['blocks']} alternating blocks per framework after "
+        f"warm-up and reports medians. Train = zero_grad, forward, cross-entropy, backward, optimizer step "
+        f"(Adam, or SGD with momentum for the CNNs); inference = eval mode under no_grad. GFLOP/s counts the "
+        f"matrix products only (linear, convolution, attention, recurrent). A ratio above 1 means somanet is "
+        f"faster.",
+        "",
+        "| workload | mode | batch | somanet | PyTorch | torch / somanet | target | met | somanet samples/s | "
+        "PyTorch samples/s | somanet GFLOP/s | PyTorch GFLOP/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results["timings"]:
+        lines.append(
+            f"| {r['title']} | {r['mode']} | {r['batch']} | {harness.fmt_time(r['somanet_s'])} | "
+            f"{harness.fmt_time(r['torch_s'])} | {r['ratio']:.2f} | >= {r['target']:.1f} | {_yes(r['met'])} | "
+            f"{_fmt_rate(r['somanet_samples_s'])} | {_fmt_rate(r['torch_samples_s'])} | "
+            f"{r['somanet_gflops']:.1f} | {r['torch_gflops']:.1f} |")
+    g = results.get("sgemm")
+    if g:
+        lines += ["", f"sgemm ({g['n']} x {g['n']}, float32, same threads): NumPy {g['numpy_gflops']:.1f} GFLOP/s, "
+                      f"PyTorch {g['torch_gflops']:.1f} GFLOP/s."]
+        shares = results.get("sgemm_share", {})
+        if shares:
+            parts = [f"{k.upper()} {v['gflops']:.1f} GFLOP/s = {100 * v['share']:.0f} % ({_yes(v['met'])})"
+                     for k, v in shares.items()]
+            lines.append(f"Training steps against NumPy's sgemm (target >= {100 * SGEMM_SHARE_TARGET:.0f} %): "
+                         + ", ".join(parts) + ".")
+    mem = results.get("memory")
+    if mem:
+        lines += ["", f"Peak memory of a training step ({s['memory_steps']} steps in a fresh process per framework "
+                      f"and workload; peak RSS above the baseline after imports and model build, "
+                      f"{mem[0]['method']}; target: no more than PyTorch):", "",
+                  "| workload | somanet MiB | PyTorch MiB | torch / somanet | met |",
+                  "| --- | ---: | ---: | ---: | --- |"]
+        for m in mem:
+            lines.append(f"| {m['title']} | {m['somanet_mib']:.1f} | {m['torch_mib']:.1f} | {m['ratio']:.2f} | "
+                         f"{_yes(m['met'])} |")
+    imp = results.get("import")
+    if imp:
+        lines += ["", f"Import time (median of {s['import_repeats']} fresh interpreters): `import somanet` "
+                      f"{imp['somanet_s']:.3f} s (target < {IMPORT_TARGET_S} s: {_yes(imp['met'])}; NumPy alone "
+                      f"{imp['numpy_s']:.3f} s), `import torch` {imp['torch_s']:.3f} s."]
+    if results.get("plot"):
+        lines += ["", f"![torch / somanet per workload](benchmarks_ratios.png)"]
+    return "\n".join(lines)
+
+
+def plot(results, path=PLOT):
+    """Bar chart of the ratios (training and inference per workload) with the 1.0 line; returns the path
+    or None when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)", file=sys.stderr)
+        return None
+    rows = results["timings"]
+    keys = list(dict.fromkeys(r["key"] for r in rows))
+    titles = {r["key"]: r["title"].split(" (")[0] for r in rows}
+    ratio = {(r["key"], r["mode"]): r["ratio"] for r in rows}
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    width = 0.38
+    for j, (mode, color) in enumerate((("train", "#3b6ea5"), ("inference", "#e08a2c"))):
+        xs = [i + (j - 0.5) * width for i in range(len(keys))]
+        vals = [ratio.get((k, mode), 0.0) for k in keys]
+        bars = ax.bar(xs, vals, width, label=mode, color=color)
+        for b, v in zip(bars, vals):
+            if v:
+                ax.annotate(f"{v:.2f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels([titles[k] for k in keys], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("PyTorch time / somanet time")
+    ax.set_title(f"somanet vs PyTorch on the CPU ({results['settings']['threads']} thread(s); above 1: somanet "
+                 f"faster)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def write_summary(body, path=harness.DOCS):
+    """Put ``## Summary`` right under the title of docs/benchmarks.md (replacing an earlier one in place)."""
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    if "## Summary\n" not in text:
+        # Reserve the place at the top once; write_section then replaces it where it stands.
+        head, sep, rest = text.partition("\n")
+        text = head + "\n\n## Summary\n\n" + rest.lstrip("\n")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    harness.write_section("Summary", body, path=path)
+
+
+# =========================================================================== driver
+def run(keys=None, quick=False, threads=None, memory=True, imports=True, modes=("train", "inference"),
+        blocks=None, block_s=None, log=print):
+    """Run the suite and return the results dict (see ``render``)."""
+    import torch
+
+    cfg = dict(QUICK if quick else FULL)
+    if blocks:
+        cfg["blocks"] = blocks
+    if block_s:
+        cfg["block_s"] = block_s
+    threads = threads or os.cpu_count() or 1
+    blas_threads = set_threads(torch, threads)
+    load_before = os.getloadavg()[0]
+    wls = W.get(keys)
+    results = {"settings": {"quick": quick, "threads": threads, "blas_threads": blas_threads,
+                            "blas_core": blas_core(), "load_before": load_before, **cfg},
+               "machine_line": harness.machine_line(), "timings": []}
+    for wl in wls:
+        W.check_pair(torch, wl, steps=cfg["check_steps"])
+        for mode in modes:
+            r = time_workload(torch, wl, mode == "train", cfg)
+            results["timings"].append(r)
+            log(f"{r['name']:60s} somanet {harness.fmt_time(r['somanet_s']):>10s}  PyTorch "
+                f"{harness.fmt_time(r['torch_s']):>10s}  ratio {r['ratio']:.2f} (target {r['target']:.1f})  "
+                f"load {os.getloadavg()[0]:.1f}")
+    results["sgemm"] = g = sgemm(torch, cfg)
+    log(f"sgemm {g['n']}: NumPy {g['numpy_gflops']:.1f} GFLOP/s, PyTorch {g['torch_gflops']:.1f} GFLOP/s")
+    shares = {}
+    for r in results["timings"]:
+        if r["key"] in SGEMM_SHARE_WORKLOADS and r["mode"] == "train":
+            share = r["somanet_gflops"] / g["numpy_gflops"]
+            shares[r["key"]] = {"gflops": r["somanet_gflops"], "share": share, "met": share >= SGEMM_SHARE_TARGET}
+    results["sgemm_share"] = shares
+    if memory and "train" in modes:
+        results["memory"] = []
+        for wl in wls:
+            m = measure_memory(wl, cfg, threads)
+            results["memory"].append(m)
+            log(f"memory {wl.key:9s} somanet {m['somanet_mib']:8.1f} MiB  PyTorch {m['torch_mib']:8.1f} MiB")
+    if imports:
+        imp = {"somanet_s": import_time("somanet", cfg["import_repeats"]),
+               "numpy_s": import_time("numpy", cfg["import_repeats"]),
+               "torch_s": import_time("torch", cfg["import_repeats"])}
+        imp["met"] = imp["somanet_s"] < IMPORT_TARGET_S
+        results["import"] = imp
+        log(f"import: somanet {imp['somanet_s']:.3f} s, numpy {imp['numpy_s']:.3f} s, torch {imp['torch_s']:.3f} s")
+    results["settings"]["load_after"] = os.getloadavg()[0]
+    return results
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="suite.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer and shorter timed blocks (about a minute)")
+    parser.add_argument("--only", default=None, help=f"comma-separated workloads: {', '.join(W.WORKLOADS)}")
+    parser.add_argument("--mode", choices=("both", "train", "inference"), default="both",
+                        help="time training steps, inference, or both (default)")
+    parser.add_argument("--threads", type=int, default=None, help="threads for both frameworks (default: cores)")
+    parser.add_argument("--blocks", type=int, default=None, help="alternating timed blocks per framework")
+    parser.add_argument("--block-seconds", type=float, default=None, help="target length of one timed block")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
+    parser.add_argument("--no-import", action="store_true", help="skip the import-time measurement")
+    parser.add_argument("--json", default=None, help="also save the results as JSON to this file")
+    parser.add_argument("--write", action="store_true",
+                        help="write the Summary section of docs/benchmarks.md and docs/benchmarks_ratios.png")
+    parser.add_argument("--docs", default=harness.DOCS, help=argparse.SUPPRESS)
+    parser.add_argument("--plot", default=PLOT, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", nargs=2, metavar=("WORKLOAD", "FRAMEWORK"), help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=3, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.memory_child:
+        memory_child(args.memory_child[0], args.memory_child[1], args.steps, args.threads or os.cpu_count() or 1)
+        return 0
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("the benchmark suite compares somanet with PyTorch, which is not installed: "
+              "pip install torch (the CPU build is enough)", file=sys.stderr)
+        return 2
+    try:
+        W.get(args.only)
+    except ValueError as exc:
+        print(f"suite: {exc}", file=sys.stderr)
+        return 2
+    modes = ("train", "inference") if args.mode == "both" else (args.mode,)
+    results = run(args.only, quick=args.quick, threads=args.threads, memory=not args.no_memory,
+                  imports=not args.no_import, modes=modes, blocks=args.blocks, block_s=args.block_seconds)
+    if args.write:
+        results["plot"] = plot(results, args.plot)
+        write_summary(render(results), args.docs)
+        print(f"wrote the Summary section of {args.docs}" + (f" and {results['plot']}" if results["plot"] else ""))
+    else:
+        print()
+        print(render(results))
+    harness.save_json(results, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
