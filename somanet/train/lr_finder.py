@@ -1,9 +1,10 @@
 """The learning-rate range test: train briefly with an exponentially growing learning rate.
 
 The loss is smoothed with an exponential moving average (bias-corrected, as in Adam), the test stops
-when it diverges, and the suggested learning rate is where the smoothed loss falls fastest against
-log(lr), looking only at the part of the curve before its minimum. The model, the optimizer and every
-random state are put back afterwards, so the test leaves no trace on a run that follows.
+when it diverges, and the suggested learning rate is one decade below the one with the lowest smoothed
+loss (the classic rule of thumb of the range test); the point of steepest descent is reported too.
+The model, the optimizer and every random state are put back afterwards, so the test leaves no trace
+on a run that follows.
 """
 import copy
 import math
@@ -18,13 +19,20 @@ __all__ = ["lr_find", "LRFinderResult"]
 
 
 class LRFinderResult:
-    """``lrs``, ``losses`` (smoothed), ``raw_losses``, ``suggestion`` (a float, or None), ``plot(path)``."""
+    """The range test's record and advice.
 
-    def __init__(self, lrs, losses, raw_losses, suggestion, stopped_early):
+    ``lrs``, ``losses`` (smoothed), ``raw_losses``; ``suggestion``: one decade below the learning rate
+    with the lowest smoothed loss (None when the loss never fell); ``steepest``: where the smoothed
+    loss falls fastest before its minimum (often more aggressive); ``stopped_early``: the loss
+    diverged before ``max_lr``; ``plot(path)`` draws the curve.
+    """
+
+    def __init__(self, lrs, losses, raw_losses, suggestion, stopped_early, steepest=None):
         self.lrs = lrs
         self.losses = losses
         self.raw_losses = raw_losses
         self.suggestion = suggestion
+        self.steepest = steepest
         self.stopped_early = stopped_early
 
     def plot(self, path):
@@ -37,17 +45,27 @@ class LRFinderResult:
         return f"LRFinderResult(points={len(self.lrs)}, suggestion={s})"
 
 
+def _steepest(lrs, losses, skip_start):
+    losses = np.asarray(losses, dtype=np.float64)
+    end = int(np.argmin(losses)) if len(losses) else 0
+    if end - skip_start < 2:
+        return None
+    # Central differences, and only before the minimum: at the minimum a one-sided difference
+    # would point at the edge of divergence.
+    slope = np.gradient(losses, np.log10(np.asarray(lrs, dtype=np.float64)))
+    return float(lrs[skip_start + int(np.argmin(slope[skip_start:end]))])
+
+
 def _suggest(lrs, losses, skip_start):
     losses = np.asarray(losses, dtype=np.float64)
     if len(losses) < skip_start + 3:
         return None
-    # Central differences over the whole curve, then the steepest point strictly before the minimum:
-    # at the minimum itself a one-sided difference would point at the edge of divergence.
-    slope = np.gradient(losses, np.log10(np.asarray(lrs, dtype=np.float64)))
-    end = int(np.argmin(losses))
-    if end - skip_start < 2:
+    best = int(np.argmin(losses))
+    if best <= skip_start or losses[best] >= losses[skip_start]:
         return None
-    return float(lrs[skip_start + int(np.argmin(slope[skip_start:end]))])
+    # One decade below the rate with the lowest smoothed loss: the loss is still falling fast there,
+    # and unlike the steepest point it does not move with the lag of the moving average.
+    return float(lrs[best]) / 10.0
 
 
 def lr_find(model, train_data, *, loss, optimizer="sgd", min_lr=1e-7, max_lr=10.0, num_steps=100, beta=0.98,
@@ -63,7 +81,7 @@ def lr_find(model, train_data, *, loss, optimizer="sgd", min_lr=1e-7, max_lr=10.
         min_lr, max_lr: the range, covered geometrically in ``num_steps`` steps.
         beta: the smoothing factor of the loss average.
         diverge_threshold: stop when the smoothed loss exceeds this times its minimum.
-        skip_start: points ignored at the start when choosing the suggestion (the average warms up).
+        skip_start: points ignored at the start when looking for the suggestion (the average warms up).
         trainer: a ``Trainer`` whose ``training_step`` to use (for models with custom steps).
     """
     if not 0 < min_lr < max_lr:
@@ -73,11 +91,12 @@ def lr_find(model, train_data, *, loss, optimizer="sgd", min_lr=1e-7, max_lr=10.
     trainer = trainer or Trainer(enable_progress_bar=False)
     if isinstance(optimizer, str):
         optimizer = get_optimizer(optimizer, model.parameters())
+    # Captured first: even building the shuffled loader draws its seed from the default generator.
+    saved_rng = get_rng_state()
     dtype = Trainer._model_dtype(model)
     loader = as_loader(train_data, batch_size=batch_size, shuffle=True, dtype=dtype, what="lr_find(): train_data")
     saved_weights = {k: np.array(v.data, copy=True) for k, v in model.state_dict().items()}
     saved_opt = copy.deepcopy(optimizer.state_dict())
-    saved_rng = get_rng_state()
     saved_loss, saved_model = trainer.loss_fn, trainer.model
     trainer.loss_fn, trainer.model = get_loss(loss), model
     was_training = model.training
@@ -122,4 +141,5 @@ def lr_find(model, train_data, *, loss, optimizer="sgd", min_lr=1e-7, max_lr=10.
         set_rng_state(saved_rng)
         model.train(was_training)
         trainer.loss_fn, trainer.model = saved_loss, saved_model
-    return LRFinderResult(lrs, smoothed, raw, _suggest(lrs, smoothed, skip_start), stopped_early)
+    return LRFinderResult(lrs, smoothed, raw, _suggest(lrs, smoothed, skip_start), stopped_early,
+                          _steepest(lrs, smoothed, skip_start))
