@@ -1,0 +1,306 @@
+"""Convolutional networks against PyTorch on the CPU: single convolutions, a LeNet-5 and a ResNet-20
+training step, peak memory of the ResNet-20 step, and NCHW against NHWC for the convolution kernels.
+
+    python benchmarks/bench_conv.py            # everything; writes docs/benchmarks.md
+    python benchmarks/bench_conv.py --quick    # fewer blocks, prints only
+    python benchmarks/bench_conv.py --only layouts
+
+Both frameworks get the same float32 data and weights (copied by state_dict), PyTorch uses as many
+threads as the machine has cores, timed blocks alternate somanet / PyTorch after a warm-up, and the
+medians are reported with their ratio (torch / somanet, above 1 means somanet is faster).
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import harness  # noqa: E402
+from benchmarks.memory import fmt_bytes, peak_rss  # noqa: E402
+
+CONV_SHAPES = [
+    # (name, N, C, H, W, O, kernel, stride, padding)
+    ("Conv2d 64x32x28x28 -> 64, k3 p1", 64, 32, 28, 28, 64, 3, 1, 1),
+    ("Conv2d 32x64x16x16 -> 128, k3 s2 p1", 32, 64, 16, 16, 128, 3, 2, 1),
+]
+
+
+# --------------------------------------------------------------------------- workloads
+def conv_step(framework, n, c, h, w, o, k, s, p):
+    """Forward + backward of one Conv2d (input, weight and bias gradients) on fixed data."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    if framework == "torch":
+        torch = harness.setup_torch()
+        conv = torch.nn.Conv2d(c, o, k, stride=s, padding=p)
+        xt = torch.tensor(x, requires_grad=True)
+        out = conv(xt)
+        g = torch.tensor(rng.standard_normal(tuple(out.shape)).astype(np.float32))
+
+        def step():
+            xt.grad = None
+            conv.zero_grad()
+            conv(xt).backward(g)
+        return step, conv
+    import somanet
+    from somanet import nn
+
+    conv = nn.Conv2d(c, o, k, stride=s, padding=p)
+    xs = somanet.tensor(x, requires_grad=True)
+    out = conv(xs)
+    g = somanet.tensor(rng.standard_normal(out.shape).astype(np.float32))
+
+    def step():
+        xs.grad = None
+        conv.zero_grad()
+        conv(xs).backward(g)
+    return step, conv
+
+
+def _torch_lenet(torch):
+    nn = torch.nn
+    model = nn.Module()
+    model.features = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                                   nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2))
+    model.classifier = nn.Sequential(nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                                     nn.Linear(84, 10))
+    model.forward = lambda x: model.classifier(model.features(x))
+    return model
+
+
+def _torch_resnet20(torch):
+    """The CIFAR ResNet-20 of somanet.models.resnet20 (option-A shortcuts), built from PyTorch layers."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class Block(nn.Module):
+        def __init__(self, inplanes, planes, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.stride, self.pad = stride, (planes - inplanes) // 2
+
+        def forward(self, x):
+            identity = x
+            if self.stride != 1 or self.pad:
+                identity = F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, self.pad, self.pad))
+            out = F.relu(self.bn1(self.conv1(x)))
+            return F.relu(self.bn2(self.conv2(out)) + identity)
+
+    class ResNet20(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(16)
+            layers, inplanes = [], 16
+            for planes, stride in [(16, 1), (32, 2), (64, 2)]:
+                blocks = []
+                for b in range(3):
+                    blocks.append(Block(inplanes, planes, stride if b == 0 else 1))
+                    inplanes = planes
+                layers.append(nn.Sequential(*blocks))
+            self.layer1, self.layer2, self.layer3 = layers
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x):
+            x = F.relu(self.bn1(self.conv1(x)))
+            x = self.layer3(self.layer2(self.layer1(x)))
+            return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+    return ResNet20()
+
+
+def train_step(framework, model_name, batch=64):
+    """One SGD (momentum 0.9) training step of LeNet-5 (1x28x28) or ResNet-20 (3x32x32) on fixed data."""
+    rng = np.random.default_rng(0)
+    shape = (batch, 1, 28, 28) if model_name == "lenet5" else (batch, 3, 32, 32)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    if framework == "torch":
+        torch = harness.setup_torch()
+        model = _torch_lenet(torch) if model_name == "lenet5" else _torch_resnet20(torch)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        xt, yt = torch.tensor(x), torch.tensor(y)
+
+        def step():
+            opt.zero_grad()
+            loss_fn(model(xt), yt).backward()
+            opt.step()
+        return step, model
+    import somanet
+    from somanet import nn, optim
+    from somanet.models import LeNet5, resnet20
+
+    model = LeNet5(num_classes=10) if model_name == "lenet5" else resnet20(num_classes=10)
+    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    xs, ys = somanet.tensor(x), somanet.tensor(y)
+
+    def step():
+        opt.zero_grad()
+        loss_fn(model(xs), ys).backward()
+        opt.step()
+    return step, model
+
+
+def resnet20_step(framework):
+    """Factory for ``memory.peak_rss``: the ResNet-20 training step of ``framework``."""
+    return train_step(framework, "resnet20")[0]
+
+
+def _copy_weights(t_model, s_model):
+    s_model.load_state_dict({k: v.detach().numpy().copy() for k, v in t_model.state_dict().items()})
+
+
+# --------------------------------------------------------------------------- NCHW against NHWC
+def _nhwc_conv_step(x_nhwc, w_khwc_o, g_nhwc, k, p):
+    """Stride-1 convolution forward + both gradients with activations kept NHWC throughout: im2col rows
+    are ``(kh, kw, C)`` windows (contiguous runs of ``kw * C``), one GEMM per pass."""
+    n, h, w, c = x_nhwc.shape
+    o = w_khwc_o.shape[1]
+    xp = np.zeros((n, h + 2 * p, w + 2 * p, c), np.float32)
+    xp[:, p:p + h, p:p + w] = x_nhwc
+    s = xp.strides
+    cols = np.ascontiguousarray(np.lib.stride_tricks.as_strided(
+        xp, (n, h, w, k, k, c), (s[0], s[1], s[2], s[1], s[2], s[3]))).reshape(n * h * w, k * k * c)
+    out = cols @ w_khwc_o                                   # (N*H*W, O): NHWC output
+    g2 = g_nhwc.reshape(n * h * w, o)
+    grad_w = cols.T @ g2                                    # (k*k*C, O)
+    dcols = (g2 @ w_khwc_o.T).reshape(n, h, w, k, k, c)
+    dx = np.zeros_like(xp)
+    for i in range(k):
+        for j in range(k):
+            dx[:, i:i + h, j:j + w] += dcols[:, :, :, i, j]
+    return out, grad_w, dx[:, p:p + h, p:p + w]
+
+
+def layout_rows(blocks):
+    """Time the NCHW kernels somanet uses against an NHWC implementation of the same GEMMs."""
+    from somanet.ops.conv import conv_forward, conv_input_grad, conv_weight_grad
+
+    rows = []
+    for n, c, h, w, o in [(64, 16, 32, 32, 16), (64, 32, 28, 28, 64), (64, 64, 8, 8, 64)]:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+        wt = rng.standard_normal((o, c, 3, 3)).astype(np.float32)
+        g = rng.standard_normal((n, o, h, w)).astype(np.float32)
+        pads = ((1, 1), (1, 1))
+        x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        g_nhwc = np.ascontiguousarray(g.transpose(0, 2, 3, 1))
+        w_nhwc = np.ascontiguousarray(wt.transpose(2, 3, 1, 0)).reshape(9 * c, o)
+
+        def nchw():
+            conv_forward(x, wt, 1, pads, (1, 1), (1, 1))
+            conv_weight_grad(g, x, 1, pads, (1, 1), (1, 1), (3, 3))
+            conv_input_grad(g, wt, 1, pads, (1, 1), (1, 1), (h, w))
+
+        def nhwc():
+            _nhwc_conv_step(x_nhwc, w_nhwc, g_nhwc, 3, 1)
+
+        def nhwc_with_conversion():
+            xn = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+            gn = np.ascontiguousarray(g.transpose(0, 2, 3, 1))
+            out, _, dx = _nhwc_conv_step(xn, w_nhwc, gn, 3, 1)
+            np.ascontiguousarray(out.reshape(n, h, w, o).transpose(0, 3, 1, 2))
+            np.ascontiguousarray(dx.transpose(0, 3, 1, 2))
+
+        r = harness.compare(nchw, nhwc, blocks=blocks)
+        r2 = harness.compare(nchw, nhwc_with_conversion, blocks=blocks)
+        rows.append({"name": f"{n}x{c}x{h}x{w} -> {o}, k3 p1", "nchw_s": r["somanet_s"], "nhwc_s": r["torch_s"],
+                     "nhwc_conv_s": r2["torch_s"]})
+    return rows
+
+
+# --------------------------------------------------------------------------- run
+def run(quick=False, only=None):
+    blocks = 3 if quick else 7
+    results = {"speed": [], "memory": [], "layouts": []}
+    if only in (None, "conv"):
+        for name, *shape in CONV_SHAPES:
+            s_step, s_mod = conv_step("somanet", *shape)
+            t_step, t_mod = conv_step("torch", *shape)
+            _copy_weights(t_mod, s_mod)
+            r = harness.compare(s_step, t_step, blocks=blocks)
+            r["name"] = name + " (forward + backward)"
+            results["speed"].append(r)
+            print(harness.table([r]).splitlines()[-1], flush=True)
+    if only in (None, "models"):
+        for model_name, label in [("lenet5", "LeNet-5 training step, batch 64, 1x28x28"),
+                                  ("resnet20", "ResNet-20 training step, batch 64, 3x32x32")]:
+            s_step, s_mod = train_step("somanet", model_name)
+            t_step, t_mod = train_step("torch", model_name)
+            _copy_weights(t_mod, s_mod)
+            r = harness.compare(s_step, t_step, blocks=blocks, block_s=0.5)
+            r["name"] = label
+            results["speed"].append(r)
+            print(harness.table([r]).splitlines()[-1], flush=True)
+    if only in (None, "memory"):
+        cores = os.cpu_count() or 1
+        s_mem = peak_rss("benchmarks.bench_conv:resnet20_step", ("somanet",), imports=("numpy", "somanet"), steps=3)
+        t_mem = peak_rss("benchmarks.bench_conv:resnet20_step", ("torch",), imports=("numpy", "torch"), steps=3,
+                         threads=cores)
+        results["memory"].append({"name": "ResNet-20 training step, batch 64 (3 steps)",
+                                  "somanet": s_mem["peak_bytes"], "torch": t_mem["peak_bytes"]})
+        print(f"ResNet-20 peak RSS above baseline: somanet {fmt_bytes(s_mem['peak_bytes'])}, "
+              f"PyTorch {fmt_bytes(t_mem['peak_bytes'])}", flush=True)
+    if only in (None, "layouts"):
+        results["layouts"] = layout_rows(blocks)
+        for r in results["layouts"]:
+            print(f"{r['name']}: NCHW {harness.fmt_time(r['nchw_s'])}, NHWC {harness.fmt_time(r['nhwc_s'])}, "
+                  f"NHWC with conversions {harness.fmt_time(r['nhwc_conv_s'])}", flush=True)
+    return results
+
+
+def report(results):
+    lines = [f"Machine: {harness.machine_line()}. PyTorch runs with `torch.set_num_threads({os.cpu_count()})`; "
+             "NumPy's BLAS uses all cores.", ""]
+    if results["speed"]:
+        lines += ["Median time per call (torch / somanet above 1 means somanet is faster):", "",
+                  harness.table(results["speed"]), ""]
+    if results["memory"]:
+        lines += ["Peak resident memory above the post-import baseline, each framework in its own fresh process "
+                  "(`benchmarks/memory.py`):", "", "| workload | somanet | PyTorch | somanet / torch |",
+                  "| --- | ---: | ---: | ---: |"]
+        for r in results["memory"]:
+            lines.append(f"| {r['name']} | {fmt_bytes(r['somanet'])} | {fmt_bytes(r['torch'])} | "
+                         f"{r['somanet'] / r['torch']:.2f} |")
+        lines.append("")
+    if results["layouts"]:
+        lines += ["Layouts: one stride-1 3x3 convolution, forward + weight gradient + input gradient, with "
+                  "somanet's NCHW kernels against the same GEMMs on NHWC activations (im2col rows of "
+                  "`(kh, kw, C)`), without and with the NCHW<->NHWC conversions the PyTorch-style API would need:",
+                  "", "| shape | NCHW (somanet) | NHWC | NHWC + conversions |", "| --- | ---: | ---: | ---: |"]
+        for r in results["layouts"]:
+            lines.append(f"| {r['name']} | {harness.fmt_time(r['nchw_s'])} | {harness.fmt_time(r['nhwc_s'])} | "
+                         f"{harness.fmt_time(r['nhwc_conv_s'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer timed blocks; print only")
+    parser.add_argument("--only", choices=["conv", "models", "memory", "layouts"])
+    parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    results = run(args.quick, args.only)
+    body = report(results)
+    print(body)
+    if not (args.quick or args.no_write or args.only):
+        harness.write_section("Convolutional networks", body + "\n" + NOTES)
+    print(f"({time.perf_counter() - start:.0f} s)")
+
+
+NOTES = """How the convolutions are computed, and why these numbers: see docs/cnn.md. The machine is shared
+with other engineers while the project is built, so timings are noisy; the final numbers are re-measured
+on a quiet machine."""
+
+
+if __name__ == "__main__":
+    main()
