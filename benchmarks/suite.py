@@ -60,17 +60,23 @@ def blas_core():
 
 
 def set_threads(torch, threads):
-    """The same thread count for PyTorch and NumPy's BLAS. Returns a note on how BLAS was limited."""
-    if torch is not None:
-        torch.set_num_threads(threads)
+    """The same thread count for PyTorch and NumPy's BLAS. Returns a note on how BLAS was limited and a
+    function that restores both libraries' previous settings."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         env = os.environ.get("OPENBLAS_NUM_THREADS")
-        return f"BLAS threads from OPENBLAS_NUM_THREADS={env}" if env else "BLAS threads: library default"
-    # Kept alive for the whole run: the limit is undone when the object is collected.
-    set_threads.limiter = threadpool_limits(threads, user_api="blas")
-    return f"BLAS limited to {threads} thread(s) with threadpoolctl"
+        note = f"BLAS threads from OPENBLAS_NUM_THREADS={env}" if env else "BLAS threads: library default"
+        return note, lambda: torch.set_num_threads(previous)
+    limiter = threadpool_limits(threads, user_api="blas")
+
+    def restore():
+        limiter.restore_original_limits()
+        torch.set_num_threads(previous)
+
+    return f"BLAS limited to {threads} thread(s) with threadpoolctl", restore
 
 
 # =========================================================================== measurements
@@ -316,7 +322,14 @@ def run(keys=None, quick=False, threads=None, memory=True, imports=True, modes=(
     if block_s:
         cfg["block_s"] = block_s
     threads = threads or os.cpu_count() or 1
-    blas_threads = set_threads(torch, threads)
+    blas_threads, restore_threads = set_threads(torch, threads)
+    try:
+        return _run(torch, keys, quick, threads, memory, imports, modes, cfg, blas_threads, log)
+    finally:
+        restore_threads()
+
+
+def _run(torch, keys, quick, threads, memory, imports, modes, cfg, blas_threads, log):
     load_before = os.getloadavg()[0]
     wls = W.get(keys)
     results = {"settings": {"quick": quick, "threads": threads, "blas_threads": blas_threads,

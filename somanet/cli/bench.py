@@ -1,0 +1,145 @@
+"""``somanet bench``: the benchmark suite against PyTorch, from the command line.
+
+    somanet bench [--quick] [--only mlp,gpt] [--threads N] [--json FILE] [--write]
+                  [--blas-coretype auto|default|NAME]
+
+The suite (``benchmarks/suite.py`` of the source tree) runs in a child interpreter. That is what lets
+this command choose OpenBLAS's settings: OpenBLAS reads ``OPENBLAS_CORETYPE`` and
+``OPENBLAS_NUM_THREADS`` once, when NumPy loads it, and this process has NumPy loaded already.
+
+BLAS kernel family (``--blas-coretype``): with ``auto`` (the default), on a CPU whose flags show
+AVX-512 (avx512f, avx512bw, avx512vl, avx512dq in /proc/cpuinfo) the child gets
+``OPENBLAS_CORETYPE=SkylakeX``, OpenBLAS's AVX-512 kernels; OpenBLAS builds that predate a CPU model
+(AMD Zen 4, for instance) otherwise fall back to their AVX2 "Haswell" kernels. Recent builds pick
+SkylakeX on such CPUs by themselves, and then the setting changes nothing. A value the user has set
+in the environment is always kept; ``default`` leaves OpenBLAS to decide; any other value is passed on
+as given. Without AVX-512 nothing is set, since AVX-512 kernels would stop with an illegal instruction.
+
+PyTorch is needed only here and only in the child; the command says how to install it when missing.
+"""
+import importlib.util
+import os
+import subprocess
+import sys
+
+__all__ = ["add_parser", "cmd_bench", "blas_environment", "cpu_flags", "avx512_supported", "find_suite"]
+
+#: The AVX-512 subsets OpenBLAS's SkylakeX kernels use.
+AVX512_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq")
+
+
+class BenchError(Exception):
+    """The benchmark cannot run here (no suite, no PyTorch); printed as one line with exit status 2."""
+
+
+def cpu_flags(path="/proc/cpuinfo"):
+    """The CPU feature flags the kernel reports (a set of names; empty where /proc/cpuinfo is missing).
+
+    Read from the file, without NumPy, so that it can run before anything loads OpenBLAS."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def avx512_supported(flags=None):
+    """Whether the CPU (and the kernel, which hides the flags when it does not save AVX-512 state) has the
+    AVX-512 subsets of OpenBLAS's SkylakeX kernels."""
+    flags = cpu_flags() if flags is None else flags
+    return all(f in flags for f in AVX512_FLAGS)
+
+
+def blas_environment(env, coretype="auto", threads=None, flags=None):
+    """The environment for a child process that will load OpenBLAS: ``(new_env, note)``.
+
+    ``coretype``: ``"auto"`` (SkylakeX when AVX-512 is there), ``"default"`` (leave it to OpenBLAS) or an
+    OpenBLAS core name. An ``OPENBLAS_CORETYPE`` already in ``env`` is never overridden. ``threads`` sets
+    the BLAS and OpenMP thread counts (again, unless the user set them)."""
+    env = dict(env)
+    if "OPENBLAS_CORETYPE" in env:
+        note = f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} (from the environment)"
+    elif coretype == "default":
+        note = "OpenBLAS chooses its kernels"
+    elif coretype == "auto":
+        if avx512_supported(flags):
+            env["OPENBLAS_CORETYPE"] = "SkylakeX"
+            note = "OPENBLAS_CORETYPE=SkylakeX (the CPU has AVX-512)"
+        else:
+            note = "OpenBLAS chooses its kernels (no AVX-512 on this CPU)"
+    else:
+        env["OPENBLAS_CORETYPE"] = coretype
+        note = f"OPENBLAS_CORETYPE={coretype}"
+    if threads:
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(name, str(threads))
+    return env, note
+
+
+def find_suite():
+    """Path of ``benchmarks/suite.py`` in the source tree this package was imported from."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for base in (root, os.getcwd()):
+        path = os.path.join(base, "benchmarks", "suite.py")
+        if os.path.isfile(path):
+            return path
+    raise BenchError("the benchmark suite (benchmarks/suite.py) was not found: somanet bench runs from a source "
+                     "checkout of somanet (pip install -e .) or from its top folder")
+
+
+def add_parser(sub):
+    """Register ``bench`` on the ``somanet`` command's subparsers."""
+    p = sub.add_parser("bench", help="benchmark somanet against PyTorch on the model zoo's workloads",
+                       description="Time every workload (training step and inference) in somanet and PyTorch "
+                                   "from identical weights, plus sgemm, peak memory and import time. Needs "
+                                   "PyTorch (CPU build).")
+    p.add_argument("--quick", action="store_true", help="short run (about a minute on an idle machine)")
+    p.add_argument("--only", metavar="NAMES", help="comma-separated workloads: mlp, lenet, resnet20, vgg11, lstm, "
+                                                   "gru, gpt, vit")
+    p.add_argument("--mode", choices=("both", "train", "inference"), default="both")
+    p.add_argument("--threads", type=int, metavar="N", help="threads for both frameworks (default: cores)")
+    p.add_argument("--json", metavar="FILE", help="also save the results as JSON")
+    p.add_argument("--write", action="store_true",
+                   help="write the Summary of docs/benchmarks.md and docs/benchmarks_ratios.png")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--no-import", action="store_true", help="skip the import-time measurement")
+    p.add_argument("--blas-coretype", default="auto", metavar="auto|default|NAME",
+                   help="OpenBLAS kernel family for the run (default: auto, SkylakeX on AVX-512 CPUs; "
+                        "OPENBLAS_CORETYPE in the environment always wins)")
+    p.set_defaults(func=cmd_bench)
+    return p
+
+
+def _suite_argv(args):
+    argv = []
+    for flag in ("quick", "write", "no_memory", "no_import"):
+        if getattr(args, flag, False):
+            argv.append("--" + flag.replace("_", "-"))
+    for flag in ("only", "threads", "json"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            argv += ["--" + flag, str(value)]
+    if getattr(args, "mode", "both") != "both":
+        argv += ["--mode", args.mode]
+    return argv
+
+
+def cmd_bench(args):
+    """Run the suite in a child interpreter with the chosen BLAS settings; returns its exit status."""
+    try:
+        suite = find_suite()
+        if importlib.util.find_spec("torch") is None:
+            raise BenchError("somanet bench compares against PyTorch, which is not installed: "
+                             "pip install torch --index-url https://download.pytorch.org/whl/cpu")
+    except BenchError as exc:
+        print(f"somanet: error: {exc}", file=sys.stderr)
+        return 2
+    if args.threads is not None and args.threads < 1:
+        print(f"somanet: error: --threads must be a positive integer, got {args.threads}", file=sys.stderr)
+        return 2
+    env, note = blas_environment(os.environ, args.blas_coretype, args.threads)
+    print(f"somanet bench: {note}", flush=True)
+    return subprocess.call([sys.executable, suite] + _suite_argv(args), env=env)
