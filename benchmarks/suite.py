@@ -8,8 +8,8 @@ workload and mode: median step time of each, the ratio torch / somanet (above 1:
 throughput (samples/s) and achieved GFLOP/s of the counted matrix products.
 
 Also measured: NumPy's and PyTorch's sgemm (2048 x 2048) on this machine, the peak memory of a training
-step (one child process per framework and workload: peak RSS above the post-import, post-build
-baseline) and the import time of both libraries.
+step (one child process per framework and workload: peak RSS above the post-import baseline) and the
+import time of both libraries.
 
     python benchmarks/suite.py [--quick] [--only mlp,gpt] [--threads N] [--json FILE] [--write]
     somanet bench [same options]
@@ -18,12 +18,10 @@ baseline) and the import time of both libraries.
 docs/benchmarks_ratios.png.
 """
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -31,7 +29,7 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-from benchmarks import harness  # noqa: E402
+from benchmarks import harness, memory  # noqa: E402
 from benchmarks import workloads as W  # noqa: E402
 
 PLOT = os.path.join(ROOT, "docs", "benchmarks_ratios.png")
@@ -110,69 +108,29 @@ def sgemm(torch, cfg, n=SGEMM_N):
     return {"n": n, "numpy_gflops": flops / res["somanet_s"] / 1e9, "torch_gflops": flops / res["torch_s"] / 1e9}
 
 
-def _proc_status(field):
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def memory_child(key, framework, steps, threads):
-    """Run in a fresh process: build one workload in one framework, then measure the peak resident memory
-    of ``steps`` training steps above the baseline after imports and model build. Prints JSON."""
-    wl = W.WORKLOADS[key]
-    x, y = wl.data()
-    if framework == "torch":
-        import torch
-
-        torch.set_num_threads(threads)
-        torch.manual_seed(0)
-        model = wl.torch_model(torch)
-        step = W.torch_train_step(torch, wl, model, torch.from_numpy(x), torch.from_numpy(y))
-    else:
-        import somanet
-
-        model = wl.somanet_model()
-        step = W.somanet_train_step(wl, model, somanet.tensor(x), somanet.tensor(y))
-    baseline = _proc_status("VmRSS")
-    method = "VmHWM after clear_refs"
-    try:
-        # Writing 5 resets the peak-RSS counter to the current RSS, so import transients do not count.
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        method = "ru_maxrss"
-    for _ in range(steps):
-        step()
-    if method == "ru_maxrss" or baseline is None:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        baseline = baseline or 0
-    else:
-        peak = _proc_status("VmHWM")
-    print(json.dumps({"key": key, "framework": framework, "baseline_bytes": baseline, "peak_bytes": peak,
-                      "delta_bytes": max(0, peak - baseline), "method": method, "steps": steps}))
-
-
 def measure_memory(wl, cfg, threads):
-    """Peak training-step memory of both frameworks, each in its own child process."""
+    """Peak training-step memory of both frameworks, each in a fresh process (``benchmarks.memory``): peak
+    RSS above the baseline after the imports, so it covers parameters, data, activations, gradients,
+    optimizer state and temporaries."""
     row = {"key": wl.key, "title": wl.title}
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
-    for fw in ("somanet", "torch"):
-        cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", wl.key, fw,
-               "--steps", str(cfg["memory_steps"]), "--threads", str(threads)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-        if proc.returncode != 0:
-            raise RuntimeError(f"memory child for {wl.key}/{fw} failed:\n{proc.stderr[-2000:]}")
-        out = json.loads(proc.stdout.strip().splitlines()[-1])
-        row[f"{fw}_mib"] = out["delta_bytes"] / 2 ** 20
-        row["method"] = out["method"]
+    # The workload modules are imported before the baseline in both children, so neither framework is
+    # charged for the other's import; the children read the thread count from the environment.
+    imports = ("benchmarks.workloads", "benchmarks.bench_seq", "benchmarks.bench_conv")
+    saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    os.environ.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    try:
+        for fw in ("somanet", "torch"):
+            out = memory.peak_rss("benchmarks.workloads:memory_step", (fw, wl.key),
+                                  imports=imports + (("torch",) if fw == "torch" else ()),
+                                  steps=cfg["memory_steps"], threads=threads)
+            row[f"{fw}_mib"] = out["peak_bytes"] / 2 ** 20
+            row["method"] = "VmHWM reset after imports" if out["exact"] else "VmHWM (could not be reset)"
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     row["ratio"] = row["torch_mib"] / max(row["somanet_mib"], 1e-9)
     row["met"] = row["somanet_mib"] <= row["torch_mib"]
     return row
@@ -239,7 +197,7 @@ def render(results):
     mem = results.get("memory")
     if mem:
         lines += ["", f"Peak memory of a training step ({s['memory_steps']} steps in a fresh process per framework "
-                      f"and workload; peak RSS above the baseline after imports and model build, "
+                      f"and workload; peak RSS above the post-import baseline, "
                       f"{mem[0]['method']}; target: no more than PyTorch):", "",
                   "| workload | somanet MiB | PyTorch MiB | torch / somanet | met |",
                   "| --- | ---: | ---: | ---: | --- |"]
@@ -385,16 +343,11 @@ def build_parser():
                         help="write the Summary section of docs/benchmarks.md and docs/benchmarks_ratios.png")
     parser.add_argument("--docs", default=harness.DOCS, help=argparse.SUPPRESS)
     parser.add_argument("--plot", default=PLOT, help=argparse.SUPPRESS)
-    parser.add_argument("--memory-child", nargs=2, metavar=("WORKLOAD", "FRAMEWORK"), help=argparse.SUPPRESS)
-    parser.add_argument("--steps", type=int, default=3, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.memory_child:
-        memory_child(args.memory_child[0], args.memory_child[1], args.steps, args.threads or os.cpu_count() or 1)
-        return 0
     try:
         import torch  # noqa: F401
     except ImportError:

@@ -35,15 +35,10 @@ def torch_mlp(torch, sizes=(784, 512, 256, 10)):
     return torch.nn.Sequential(*layers)
 
 
-def torch_lenet5(torch, num_classes=10, in_channels=1):
-    """PyTorch twin of ``LeNet5`` (``features`` and ``classifier`` Sequentials with the same indices)."""
-    tnn = torch.nn
-    model = tnn.Module()
-    model.features = tnn.Sequential(tnn.Conv2d(in_channels, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
-                                    tnn.Conv2d(6, 16, 5), tnn.ReLU(), tnn.MaxPool2d(2))
-    model.classifier = tnn.Sequential(tnn.Flatten(), tnn.Linear(400, 120), tnn.ReLU(), tnn.Linear(120, 84),
-                                      tnn.ReLU(), tnn.Linear(84, num_classes))
-    return _with_forward(model, lambda x: model.classifier(model.features(x)))
+def torch_lenet5(torch):
+    """PyTorch twin of ``LeNet5`` (the convolution benchmark's, one definition for both)."""
+    from benchmarks.bench_conv import _torch_lenet
+    return _torch_lenet(torch)
 
 
 def _with_forward(model, forward):
@@ -335,6 +330,21 @@ def check_pair(torch, wl, steps=2, rtol=2e-4, atol=2e-5):
         tol = rtol * (1 + 4 * i)
         if not np.isclose(s, t, rtol=tol, atol=atol):
             raise AssertionError(f"{wl.key}: training step {i} loss {s!r} differs from PyTorch's {t!r}")
+
+
+def memory_step(framework, key):
+    """Factory for ``benchmarks.memory.peak_rss``: build workload ``key`` in ``framework`` ('somanet' or
+    'torch') with its optimizer and batch, and return its zero-argument training step."""
+    wl = WORKLOADS[key]
+    x, y = wl.data()
+    if framework == "torch":
+        import torch
+
+        torch.manual_seed(0)
+        model = wl.torch_model(torch)
+        return torch_train_step(torch, wl, model, torch.from_numpy(x), torch.from_numpy(y))
+    somanet.manual_seed(0)
+    return somanet_train_step(wl, wl.somanet_model(), somanet.tensor(x), somanet.tensor(y))
 
 
 # =========================================================================== FLOP counting
