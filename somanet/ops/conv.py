@@ -1,17 +1,25 @@
 """Convolutions: conv1d/conv2d, their transposes, and unfold/fold, as GEMMs over im2col buffers.
 
-Every convolution is computed in 2-d (a 1-d input is a 2-d one of height 1). The forward pass copies
-the read-only strided windows of the padded input once into an im2col buffer laid out as
-``(N, C * kh * kw, Ho * Wo)`` and multiplies it by the weight viewed as ``(O, C * kh * kw)`` with a
-single batched ``matmul``: BLAS writes the result straight into ``(N, O, Ho, Wo)`` order, so no output
-transpose is needed. The backward pass
-- rebuilds the windows instead of saving them (an im2col buffer is ``kh * kw`` times the input; keeping
-  one per layer would multiply a network's memory), this time laid out ``(C * kh * kw, N * Ho * Wo)`` so
-  that the weight gradient is one GEMM whose inner dimension runs over the whole batch;
-- gets the input gradient from one GEMM into column space followed by col2im, which loops over the
-  ``kh * kw`` kernel offsets only, adding each offset's slab into the padded input gradient.
-A transposed convolution is the same pair read the other way round: its forward is the input-gradient
-computation of a convolution and its backward the forward one.
+Every convolution is computed in 2-d (a 1-d input is a 2-d one of height 1), on NCHW arrays, by three
+kernels that the transposed convolution shares (its forward is a convolution's input gradient):
+
+- forward: the read-only strided windows of the padded input are copied once into an im2col buffer
+  ``(N, C * kh * kw, Ho * Wo)`` and multiplied by the weight viewed as ``(O, C * kh * kw)``, one GEMM per
+  image (``matmul`` over the batch): an image's columns stay in cache while BLAS packs them, and BLAS
+  writes straight into ``(N, O, Ho, Wo)`` order, so no output transpose is needed;
+- weight gradient: at stride 1, the output gradient is multiplied straight against the windows of the
+  padded input, read without a copy as "wide" rows (each window is one contiguous run of the flattened
+  plane; the few columns that wrap around are cancelled by zeros in the gradient); otherwise the windows
+  are copied ``(C * kh * kw, N * Ho * Wo)`` and the whole batch is one GEMM's inner dimension;
+- input gradient: at stride 1 the adjoint of a correlation is a correlation of the padded output
+  gradient with the flipped, channel-transposed kernel, so it is the forward kernel again; when that
+  GEMM would be much thinner than the alternative (outputs with 2x the input's channels) or the stride
+  is above 1, one GEMM goes into column space and col2im adds it back, looping over the kernel offsets
+  only (each offset one slab of every image).
+
+Backward rebuilds the windows instead of saving them: an im2col buffer is ``kh * kw`` times the input,
+and keeping one per layer would multiply a network's memory. Big temporaries live in per-thread scratch
+buffers that are reused from call to call, because faulting in fresh pages costs more than the copies.
 """
 import threading
 
@@ -261,17 +269,15 @@ def _wide_padded(x4, pads, kernel):
     return pad2d(x4, ((pt, pb + (1 if kernel[1] > 1 else 0)), (pl, pr)), slot="pad")
 
 
-def _wide_view(xq, kernel, dilation, ho, wp, order):
-    """Stride-1 windows of the padded planes read as flat rows of length ``wp``: window ``(i, j)`` of plane
-    ``(n, c)`` is the contiguous run ``flat[n, c, i*dh*wp + j*dw : ... + ho*wp]``. Columns ``w >= wo`` of
-    each row are junk that callers drop. ``order='cols'`` gives ``(N, C, kh, kw, ho*wp)``;
-    ``order='gemm'`` gives ``(N, kh, kw, ho*wp, C)`` for multiplying on the right."""
+def _wide_view(xq, kernel, dilation, ho, wp):
+    """Stride-1 windows of the padded planes read as flat rows of length ``wp``, shaped
+    ``(N, kh, kw, ho*wp, C)`` for multiplying on the right: window ``(i, j)`` of plane ``(n, c)`` is the
+    contiguous run ``flat[n, c, i*dh*wp + j*dw : ... + ho*wp]``. Columns ``w >= wo`` of each row are
+    junk, cancelled by zeros in the other operand."""
     n, c = xq.shape[:2]
     (kh, kw), (dh, dw) = kernel, dilation
     flat = xq.reshape(n, c, -1)
     s_n, s_c, s_e = flat.strides
-    if order == "cols":
-        return _as_strided(flat, (n, c, kh, kw, ho * wp), (s_n, s_c, dh * wp * s_e, dw * s_e, s_e), writeable=False)
     return _as_strided(flat, (n, kh, kw, ho * wp, c), (s_n, dh * wp * s_e, dw * s_e, s_e, s_c), writeable=False)
 
 
@@ -288,28 +294,14 @@ def _gemm_forward(cols, w2, groups, n, o, out_hw):
 
 
 def conv_forward(x4, w4, groups, pads, stride, dilation):
-    """Cross-correlation of ``x4`` (N, C, H, W) with ``w4`` (O, C/G, kh, kw) -> (N, O, Ho, Wo).
-
-    Stride 1 builds the im2col buffer from the wide windows (each copy a contiguous run of ``Ho * Wp``
-    values, about twice as fast as window-by-window copies) and crops the ``Wp - Wo`` junk columns from the
-    GEMM's output; other strides copy the strided windows.
-    """
-    xp = backend.array_module(x4)
+    """Cross-correlation of ``x4`` (N, C, H, W) with ``w4`` (O, C/G, kh, kw) -> (N, O, Ho, Wo): the strided
+    windows of the padded input copied once into a (reused) im2col buffer, then one GEMM per image."""
     n, c, h, w = x4.shape
     o, cg, kh, kw = w4.shape
     (pt, pb), (pl, pr) = pads
     ho = _out_size(h, pt, pb, kh, stride[0], dilation[0])
     wo = _out_size(w, pl, pr, kw, stride[1], dilation[1])
     w2 = w4.reshape(groups, o // groups, cg * kh * kw)
-    if stride == (1, 1):
-        wp = w + pl + pr
-        xq = _wide_padded(x4, pads, (kh, kw))
-        if kh == kw == 1 and xq.shape[2:] == (ho, wo):
-            cols = xq.reshape(n, c, ho * wo)
-        else:
-            cols = _copy(_wide_view(xq, (kh, kw), dilation, ho, wp, "cols"), "cols").reshape(n, c * kh * kw, ho * wp)
-        out = _gemm_forward(cols, w2, groups, n, o, (ho, wp))
-        return out if wp == wo else xp.ascontiguousarray(out[:, :, :, :wo])
     cols = im2col(pad2d(x4, pads, slot="pad"), (kh, kw), stride, dilation, (ho, wo), slot="cols")
     return _gemm_forward(cols, w2, groups, n, o, (ho, wo))
 
@@ -329,7 +321,7 @@ def conv_weight_grad(g4, x4, groups, pads, stride, dilation, kernel):
     cg, og = c // groups, o // groups
     kh, kw = kernel
     (pt, pb), (pl, pr) = pads
-    if stride == (1, 1) and cg >= 4 and o * cg <= c * ho * wo:
+    if stride == (1, 1) and cg >= 4 and o * cg <= c * ho * wo and ho * wo >= 128:
         wp = x4.shape[3] + pl + pr
         xq = _wide_padded(x4, pads, kernel)
         if wp == wo:
@@ -338,7 +330,7 @@ def conv_weight_grad(g4, x4, groups, pads, stride, dilation, kernel):
             g_wide = scratch("wide", (n, o, ho, wp), g4.dtype, xp)
             g_wide[:, :, :, wo:] = 0
             g_wide[:, :, :, :wo] = g4
-        view = _wide_view(xq, kernel, dilation, ho, wp, "gemm")  # (N, kh, kw, L, C)
+        view = _wide_view(xq, kernel, dilation, ho, wp)  # (N, kh, kw, L, C)
         if groups == 1:
             parts = xp.matmul(g_wide.reshape(n, 1, 1, o, ho * wp), view)  # (N, kh, kw, O, C)
             return parts.sum(axis=0).transpose(2, 3, 0, 1)
