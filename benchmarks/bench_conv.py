@@ -4,11 +4,13 @@ training step, peak memory of the ResNet-20 step, and NCHW against NHWC for the 
     python benchmarks/bench_conv.py            # everything; writes docs/benchmarks.md
     python benchmarks/bench_conv.py --quick    # fewer blocks, prints only
     python benchmarks/bench_conv.py --only layouts
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_conv.py   # both libraries on one thread
 
 Both frameworks get the same float32 data and weights (copied by state_dict), PyTorch uses as many
-threads as the machine has cores, timed blocks alternate somanet / PyTorch after a warm-up, and the
-medians are reported with their ratio (torch / somanet, above 1 means somanet is faster).
+threads as NumPy's BLAS, timed blocks alternate somanet / PyTorch after a warm-up, and the medians are
+reported with their ratio (torch / somanet, above 1 means somanet is faster).
 """
+
 import argparse
 import os
 import sys
@@ -20,6 +22,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import harness  # noqa: E402
 from benchmarks.memory import fmt_bytes, peak_rss  # noqa: E402
+
+# Both libraries get the same thread count: the machine's cores, or OPENBLAS_NUM_THREADS when it is set
+# (it must be set before NumPy loads, so it comes from the environment).
+THREADS = int(os.environ.get("OPENBLAS_NUM_THREADS") or os.cpu_count() or 1)
+
+
+
+def _setup_torch():
+    torch = harness.setup_torch()
+    torch.set_num_threads(THREADS)
+    return torch
+
 
 CONV_SHAPES = [
     # (name, N, C, H, W, O, kernel, stride, padding)
@@ -34,7 +48,7 @@ def conv_step(framework, n, c, h, w, o, k, s, p):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
     if framework == "torch":
-        torch = harness.setup_torch()
+        torch = _setup_torch()
         conv = torch.nn.Conv2d(c, o, k, stride=s, padding=p)
         xt = torch.tensor(x, requires_grad=True)
         out = conv(xt)
@@ -121,7 +135,7 @@ def train_step(framework, model_name, batch=64):
     x = rng.standard_normal(shape).astype(np.float32)
     y = rng.integers(0, 10, batch)
     if framework == "torch":
-        torch = harness.setup_torch()
+        torch = _setup_torch()
         model = _torch_lenet(torch) if model_name == "lenet5" else _torch_resnet20(torch)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         loss_fn = torch.nn.CrossEntropyLoss()
@@ -240,10 +254,9 @@ def run(quick=False, only=None):
             results["speed"].append(r)
             print(harness.table([r]).splitlines()[-1], flush=True)
     if only in (None, "memory"):
-        cores = os.cpu_count() or 1
         s_mem = peak_rss("benchmarks.bench_conv:resnet20_step", ("somanet",), imports=("numpy", "somanet"), steps=3)
         t_mem = peak_rss("benchmarks.bench_conv:resnet20_step", ("torch",), imports=("numpy", "torch"), steps=3,
-                         threads=cores)
+                         threads=THREADS)
         results["memory"].append({"name": "ResNet-20 training step, batch 64 (3 steps)",
                                   "somanet": s_mem["peak_bytes"], "torch": t_mem["peak_bytes"]})
         print(f"ResNet-20 peak RSS above baseline: somanet {fmt_bytes(s_mem['peak_bytes'])}, "
@@ -257,8 +270,8 @@ def run(quick=False, only=None):
 
 
 def report(results):
-    lines = [f"Machine: {harness.machine_line()}. PyTorch runs with `torch.set_num_threads({os.cpu_count()})`; "
-             "NumPy's BLAS uses all cores.", ""]
+    lines = [f"Machine: {harness.machine_line()}. Threads: {THREADS} for both (PyTorch "
+             f"`torch.set_num_threads({THREADS})`, OpenBLAS {THREADS}).", ""]
     if results["speed"]:
         lines += ["Median time per call (torch / somanet above 1 means somanet is faster):", "",
                   harness.table(results["speed"]), ""]
