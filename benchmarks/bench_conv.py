@@ -10,7 +10,6 @@ Both frameworks get the same float32 data and weights (copied by state_dict), Py
 threads as NumPy's BLAS, timed blocks alternate somanet / PyTorch after a warm-up, and the medians are
 reported with their ratio (torch / somanet, above 1 means somanet is faster).
 """
-
 import argparse
 import os
 import sys
@@ -26,7 +25,6 @@ from benchmarks.memory import fmt_bytes, peak_rss  # noqa: E402
 # Both libraries get the same thread count: the machine's cores, or OPENBLAS_NUM_THREADS when it is set
 # (it must be set before NumPy loads, so it comes from the environment).
 THREADS = int(os.environ.get("OPENBLAS_NUM_THREADS") or os.cpu_count() or 1)
-
 
 
 def _setup_torch():
