@@ -276,7 +276,7 @@ def _wide_view(xq, kernel, dilation, ho, wp):
     junk, cancelled by zeros in the other operand."""
     n, c = xq.shape[:2]
     (kh, kw), (dh, dw) = kernel, dilation
-    flat = xq.reshape(n, c, -1)
+    flat = xq.reshape(n, c, xq.shape[2] * xq.shape[3])
     s_n, s_c, s_e = flat.strides
     return _as_strided(flat, (n, kh, kw, ho * wp, c), (s_n, dh * wp * s_e, dw * s_e, s_e, s_c), writeable=False)
 
@@ -289,7 +289,7 @@ def _gemm_forward(cols, w2, groups, n, o, out_hw):
     if groups == 1:
         out = xp.matmul(w2[0], cols)
     else:
-        out = xp.matmul(w2, cols.reshape(n, groups, -1, ell))
+        out = xp.matmul(w2, cols.reshape(n, groups, cols.shape[1] // groups, ell))
     return out.reshape(n, o, out_hw[0], out_hw[1])
 
 
@@ -340,7 +340,7 @@ def conv_weight_grad(g4, x4, groups, pads, stride, dilation, kernel):
         return parts.sum(axis=0).transpose(2, 3, 4, 0, 1).reshape(o, cg, kh, kw)
     ell = ho * wo
     cols_t = im2col_t(pad2d(x4, pads, slot="pad"), kernel, stride, dilation, (ho, wo), slot="cols")
-    cols_t = cols_t.reshape(groups, -1, n * ell)
+    cols_t = cols_t.reshape(groups, cg * kh * kw, n * ell)
     # (N, O, L) -> (O, N, L): the one copy that lets the whole batch be a single GEMM's inner dimension.
     g_t = _copy(g4.reshape(n, o, ell).transpose(1, 0, 2), "gt").reshape(groups, og, n * ell)
     if groups == 1:
@@ -375,7 +375,7 @@ def conv_input_grad(g4, w4, groups, pads, stride, dilation, in_hw):
         eh, ew = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
         adjoint_pads = ((eh - pt, eh - pb), (ew - pl, ew - pr))
         return conv_forward(g4, flipped_transposed(w4, groups), groups, adjoint_pads, (1, 1), dilation)
-    w2 = w4.reshape(groups, o // groups, -1)
+    w2 = w4.reshape(groups, o // groups, w4.shape[1] * kh * kw)
     hp, wp = in_hw[0] + pt + pb, in_hw[1] + pl + pr
     if stride == (1, 1):
         # Column space in wide rows: the gradient's junk columns are zero, so each kernel offset adds one
@@ -405,11 +405,12 @@ def _gemm_input_cols(g, w2, groups):
     """Column-space gradient (N, G*K, L): the transposed weight (G, K, O/G) times the output gradient."""
     xp = backend.array_module(g)
     n, o = g.shape[:2]
-    g3 = g.reshape(n, o, -1)
+    ell = g.shape[2] * g.shape[3]
+    g3 = g.reshape(n, o, ell)
     if groups == 1:
         return xp.matmul(w2[0].T, g3)
-    cols = xp.matmul(w2.transpose(0, 2, 1), g3.reshape(n, groups, o // groups, -1))
-    return cols.reshape(n, -1, g3.shape[-1])
+    cols = xp.matmul(w2.transpose(0, 2, 1), g3.reshape(n, groups, o // groups, ell))
+    return cols.reshape(n, groups * w2.shape[2], ell)
 
 
 def _check_dtypes(op, x, w, b):

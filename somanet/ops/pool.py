@@ -36,9 +36,13 @@ def pool_out_size(size, k, s, p, d, ceil_mode):
 
 def _as_planes(x, spatial):
     """View ``(*, [H,] W)`` as ``(1, planes, H, W)``: pooling treats every leading index alike."""
-    if spatial == 1:
-        return x.reshape(1, -1, 1, x.shape[-1])
-    return x.reshape(1, -1, x.shape[-2], x.shape[-1])
+    h = 1 if spatial == 1 else x.shape[-2]
+    return x.reshape(1, _planes(x, 2 if spatial == 2 else 1), h, x.shape[-1])
+
+
+def _planes(x, spatial):
+    """The number of ``(H, W)`` planes: the product of the leading dimensions."""
+    return int(np.prod(x.shape[:-spatial], dtype=np.int64))
 
 
 def _disjoint(kernel, stride, dilation):
@@ -226,7 +230,7 @@ class AvgPool(Function):
     def backward(ctx, grad):
         kernel, stride, pads, out_hw, padded_shape, x_shape, divisor = ctx.geometry
         xp = backend.array_module(grad)
-        share = grad.reshape((1, -1) + out_hw) / divisor
+        share = grad.reshape((1, padded_shape[1]) + out_hw) / divisor
         hq, wq = phase_shape(padded_shape[2:], stride)
         phases = xp.zeros(stride + padded_shape[:2] + (hq, wq), grad.dtype)
         disjoint = _disjoint(kernel, stride, (1, 1))
@@ -337,7 +341,7 @@ class AdaptiveAvgPool(Function):
         ph = _averaging_matrix(h, ho, x.dtype)
         pw = _averaging_matrix(w, wo, x.dtype)
         ctx.mats = (xp.asarray(ph), xp.asarray(pw))
-        along_w = xp.ascontiguousarray(x4).reshape(-1, w) @ ctx.mats[1].T
+        along_w = xp.ascontiguousarray(x4).reshape(planes * h, w) @ ctx.mats[1].T
         out = xp.matmul(ctx.mats[0], along_w.reshape(planes, h, wo))
         return out.reshape(lead + out_hw[2 - spatial:])
 
@@ -354,7 +358,7 @@ class AdaptiveAvgPool(Function):
         ph, pw = ctx.mats
         g = grad.reshape(planes, ph.shape[0], pw.shape[0])
         along_h = xp.matmul(ph.T, g)
-        return (along_h.reshape(-1, pw.shape[0]) @ pw).reshape(x_shape)
+        return (along_h.reshape(planes * ph.shape[1], pw.shape[0]) @ pw).reshape(x_shape)
 
 
 class AdaptiveMaxPool(Function):
@@ -397,8 +401,8 @@ class AdaptiveMaxPool(Function):
         x_shape, (planes, hw) = ctx.shapes
         xp = backend.array_module(grad)
         out = xp.zeros((planes, hw), grad.dtype)
-        flat = arg.reshape(planes, -1)
-        xp.add.at(out, (xp.arange(planes)[:, None], flat), grad.reshape(planes, -1))
+        flat = arg.reshape(planes, arg.size // max(planes, 1))
+        xp.add.at(out, (xp.arange(planes)[:, None], flat), grad.reshape(flat.shape))
         return out.reshape(x_shape)
 
 
@@ -468,9 +472,9 @@ class MaxUnpool(Function):
         lead = x.shape[:-spatial]
         planes = int(np.prod(lead))
         plane = int(np.prod(out_size))
-        flat = indices.reshape(planes, -1)
+        flat = indices.reshape(planes, int(np.prod(indices.shape[len(lead):])))
         out = xp.zeros((planes, plane), x.dtype)
-        xp.put_along_axis(out, flat, x.reshape(planes, -1), axis=1)
+        xp.put_along_axis(out, flat, x.reshape(flat.shape), axis=1)
         ctx.x_shape = x.shape
         ctx.save_for_backward(flat)
         return out.reshape(lead + tuple(out_size))
@@ -478,7 +482,7 @@ class MaxUnpool(Function):
     def backward(ctx, grad):
         (flat,) = ctx.saved
         xp = backend.array_module(grad)
-        g = grad.reshape(flat.shape[0], -1)
+        g = grad.reshape(flat.shape[0], grad.size // max(flat.shape[0], 1))
         return xp.take_along_axis(g, flat, axis=1).reshape(ctx.x_shape), None
 
 

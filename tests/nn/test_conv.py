@@ -283,3 +283,13 @@ def test_dropout2d_zeroes_whole_channels_in_a_cnn():
     assert x.grad is not None and conv.weight.grad is not None
     drop.eval()
     np.testing.assert_array_equal(drop(y).data, y.data)
+
+
+def test_empty_batch_and_non_contiguous_input():
+    compare(lambda x, w, b: F.conv2d(x, w, b, padding=1), lambda x, w, b: TF.conv2d(x, w, b, padding=1),
+            _x(0, 3, 5, 5), _x(4, 3, 3, 3, seed=1), _x(4, seed=2))
+    # A channels-last view (NCHW shape, NHWC memory) goes through the same kernels.
+    x_nhwc = _x(2, 6, 7, 5)
+    compare(lambda x, w: F.conv2d(x.permute(0, 3, 1, 2), w, padding=1, stride=(2, 1)),
+            lambda x, w: TF.conv2d(x.permute(0, 3, 1, 2), w, padding=1, stride=(2, 1)),
+            x_nhwc, _x(4, 5, 3, 3, seed=1), **TOL)

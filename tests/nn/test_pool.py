@@ -192,3 +192,11 @@ def test_errors_name_the_op_and_the_shapes():
     _raises(lambda: F.max_unpool2d(values, indices[:1], 2), "max_unpool2d", "indices of shape")
     _raises(lambda: F.max_unpool2d(values, indices, 2, output_size=(9, 9)), "max_unpool2d", "output_size")
     _raises(lambda: F.max_unpool2d(values, indices * 100, 2), "invalid max index")
+
+
+def test_empty_batch_and_non_contiguous_input():
+    compare(lambda t: F.max_pool2d(t, 2), lambda t: TF.max_pool2d(t, 2), _x(0, 3, 4, 4))
+    compare(lambda t: F.avg_pool2d(t, 3, 2, 1), lambda t: TF.avg_pool2d(t, 3, 2, 1), _x(0, 3, 5, 5))
+    compare(lambda t: F.adaptive_avg_pool2d(t, (2, 3)), lambda t: TF.adaptive_avg_pool2d(t, (2, 3)), _x(0, 3, 5, 5))
+    compare(lambda t: F.max_pool2d(t.permute(0, 3, 1, 2), 3, 2, 1, return_indices=True),
+            lambda t: TF.max_pool2d(t.permute(0, 3, 1, 2), 3, 2, 1, return_indices=True), _x(2, 7, 6, 3))
