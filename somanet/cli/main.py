@@ -221,7 +221,7 @@ def cmd_train(args):
         raise ConfigError(f"config 'checkpoint': {exc}") from None
     nan_guard = TerminateOnNaN()
     callbacks += [checkpoint, nan_guard]
-    trainer = Trainer(run_dir=run_dir, **(cfg.get("trainer") or {}))
+    trainer = Trainer(run_dir=run_dir, plots=not args.no_plots, **(cfg.get("trainer") or {}))
 
     os.makedirs(run_dir, exist_ok=True)
     print(f"{'Resuming' if resume_ckpt else 'Training'} {cfg['recipe']}: {len(train_set)} training / "
@@ -248,7 +248,7 @@ def cmd_train(args):
     if checkpoint.best_model_score is not None:
         print(f"Best {checkpoint.monitor}: {checkpoint.best_model_score:.4f} "
               f"({os.path.join(run_dir, 'checkpoints', 'best')})")
-    if cfg.get("task") == "classification" and logs:
+    if cfg.get("task") == "classification" and logs and not args.no_plots:
         _classification_plots(trainer, model, val_set, info, os.path.join(run_dir, "plots"))
     print(f"Run directory: {run_dir}")
     return 0
@@ -490,6 +490,7 @@ def build_parser():
     p.add_argument("--out", metavar="DIR", help="the run directory to create (default: runs/RECIPE-NNN)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     p.add_argument("--max-steps", type=_positive_int, metavar="N", help="stop after N optimizer steps")
+    p.add_argument("--no-plots", action="store_true", help="do not draw the plots at the end (saves a few seconds)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="loss and metrics of a trained run on its validation (and test) data")
@@ -523,6 +524,9 @@ def build_parser():
     p.add_argument("--max-lr", type=_positive_float, default=10.0, metavar="LR")
     p.add_argument("--num-steps", type=_positive_int, default=100, metavar="N")
     p.set_defaults(func=cmd_lr_find)
+
+    from .bench import add_parser as add_bench_parser
+    add_bench_parser(sub)
     return parser
 
 
