@@ -308,9 +308,19 @@ def main(argv=None):
     print(f"({time.perf_counter() - start:.0f} s)")
 
 
-NOTES = """How the convolutions are computed, and why these numbers: see docs/cnn.md. The machine is shared
-with other engineers while the project is built, so timings are noisy; the final numbers are re-measured
-on a quiet machine."""
+NOTES = """Reading the table: PyTorch's CPU convolutions are oneDNN's JIT-compiled direct kernels and run
+close to the machine's peak (about 100 GFLOP/s per core here, the speed of a large square SGEMM), reading
+the input in place. somanet's are one GEMM per pass over an im2col buffer (or, for the stride-1 weight
+gradient, over the input's windows read in place), as the project's rules ask; OpenBLAS reaches
+45-95 GFLOP/s on the thin matrices convolutions give (the fewer output channels, the slower), so the
+GEMMs alone take about as long as PyTorch's whole convolution and the conv-heavy rows stay below 1. Peak
+memory is below PyTorch's because backward rebuilds the windows instead of keeping them. How the kernels
+work and what was tried: docs/cnn.md.
+
+The machine is shared with other engineers while the project is built (load average 4-6 during these
+runs), so both libraries were pinned to one thread: with two, both thread pools spin while their
+threads are descheduled and the numbers measure the oversubscription, not the libraries. Final numbers
+are to be re-measured with `python benchmarks/bench_conv.py` on a quiet machine."""
 
 
 if __name__ == "__main__":
