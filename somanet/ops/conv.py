@@ -706,7 +706,8 @@ class Unfold(Function):
                   _out_size(w, pl, pr, kernel[1], stride[1], dilation[1]))
         ctx.geometry = (kernel, stride, pads, dilation, out_hw, (h + pt + pb, w + pl + pr))
         cols = im2col(pad2d(x, pads), kernel, stride, dilation, out_hw)
-        return cols if cols.base is None else cols.copy()
+        # The 1x1 case is a view of the input; an op's result must own its memory.
+        return cols.copy() if backend.array_module(x).shares_memory(cols, x) else cols
 
     def backward(ctx, grad):
         kernel, stride, pads, dilation, out_hw, padded = ctx.geometry
@@ -724,7 +725,7 @@ class Fold(Function):
         ctx.geometry = (kernel, stride, pads, dilation, out_hw)
         out = col2im(cols, (h + pt + pb, w + pl + pr), kernel, stride, dilation, out_hw)
         out = unpad2d(out, pads)
-        return out if out.base is None else out.copy()
+        return backend.array_module(out).ascontiguousarray(out)
 
     def backward(ctx, grad):
         kernel, stride, pads, dilation, out_hw = ctx.geometry
