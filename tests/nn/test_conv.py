@@ -214,6 +214,9 @@ def test_errors_name_the_op_and_the_shapes():
     conv = nn.Conv2d(3, 8, 3)
     _raises(lambda: conv(somanet.randn(2, 4, 8, 8)), "Conv2d(3, 8", "3 channels", "(2, 4, 8, 8)")
     _raises(lambda: conv(somanet.randn(8, 8)), "Conv2d(3, 8", "4-D", "(8, 8)")
+    # A 3-D input is an unbatched (C, H, W) image, as in PyTorch; a batch missing its channel dimension says so.
+    _raises(lambda: conv(somanet.randn(16, 8, 8)), "3 channels", "(16, 8, 8)", "unbatched", "unsqueeze(1)")
+    assert conv(somanet.randn(3, 8, 8)).shape == (8, 6, 6)
     _raises(lambda: conv(somanet.randn(1, 2, 3, 8, 8)), "Conv2d", "(1, 2, 3, 8, 8)")
     _raises(lambda: nn.Conv1d(3, 4, 3)(somanet.randn(2, 3, 4, 4)), "Conv1d", "(N, C, L)", "(2, 3, 4, 4)")
     x, w = somanet.randn(2, 3, 8, 8), somanet.randn(4, 3, 3, 3)

@@ -89,8 +89,13 @@ class _ConvNd(Module):
                              f"{n + 2}-D (batched) input of shape {dims}, got shape {shape}")
         channels = shape[-n - 1]
         if channels != self.in_channels:
+            hint = ""
+            if len(shape) == n + 1:
+                hint = (f"; a {n + 1}-D input is one unbatched sample {dims[:1] + dims[4:]}, so a batch needs its "
+                        f"channel dimension, e.g. x.unsqueeze(1)")
             raise ValueError(f"{self._get_name()}({self.extra_repr()}): expected input with {self.in_channels} "
-                             f"channels (dimension {len(shape) - n - 1}), got {channels} in input of shape {shape}")
+                             f"channels (dimension {len(shape) - n - 1}), got {channels} in input of shape {shape}"
+                             f"{hint}")
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
