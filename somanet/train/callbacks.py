@@ -399,29 +399,35 @@ class TerminateOnNaN(Callback):
                 return name, bad, g.data.size
         return None
 
+    def on_fit_start(self, trainer, model):
+        self._params = [p for _, p in trainer.named_parameters]
+        # The per-batch check is only for steps that optimize by themselves.
+        self._skip_hooks = set() if trainer.manual_optimization else {"on_train_batch_end"}
+
     def on_before_optimizer_step(self, trainer, model, optimizer):
         loss = trainer.last_loss
         loss_ok = loss is None or math.isfinite(loss)
-        bad = None
-        if self.check_gradients and (not loss_ok or not self._grads_finite(trainer)):
-            bad = self._bad_parameter(trainer)
+        if loss_ok and self.check_gradients:
+            # One dot product per gradient (BLAS, no temporary array): a NaN or Inf anywhere makes the
+            # total non-finite. Squares of huge but finite values can overflow too; such a false
+            # alarm is re-checked element by element below before anything is reported.
+            total = 0.0
+            vdot = np.vdot
+            for p in self._params:
+                g = p.grad
+                if g is not None:
+                    d = g.data
+                    total += vdot(d, d)
+            if math.isfinite(total):
+                return
+        bad = self._bad_parameter(trainer) if self.check_gradients else None
         if loss_ok and bad is None:
             return
         self._stop(trainer, loss, bad)
 
-    def _grads_finite(self, trainer):
-        for _, p in trainer.named_parameters:
-            g = p.grad
-            # Summing is one pass like isfinite().all() but allocates no boolean array; a NaN or Inf
-            # anywhere makes the sum non-finite (an overflowing sum of finite values is re-checked
-            # element by element before anything is reported).
-            if g is not None and not math.isfinite(g.data.sum()):
-                return False
-        return True
-
     def on_train_batch_end(self, trainer, model, outputs, batch, batch_idx):
         # Steps that optimize by themselves (automatic_optimization off) are checked afterwards.
-        if not trainer.automatic_optimization and trainer.last_loss is not None and not math.isfinite(trainer.last_loss):
+        if trainer.manual_optimization and trainer.last_loss is not None and not math.isfinite(trainer.last_loss):
             self._stop(trainer, trainer.last_loss, None)
 
     def _stop(self, trainer, loss, bad):

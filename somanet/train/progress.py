@@ -67,10 +67,12 @@ class ProgressBar(Callback):
 
     def on_fit_start(self, trainer, model):
         self._active_mode = self._resolve_mode()
+        # Printing lines needs nothing per batch; the trainer then skips this hook entirely.
+        self._skip_hooks = {"on_train_batch_end"} if self._active_mode == "lines" else set()
 
     def on_train_epoch_start(self, trainer, model):
         self._t0 = time.perf_counter()
-        self._samples = 0
+        self._samples0 = trainer.epoch_samples if trainer.batch_idx else 0
         self._next_refresh = self._t0 + self.refresh_interval
         self._epoch_open = True
         if self._active_mode == "bar":
@@ -80,7 +82,6 @@ class ProgressBar(Callback):
                              file=self.stream or sys.stdout, leave=True, dynamic_ncols=True, unit="batch")
 
     def on_train_batch_end(self, trainer, model, outputs, batch, batch_idx):
-        self._samples += trainer.last_batch_size
         if self._bar is None:
             return
         self._bar.update(1)
@@ -88,12 +89,14 @@ class ProgressBar(Callback):
         if now >= self._next_refresh:
             self._next_refresh = now + self.refresh_interval
             logs = trainer.running_logs()
-            logs["samples/s"] = f"{self._samples / max(now - self._t0, 1e-9):.0f}"
+            samples = trainer.epoch_samples - self._samples0
+            logs["samples/s"] = f"{samples / max(now - self._t0, 1e-9):.0f}"
             self._bar.set_postfix_str(format_logs(logs), refresh=False)
 
     def _summary(self, trainer, stopped=False):
         elapsed = time.perf_counter() - self._t0
-        speed = self._samples / elapsed if elapsed > 0 else 0.0
+        samples = trainer.epoch_samples - self._samples0
+        speed = samples / elapsed if elapsed > 0 else 0.0
         done = trainer.batch_idx
         total = trainer.num_training_batches
         logs = trainer.callback_metrics if not stopped else trainer.running_logs()

@@ -3,8 +3,9 @@
 A run draws random numbers from four places: somanet's default generator (initialisation, dropout,
 augmentations, and the shuffle order of a loader without its own generator), the generators that
 DataLoaders were given (data order), NumPy's legacy global generator (``np.random.*``, used by some
-user code and libraries), and Python's ``random``. ``get_rng_state`` captures all of them as a
-JSON-friendly dict and ``set_rng_state`` puts them back, which is what exact resume needs.
+user code and libraries), and Python's ``random``. ``get_rng_state`` captures all of them as a dict
+of plain values and arrays (what checkpoints store) and ``set_rng_state`` puts them back, which is
+what exact resume needs.
 """
 import os
 import random
@@ -43,9 +44,11 @@ def seed_everything(seed=None):
 
 
 def _numpy_legacy_state():
+    # The key stays an array (it is saved with the other arrays); converting its 624 words to a
+    # list at every epoch start would cost more than everything else the capture does.
     state = np.random.get_state(legacy=False)
     return {"bit_generator": state["bit_generator"],
-            "key": state["state"]["key"].tolist(), "pos": int(state["state"]["pos"]),
+            "key": state["state"]["key"], "pos": int(state["state"]["pos"]),
             "has_gauss": int(state["has_gauss"]), "gauss": float(state["gauss"])}
 
 
@@ -57,7 +60,7 @@ def _set_numpy_legacy_state(state):
 
 def _python_state():
     version, internal, gauss = random.getstate()
-    return {"version": version, "internal": list(internal), "gauss_next": gauss}
+    return {"version": version, "internal": internal, "gauss_next": gauss}
 
 
 def _set_python_state(state):
@@ -75,7 +78,7 @@ def _generator_of(source):
 
 
 def get_rng_state(generators=()):
-    """Every random state as a JSON-friendly dict.
+    """Every random state as a dict of numbers, strings, tuples and arrays (checkpoint-ready).
 
     Args:
         generators: extra ``somanet.Generator`` objects (or DataLoaders holding one in

@@ -92,6 +92,11 @@ def _array(x):
     return x.data if isinstance(x, Tensor) else x
 
 
+_NO_EXTRAS = {}
+_LOSS_TYPE_ERROR = ("training_step must return a loss Tensor that requires grad (or set automatic_optimization = "
+                    "False for a step that optimizes by itself); got ")
+
+
 class Trainer:
     """Runs training, evaluation and prediction loops with callbacks, metrics and checkpoints.
 
@@ -113,7 +118,8 @@ class Trainer:
     Override ``training_step``, ``validation_step`` or ``predict_step`` in a subclass for models
     with unusual steps; a model that defines ``training_step(batch, batch_idx)`` (Lightning style)
     is called directly. Set ``automatic_optimization = False`` (on the trainer or the model) for a
-    step that calls ``backward`` and the optimizers itself (several optimizers, GANs).
+    step that calls ``backward`` and the optimizers itself (several optimizers, GANs); during ``fit``,
+    ``manual_optimization`` tells which mode is in use.
     """
 
     automatic_optimization = True
@@ -163,6 +169,7 @@ class Trainer:
         self.last_grad_norm = None
         self.num_training_batches = None
         self.named_parameters = []
+        self.manual_optimization = False
         self.config = {}
         self.train_loader = None
         self.val_loader = None
@@ -238,11 +245,12 @@ class Trainer:
         self.optimizers = self._optimizers(optimizer, model)
         self.lr_schedulers = self._scheduler_configs(scheduler)
         self.named_parameters = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self._manual = not (self.automatic_optimization and getattr(model, "automatic_optimization", True))
-        if self._manual and self.accumulate_grad_batches > 1:
+        self.manual_optimization = not (self.automatic_optimization
+                                        and getattr(model, "automatic_optimization", True))
+        if self.manual_optimization and self.accumulate_grad_batches > 1:
             raise ValueError("fit(): accumulate_grad_batches > 1 needs automatic optimization; a step that "
                              "optimizes by itself accumulates as it likes")
-        if self._manual and self.gradient_clip_val is not None:
+        if self.manual_optimization and self.gradient_clip_val is not None:
             raise ValueError("fit(): gradient_clip_val needs automatic optimization; clip inside the step")
         if callable(getattr(model, "training_step", None)):
             object.__setattr__(model, "trainer", self)
@@ -254,6 +262,9 @@ class Trainer:
             self.config = self._default_config(model, epochs, batch_size)
         self.callbacks = self._assemble_callbacks(callbacks)
         self._hook_cache = {}
+        self._default_step = (type(self).training_step is Trainer.training_step
+                              and not callable(getattr(model, "training_step", None)))
+        self._first_batch_pending = True
         self.history = next(cb for cb in self.callbacks if isinstance(cb, History))
 
         self.current_epoch = 0
@@ -353,16 +364,25 @@ class Trainer:
         return model(x)
 
     def _supervised_step(self, model, batch, owner):
-        x, y = split_batch(batch, owner)
+        loss, output, target = self._supervised_parts(model, batch, owner)
+        if loss is None:
+            return {"output": output, "target": target}
+        return {"loss": loss, "output": output, "target": target}
+
+    def _supervised_parts(self, model, batch, owner):
+        if type(batch) in (list, tuple) and len(batch) == 2:
+            x, y = batch
+        else:
+            x, y = split_batch(batch, owner)
         output = model(x)
-        if self.loss_fn is None and owner == "validation_step":
-            return {"output": output, "target": y}
         if self.loss_fn is None:
+            if owner == "validation_step":
+                return None, output, y
             raise ValueError(f"{owner}: no loss was given; pass loss= to fit()/evaluate() or override {owner}")
         if y is None:
             raise ValueError(f"{owner}: the batch has no targets; supervised training needs (inputs, targets) "
                              f"batches")
-        return {"loss": self.loss_fn(output, y), "output": output, "target": y}
+        return self.loss_fn(output, y), output, y
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path):
@@ -437,6 +457,12 @@ class Trainer:
     # ================================================================== the loop
     def _fit_loop(self, resume_state):
         self._call("on_fit_start")
+        # Per-batch hooks are looked up once, after on_fit_start (where a callback may declare, in
+        # _skip_hooks, the hooks it does not need in this run), so each batch pays only for real work.
+        self._hook_cache = {}
+        self._batch_start_hooks = self._hooks("on_train_batch_start")
+        self._batch_end_hooks = self._hooks("on_train_batch_end")
+        self._before_step_hooks = self._hooks("on_before_optimizer_step")
         if resume_state is not None and not (self.batch_idx > 0):
             set_rng_state(resume_state["rng"], self._generators)
         while self.current_epoch < self.max_epochs and not self.should_stop:
@@ -479,6 +505,12 @@ class Trainer:
         model.train()
         k = self.accumulate_grad_batches
         n_batches = self.num_training_batches
+        if (k == 1 and self._default_step and not self.manual_optimization and not self._batch_start_hooks
+                and not self.metrics and n_batches is not None):
+            exhausted = self._plain_batches(iterator, n_batches)
+            if exhausted:
+                self._end_epoch()
+            return
         exhausted = False
         while True:
             if n_batches is not None and self.batch_idx >= n_batches:
@@ -501,45 +533,100 @@ class Trainer:
         if exhausted:
             self._end_epoch()
 
+    def _plain_batches(self, iterator, n_batches):
+        """The loop of ``_train_window`` for its most common case, one batch per step with the default
+        step and no per-batch metrics or start hooks, without the bookkeeping those need; returns
+        whether the epoch's batches are exhausted. Same results, bit for bit, as the general path."""
+        model = self.model
+        loss_fn = self.loss_fn
+        batch_end = self._batch_end_hooks
+        max_steps = self.max_steps
+        while self.batch_idx < n_batches:
+            if max_steps is not None and self.global_step >= max_steps:
+                self._stop_for_max_steps()
+                return False
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return True
+            batch_idx = self.batch_idx
+            self.at_step_boundary = False
+            if self._first_batch_pending:
+                self._first_batch_pending = False
+                self._check_first_batch(batch)
+            if loss_fn is not None and type(batch) in (list, tuple) and len(batch) == 2 and type(batch[1]) is Tensor:
+                x, y = batch
+                loss = loss_fn(model(x), y)
+                n = y.data.shape[0] if y.data.ndim else 1
+            else:
+                loss = self._supervised_parts(model, batch, "training_step")[0]
+                n = batch_size_of(batch)
+            if not isinstance(loss, Tensor) or not loss.requires_grad:
+                raise TypeError(_LOSS_TYPE_ERROR + type(loss).__name__
+                                + (" without grad" if isinstance(loss, Tensor) else ""))
+            loss.backward()
+            value = float(loss.data)
+            self._loss_sum += value * n
+            self._loss_count += n
+            self.last_batch_size = n
+            self.last_loss = value
+            self._optimizer_step()
+            self.at_step_boundary = True
+            self.batch_idx = batch_idx + 1
+            if batch_end:
+                outputs = {"loss": value}
+                for hook in batch_end:
+                    hook(self, model, outputs, batch, batch_idx)
+            if self.should_stop:
+                return False
+        return True
+
     def _train_window(self, window):
         model = self.model
-        sizes = [batch_size_of(b) for b in window]
+        sizes = [batch_size_of(b) for b in window] if len(window) > 1 else (batch_size_of(window[0]),)
         total = sum(sizes)
         last = len(window) - 1
         window_loss = 0.0
-        manual = self._manual
-        batch_start = self._hooks("on_train_batch_start")
-        batch_end = self._hooks("on_train_batch_end")
+        manual = self.manual_optimization
+        batch_start, batch_end = self._batch_start_hooks, self._batch_end_hooks
+        metrics = self.metrics
         for j, batch in enumerate(window):
-            self.at_step_boundary = j == 0
-            for hook in batch_start:
-                hook(self, model, batch, self.batch_idx)
+            batch_idx = self.batch_idx
+            if batch_start:
+                self.at_step_boundary = j == 0
+                for hook in batch_start:
+                    hook(self, model, batch, batch_idx)
             self.at_step_boundary = False
-            if self.global_step == 0 and self.batch_idx == 0:
+            if self._first_batch_pending:
+                self._first_batch_pending = False
                 self._check_first_batch(batch)
-            out = self.training_step(model, batch, self.batch_idx)
-            loss, output, target, extras = self._unpack(out, "training_step")
+            if self._default_step:
+                # The common case, without building and unpacking a dict per batch.
+                loss, output, target = self._supervised_parts(model, batch, "training_step")
+                extras = _NO_EXTRAS
+            else:
+                loss, output, target, extras = self._unpack(self.training_step(model, batch, batch_idx),
+                                                            "training_step")
             n = sizes[j]
             if manual:
                 value = _scalar(loss) if loss is not None else float("nan")
             else:
                 if not isinstance(loss, Tensor) or not loss.requires_grad:
-                    raise TypeError("training_step must return a loss Tensor that requires grad (or set "
-                                    "automatic_optimization = False for a step that optimizes by itself); got "
-                                    f"{type(loss).__name__}" + (" without grad" if isinstance(loss, Tensor) else ""))
+                    raise TypeError(_LOSS_TYPE_ERROR + type(loss).__name__
+                                    + (" without grad" if isinstance(loss, Tensor) else ""))
                 (loss if last == 0 else loss * (n / total)).backward()
                 value = float(loss.data)
             window_loss += value * n
             self._loss_sum += value * n
             self._loss_count += n
-            if output is not None and target is not None and self.metrics:
+            if metrics and output is not None and target is not None:
                 out_arr, tgt_arr = _array(output), _array(target)
-                for m in self.metrics:
+                for m in metrics:
                     m.update(out_arr, tgt_arr)
-            for key, v in extras.items():
-                self._extras.setdefault(key, MeanMetric(key)).update(v, n)
+            if extras:
+                for key, v in extras.items():
+                    self._extras.setdefault(key, MeanMetric(key)).update(v, n)
             self.last_batch_size = n
-            outputs = {"loss": value, **extras}
             if j == last:
                 self.last_loss = window_loss / total if total else value
                 if manual:
@@ -547,15 +634,17 @@ class Trainer:
                 else:
                     self._optimizer_step()
                 self.at_step_boundary = True
-            self.batch_idx += 1
-            for hook in batch_end:
-                hook(self, model, outputs, batch, self.batch_idx - 1)
+            self.batch_idx = batch_idx + 1
+            if batch_end:
+                outputs = {"loss": value, **extras} if extras else {"loss": value}
+                for hook in batch_end:
+                    hook(self, model, outputs, batch, batch_idx)
 
     def _optimizer_step(self):
         self.skip_optimizer_step = False
-        for hook in self._hooks("on_before_optimizer_step"):
-            hook(self, self.model, self.optimizers[0])
         optimizer = self.optimizers[0]
+        for hook in self._before_step_hooks:
+            hook(self, self.model, optimizer)
         if not self.skip_optimizer_step:
             if self.gradient_clip_val is not None:
                 self._clip_gradients()
@@ -647,6 +736,11 @@ class Trainer:
         self._epoch_start_rng = None
         for m in self.metrics:
             m.reset()
+
+    @property
+    def epoch_samples(self):
+        """Samples trained on so far in the current epoch."""
+        return self._loss_count
 
     def running_logs(self, include_arrays=False):
         """The current epoch's training logs so far: ``loss``, metrics and extra step outputs."""
@@ -799,7 +893,8 @@ class Trainer:
         if hooks is None:
             base = getattr(Callback, name)
             hooks = [getattr(cb, name) for cb in self.callbacks
-                     if name in vars(cb) or getattr(type(cb), name) is not base]
+                     if (name in vars(cb) or getattr(type(cb), name) is not base)
+                     and name not in getattr(cb, "_skip_hooks", ())]
             self._hook_cache[name] = hooks
         return hooks
 
