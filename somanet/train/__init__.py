@@ -12,7 +12,7 @@ matplotlib (plots) with ``somanet[plot]``. They are imported only when used.
 """
 from .trainer import Trainer, get_loss, get_optimizer
 from .callbacks import (Callback, LambdaCallback, History, EarlyStopping, ModelCheckpoint, TerminateOnNaN,
-                        CSVLogger, LearningRateMonitor)
+                        CSVLogger, LearningRateMonitor, LearningRateScheduler)
 from .progress import ProgressBar
 from .metrics import (Metric, Accuracy, Precision, Recall, F1Score, ConfusionMatrix, MeanSquaredError,
                       MeanAbsoluteError, R2Score, Perplexity, MeanMetric, get_metric)
@@ -25,8 +25,8 @@ from .recipe import Recipe, ConfigError
 from . import plots
 
 __all__ = ["Trainer", "get_loss", "get_optimizer", "Callback", "LambdaCallback", "History", "EarlyStopping",
-           "ModelCheckpoint", "TerminateOnNaN", "CSVLogger", "LearningRateMonitor", "ProgressBar", "Metric",
-           "Accuracy", "Precision", "Recall", "F1Score", "ConfusionMatrix", "MeanSquaredError", "MeanAbsoluteError",
+           "ModelCheckpoint", "TerminateOnNaN", "CSVLogger", "LearningRateMonitor", "LearningRateScheduler",
+           "ProgressBar", "Metric", "Accuracy", "Precision", "Recall", "F1Score", "ConfusionMatrix", "MeanSquaredError", "MeanAbsoluteError",
            "R2Score", "Perplexity", "MeanMetric", "get_metric", "CheckpointError", "Checkpoint", "save_checkpoint",
            "load_checkpoint", "save_weights", "load_weights", "seed_everything", "get_rng_state", "set_rng_state",
            "summary", "ModelSummary", "lr_find", "LRFinderResult", "Recipe", "ConfigError", "plots"]

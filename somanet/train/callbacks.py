@@ -26,7 +26,7 @@ import numpy as np
 from ._io import atomic_write_text
 
 __all__ = ["Callback", "LambdaCallback", "History", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN",
-           "CSVLogger", "LearningRateMonitor"]
+           "CSVLogger", "LearningRateMonitor", "LearningRateScheduler"]
 
 # Metric names whose larger values are better; everything else (losses, errors, perplexity) is "min".
 _MAX_HINTS = ("acc", "precision", "recall", "f1", "r2", "auc", "iou", "dice")
@@ -545,3 +545,83 @@ class LearningRateMonitor(Callback):
     def load_state_dict(self, state):
         self.lrs = list(state["lrs"])
         self.steps = list(state["steps"])
+
+
+def _is_plateau(scheduler):
+    try:
+        from ..optim.lr_scheduler import ReduceLROnPlateau
+    except ImportError:  # pragma: no cover - optim always ships it
+        return type(scheduler).__name__ == "ReduceLROnPlateau"
+    return isinstance(scheduler, ReduceLROnPlateau)
+
+
+class LearningRateScheduler(Callback):
+    """Step a learning-rate scheduler once per optimizer step or once per epoch.
+
+    ``fit(scheduler=...)`` is a shorthand that adds one of these. ``ReduceLROnPlateau`` is stepped at
+    the end of each epoch with the monitored log value. A step skipped by ``TerminateOnNaN`` does not
+    advance a per-step schedule. The scheduler's state is saved in checkpoints.
+
+    Args:
+        scheduler: a scheduler from ``somanet.optim.lr_scheduler``.
+        interval: ``"epoch"`` or ``"step"`` (after every optimizer step).
+        frequency: step the scheduler every this many epochs or optimizer steps.
+        monitor: what ``ReduceLROnPlateau`` watches; ``val_loss`` (``loss`` without validation data)
+            by default.
+    """
+
+    def __init__(self, scheduler, interval="epoch", frequency=1, monitor=None):
+        if interval not in ("epoch", "step"):
+            raise ValueError(f"LearningRateScheduler: interval must be 'epoch' or 'step', got {interval!r}")
+        if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
+            raise ValueError(f"LearningRateScheduler: frequency must be an int >= 1, got {frequency!r}")
+        if not hasattr(scheduler, "step") or not hasattr(scheduler, "state_dict"):
+            raise TypeError(f"LearningRateScheduler: expected a learning-rate scheduler, got "
+                            f"{type(scheduler).__name__}")
+        self.scheduler = scheduler
+        self.interval = interval
+        self.frequency = frequency
+        self.monitor = monitor
+        self.plateau = _is_plateau(scheduler)
+        if self.plateau and interval != "epoch":
+            raise ValueError("LearningRateScheduler: ReduceLROnPlateau needs interval='epoch' (it watches an "
+                             "epoch's metric)")
+        self._seen_step = 0
+
+    def on_fit_start(self, trainer, model):
+        if self.monitor is None:
+            self.monitor = "val_loss" if trainer.val_loader is not None else "loss"
+        if not trainer.resumed:
+            self._seen_step = trainer.global_step
+        self._skip_hooks = {"on_train_batch_end"} if self.interval == "epoch" else set()
+
+    def on_train_batch_end(self, trainer, model, outputs, batch, batch_idx):
+        # Called for every batch; the optimizer stepped if (and only if) the step count moved.
+        if trainer.global_step != self._seen_step:
+            self._seen_step = trainer.global_step
+            if trainer.global_step % self.frequency == 0:
+                self.scheduler.step()
+
+    def on_train_epoch_end(self, trainer, model):
+        if self.interval != "epoch" or (trainer.current_epoch + 1) % self.frequency:
+            return
+        if self.plateau:
+            logs = trainer.callback_metrics
+            if self.monitor not in logs:
+                raise KeyError(f"ReduceLROnPlateau monitors '{self.monitor}', which is not in the logs "
+                               f"({', '.join(sorted(logs))}); give LearningRateScheduler(monitor=...) or "
+                               f"fit(scheduler={{'scheduler': ..., 'monitor': '<key>'}})")
+            self.scheduler.step(float(logs[self.monitor]))
+        else:
+            self.scheduler.step()
+
+    def state_dict(self):
+        return {"scheduler": self.scheduler.state_dict(), "seen_step": self._seen_step}
+
+    def load_state_dict(self, state):
+        self.scheduler.load_state_dict(state["scheduler"])
+        self._seen_step = state["seen_step"]
+
+    @property
+    def state_key(self):
+        return f"LearningRateScheduler[{type(self.scheduler).__name__},{self.interval}]"

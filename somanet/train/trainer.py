@@ -23,7 +23,8 @@ import numpy as np
 
 from ..autograd import grad_mode
 from ..autograd.tensor import Tensor
-from .callbacks import Callback, CSVLogger, History, LearningRateMonitor, ModelCheckpoint, TerminateOnNaN
+from .callbacks import (Callback, CSVLogger, History, LearningRateMonitor, LearningRateScheduler, ModelCheckpoint,
+                        TerminateOnNaN)
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import as_loader, batch_size_of, loader_generators, split_batch
 from .metrics import MeanMetric, get_metric
@@ -70,14 +71,6 @@ def get_optimizer(spec, params, **kwargs):
     name, lr = _OPTIMIZERS[key]
     kwargs.setdefault("lr", lr)
     return getattr(optim, name)(params, **kwargs)
-
-
-def _is_plateau(scheduler):
-    try:
-        from ..optim.lr_scheduler import ReduceLROnPlateau
-    except ImportError:  # pragma: no cover - optim always ships it
-        return type(scheduler).__name__ == "ReduceLROnPlateau"
-    return isinstance(scheduler, ReduceLROnPlateau)
 
 
 def _scalar(value):
@@ -243,7 +236,7 @@ class Trainer:
         self._generators = loader_generators(self.train_loader) + (
             loader_generators(self.val_loader) if self.val_loader is not None else [])
         self.optimizers = self._optimizers(optimizer, model)
-        self.lr_schedulers = self._scheduler_configs(scheduler)
+        scheduler_callbacks = self._scheduler_callbacks(scheduler)
         self.named_parameters = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.manual_optimization = not (self.automatic_optimization
                                         and getattr(model, "automatic_optimization", True))
@@ -260,7 +253,8 @@ class Trainer:
             self.config = dict(checkpoint.config)
         else:
             self.config = self._default_config(model, epochs, batch_size)
-        self.callbacks = self._assemble_callbacks(callbacks)
+        self.callbacks = self._assemble_callbacks(callbacks, scheduler_callbacks)
+        self.lr_schedulers = [cb for cb in self.callbacks if isinstance(cb, LearningRateScheduler)]
         self._hook_cache = {}
         self._default_step = (type(self).training_step is Trainer.training_step
                               and not callable(getattr(model, "training_step", None)))
@@ -405,7 +399,6 @@ class Trainer:
             "global_step": self.global_step,
             "max_epochs": self.max_epochs,
             "optimizers": [opt.state_dict() for opt in self.optimizers],
-            "schedulers": [cfg["scheduler"].state_dict() for cfg in self.lr_schedulers],
             "callbacks": {key: cb.state_dict() for key, cb in self._callback_keys().items()},
             "rng": get_rng_state(self._generators),
             "epoch_start_rng": self._epoch_start_rng if mid_epoch else None,
@@ -423,15 +416,14 @@ class Trainer:
                                       f"was given {len(self.optimizers)} optimizer(s)")
             for opt, s in zip(self.optimizers, state["optimizers"]):
                 opt.load_state_dict(s)
-            if len(state["schedulers"]) != len(self.lr_schedulers):
-                raise CheckpointError(f"{where}: holds {len(state['schedulers'])} scheduler state(s) but fit() "
-                                      f"was given {len(self.lr_schedulers)} scheduler(s)")
-            for cfg, s in zip(self.lr_schedulers, state["schedulers"]):
-                cfg["scheduler"].load_state_dict(s)
             saved = state["callbacks"]
             for key, cb in self._callback_keys().items():
                 if key in saved:
                     cb.load_state_dict(saved[key])
+                elif isinstance(cb, LearningRateScheduler):
+                    kept = ", ".join(k for k in saved if k.startswith("LearningRateScheduler")) or "none"
+                    raise CheckpointError(f"{where}: holds no state for the scheduler {key}; resume with the "
+                                          f"schedulers of the interrupted run (saved: {kept})")
                 elif type(cb).state_dict is not Callback.state_dict:
                     warnings.warn(f"fit(resume=...): the checkpoint {where} has no state for the callback {key}; "
                                   f"it starts fresh", stacklevel=3)
@@ -650,9 +642,6 @@ class Trainer:
                 self._clip_gradients()
             optimizer.step()
             self.global_step += 1
-            for cfg in self.lr_schedulers:
-                if cfg["interval"] == "step" and self.global_step % cfg["frequency"] == 0:
-                    cfg["scheduler"].step()
         optimizer.zero_grad()
 
     def _clip_gradients(self):
@@ -682,17 +671,6 @@ class Trainer:
                     logs[f"lr-opt{opt_i}-group{g_i}" if opt_i else f"lr-group{g_i}"] = float(group["lr"])
         self.callback_metrics = logs
         self.epoch_done = True
-        for cfg in self.lr_schedulers:
-            if cfg["interval"] == "epoch" and (self.current_epoch + 1) % cfg["frequency"] == 0:
-                if cfg["plateau"]:
-                    monitor = cfg["monitor"]
-                    if monitor not in logs:
-                        raise KeyError(f"ReduceLROnPlateau monitors '{monitor}', which is not in the logs "
-                                       f"({', '.join(sorted(logs))}); pass scheduler={{'scheduler': ..., "
-                                       f"'monitor': '<key>'}}")
-                    cfg["scheduler"].step(float(logs[monitor]))
-                else:
-                    cfg["scheduler"].step()
         self._call("on_train_epoch_end")
 
     def _evaluate_loop(self, model, loader, metrics, prefix):
@@ -829,39 +807,32 @@ class Trainer:
                              f"automatic_optimization = False and override training_step")
         return optimizers
 
-    def _scheduler_configs(self, scheduler):
+    def _scheduler_callbacks(self, scheduler):
         if scheduler is None:
             return []
         items = scheduler if isinstance(scheduler, (list, tuple)) else [scheduler]
-        default_monitor = "val_loss" if self.val_loader is not None else "loss"
-        configs = []
+        out = []
         for item in items:
+            if isinstance(item, LearningRateScheduler):
+                out.append(item)
+                continue
             cfg = dict(item) if isinstance(item, dict) else {"scheduler": item}
             unknown = set(cfg) - {"scheduler", "interval", "frequency", "monitor"}
             if unknown or "scheduler" not in cfg:
                 raise ValueError(f"fit(): a scheduler config has the keys scheduler, interval, frequency and "
                                  f"monitor; got {sorted(cfg)}")
-            cfg.setdefault("interval", "epoch")
-            cfg.setdefault("frequency", 1)
-            cfg.setdefault("monitor", default_monitor)
-            if cfg["interval"] not in ("epoch", "step"):
+            if cfg.get("interval", "epoch") not in ("epoch", "step"):
                 raise ValueError(f"fit(): scheduler interval must be 'epoch' or 'step', got {cfg['interval']!r}")
-            if not hasattr(cfg["scheduler"], "step") or not hasattr(cfg["scheduler"], "state_dict"):
-                raise TypeError(f"fit(): scheduler must be a learning-rate scheduler, got "
-                                f"{type(cfg['scheduler']).__name__}")
-            cfg["plateau"] = _is_plateau(cfg["scheduler"])
-            if cfg["plateau"] and cfg["interval"] != "epoch":
-                raise ValueError("fit(): ReduceLROnPlateau needs interval='epoch' (it watches an epoch metric)")
-            configs.append(cfg)
-        return configs
+            out.append(LearningRateScheduler(**cfg))
+        return out
 
-    def _assemble_callbacks(self, callbacks):
+    def _assemble_callbacks(self, callbacks, schedulers=()):
         given = list(callbacks or [])
         for cb in given:
             if not isinstance(cb, Callback):
                 raise TypeError(f"fit(): callbacks must be Callback instances, got {type(cb).__name__}")
         history = next((cb for cb in given if isinstance(cb, History)), None) or History()
-        others = [cb for cb in given if not isinstance(cb, (History, ModelCheckpoint))]
+        others = [cb for cb in given if not isinstance(cb, (History, ModelCheckpoint))] + list(schedulers)
         checkpoints = [cb for cb in given if isinstance(cb, ModelCheckpoint)]
         if self.terminate_on_nan and not any(isinstance(cb, TerminateOnNaN) for cb in given):
             others.append(TerminateOnNaN())

@@ -141,6 +141,12 @@ def test_resume_needs_data_built_the_same_way(tmp_path):
                                                metrics=["accuracy", "f1"], resume=tmp_path / "cut",
                                                scheduler={"scheduler": optim.lr_scheduler.StepLR(opt, 3),
                                                           "interval": "step"})
+    model, opt, _, train, val = _setup(0, "own generator")
+    with pytest.raises(CheckpointError, match=r"no state for the scheduler LearningRateScheduler\[ExponentialLR,"
+                                              r"epoch\]; .* \(saved: LearningRateScheduler\[StepLR,step\]\)"):
+        Trainer(enable_progress_bar=False).fit(model, train, val, epochs=3, optimizer=opt, loss="cross_entropy",
+                                               metrics=["accuracy", "f1"], resume=tmp_path / "cut",
+                                               scheduler=optim.lr_scheduler.ExponentialLR(opt, 0.9))
     with pytest.raises(CheckpointError, match="does not exist"):
         Trainer(enable_progress_bar=False).fit(model, no_generator, epochs=1, loss="cross_entropy",
                                                resume=tmp_path / "missing")

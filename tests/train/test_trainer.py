@@ -11,8 +11,8 @@ import somanet
 from somanet import nn, optim
 from somanet.models import MLP
 from somanet.nn import functional as F
-from somanet.train import (CSVLogger, EarlyStopping, LambdaCallback, LearningRateMonitor, ModelCheckpoint,
-                           ProgressBar, TerminateOnNaN, Trainer, load_checkpoint, seed_everything)
+from somanet.train import (CSVLogger, EarlyStopping, LambdaCallback, LearningRateMonitor, LearningRateScheduler,
+                           ModelCheckpoint, ProgressBar, TerminateOnNaN, Trainer, load_checkpoint, seed_everything)
 
 
 def blobs(n=60, d=4, k=3, seed=0):
@@ -244,6 +244,22 @@ def test_scheduler_steps_per_batch_or_per_epoch(interval, steps):
     assert opt.param_groups[0]["lr"] == pytest.approx(0.5 ** steps)
     # "lr" is the optimizer's rate at the end of the epoch, before an epoch-level scheduler steps.
     assert history["lr"] == pytest.approx([1.0, 0.5] if interval == "epoch" else [0.5 ** 3, 0.5 ** 6])
+
+
+def test_scheduler_callback_with_a_frequency_and_a_skipped_step():
+    x, y = blobs(40)
+    x[25] = np.nan  # the fourth batch of 8: its step is skipped and must not advance the schedule
+    model = MLP(4, [8], 3)
+    opt = optim.SGD(model.parameters(), lr=1.0)
+    sched = LearningRateScheduler(optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5), interval="step",
+                                  frequency=2)
+    trainer = quiet()
+    trainer.fit(model, (x, y), epochs=1, batch_size=8, shuffle=False, loss="cross_entropy", optimizer=opt,
+                callbacks=[sched])
+    assert trainer.global_step == 3 and trainer.lr_schedulers == [sched]
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5)  # stepped after step 2 only
+    with pytest.raises(ValueError, match="ReduceLROnPlateau needs interval='epoch'"):
+        LearningRateScheduler(optim.lr_scheduler.ReduceLROnPlateau(opt), interval="step")
 
 
 def test_reduce_lr_on_plateau_follows_the_monitored_metric():
