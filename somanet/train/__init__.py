@@ -3,9 +3,9 @@ exact resume, model summary, learning-rate finder and plots.
 
 >>> from somanet.train import Trainer, EarlyStopping
 >>> trainer = Trainer(run_dir="runs/digits")                              # doctest: +SKIP
+>>> stop = EarlyStopping("val_loss", patience=3, restore_best_weights=True)  # doctest: +SKIP
 >>> history = trainer.fit(model, train_set, val_set, epochs=20, optimizer=opt,
-...                       loss="cross_entropy", metrics=["accuracy"],
-...                       callbacks=[EarlyStopping("val_loss", patience=3, restore_best_weights=True)])  # doctest: +SKIP
+...                       loss="cross_entropy", metrics=["accuracy"], callbacks=[stop])  # doctest: +SKIP
 
 tqdm (progress bars) and safetensors (checkpoints) come with ``pip install 'somanet[train]'``;
 matplotlib (plots) with ``somanet[plot]``. They are imported only when used.
@@ -26,7 +26,8 @@ from . import plots
 
 __all__ = ["Trainer", "get_loss", "get_optimizer", "Callback", "LambdaCallback", "History", "EarlyStopping",
            "ModelCheckpoint", "TerminateOnNaN", "CSVLogger", "LearningRateMonitor", "LearningRateScheduler",
-           "ProgressBar", "Metric", "Accuracy", "Precision", "Recall", "F1Score", "ConfusionMatrix", "MeanSquaredError", "MeanAbsoluteError",
-           "R2Score", "Perplexity", "MeanMetric", "get_metric", "CheckpointError", "Checkpoint", "save_checkpoint",
-           "load_checkpoint", "save_weights", "load_weights", "seed_everything", "get_rng_state", "set_rng_state",
-           "summary", "ModelSummary", "lr_find", "LRFinderResult", "Recipe", "ConfigError", "plots"]
+           "ProgressBar", "Metric", "Accuracy", "Precision", "Recall", "F1Score", "ConfusionMatrix",
+           "MeanSquaredError", "MeanAbsoluteError", "R2Score", "Perplexity", "MeanMetric", "get_metric",
+           "CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "save_weights", "load_weights",
+           "seed_everything", "get_rng_state", "set_rng_state", "summary", "ModelSummary", "lr_find",
+           "LRFinderResult", "Recipe", "ConfigError", "plots"]

@@ -51,7 +51,6 @@ CONFIG_KEYS = {
     "early_stopping": "table or none: monitor, patience, min_delta, mode, restore_best_weights",
     "checkpoint": "table: monitor, mode, save_top_k",
     "trainer": "table: accumulate_grad_batches, gradient_clip_val, gradient_clip_algorithm",
-    "input_shape": "the shape of one input sample, without the batch dimension",
 }
 _TABLES = ("model", "data", "optimizer", "scheduler", "early_stopping", "checkpoint", "trainer")
 _TRAINER_KEYS = ("accumulate_grad_batches", "gradient_clip_val", "gradient_clip_algorithm")
@@ -81,7 +80,6 @@ class Recipe:
     early_stopping: dict = None
     checkpoint: dict = None
     trainer: dict = None
-    input_shape: tuple = None
 
     def config(self):
         """The run config: every field as JSON-friendly values (lists, dicts, numbers, strings)."""
@@ -93,8 +91,7 @@ class Recipe:
                "batch_size": self.batch_size, "seed": self.seed, "max_steps": None,
                "early_stopping": copy.deepcopy(dict(self.early_stopping)) if self.early_stopping else None,
                "checkpoint": copy.deepcopy(dict(self.checkpoint)) if self.checkpoint else {},
-               "trainer": copy.deepcopy(dict(self.trainer)) if self.trainer else {},
-               "input_shape": list(self.input_shape) if self.input_shape is not None else None}
+               "trainer": copy.deepcopy(dict(self.trainer)) if self.trainer else {}}
         return json.loads(json.dumps(cfg))
 
     def resolve(self, *overrides):

@@ -14,7 +14,7 @@ random state, counters, callback and metric states) goes into checkpoints, so ``
 continues an interrupted run bit for bit, including from the middle of an epoch.
 """
 import copy
-import math
+import json
 import os
 import sys
 import warnings
@@ -248,7 +248,8 @@ class Trainer:
         if callable(getattr(model, "training_step", None)):
             object.__setattr__(model, "trainer", self)
         if config is not None:
-            self.config = dict(config)
+            # Stored as JSON with every checkpoint: anything JSON cannot hold is kept as its repr.
+            self.config = json.loads(json.dumps(dict(config), default=repr))
         elif checkpoint is not None:
             self.config = dict(checkpoint.config)
         else:
@@ -879,7 +880,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ run directory
     def _write_config(self):
-        import json
         from ._io import atomic_write_text
         atomic_write_text(os.path.join(self.run_dir, "config.json"),
                           json.dumps(self.config, indent=2, sort_keys=False) + "\n")

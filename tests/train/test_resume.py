@@ -14,7 +14,6 @@ import random
 import numpy as np
 import pytest
 
-import somanet
 from somanet import optim
 from somanet.data import DataLoader, Dataset, TensorDataset
 from somanet.models import MLP

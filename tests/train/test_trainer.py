@@ -294,7 +294,8 @@ def test_early_stopping_stops_and_restores_the_best_weights():
     model = MLP(4, [8], 3)
     stopper = EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
     trainer = Scripted([1.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0, 1.1])
-    history = trainer.fit(model, (x, y), (x, y), epochs=8, loss="cross_entropy", callbacks=[stopper, snapshotter(snaps)])
+    history = trainer.fit(model, (x, y), (x, y), epochs=8, loss="cross_entropy",
+                          callbacks=[stopper, snapshotter(snaps)])
     assert len(history["val_loss"]) == 4 and stopper.stopped_epoch == 3 and stopper.best_epoch == 1
     assert "val_loss did not improve for 2 epoch(s)" in trainer.stop_reason
     assert same(weights(model), snaps[1]) and not same(snaps[1], snaps[3])
