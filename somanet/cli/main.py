@@ -219,7 +219,7 @@ def cmd_train(args):
         checkpoint = ModelCheckpoint(**ck)
     except TypeError as exc:
         raise ConfigError(f"config 'checkpoint': {exc}") from None
-    nan_guard = TerminateOnNaN()
+    nan_guard = TerminateOnNaN(verbose=False)  # the command prints the report itself, once
     callbacks += [checkpoint, nan_guard]
     trainer = Trainer(run_dir=run_dir, plots=not args.no_plots, **(cfg.get("trainer") or {}))
 

@@ -385,10 +385,12 @@ class TerminateOnNaN(Callback):
 
     Args:
         check_gradients: also inspect every gradient (one vectorised check per parameter).
+        verbose: print the report to stderr when stopping.
     """
 
-    def __init__(self, check_gradients=True):
+    def __init__(self, check_gradients=True, verbose=True):
         self.check_gradients = check_gradients
+        self.verbose = verbose
         self.report = None
 
     def _bad_parameter(self, trainer):
@@ -444,7 +446,8 @@ class TerminateOnNaN(Callback):
         trainer.skip_optimizer_step = True
         trainer.stop_reason = (f"TerminateOnNaN: non-finite training at {where}: loss = {loss}; {grads}. "
                                f"Training stopped before this step's update.")
-        print(trainer.stop_reason, file=sys.stderr)
+        if self.verbose:
+            print(trainer.stop_reason, file=sys.stderr)
 
 
 class CSVLogger(Callback):

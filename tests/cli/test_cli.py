@@ -154,6 +154,18 @@ def test_config_file_and_overrides(tmp_path, monkeypatch, capsys):
     assert json.loads((tmp_path / "spirals" / "config.json").read_text())["recipe"] == "spirals-mlp"
 
 
+def test_a_diverging_run_exits_1_with_the_report(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", "--set", "optimizer.name=sgd", "--set", "optimizer.lr=1e30", "--out", "nan",
+                 "--no-plots"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.count("TerminateOnNaN") == 1
+    assert re.search(r"somanet: training failed: TerminateOnNaN: non-finite training at epoch 1, step \d+ "
+                     r"\(batch \d+ of the epoch\): loss = nan; first parameter with non-finite gradients: "
+                     r"'0\.weight'", err), err
+
+
 # ----------------------------------------------------------------------------- bad input
 def _error(capsys, args, code=2):
     assert main(args) == code
