@@ -299,6 +299,10 @@ class ModelCheckpoint(Callback):
 
     def on_fit_start(self, trainer, model):
         self._dir(trainer)
+        if not trainer.resumed:
+            self.best_model_path = self.best_model_score = self.last_model_path = None
+            self.best_k_models = {}
+            self._last_saved_step = None
 
     def _better(self, value, than):
         return value < than if self.mode == "min" else value > than

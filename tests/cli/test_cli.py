@@ -154,6 +154,25 @@ def test_config_file_and_overrides(tmp_path, monkeypatch, capsys):
     assert json.loads((tmp_path / "spirals" / "config.json").read_text())["recipe"] == "spirals-mlp"
 
 
+def test_mnist_lenet_with_a_data_dir(data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    mnist = os.path.join(data_dir, "mnist")
+    code = main(["train", "mnist-lenet", "--data-dir", mnist, "--epochs", "1", "--set", "data.limit=1920",
+                 "--lr", "0.003", "--out", "lenet", "--no-plots"])
+    assert code == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "Training mnist-lenet: 1920 training / 1000 validation samples" in out
+    assert main(["evaluate", "lenet"]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(re.search(r"^test \(2000 samples\): loss: [0-9.]+ - accuracy: ([0-9.]+)", out, re.M).group(1))
+    assert accuracy > 0.7, out  # one short epoch is far above chance (0.1)
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from somanet.data.datasets import MNIST
+    plt.imsave(tmp_path / "digit.png", MNIST(mnist, train=False).data[8000], cmap="gray")
+    assert main(["predict", "lenet", "digit.png"]) == 0
+    assert re.match(r"sample 0: predicted \d \(p=[0-9.]+\); top-3: ", capsys.readouterr().out)
+
+
 def test_a_diverging_run_exits_1_with_the_report(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code = main(["train", "--set", "optimizer.name=sgd", "--set", "optimizer.lr=1e30", "--out", "nan",
