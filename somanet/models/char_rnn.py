@@ -52,8 +52,9 @@ class CharRNN(nn.Module):
         if not isinstance(idx, Tensor) or idx.ndim != 2 or idx.dtype.kind not in "iu":
             raise ValueError(f"CharRNN: expected integer symbols of shape (N, T), got "
                              f"{getattr(idx, 'dtype', type(idx).__name__)} {tuple(getattr(idx, 'shape', ()))}")
-        x = self.embedding(transpose(idx, 0, 1))
-        out, state = self.rnn(x, state)
+        # The recurrent core reads the embedding table directly: for a small vocabulary its first layer's
+        # input projection is one row per symbol instead of one per position (same results).
+        out, state = self.rnn.forward_embedding(transpose(idx, 0, 1), self.embedding, state)
         logits = self.head(self.dropout(out))
         return transpose(logits, 0, 1), state
 

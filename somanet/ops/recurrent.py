@@ -16,7 +16,7 @@ reverse direction, a sequence that starts late starts from its initial state.
 
 Sigmoid gates are computed as ``0.5 * tanh(z / 2) + 0.5``: halving the gate rows of the weights is
 exact in binary floating point, so one ``tanh`` call covers every gate of a step and a fixed affine
-map turns the sigmoid columns into sigmoids.
+map turns the sigmoid rows into sigmoids.
 
 Shapes: ``T`` steps, ``B`` batch, ``I`` input features, ``H`` hidden size, ``P`` output (projection)
 size (``P == H`` without projection), ``N`` rows of a packed sequence.
@@ -31,7 +31,14 @@ __all__ = ["rnn_sequence", "lstm_sequence", "gru_sequence", "rnn_cell", "lstm_ce
 
 # --------------------------------------------------------------------------- sequence layout
 class _Layout:
-    """Where each time step lives in the flat ``(N, ...)`` row space, and in which order steps run."""
+    """Where each time step lives and in which order steps run.
+
+    Rows (inputs, outputs, the per-row gradients of the weights) are time-major: step ``t`` owns rows
+    ``offs[t] : offs[t] + bs[t]``. Inside the time loop everything is feature-major: a state is
+    ``(features, B)`` and the recurrent GEMM is ``W_hh @ h^T``, which BLAS runs markedly faster than
+    ``h @ W_hh^T`` for a small batch (the long weight dimension is the one split among threads), and
+    every gate of a step is one contiguous block.
+    """
 
     __slots__ = ("T", "B", "N", "bs", "offs", "order", "packed", "reverse")
 
@@ -53,56 +60,92 @@ class _Layout:
         self.reverse = reverse
         self.order = range(T - 1, -1, -1) if reverse else range(T)
 
-    def state_buffers(self, init, width, dtype, xp):
-        """``(out, prev)``: per-row outputs and, for the same rows, the state each step started from.
+    # Slots of a state stack (T + 1, features, B): step t reads slot ``prev_slot(t)`` and writes
+    # ``out_slot(t)``; the initial state sits in the extra slot.
+    def out_slot(self, t):
+        return t if self.reverse else t + 1
 
-        Padded input needs no copies: ``out`` and ``prev`` are two views of one buffer shifted by a
-        step, with the initial state in the extra step. Packed input copies ``prev`` per step
-        (see ``fill_prev``).
-        """
-        N, B = self.N, self.B
-        if self.packed:
-            return xp.empty((N, width), dtype), xp.empty((N, width), dtype)
-        buf = xp.empty((N + B, width), dtype)
-        if self.reverse:
-            buf[N:] = 0 if init is None else init
-            return buf[:N], buf[B:]
-        buf[:B] = 0 if init is None else init
-        return buf[B:], buf[:N]
+    def prev_slot(self, t):
+        return t + 1 if self.reverse else t
 
-    def fill_prev(self, t, out, prev, init):
-        """Packed input: copy the state step ``t`` starts from into ``prev``'s rows for that step."""
-        lo, b = self.offs[t], self.bs[t]
-        if not self.reverse:
-            if t == 0:
-                src = None
-                kept = 0
-            else:
-                kept = b
-                src = self.offs[t - 1]
+    def buffer(self, shape, dtype, xp):
+        """A per-step buffer; zeroed for packed input so the columns a step does not use stay finite."""
+        return xp.zeros(shape, dtype) if self.packed else xp.empty(shape, dtype)
+
+    def states(self, init, width, dtype, xp):
+        """The feature-major state stack (T + 1, width, B) with ``init`` (B, width) (or zeros) in place."""
+        S = self.buffer((self.T + 1, width, self.B), dtype, xp)
+        k = self.T if self.reverse else 0
+        if init is None:
+            S[k] = 0
         else:
-            if t == self.T - 1:
-                kept = 0
+            S[k] = init.T
+        return S
+
+    def prev_view(self, S):
+        """(T, width, B): for every step, the state it started from."""
+        return S[1:] if self.reverse else S[:-1]
+
+    def out_view(self, S):
+        """(T, width, B): for every step, the state it produced."""
+        return S[:-1] if self.reverse else S[1:]
+
+    def start_late(self, t, S, init):
+        """Packed, reverse direction: the sequences that begin at step ``t`` begin from their initial state."""
+        if self.packed and self.reverse and t < self.T - 1:
+            n, b = self.bs[t + 1], self.bs[t]
+            if n < b:
+                S[t + 1][:, n:b] = 0 if init is None else init[n:b].T
+
+    def rows(self, S, init, width, dtype, xp):
+        """``(out, prev)``: the per-row (N, width) outputs of the state stack and the states the same rows
+        started from (the left operand of the recurrent weight's gradient).
+
+        Padded input: ``out`` and ``prev`` are two views of one buffer shifted by a step, with the
+        initial state in the extra step, so ``prev`` costs nothing.
+        """
+        T, B, N = self.T, self.B, self.N
+        if not self.packed:
+            buf = xp.empty((N + B, width), dtype)
+            if self.reverse:
+                out, prev, first = buf[:N], buf[B:], buf[N:]
             else:
-                kept = self.bs[t + 1]
-                src = self.offs[t + 1]
+                out, prev, first = buf[B:], buf[:N], buf[:B]
+            np.copyto(out.reshape(T, B, width), self.out_view(S).transpose(0, 2, 1))
+            first[...] = 0 if init is None else init
+            return out, prev
+        out = xp.empty((N, width), dtype)
+        prev = xp.empty((N, width), dtype)
+        for t in range(T):
+            lo, b = self.offs[t], self.bs[t]
+            out[lo:lo + b] = S[self.out_slot(t)][:, :b].T
+        for t in range(T):
+            self._fill_prev(t, out, prev, init)
+        return out, prev
+
+    def _fill_prev(self, t, out, prev, init):
+        lo, b = self.offs[t], self.bs[t]
+        kept, src = 0, 0
+        if not self.reverse and t > 0:
+            kept, src = b, self.offs[t - 1]
+        elif self.reverse and t < self.T - 1:
+            kept, src = self.bs[t + 1], self.offs[t + 1]
         if kept:
             prev[lo:lo + kept] = out[src:src + kept]
         if kept < b:
             prev[lo + kept:lo + b] = 0 if init is None else init[kept:b]
 
-    def final_state(self, out, width, dtype, xp):
-        """The state of every batch entry after its last step, ``(B, width)``."""
-        B = self.B
+    def final_state(self, S, width, dtype, xp):
+        """The state of every batch entry after its own last step, ``(B, width)``."""
         if self.reverse:
-            return out[:B].copy()
+            return S[0].T.copy()
         if not self.packed:
-            return out[self.N - B:].copy()
-        res = xp.empty((B, width), dtype)
+            return S[self.T].T.copy()
+        res = xp.empty((self.B, width), dtype)
         for t in range(self.T):
             nxt = self.bs[t + 1] if t + 1 < self.T else 0
             if nxt < self.bs[t]:
-                res[nxt:self.bs[t]] = out[self.offs[t] + nxt:self.offs[t] + self.bs[t]]
+                res[nxt:self.bs[t]] = S[t + 1][:, nxt:self.bs[t]].T
         return res
 
 
@@ -126,24 +169,84 @@ def _grad_rows(grad, layout):
 
 
 def _state_grad(grad, B, width, dtype, xp):
-    return xp.zeros((B, width), dtype) if grad is None else grad.astype(dtype, copy=True)
-
-
-def _input_grads(ctx, dz, x2d, w_ih, x_shape, w_ih_index):
-    """``dx`` and ``dW_ih`` from the pre-activation gradient of every step, each one GEMM."""
-    dx = dz @ w_ih if _needs(ctx, 0) else None
-    if dx is not None:
-        dx = dx.reshape(x_shape)
-    dw_ih = dz.T @ x2d if _needs(ctx, w_ih_index) else None
-    return dx, dw_ih
-
-
-def _scaled_transpose(w, scale, xp):
-    """``(w * scale[:, None]).T`` as a C-ordered array, in one pass: the per-step GEMM ``h @ w.T`` runs
-    markedly faster on a C-ordered right operand than on a transposed view."""
-    out = xp.empty((w.shape[1], w.shape[0]), w.dtype)
-    np.multiply(w.T, scale, out=out)
+    """The incoming gradient of a final state (B, width) as a feature-major (width, B) accumulator."""
+    if grad is None:
+        return xp.zeros((width, B), dtype)
+    out = xp.empty((width, B), dtype)
+    out[...] = grad.T
     return out
+
+
+def _gate_scale(n_gates, H, sigmoid_gates, dtype, xp):
+    """Row scale of the gate pre-activations: 0.5 on sigmoid gates (see the module docstring), else 1."""
+    scale = xp.ones(n_gates * H, dtype)
+    for k in sigmoid_gates:
+        scale[k * H:(k + 1) * H] = 0.5
+    return scale
+
+
+def _input_projection(x, lay, w_ih, scale, bias, emb):
+    """Every step's input projection as one feature-major (G, N) array, and what backward needs of ``x``.
+
+    Dense input: ``(w_ih * scale) @ x^T + bias``, one GEMM. Token input (``emb`` given, ``x`` the int
+    symbols): the embedding table is projected once per vocabulary entry, ``(w_ih * scale) @ emb^T``,
+    and gathered by token, which replaces an (N, I) x (I, G) GEMM by a (V, I) x (I, G) one when the
+    vocabulary is small.
+    """
+    w = w_ih if scale is None else w_ih * scale[:, None]
+    if emb is None:
+        x2d = _flat_input(x, lay)
+        gx = np.matmul(w, x2d.T)
+        if bias is not None:
+            gx += bias[:, None]
+        return gx, x2d
+    tokens = x.reshape(-1)
+    table = np.matmul(w, emb.T)
+    if bias is not None:
+        table += bias[:, None]
+    return np.take(table, tokens, axis=1), tokens
+
+
+def _token_sums(parts, tokens, vocab, xp):
+    """Per-token sums of gradient columns: (G_p, N) -> (G_p, V) for each part, one GEMM with a one-hot."""
+    onehot = xp.zeros((tokens.size, vocab), parts[0].dtype)
+    onehot[np.arange(tokens.size), tokens] = 1
+    return [np.matmul(dz, onehot) for dz in parts]
+
+
+def _input_grads(ctx, parts, x_saved, w_ih, w_ih_index, emb, emb_index):
+    """``(dx, dW_ih, d_emb)`` from the pre-activation gradients of every step.
+
+    ``parts`` pairs row slices of ``w_ih`` with their (G_p, N) gradients (one part for RNN/LSTM, the
+    r,z and n rows for GRU). Dense input: ``dx = dz^T @ w_ih`` and ``dW_ih = dz @ x``, one GEMM each.
+    Token input: the gradients are first summed per vocabulary entry, then ``dW_ih = D @ emb`` and
+    ``d_emb = D^T @ w_ih`` are tiny GEMMs.
+    """
+    xp = backend.array_module(w_ih)
+    need_w = _needs(ctx, w_ih_index)
+    dw_ih = xp.empty_like(w_ih) if need_w else None
+    if emb is None:
+        dx = None
+        if _needs(ctx, 0):
+            for rows, dz in parts:
+                term = np.matmul(dz.T, w_ih[rows])
+                dx = term if dx is None else dx + term
+            dx = dx.reshape(ctx.x_shape)
+        if need_w:
+            for rows, dz in parts:
+                np.matmul(dz, x_saved, out=dw_ih[rows])
+        return dx, dw_ih, None
+    sums = _token_sums([dz for _, dz in parts], x_saved, emb.shape[0], xp)
+    d_emb = None
+    for (rows, _), D in zip(parts, sums):
+        if need_w:
+            np.matmul(D, emb, out=dw_ih[rows])
+        if _needs(ctx, emb_index):
+            term = np.matmul(D.T, w_ih[rows])
+            d_emb = term if d_emb is None else d_emb + term
+    if d_emb is not None and ctx.padding_idx is not None:
+        d_emb[ctx.padding_idx] = 0
+    return None, dw_ih, d_emb
 
 
 # --------------------------------------------------------------------------- Elman RNN
@@ -155,43 +258,39 @@ class RNNSequence(Function):
     ``batch_sizes`` for packed input, ``reverse``. Returns ``(output, h_n)``: (T, B, H) or (N, H), and (B, H).
     """
 
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", batch_sizes=None, reverse=False):
-        xp = backend.array_module(x)
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, emb=None, nonlinearity="tanh", batch_sizes=None, reverse=False,
+                padding_idx=None):
+        xp = backend.array_module(w_hh)
         lay = _Layout(x, batch_sizes, reverse)
-        dtype = x.dtype
+        dtype = w_hh.dtype
         H = w_hh.shape[0]
-        x2d = _flat_input(x, lay)
-        out, prev = lay.state_buffers(h0, H, dtype, xp)
-        # The input projection of every step lands directly in the output rows; the loop adds the
-        # recurrent part and applies the nonlinearity in place.
-        np.matmul(x2d, w_ih.T, out=out)
-        if b_ih is not None:
-            out += b_ih + b_hh
-        w_hh_t = np.ascontiguousarray(w_hh.T)  # the per-step GEMM runs faster on a C-ordered operand
-        tmp = xp.empty((lay.B, H), dtype)
+        gx, x_saved = _input_projection(x, lay, w_ih, None, None if b_ih is None else b_ih + b_hh, emb)
+        hs = lay.states(h0, H, dtype, xp)
         relu = nonlinearity == "relu"
         for t in lay.order:
             lo, b = lay.offs[t], lay.bs[t]
-            if lay.packed:
-                lay.fill_prev(t, out, prev, h0)
-            rows = out[lo:lo + b]
-            np.matmul(prev[lo:lo + b], w_hh_t, out=tmp[:b])
-            rows += tmp[:b]
+            lay.start_late(t, hs, h0)
+            h = hs[lay.out_slot(t)][:, :b]
+            np.matmul(w_hh, hs[lay.prev_slot(t)][:, :b], out=h)
+            h += gx[:, lo:lo + b]
             if relu:
-                np.maximum(rows, 0, out=rows)
+                np.maximum(h, 0, out=h)
             else:
-                np.tanh(rows, out=rows)
-        h_n = lay.final_state(out, H, dtype, xp)
-        ctx.save_for_backward(x2d, out, prev, w_ih, w_hh)
+                np.tanh(h, out=h)
+        out, prev = lay.rows(hs, h0, H, dtype, xp)
+        h_n = lay.final_state(hs, H, dtype, xp)
+        ctx.save_for_backward(x_saved, hs, prev, w_ih, w_hh, emb)
         ctx.lay, ctx.relu, ctx.x_shape, ctx.has_bias = lay, relu, x.shape, b_ih is not None
+        ctx.padding_idx = padding_idx
         return _shape_out(out, x, lay), h_n
 
     def backward(ctx, grad_out, grad_hn):
-        x2d, out, prev, w_ih, w_hh = ctx.saved
+        x_saved, hs, prev, w_ih, w_hh, emb = ctx.saved
         lay = ctx.lay
-        xp = backend.array_module(out)
-        dtype = out.dtype
+        xp = backend.array_module(hs)
+        dtype = hs.dtype
         H = w_hh.shape[0]
+        out = lay.out_view(hs)
         # Derivative of the nonlinearity for every step at once, from its output.
         if ctx.relu:
             deriv = (out > 0).astype(dtype)
@@ -199,31 +298,24 @@ class RNNSequence(Function):
             deriv = out * out
             np.subtract(1, deriv, out=deriv)
         g_rows = _grad_rows(grad_out, lay)
-        dz = xp.empty_like(out)
+        dz = xp.empty((H, lay.N), dtype)
         dh = _state_grad(grad_hn, lay.B, H, dtype, xp)
+        w_hh_t = np.ascontiguousarray(w_hh.T)
         for t in reversed(lay.order):
             lo, b = lay.offs[t], lay.bs[t]
-            d = dh[:b]
+            d = dh[:, :b]
             if g_rows is not None:
-                d += g_rows[lo:lo + b]
-            np.multiply(d, deriv[lo:lo + b], out=dz[lo:lo + b])
-            np.matmul(dz[lo:lo + b], w_hh, out=d)
-        dx, dw_ih = _input_grads(ctx, dz, x2d, w_ih, ctx.x_shape, 2)
-        dw_hh = dz.T @ prev if _needs(ctx, 3) else None
-        db = dz.sum(0) if ctx.has_bias else None
-        return dx, dh, dw_ih, dw_hh, db, db
+                d += g_rows[lo:lo + b].T
+            dzt = dz[:, lo:lo + b]
+            np.multiply(d, deriv[t][:, :b], out=dzt)
+            np.matmul(w_hh_t, dzt, out=d)
+        dx, dw_ih, d_emb = _input_grads(ctx, [(slice(None), dz)], x_saved, w_ih, 2, emb, 6)
+        dw_hh = dz @ prev if _needs(ctx, 3) else None
+        db = dz.sum(1) if ctx.has_bias else None
+        return dx, np.ascontiguousarray(dh.T), dw_ih, dw_hh, db, db, d_emb
 
 
 # --------------------------------------------------------------------------- LSTM
-def _lstm_gate_scale(H, dtype, xp):
-    """Row scale for the gate pre-activations (i, f, g, o) and the affine map back to sigmoids."""
-    scale = xp.full(4 * H, 0.5, dtype)
-    scale[2 * H:3 * H] = 1
-    shift = xp.full(4 * H, 0.5, dtype)
-    shift[2 * H:3 * H] = 0
-    return scale, shift
-
-
 class LSTMSequence(Function):
     """LSTM layer-direction with PyTorch's gates ``i, f, g, o`` and optional projection ``W_hr``.
 
@@ -235,64 +327,61 @@ class LSTMSequence(Function):
     Returns ``(output, h_n, c_n)``: (T, B, P) or (N, P), (B, P), (B, H).
     """
 
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes=None, reverse=False):
-        xp = backend.array_module(x)
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, emb=None, batch_sizes=None, reverse=False,
+                padding_idx=None):
+        xp = backend.array_module(w_hh)
         lay = _Layout(x, batch_sizes, reverse)
-        dtype = x.dtype
+        dtype = w_hh.dtype
         H = w_hh.shape[0] // 4
         P = w_hh.shape[1]
-        N, B = lay.N, lay.B
-        x2d = _flat_input(x, lay)
-        scale, shift = _lstm_gate_scale(H, dtype, xp)
-        gates = np.matmul(x2d, (w_ih * scale[:, None]).T)
-        if b_ih is not None:
-            gates += (b_ih + b_hh) * scale
-        w_hh_t = _scaled_transpose(w_hh, scale, xp)
-        hout, hprev = lay.state_buffers(h0, P, dtype, xp)
-        cout, cprev = lay.state_buffers(c0, H, dtype, xp)
-        tanh_c = xp.empty((N, H), dtype)
-        if w_hr is not None:
-            cell_out = xp.empty((N, H), dtype)
-            w_hr_t = np.ascontiguousarray(w_hr.T)
-        tmp_g = xp.empty((B, 4 * H), dtype)
-        tmp_h = xp.empty((B, H), dtype)
+        T, B, N = lay.T, lay.B, lay.N
+        scale = _gate_scale(4, H, (0, 1, 3), dtype, xp)
+        gx, x_saved = _input_projection(x, lay, w_ih, scale, None if b_ih is None else (b_ih + b_hh) * scale, emb)
+        w_hh_s = w_hh * scale[:, None]
+        hs = lay.states(h0, P, dtype, xp)
+        cs = lay.states(c0, H, dtype, xp)
+        gates = lay.buffer((T, 4 * H, B), dtype, xp)
+        tanh_c = lay.buffer((T, H, B), dtype, xp)
+        cell_out = xp.empty((H, N), dtype) if w_hr is not None else None
+        tmp_g = xp.empty((4 * H, B), dtype)
+        tmp_h = xp.empty((H, B), dtype)
         for t in lay.order:
             lo, b = lay.offs[t], lay.bs[t]
-            hi = lo + b
-            if lay.packed:
-                lay.fill_prev(t, hout, hprev, h0)
-                lay.fill_prev(t, cout, cprev, c0)
-            g = gates[lo:hi]
-            np.matmul(hprev[lo:hi], w_hh_t, out=tmp_g[:b])
-            g += tmp_g[:b]
+            lay.start_late(t, hs, h0)
+            lay.start_late(t, cs, c0)
+            prev, nxt = lay.prev_slot(t), lay.out_slot(t)
+            g = gates[t][:, :b]
+            np.matmul(w_hh_s, hs[prev][:, :b], out=tmp_g[:, :b])
+            np.add(tmp_g[:, :b], gx[:, lo:lo + b], out=g)
             np.tanh(g, out=g)
-            g *= scale
-            g += shift
-            c = cout[lo:hi]
-            np.multiply(g[:, H:2 * H], cprev[lo:hi], out=c)
-            np.multiply(g[:, :H], g[:, 2 * H:3 * H], out=tmp_h[:b])
-            c += tmp_h[:b]
-            tc = tanh_c[lo:hi]
+            for sig in (g[:2 * H], g[3 * H:]):
+                sig *= 0.5
+                sig += 0.5
+            c = cs[nxt][:, :b]
+            np.multiply(g[H:2 * H], cs[prev][:, :b], out=c)
+            np.multiply(g[:H], g[2 * H:3 * H], out=tmp_h[:, :b])
+            c += tmp_h[:, :b]
+            tc = tanh_c[t][:, :b]
             np.tanh(c, out=tc)
             if w_hr is None:
-                np.multiply(g[:, 3 * H:], tc, out=hout[lo:hi])
+                np.multiply(g[3 * H:], tc, out=hs[nxt][:, :b])
             else:
-                m = cell_out[lo:hi]
-                np.multiply(g[:, 3 * H:], tc, out=m)
-                np.matmul(m, w_hr_t, out=hout[lo:hi])
-        h_n = lay.final_state(hout, P, dtype, xp)
-        c_n = lay.final_state(cout, H, dtype, xp)
-        ctx.save_for_backward(x2d, gates, cprev, tanh_c, hprev, w_ih, w_hh,
-                              cell_out if w_hr is not None else None, w_hr)
-        ctx.lay, ctx.x_shape, ctx.has_bias = lay, x.shape, b_ih is not None
-        return _shape_out(hout, x, lay), h_n, c_n
+                m = cell_out[:, lo:lo + b]
+                np.multiply(g[3 * H:], tc, out=m)
+                np.matmul(w_hr, m, out=hs[nxt][:, :b])
+        out, hprev = lay.rows(hs, h0, P, dtype, xp)
+        h_n = lay.final_state(hs, P, dtype, xp)
+        c_n = lay.final_state(cs, H, dtype, xp)
+        ctx.save_for_backward(x_saved, gates, cs, tanh_c, hprev, w_ih, w_hh, cell_out, w_hr, emb)
+        ctx.lay, ctx.x_shape, ctx.has_bias, ctx.padding_idx = lay, x.shape, b_ih is not None, padding_idx
+        return _shape_out(out, x, lay), h_n, c_n
 
     def backward(ctx, grad_out, grad_hn, grad_cn):
-        x2d, gates, cprev, tanh_c, hprev, w_ih, w_hh, cell_out, w_hr = ctx.saved
+        x_saved, gates, cs, tanh_c, hprev, w_ih, w_hh, cell_out, w_hr, emb = ctx.saved
         lay = ctx.lay
         xp = backend.array_module(gates)
         dtype = gates.dtype
-        N, B = lay.N, lay.B
+        T, B, N = lay.T, lay.B, lay.N
         H = w_hh.shape[0] // 4
         P = w_hh.shape[1]
         i, f, g, o = (gates[:, k * H:(k + 1) * H] for k in range(4))
@@ -300,50 +389,53 @@ class LSTMSequence(Function):
         # pre[:, gate] * dc (or * dm for o) is the gradient of that gate's pre-activation.
         pre = 1 - gates
         pre *= gates
-        pre[:, 2 * H:3 * H] = g * g
-        np.subtract(1, pre[:, 2 * H:3 * H], out=pre[:, 2 * H:3 * H])
+        pre_g = pre[:, 2 * H:3 * H]
+        np.multiply(g, g, out=pre_g)
+        np.subtract(1, pre_g, out=pre_g)
         pre[:, :H] *= g
-        pre[:, H:2 * H] *= cprev
-        pre[:, 2 * H:3 * H] *= i
+        pre[:, H:2 * H] *= lay.prev_view(cs)
+        pre_g *= i
         pre[:, 3 * H:] *= tanh_c
         dc_from_m = tanh_c * tanh_c
         np.subtract(1, dc_from_m, out=dc_from_m)
         dc_from_m *= o
-        pre3 = pre.reshape(N, 4, H)
+        pre4 = pre.reshape(T, 4, H, B)
 
         g_rows = _grad_rows(grad_out, lay)
-        dz = xp.empty((N, 4 * H), dtype)
-        dz3 = dz.reshape(N, 4, H)
+        dz = xp.empty((4 * H, N), dtype)
+        dz4 = dz.reshape(4, H, N)
         dh = _state_grad(grad_hn, B, P, dtype, xp)
         dc = _state_grad(grad_cn, B, H, dtype, xp)
-        tmp = xp.empty((B, H), dtype)
+        w_hh_t = np.ascontiguousarray(w_hh.T)
+        tmp = xp.empty((H, B), dtype)
         if w_hr is not None:
-            dh_rows = xp.empty((N, P), dtype)
-            dm_buf = xp.empty((B, H), dtype)
+            dh_cols = xp.empty((P, N), dtype)
+            dm_buf = xp.empty((H, B), dtype)
+            w_hr_t = np.ascontiguousarray(w_hr.T)
         for t in reversed(lay.order):
             lo, b = lay.offs[t], lay.bs[t]
             hi = lo + b
-            d = dh[:b]
+            d = dh[:, :b]
             if g_rows is not None:
-                d += g_rows[lo:hi]
+                d += g_rows[lo:hi].T
             if w_hr is None:
                 dm = d
             else:
-                dh_rows[lo:hi] = d
-                dm = dm_buf[:b]
-                np.matmul(d, w_hr, out=dm)
-            dct = dc[:b]
-            np.multiply(dm, dc_from_m[lo:hi], out=tmp[:b])
-            dct += tmp[:b]
-            np.multiply(pre3[lo:hi, :3], dct[:, None, :], out=dz3[lo:hi, :3])
-            np.multiply(pre3[lo:hi, 3], dm, out=dz3[lo:hi, 3])
-            dct *= f[lo:hi]
-            np.matmul(dz[lo:hi], w_hh, out=d)
-        dx, dw_ih = _input_grads(ctx, dz, x2d, w_ih, ctx.x_shape, 3)
-        dw_hh = dz.T @ hprev if _needs(ctx, 4) else None
-        db = dz.sum(0) if ctx.has_bias else None
-        dw_hr = dh_rows.T @ cell_out if w_hr is not None else None
-        return dx, dh, dc, dw_ih, dw_hh, db, db, dw_hr
+                dh_cols[:, lo:hi] = d
+                dm = dm_buf[:, :b]
+                np.matmul(w_hr_t, d, out=dm)
+            dct = dc[:, :b]
+            np.multiply(dm, dc_from_m[t][:, :b], out=tmp[:, :b])
+            dct += tmp[:, :b]
+            np.multiply(pre4[t, :3, :, :b], dct, out=dz4[:3, :, lo:hi])
+            np.multiply(pre4[t, 3, :, :b], dm, out=dz4[3, :, lo:hi])
+            dct *= f[t][:, :b]
+            np.matmul(w_hh_t, dz[:, lo:hi], out=d)
+        dx, dw_ih, d_emb = _input_grads(ctx, [(slice(None), dz)], x_saved, w_ih, 3, emb, 8)
+        dw_hh = dz @ hprev if _needs(ctx, 4) else None
+        db = dz.sum(1) if ctx.has_bias else None
+        dw_hr = dh_cols @ cell_out.T if w_hr is not None else None
+        return dx, np.ascontiguousarray(dh.T), np.ascontiguousarray(dc.T), dw_ih, dw_hh, db, db, dw_hr, d_emb
 
 
 # --------------------------------------------------------------------------- GRU
@@ -357,60 +449,60 @@ class GRUSequence(Function):
     ``w_hh`` (3H, H); ``b_ih``, ``b_hh`` (3H,) or None. Returns ``(output, h_n)``.
     """
 
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes=None, reverse=False):
-        xp = backend.array_module(x)
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, emb=None, batch_sizes=None, reverse=False, padding_idx=None):
+        xp = backend.array_module(w_hh)
         lay = _Layout(x, batch_sizes, reverse)
-        dtype = x.dtype
+        dtype = w_hh.dtype
         H = w_hh.shape[1]
-        N, B = lay.N, lay.B
-        x2d = _flat_input(x, lay)
-        scale = xp.full(3 * H, 0.5, dtype)
-        scale[2 * H:] = 1
-        # ``act`` starts as the input projection and becomes the gate activations (r, z, n) step by step.
-        act = np.matmul(x2d, (w_ih * scale[:, None]).T)
+        T, B = lay.T, lay.B
+        scale = _gate_scale(3, H, (0, 1), dtype, xp)
+        bias = None
         if b_ih is not None:
-            act += b_ih * scale
-        if b_hh is not None:
-            act[:, :2 * H] += 0.5 * b_hh[:2 * H]
-            b_hn = b_hh[2 * H:]
-        w_hh_t = _scaled_transpose(w_hh, scale, xp)
-        hout, hprev = lay.state_buffers(h0, H, dtype, xp)
-        hn_part = xp.empty((N, H), dtype)  # W_hn h + b_hn, needed by backward
-        tmp = xp.empty((B, 3 * H), dtype)
-        tmp_h = xp.empty((B, H), dtype)
+            # b_hr and b_hz add to the input side; b_hn stays inside r * (W_hn h + b_hn).
+            bias = b_ih * scale
+            bias[:2 * H] += 0.5 * b_hh[:2 * H]
+        gx, x_saved = _input_projection(x, lay, w_ih, scale, bias, emb)
+        b_hn = None if b_hh is None else b_hh[2 * H:, None]
+        w_hh_s = w_hh * scale[:, None]
+        hs = lay.states(h0, H, dtype, xp)
+        act = lay.buffer((T, 3 * H, B), dtype, xp)      # r, z, n of every step
+        hn_part = lay.buffer((T, H, B), dtype, xp)      # W_hn h + b_hn, needed by backward
+        tmp = xp.empty((3 * H, B), dtype)
+        tmp_h = xp.empty((H, B), dtype)
         for t in lay.order:
             lo, b = lay.offs[t], lay.bs[t]
             hi = lo + b
-            if lay.packed:
-                lay.fill_prev(t, hout, hprev, h0)
-            hp = hprev[lo:hi]
-            gh = tmp[:b]
-            np.matmul(hp, w_hh_t, out=gh)
-            rz = act[lo:hi, :2 * H]
-            rz += gh[:, :2 * H]
+            lay.start_late(t, hs, h0)
+            hp = hs[lay.prev_slot(t)][:, :b]
+            gh = tmp[:, :b]
+            np.matmul(w_hh_s, hp, out=gh)
+            a = act[t][:, :b]
+            rz = a[:2 * H]
+            np.add(gh[:2 * H], gx[:2 * H, lo:hi], out=rz)
             np.tanh(rz, out=rz)
             rz *= 0.5
             rz += 0.5
-            hn = hn_part[lo:hi]
-            if b_hh is not None:
-                np.add(gh[:, 2 * H:], b_hn, out=hn)
+            hn = hn_part[t][:, :b]
+            if b_hn is not None:
+                np.add(gh[2 * H:], b_hn, out=hn)
             else:
-                hn[...] = gh[:, 2 * H:]
-            n = act[lo:hi, 2 * H:]
-            np.multiply(rz[:, :H], hn, out=tmp_h[:b])
-            n += tmp_h[:b]
+                hn[...] = gh[2 * H:]
+            n = a[2 * H:]
+            np.multiply(rz[:H], hn, out=n)
+            n += gx[2 * H:, lo:hi]
             np.tanh(n, out=n)
-            h = hout[lo:hi]
+            h = hs[lay.out_slot(t)][:, :b]
             np.subtract(hp, n, out=h)
-            h *= rz[:, H:]
+            h *= rz[H:]
             h += n
-        h_n = lay.final_state(hout, H, dtype, xp)
-        ctx.save_for_backward(x2d, act, hn_part, hprev, w_ih, w_hh)
-        ctx.lay, ctx.x_shape, ctx.has_bias = lay, x.shape, b_ih is not None
-        return _shape_out(hout, x, lay), h_n
+        out, hprev = lay.rows(hs, h0, H, dtype, xp)
+        h_n = lay.final_state(hs, H, dtype, xp)
+        ctx.save_for_backward(x_saved, act, hn_part, hs, hprev, w_ih, w_hh, emb)
+        ctx.lay, ctx.x_shape, ctx.has_bias, ctx.padding_idx = lay, x.shape, b_ih is not None, padding_idx
+        return _shape_out(out, x, lay), h_n
 
     def backward(ctx, grad_out, grad_hn):
-        x2d, act, hn_part, hprev, w_ih, w_hh = ctx.saved
+        x_saved, act, hn_part, hs, hprev, w_ih, w_hh, emb = ctx.saved
         lay = ctx.lay
         xp = backend.array_module(act)
         dtype = act.dtype
@@ -422,50 +514,42 @@ class GRUSequence(Function):
         a_n = n * n
         np.subtract(1, a_n, out=a_n)
         a_n *= 1 - z
-        a_z = hprev - n
+        a_z = lay.prev_view(hs) - n
         a_z *= z
         a_z *= 1 - z
         a_r = r * (1 - r)
         a_r *= hn_part
         g_rows = _grad_rows(grad_out, lay)
         # Recurrent-side pre-activation gradients (r, z, r * dn_pre) and the input-side n gradient.
-        dzh = xp.empty((N, 3 * H), dtype)
-        dn_in = xp.empty((N, H), dtype)
+        dzh = xp.empty((3 * H, N), dtype)
+        dn_in = xp.empty((H, N), dtype)
         dh = _state_grad(grad_hn, B, H, dtype, xp)
-        tmp = xp.empty((B, H), dtype)
+        w_hh_t = np.ascontiguousarray(w_hh.T)
+        tmp = xp.empty((H, B), dtype)
         for t in reversed(lay.order):
             lo, b = lay.offs[t], lay.bs[t]
             hi = lo + b
-            d = dh[:b]
+            d = dh[:, :b]
             if g_rows is not None:
-                d += g_rows[lo:hi]
-            dzt = dzh[lo:hi]
-            dnt = dn_in[lo:hi]
-            np.multiply(d, a_n[lo:hi], out=dnt)
-            np.multiply(d, a_z[lo:hi], out=dzt[:, H:2 * H])
-            np.multiply(dnt, a_r[lo:hi], out=dzt[:, :H])
-            np.multiply(dnt, r[lo:hi], out=dzt[:, 2 * H:])
-            np.multiply(d, z[lo:hi], out=tmp[:b])
-            np.matmul(dzt, w_hh, out=d)
-            d += tmp[:b]
-        drz = dzh[:, :2 * H]
-        dx = None
-        if _needs(ctx, 0):
-            dx = drz @ w_ih[:2 * H]
-            dx += dn_in @ w_ih[2 * H:]
-            dx = dx.reshape(ctx.x_shape)
-        dw_ih = None
-        if _needs(ctx, 2):
-            dw_ih = xp.empty_like(w_ih)
-            np.matmul(drz.T, x2d, out=dw_ih[:2 * H])
-            np.matmul(dn_in.T, x2d, out=dw_ih[2 * H:])
-        dw_hh = dzh.T @ hprev if _needs(ctx, 3) else None
+                d += g_rows[lo:hi].T
+            dzt = dzh[:, lo:hi]
+            dnt = dn_in[:, lo:hi]
+            np.multiply(d, a_n[t][:, :b], out=dnt)
+            np.multiply(d, a_z[t][:, :b], out=dzt[H:2 * H])
+            np.multiply(dnt, a_r[t][:, :b], out=dzt[:H])
+            np.multiply(dnt, r[t][:, :b], out=dzt[2 * H:])
+            np.multiply(d, z[t][:, :b], out=tmp[:, :b])
+            np.matmul(w_hh_t, dzt, out=d)
+            d += tmp[:, :b]
+        dx, dw_ih, d_emb = _input_grads(ctx, [(slice(0, 2 * H), dzh[:2 * H]), (slice(2 * H, 3 * H), dn_in)], x_saved,
+                                        w_ih, 2, emb, 6)
+        dw_hh = dzh @ hprev if _needs(ctx, 3) else None
         db_ih = db_hh = None
         if ctx.has_bias:
-            db_hh = dzh.sum(0)
+            db_hh = dzh.sum(1)
             db_ih = db_hh.copy()
-            db_ih[2 * H:] = dn_in.sum(0)
-        return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+            db_ih[2 * H:] = dn_in.sum(1)
+        return dx, np.ascontiguousarray(dh.T), dw_ih, dw_hh, db_ih, db_hh, d_emb
 
 
 # --------------------------------------------------------------------------- cells: one step
@@ -478,7 +562,7 @@ class RNNCellStep(RNNSequence):
         return h_n
 
     def backward(ctx, grad):
-        return RNNSequence.backward(ctx, None, grad)
+        return RNNSequence.backward(ctx, None, grad)[:6]
 
 
 class LSTMCellStep(LSTMSequence):
@@ -490,7 +574,7 @@ class LSTMCellStep(LSTMSequence):
         return h_n, c_n
 
     def backward(ctx, grad_h, grad_c):
-        return LSTMSequence.backward(ctx, None, grad_h, grad_c)[:-1]
+        return LSTMSequence.backward(ctx, None, grad_h, grad_c)[:7]
 
 
 class GRUCellStep(GRUSequence):
@@ -502,37 +586,46 @@ class GRUCellStep(GRUSequence):
         return h_n
 
     def backward(ctx, grad):
-        return GRUSequence.backward(ctx, None, grad)
+        return GRUSequence.backward(ctx, None, grad)[:6]
 
 
 # --------------------------------------------------------------------------- functional wrappers
 def rnn_sequence(input, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh",
-                 batch_sizes=None, reverse=False):
+                 batch_sizes=None, reverse=False, embedding=None, padding_idx=None):
     """Run one Elman RNN layer in one direction over a sequence; see ``RNNSequence``.
 
     ``input`` (T, B, I) time-major, or packed rows (N, I) with ``batch_sizes``. Returns ``(output, h_n)``.
+    With ``embedding`` (V, I), ``input`` holds int symbols, (T, B) or packed (N,), and the layer runs on
+    ``embedding[input]`` without materialising it (``padding_idx``: an embedding row without gradient).
     """
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"rnn_sequence(): unknown nonlinearity {nonlinearity!r}; expected 'tanh' or 'relu'")
-    return RNNSequence.apply(input, h0, weight_ih, weight_hh, bias_ih, bias_hh, nonlinearity=nonlinearity,
-                             batch_sizes=batch_sizes, reverse=reverse)
+    return RNNSequence.apply(input, h0, weight_ih, weight_hh, bias_ih, bias_hh, embedding, nonlinearity=nonlinearity,
+                             batch_sizes=batch_sizes, reverse=reverse, padding_idx=padding_idx)
 
 
 def lstm_sequence(input, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, weight_hr=None,
-                  batch_sizes=None, reverse=False):
+                  batch_sizes=None, reverse=False, embedding=None, padding_idx=None):
     """Run one LSTM layer in one direction over a sequence; see ``LSTMSequence``.
 
     ``input`` (T, B, I) time-major, or packed rows (N, I) with ``batch_sizes``.
     Returns ``(output, h_n, c_n)``.
+    With ``embedding`` (V, I), ``input`` holds int symbols, (T, B) or packed (N,), and the layer runs on
+    ``embedding[input]`` without materialising it (``padding_idx``: an embedding row without gradient).
     """
-    return LSTMSequence.apply(input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr,
-                              batch_sizes=batch_sizes, reverse=reverse)
+    return LSTMSequence.apply(input, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, weight_hr, embedding,
+                              batch_sizes=batch_sizes, reverse=reverse, padding_idx=padding_idx)
 
 
-def gru_sequence(input, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, batch_sizes=None, reverse=False):
-    """Run one GRU layer in one direction over a sequence; see ``GRUSequence``. Returns ``(output, h_n)``."""
-    return GRUSequence.apply(input, h0, weight_ih, weight_hh, bias_ih, bias_hh, batch_sizes=batch_sizes,
-                             reverse=reverse)
+def gru_sequence(input, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, batch_sizes=None, reverse=False,
+                 embedding=None, padding_idx=None):
+    """Run one GRU layer in one direction over a sequence; see ``GRUSequence``. Returns ``(output, h_n)``.
+
+    With ``embedding`` (V, I), ``input`` holds int symbols, (T, B) or packed (N,), and the layer runs on
+    ``embedding[input]`` without materialising it (``padding_idx``: an embedding row without gradient).
+    """
+    return GRUSequence.apply(input, h0, weight_ih, weight_hh, bias_ih, bias_hh, embedding, batch_sizes=batch_sizes,
+                             reverse=reverse, padding_idx=padding_idx)
 
 
 def rnn_cell(input, hx, weight_ih, weight_hh, bias_ih=None, bias_hh=None, nonlinearity="tanh"):

@@ -324,3 +324,66 @@ def test_errors_name_module_and_shapes():
         nn.RNN(I, H, nonlinearity="gelu")
     with pytest.raises(ValueError, match="dropout should be a number in range"):
         nn.GRU(I, H, dropout=1.5)
+
+
+# --------------------------------------------------------------------------- token input through an embedding table
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("bidirectional,batch_first,padding_idx", [(False, False, None), (True, True, 2)])
+def test_forward_embedding_matches_torch_embedding_then_rnn(kind, bidirectional, batch_first, padding_idx):
+    """``forward_embedding(tokens, emb)`` == PyTorch's ``rnn(emb(tokens))``, embedding gradient included."""
+    torch = torch_or_skip()
+    rng = np.random.default_rng(20)
+    V = 7
+    s_rnn, t_rnn = _pair(kind, input_size=I, hidden_size=H, num_layers=2, bidirectional=bidirectional,
+                         batch_first=batch_first)
+    t_emb = torch.nn.Embedding(V, I, padding_idx=padding_idx)
+    s_emb = nn.Embedding(V, I, padding_idx=padding_idx)
+    copy_state(t_emb, s_emb)
+    tokens = rng.integers(0, V, (B, T) if batch_first else (T, B))
+    D = 2 if bidirectional else 1
+    h0 = _randn(rng, 2 * D, B, H)
+    state = (lambda h: (h, h * 0.5)) if kind == "lstm" else (lambda h: h)
+    s_out, s_state = s_rnn.forward_embedding(somanet.tensor(tokens), s_emb, state(somanet.tensor(h0)))
+    t_out, t_state = t_rnn(t_emb(torch.tensor(tokens)), state(torch.tensor(h0)))
+    assert_close(s_out, t_out, what="output")
+    g = _randn(rng, *t_out.shape)
+    s_hn = s_state[0] if kind == "lstm" else s_state
+    t_hn = t_state[0] if kind == "lstm" else t_state
+    (s_out * somanet.tensor(g)).sum().backward(retain_graph=True)
+    s_hn.sum().backward()
+    ((t_out * torch.tensor(g)).sum() + t_hn.sum()).backward()
+    assert_close(s_emb.weight.grad, t_emb.weight.grad, what="embedding gradient")
+    for name, tp in t_rnn.named_parameters():
+        assert_close(dict(s_rnn.named_parameters())[name].grad, tp.grad, what=name)
+    if padding_idx is not None:
+        assert not np.any(s_emb.weight.grad.data[padding_idx])
+
+
+def test_forward_embedding_large_vocabulary_and_errors():
+    rng = np.random.default_rng(21)
+    lstm = nn.LSTM(I, H)
+    big = nn.Embedding(500, I)          # more symbols than positions: the plain path is used
+    tokens = somanet.tensor(rng.integers(0, 500, (T, B)))
+    out, _ = lstm.forward_embedding(tokens, big)
+    assert_close(out, lstm(big(tokens))[0])
+    with pytest.raises(IndexError, match=r"token ids must be in \[0, 500\)"):
+        lstm.forward_embedding(somanet.tensor([[500]]), big)
+    with pytest.raises(RuntimeError, match="embedding_dim 3 must equal input_size 4"):
+        lstm.forward_embedding(tokens, nn.Embedding(10, 3))
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_gradcheck_token_input(kind):
+    rng = np.random.default_rng(22)
+    tokens = rng.integers(0, 4, (3, 2))
+    emb = _f64(rng, 4, 3)
+    h0 = _f64(rng, 2, 2)
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
+    w = _weights(rng, gates, 3, 2)
+    if kind == "lstm":
+        fn = lambda e, h, *w: R.lstm_sequence(tokens, h, h, *w, embedding=e, reverse=True)  # noqa: E731
+    elif kind == "gru":
+        fn = lambda e, h, *w: R.gru_sequence(tokens, h, *w, embedding=e)  # noqa: E731
+    else:
+        fn = lambda e, h, *w: R.rnn_sequence(tokens, h, *w, embedding=e)  # noqa: E731
+    assert gradcheck(fn, [emb, h0, *w])

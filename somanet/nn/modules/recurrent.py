@@ -160,6 +160,40 @@ class RNNBase(Module):
         None; for LSTM a tuple ``(h_0, c_0)`` with ``c_0`` (D*num_layers, N, H_cell).
         Returns ``(output, h_n)`` (LSTM: ``(output, (h_n, c_n))``), output (L, N, D*H_out) or packed.
         """
+        return self._forward(input, hx)
+
+    def forward_embedding(self, tokens, embedding, hx=None):
+        """``self(embedding(tokens), hx)`` without materialising the embedded sequence.
+
+        ``tokens``: int (L, N) ((N, L) with ``batch_first``, (L,) unbatched); ``embedding``: an
+        ``Embedding`` whose ``embedding_dim`` is ``input_size``. The first layer's input projection is
+        computed once per vocabulary entry and gathered by token, and its gradient is summed per entry
+        before the weight GEMMs: for a small vocabulary (characters) this replaces the largest GEMMs of
+        the first layer by tiny ones. Same results and gradients (embedding weight included) as the
+        plain call, which is used instead when the vocabulary is large or the embedding renormalises
+        rows (``max_norm``) or scales gradients by frequency.
+        """
+        name = self._name
+        if not isinstance(tokens, Tensor) or tokens.dtype.kind not in "iu" or tokens.ndim not in (1, 2):
+            raise ValueError(f"{name}.forward_embedding(): tokens must be an integer tensor (L, N), (N, L) or (L,), "
+                             f"got {getattr(tokens, 'dtype', type(tokens).__name__)} "
+                             f"{tuple(getattr(tokens, 'shape', ()))}")
+        weight = embedding.weight
+        V, E = weight.shape
+        if E != self.input_size:
+            raise RuntimeError(f"{name}.forward_embedding(): embedding_dim {E} must equal input_size "
+                               f"{self.input_size}")
+        n_tokens = tokens.data.size
+        if n_tokens and (tokens.data.min() < 0 or tokens.data.max() >= V):
+            raise IndexError(f"{name}.forward_embedding(): token ids must be in [0, {V}), got values in "
+                             f"[{int(tokens.data.min())}, {int(tokens.data.max())}]")
+        plain = (getattr(embedding, "max_norm", None) is not None or getattr(embedding, "scale_grad_by_freq", False)
+                 or V > 2 * E or V > n_tokens or weight.dtype != self.weight_ih_l0.dtype)
+        if plain:
+            return self._forward(embedding(tokens), hx)
+        return self._forward(tokens, hx, emb=weight, padding_idx=getattr(embedding, "padding_idx", None))
+
+    def _forward(self, input, hx, emb=None, padding_idx=None):
         is_lstm = self.mode == "LSTM"
         D = 2 if self.bidirectional else 1
         real_hidden = self.proj_size or self.hidden_size
@@ -176,11 +210,14 @@ class RNNBase(Module):
         else:
             if not isinstance(input, Tensor):
                 raise TypeError(f"{self._name}: input must be a Tensor or PackedSequence, got {type(input).__name__}")
-            if input.ndim not in (2, 3):
-                raise ValueError(f"{self._name}: Expected input to be 2D or 3D, got {input.ndim}D input of shape "
-                                 f"{tuple(input.shape)}")
-            batched = input.ndim == 3
-            self._check_input(input, input.ndim)
+            if emb is None:
+                if input.ndim not in (2, 3):
+                    raise ValueError(f"{self._name}: Expected input to be 2D or 3D, got {input.ndim}D input of "
+                                     f"shape {tuple(input.shape)}")
+                batched = input.ndim == 3
+                self._check_input(input, input.ndim)
+            else:
+                batched = input.ndim == 2  # token ids: one dimension fewer
             x = input
             if not batched:
                 x = unsqueeze(x, 1)
@@ -226,18 +263,19 @@ class RNNBase(Module):
             for d in range(D):
                 k = layer * D + d
                 w_ih, w_hh, b_ih, b_hh, w_hr = self._layer_weights(layer, d)
-                rev = d == 1
+                # Token input only reaches the first layer; the layers above see its dense output.
+                kw = dict(batch_sizes=batch_sizes, reverse=d == 1)
+                layer_emb = emb if layer == 0 else None
+                if layer_emb is not None:
+                    kw["padding_idx"] = padding_idx
                 if is_lstm:
-                    out, h, c = R.LSTMSequence.apply(x, h0s[k], c0s[k], w_ih, w_hh, b_ih, b_hh, w_hr,
-                                                     batch_sizes=batch_sizes, reverse=rev)
+                    out, h, c = R.LSTMSequence.apply(x, h0s[k], c0s[k], w_ih, w_hh, b_ih, b_hh, w_hr, layer_emb, **kw)
                     c_n.append(c)
                 elif self.mode == "GRU":
-                    out, h = R.GRUSequence.apply(x, h0s[k], w_ih, w_hh, b_ih, b_hh, batch_sizes=batch_sizes,
-                                                 reverse=rev)
+                    out, h = R.GRUSequence.apply(x, h0s[k], w_ih, w_hh, b_ih, b_hh, layer_emb, **kw)
                 else:
-                    out, h = R.RNNSequence.apply(x, h0s[k], w_ih, w_hh, b_ih, b_hh,
-                                                 nonlinearity="relu" if self.mode == "RNN_RELU" else "tanh",
-                                                 batch_sizes=batch_sizes, reverse=rev)
+                    out, h = R.RNNSequence.apply(x, h0s[k], w_ih, w_hh, b_ih, b_hh, layer_emb,
+                                                 nonlinearity="relu" if self.mode == "RNN_RELU" else "tanh", **kw)
                 outs.append(out)
                 h_n.append(h)
             x = outs[0] if D == 1 else cat(outs, dim=-1)
