@@ -535,11 +535,23 @@ class LearningRateMonitor(Callback):
     def on_fit_start(self, trainer, model):
         if not trainer.resumed:
             self.lrs, self.steps = [], []
+        # The rate of each step is read just before the optimizer uses it; a step that optimizes by
+        # itself has no such moment, so the start of its batch is used instead.
+        per_step = self.logging_interval == "step"
+        if per_step and trainer.manual_optimization:
+            self._skip_hooks = {"on_before_optimizer_step"}
+        elif per_step:
+            self._skip_hooks = {"on_train_batch_start"}
+        else:
+            self._skip_hooks = {"on_before_optimizer_step", "on_train_batch_start"}
+
+    def on_before_optimizer_step(self, trainer, model, optimizer):
+        self.lrs.append(trainer.current_lr)
+        self.steps.append(trainer.global_step)
 
     def on_train_batch_start(self, trainer, model, batch, batch_idx):
-        if self.logging_interval == "step" and trainer.at_step_boundary:
-            self.lrs.append(trainer.current_lr)
-            self.steps.append(trainer.global_step)
+        self.lrs.append(trainer.current_lr)
+        self.steps.append(trainer.global_step)
 
     def on_train_epoch_start(self, trainer, model):
         if self.logging_interval == "epoch":

@@ -499,7 +499,7 @@ class Trainer:
         k = self.accumulate_grad_batches
         n_batches = self.num_training_batches
         if (k == 1 and self._default_step and not self.manual_optimization and not self._batch_start_hooks
-                and not self.metrics and n_batches is not None):
+                and n_batches is not None):
             exhausted = self._plain_batches(iterator, n_batches)
             if exhausted:
                 self._end_epoch()
@@ -528,10 +528,11 @@ class Trainer:
 
     def _plain_batches(self, iterator, n_batches):
         """The loop of ``_train_window`` for its most common case, one batch per step with the default
-        step and no per-batch metrics or start hooks, without the bookkeeping those need; returns
-        whether the epoch's batches are exhausted. Same results, bit for bit, as the general path."""
+        step and no batch-start hooks, without the bookkeeping the general case needs; returns whether
+        the epoch's batches are exhausted. Same results, bit for bit, as the general path."""
         model = self.model
         loss_fn = self.loss_fn
+        metrics = self.metrics
         batch_end = self._batch_end_hooks
         max_steps = self.max_steps
         while self.batch_idx < n_batches:
@@ -549,10 +550,11 @@ class Trainer:
                 self._check_first_batch(batch)
             if loss_fn is not None and type(batch) in (list, tuple) and len(batch) == 2 and type(batch[1]) is Tensor:
                 x, y = batch
-                loss = loss_fn(model(x), y)
+                output = model(x)
+                loss = loss_fn(output, y)
                 n = y.data.shape[0] if y.data.ndim else 1
             else:
-                loss = self._supervised_parts(model, batch, "training_step")[0]
+                loss, output, y = self._supervised_parts(model, batch, "training_step")
                 n = batch_size_of(batch)
             if not isinstance(loss, Tensor) or not loss.requires_grad:
                 raise TypeError(_LOSS_TYPE_ERROR + type(loss).__name__
@@ -561,6 +563,10 @@ class Trainer:
             value = float(loss.data)
             self._loss_sum += value * n
             self._loss_count += n
+            if metrics:
+                out_arr, tgt_arr = _array(output), _array(y)
+                for m in metrics:
+                    m.update(out_arr, tgt_arr)
             self.last_batch_size = n
             self.last_loss = value
             self._optimizer_step()

@@ -56,13 +56,13 @@ def _setup(seed, loader_kind):
     return model, opt, sched, train, val
 
 
-def _run(run_dir, seed, loader_kind, accumulate, max_steps=None, resume=None, extra=()):
+def _run(run_dir, seed, loader_kind, accumulate, max_steps=None, resume=None, extra=(), metrics=("accuracy", "f1")):
     model, opt, sched, train, val = _setup(seed, loader_kind)
     losses = []
     record = LambdaCallback(on_train_batch_end=lambda t, m, out, b, i: losses.append((t.global_step, out["loss"])))
     trainer = Trainer(run_dir=run_dir, enable_progress_bar=False, accumulate_grad_batches=accumulate, plots=False)
     history = trainer.fit(model, train, val, epochs=3, optimizer=opt, loss="cross_entropy",
-                          metrics=["accuracy", "f1"], batch_size=8, max_steps=max_steps, resume=resume,
+                          metrics=list(metrics), batch_size=8, max_steps=max_steps, resume=resume,
                           scheduler={"scheduler": sched, "interval": "step"},
                           callbacks=[EarlyStopping(patience=5, restore_best_weights=True), record, *extra])
     return model, opt, trainer, history, losses
@@ -90,16 +90,17 @@ def _assert_identical(a, b):
         assert fa.read() == fb.read()
 
 
-@pytest.mark.parametrize("loader_kind, accumulate, stop_at", [
-    ("dataset", 1, 13),             # 9 steps per epoch: stops after batch 4 of epoch 2
-    ("own generator", 2, 7),        # 5 windows per epoch (the last is one batch): inside epoch 2
-    ("default generator", 1, 22),   # inside epoch 3
+@pytest.mark.parametrize("loader_kind, accumulate, stop_at, metrics", [
+    ("dataset", 1, 13, ("accuracy", "f1")),  # 9 steps per epoch: stops after batch 4 of epoch 2
+    ("dataset", 1, 13, ()),                   # the same through the trainer's plain-batch loop
+    ("own generator", 2, 7, ("accuracy",)),   # 5 windows per epoch (the last is one batch): inside epoch 2
+    ("default generator", 1, 22, ("f1",)),    # inside epoch 3
 ])
-def test_resume_mid_epoch_is_bit_exact(tmp_path, loader_kind, accumulate, stop_at):
-    full = _run(tmp_path / "full", 0, loader_kind, accumulate)
-    first = _run(tmp_path / "cut", 0, loader_kind, accumulate, max_steps=stop_at)
+def test_resume_mid_epoch_is_bit_exact(tmp_path, loader_kind, accumulate, stop_at, metrics):
+    full = _run(tmp_path / "full", 0, loader_kind, accumulate, metrics=metrics)
+    first = _run(tmp_path / "cut", 0, loader_kind, accumulate, max_steps=stop_at, metrics=metrics)
     assert first[2].global_step == stop_at and not first[2].epoch_done
-    resumed = _run(tmp_path / "cut", 1234, loader_kind, accumulate, resume=tmp_path / "cut")
+    resumed = _run(tmp_path / "cut", 1234, loader_kind, accumulate, resume=tmp_path / "cut", metrics=metrics)
     _assert_identical(full, resumed)
     # The steps after the cut saw exactly the losses of the uninterrupted run.
     tail = [entry for entry in full[4] if entry[0] > stop_at]
