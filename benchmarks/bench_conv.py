@@ -230,6 +230,7 @@ def layout_rows(blocks):
 
 # --------------------------------------------------------------------------- run
 def run(quick=False, only=None):
+    """Run the selected measurements; returns their rows by kind."""
     blocks = 3 if quick else 7
     results = {"speed": [], "memory": [], "layouts": []}
     if only in (None, "conv"):
@@ -268,6 +269,7 @@ def run(quick=False, only=None):
 
 
 def report(results):
+    """The markdown section for docs/benchmarks.md."""
     lines = [f"Machine: {harness.machine_line()}. Threads: {THREADS} for both (PyTorch "
              f"`torch.set_num_threads({THREADS})`, OpenBLAS {THREADS}).", ""]
     if results["speed"]:
@@ -294,6 +296,7 @@ def report(results):
 
 
 def main(argv=None):
+    """Command-line entry: run, print, and write the docs section unless told not to."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer timed blocks; print only")
     parser.add_argument("--only", choices=["conv", "models", "memory", "layouts"])

@@ -46,6 +46,7 @@ def random_shift(batch, rng, background, max_shift=2):
 
 
 def accuracy(model, x, y, batch=1000):
+    """Fraction of ``x`` that ``model`` classifies as ``y`` (eval mode, no graph)."""
     model.eval()
     correct = 0
     with somanet.no_grad():
@@ -56,6 +57,7 @@ def accuracy(model, x, y, batch=1000):
 
 
 def main(argv=None):
+    """Train with the recipe and score once; returns the accuracy."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data"))
     parser.add_argument("--epochs", type=int, default=15)

@@ -78,6 +78,7 @@ class _Workspace(threading.local):
         self.buffers = {}
 
     def get(self, slot, shape, dtype):
+        """An uninitialised ``shape`` array from ``slot``'s buffer (grown as needed)."""
         dtype = np.dtype(dtype)
         size = int(np.prod(shape))
         if size * dtype.itemsize > self.LIMIT:
@@ -90,6 +91,7 @@ class _Workspace(threading.local):
         return buf[:size].reshape(shape)
 
     def clear(self):
+        """Drop every buffer of this thread."""
         self.buffers.clear()
 
 

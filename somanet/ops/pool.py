@@ -7,8 +7,6 @@ pooling keeps, per output, the offset of its maximum (one byte when the kernel h
 positions) instead of the input, so backward scatters the gradient slab by slab with a mask. Ties go to
 the first maximum in scan order and NaN wins, as in PyTorch.
 """
-import math
-
 import numpy as np
 
 from .. import backend
