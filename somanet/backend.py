@@ -24,7 +24,20 @@ _FLOAT_KINDS = "f"
 
 
 def array_module(*arrays):
-    """Return the array library (module) that the given arrays belong to; NumPy for scalars."""
+    """Return the array library (module) that the given arrays belong to: NumPy, or CuPy for CuPy arrays.
+
+    Scalars and NumPy arrays give NumPy. Ops call this inside forward and backward instead of using
+    NumPy directly, so a CuPy backend needs no change to any op.
+    """
+    for a in arrays:
+        kind = type(a)
+        if kind is np.ndarray or kind.__module__ == "numpy" or not hasattr(a, "__array_namespace__"):
+            continue
+        module = kind.__module__.split(".", 1)[0]
+        if module == "cupy":
+            import cupy
+
+            return cupy
     return np
 
 
