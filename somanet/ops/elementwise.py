@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from .. import backend
+from ..backend import array_module
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ._util import as_operand, install
@@ -59,8 +60,8 @@ def _float_operand(x):
 
 
 def _shape_error(op, a, b):
-    sa = tuple(np.shape(a))
-    sb = tuple(np.shape(b))
+    sa = tuple(getattr(a, "shape", ()))
+    sb = tuple(getattr(b, "shape", ()))
     return RuntimeError(f"{op}: shapes {sa} and {sb} cannot be broadcast together "
                         f"(trailing dimensions must be equal or 1)")
 
@@ -112,7 +113,7 @@ class Div(Function):
     def backward(ctx, grad):
         a, b = ctx.saved
         ga = grad / b
-        return ga, (-ga * a / b) if isinstance(b, np.ndarray) else None
+        return ga, (-ga * a / b) if not isinstance(b, (bool, int, float)) else None
 
 
 class Pow(Function):
@@ -126,25 +127,26 @@ class Pow(Function):
 
     def backward(ctx, grad):
         a, b, out = ctx.saved
+        xp = array_module(grad)
         ga = gb = None
-        if isinstance(a, np.ndarray):
+        if not isinstance(a, (bool, int, float)):
             if isinstance(b, (int, float)):
-                ga = grad * (b * a ** (b - 1)) if b != 0 else np.zeros_like(grad * a)
+                ga = grad * (b * a ** (b - 1)) if b != 0 else xp.zeros_like(grad * a)
             else:
                 ga = grad * b * a ** (b - 1)
-                ga = np.where(b == 0, 0, ga).astype(ga.dtype, copy=False)
-        if isinstance(b, np.ndarray):
+                ga = xp.where(b == 0, 0, ga).astype(ga.dtype, copy=False)
+        if not isinstance(b, (bool, int, float)):
             with np.errstate(divide="ignore", invalid="ignore"):
-                logs = np.log(a)
+                logs = xp.log(a)
                 gb = grad * out * logs
-            gb = np.where((np.asarray(a) == 0) & (b >= 0), 0, gb).astype(gb.dtype, copy=False)
+            gb = xp.where((xp.asarray(a) == 0) & (b >= 0), 0, gb).astype(gb.dtype, copy=False)
         return ga, gb
 
 
 class Maximum(Function):
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return np.maximum(a, b)
+        return array_module(a, b).maximum(a, b)
 
     def backward(ctx, grad):
         a, b = ctx.saved
@@ -156,7 +158,7 @@ class Maximum(Function):
 class Minimum(Function):
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return np.minimum(a, b)
+        return array_module(a, b).minimum(a, b)
 
     def backward(ctx, grad):
         a, b = ctx.saved
@@ -167,13 +169,14 @@ class Minimum(Function):
 class Where(Function):
     def forward(ctx, cond, a, b):
         ctx.save_for_backward(cond)
-        out = np.where(cond, a, b)
+        out = array_module(cond, a, b).where(cond, a, b)
         return out
 
     def backward(ctx, grad):
         (cond,) = ctx.saved
-        zero = np.zeros((), dtype=grad.dtype)
-        return None, np.where(cond, grad, zero), np.where(cond, zero, grad)
+        xp = array_module(grad)
+        zero = xp.zeros((), dtype=grad.dtype)
+        return None, xp.where(cond, grad, zero), xp.where(cond, zero, grad)
 
 
 class Lerp(Function):
@@ -183,7 +186,7 @@ class Lerp(Function):
 
     def backward(ctx, grad):
         a, b, w = ctx.saved
-        gw = grad * (b - a) if isinstance(w, np.ndarray) else None
+        gw = grad * (b - a) if not isinstance(w, (bool, int, float)) else None
         return grad * (1 - w), grad * w, gw
 
 
@@ -242,7 +245,7 @@ def where(condition, input=None, other=None):
         from .index import nonzero
 
         return nonzero(condition, as_tuple=True)
-    cond = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    cond = condition.data if isinstance(condition, Tensor) else array_module(condition).asarray(condition)
     if cond.dtype != np.bool_:
         cond = cond.astype(bool)
     a, b = _binary_operands(input, other, "where")
@@ -276,17 +279,17 @@ class _NoGrad(Function):
 
 class FloorDivide(_NoGrad):
     def forward(ctx, a, b):
-        return np.floor_divide(a, b)
+        return array_module(a, b).floor_divide(a, b)
 
 
 class Remainder(_NoGrad):
     def forward(ctx, a, b):
-        return np.remainder(a, b)
+        return array_module(a, b).remainder(a, b)
 
 
 class Fmod(_NoGrad):
     def forward(ctx, a, b):
-        return np.fmod(a, b)
+        return array_module(a, b).fmod(a, b)
 
 
 def floor_divide(input, other):
@@ -304,11 +307,14 @@ def fmod(input, other):
     return Fmod.apply(a, b)
 
 
-def _compare(ufunc, name):
+def _compare(func, name):
+    """A comparison op calling the array function named ``func`` (a name, not NumPy's function, so that the
+    operands' own array library does the work)."""
+
     class Compare(_NoGrad):
         def forward(ctx, a, b):
             try:
-                return ufunc(a, b)
+                return getattr(array_module(a, b), func)(a, b)
             except ValueError:
                 raise _shape_error(name, a, b) from None
 
@@ -323,21 +329,23 @@ def _compare(ufunc, name):
     return op
 
 
-eq = _compare(np.equal, "eq")
-ne = _compare(np.not_equal, "ne")
-lt = _compare(np.less, "lt")
-le = _compare(np.less_equal, "le")
-gt = _compare(np.greater, "gt")
-ge = _compare(np.greater_equal, "ge")
-logical_and = _compare(np.logical_and, "logical_and")
-logical_or = _compare(np.logical_or, "logical_or")
-logical_xor = _compare(np.logical_xor, "logical_xor")
+eq = _compare("equal", "eq")
+ne = _compare("not_equal", "ne")
+lt = _compare("less", "lt")
+le = _compare("less_equal", "le")
+gt = _compare("greater", "gt")
+ge = _compare("greater_equal", "ge")
+logical_and = _compare("logical_and", "logical_and")
+logical_or = _compare("logical_or", "logical_or")
+logical_xor = _compare("logical_xor", "logical_xor")
 
 
-def _unary_nograd(ufunc, name):
+def _unary_nograd(func, name):
+    """A gradient-free unary op calling the array function named ``func`` in the input's array library."""
+
     class Op(_NoGrad):
         def forward(ctx, a):
-            return ufunc(a)
+            return getattr(array_module(a), func)(a)
 
     Op.__name__ = Op.__qualname__ = name.capitalize()
 
@@ -348,19 +356,19 @@ def _unary_nograd(ufunc, name):
     return op
 
 
-logical_not = _unary_nograd(np.logical_not, "logical_not")
-isnan = _unary_nograd(np.isnan, "isnan")
-isinf = _unary_nograd(np.isinf, "isinf")
-isfinite = _unary_nograd(np.isfinite, "isfinite")
-sign = _unary_nograd(np.sign, "sign")
-floor = _unary_nograd(np.floor, "floor")
-ceil = _unary_nograd(np.ceil, "ceil")
-trunc = _unary_nograd(np.trunc, "trunc")
+logical_not = _unary_nograd("logical_not", "logical_not")
+isnan = _unary_nograd("isnan", "isnan")
+isinf = _unary_nograd("isinf", "isinf")
+isfinite = _unary_nograd("isfinite", "isfinite")
+sign = _unary_nograd("sign", "sign")
+floor = _unary_nograd("floor", "floor")
+ceil = _unary_nograd("ceil", "ceil")
+trunc = _unary_nograd("trunc", "trunc")
 
 
 class Round(_NoGrad):
     def forward(ctx, a, decimals=0):
-        return np.round(a, decimals)
+        return array_module(a).round(a, decimals)
 
 
 def round(input, decimals=0):  # noqa: A001
@@ -379,16 +387,16 @@ class Neg(Function):
 class Abs(Function):
     def forward(ctx, a):
         ctx.save_for_backward(a)
-        return np.abs(a)
+        return array_module(a).abs(a)
 
     def backward(ctx, grad):
         (a,) = ctx.saved
-        return grad * np.sign(a)
+        return grad * array_module(a).sign(a)
 
 
 class Exp(Function):
     def forward(ctx, a):
-        out = np.exp(a)
+        out = array_module(a).exp(a)
         ctx.save_for_backward(out)
         return out
 
@@ -399,7 +407,7 @@ class Exp(Function):
 
 class Expm1(Function):
     def forward(ctx, a):
-        out = np.expm1(a)
+        out = array_module(a).expm1(a)
         ctx.save_for_backward(out)
         return out
 
@@ -411,13 +419,14 @@ class Expm1(Function):
 class Log(Function):
     """Natural, base-2 and base-10 logarithms: d/da log_b(a) = 1 / (a ln b)."""
 
-    _ufuncs = {None: np.log, 2: np.log2, 10: np.log10}
+    _functions = {None: "log", 2: "log2", 10: "log10"}
 
     def forward(ctx, a, base=None):
+        ufunc = getattr(array_module(a), ctx._functions[base])
         ctx.save_for_backward(a)
         ctx.base = base
         with np.errstate(divide="ignore", invalid="ignore"):
-            return ctx._ufuncs[base](a)
+            return ufunc(a)
 
     def backward(ctx, grad):
         (a,) = ctx.saved
@@ -430,7 +439,7 @@ class Log1p(Function):
     def forward(ctx, a):
         ctx.save_for_backward(a)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log1p(a)
+            return array_module(a).log1p(a)
 
     def backward(ctx, grad):
         (a,) = ctx.saved
@@ -439,8 +448,9 @@ class Log1p(Function):
 
 class Sqrt(Function):
     def forward(ctx, a):
+        xp = array_module(a)
         with np.errstate(invalid="ignore"):
-            out = np.sqrt(a)
+            out = xp.sqrt(a)
         ctx.save_for_backward(out)
         return out
 
@@ -452,8 +462,9 @@ class Sqrt(Function):
 
 class Rsqrt(Function):
     def forward(ctx, a):
+        xp = array_module(a)
         with np.errstate(divide="ignore", invalid="ignore"):
-            out = 1 / np.sqrt(a)
+            out = 1 / xp.sqrt(a)
         ctx.save_for_backward(out)
         return out
 
@@ -487,26 +498,26 @@ class Square(Function):
 class Sin(Function):
     def forward(ctx, a):
         ctx.save_for_backward(a)
-        return np.sin(a)
+        return array_module(a).sin(a)
 
     def backward(ctx, grad):
         (a,) = ctx.saved
-        return grad * np.cos(a)
+        return grad * array_module(a).cos(a)
 
 
 class Cos(Function):
     def forward(ctx, a):
         ctx.save_for_backward(a)
-        return np.cos(a)
+        return array_module(a).cos(a)
 
     def backward(ctx, grad):
         (a,) = ctx.saved
-        return -grad * np.sin(a)
+        return -grad * array_module(a).sin(a)
 
 
 class Tan(Function):
     def forward(ctx, a):
-        out = np.tan(a)
+        out = array_module(a).tan(a)
         ctx.save_for_backward(out)
         return out
 
@@ -517,7 +528,7 @@ class Tan(Function):
 
 class Tanh(Function):
     def forward(ctx, a):
-        out = np.tanh(a)
+        out = array_module(a).tanh(a)
         ctx.save_for_backward(out)
         return out
 
@@ -528,9 +539,10 @@ class Tanh(Function):
 
 def _sigmoid(x):
     # exp(-|x|) never overflows; the two branches of the logistic function share it.
-    e = np.exp(-np.abs(x))
+    xp = array_module(x)
+    e = xp.exp(-xp.abs(x))
     r = 1 / (1 + e)
-    return np.where(x >= 0, r, e * r)
+    return xp.where(x >= 0, r, e * r)
 
 
 class Sigmoid(Function):
@@ -546,7 +558,7 @@ class Sigmoid(Function):
 
 class Relu(Function):
     def forward(ctx, a):
-        out = np.maximum(a, 0)
+        out = array_module(a).maximum(a, 0)
         ctx.save_for_backward(out)
         return out
 
@@ -559,18 +571,18 @@ class LeakyRelu(Function):
     def forward(ctx, a, negative_slope=0.01):
         ctx.save_for_backward(a)
         ctx.slope = negative_slope
-        return np.where(a > 0, a, a * a.dtype.type(negative_slope))
+        return array_module(a).where(a > 0, a, a * a.dtype.type(negative_slope))
 
     def backward(ctx, grad):
         (a,) = ctx.saved
-        return np.where(a > 0, grad, grad * grad.dtype.type(ctx.slope))
+        return array_module(grad).where(a > 0, grad, grad * grad.dtype.type(ctx.slope))
 
 
 class Hardtanh(Function):
     def forward(ctx, a, min_val=-1.0, max_val=1.0):
         ctx.save_for_backward(a)
         ctx.bounds = (min_val, max_val)
-        return np.clip(a, min_val, max_val).astype(a.dtype, copy=False)
+        return array_module(a).clip(a, min_val, max_val).astype(a.dtype, copy=False)
 
     def backward(ctx, grad):
         (a,) = ctx.saved
@@ -581,12 +593,13 @@ class Hardtanh(Function):
 class Clamp(Function):
     def forward(ctx, a, min=None, max=None):
         ctx.save_for_backward(a)
+        xp = array_module(a)
         ctx.bounds = (min, max)
         out = a
         if min is not None:
-            out = np.maximum(out, min)
+            out = xp.maximum(out, min)
         if max is not None:
-            out = np.minimum(out, max)
+            out = xp.minimum(out, max)
         if out is a:
             out = a.copy()
         return out.astype(a.dtype, copy=False)
@@ -594,7 +607,7 @@ class Clamp(Function):
     def backward(ctx, grad):
         (a,) = ctx.saved
         lo, hi = ctx.bounds
-        mask = np.ones(a.shape, dtype=bool)
+        mask = array_module(a).ones(a.shape, dtype=bool)
         if lo is not None:
             mask &= a >= lo
         if hi is not None:
@@ -607,13 +620,14 @@ def erf_array(x):
 
     NumPy has no erf; this keeps SciPy out of the core dependencies.
     """
-    z = np.abs(x)
+    xp = array_module(x)
+    z = xp.abs(x)
     t = 1 / (1 + 0.5 * z)
     poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
         -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
             -0.82215223 + t * 0.17087277))))))))
-    erfc = t * np.exp(-z * z + poly)
-    return np.where(x >= 0, 1 - erfc, erfc - 1).astype(x.dtype, copy=False)
+    erfc = t * xp.exp(-z * z + poly)
+    return xp.where(x >= 0, 1 - erfc, erfc - 1).astype(x.dtype, copy=False)
 
 
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
@@ -627,7 +641,7 @@ class Gelu(Function):
         ctx.approximate = approximate
         if approximate == "tanh":
             inner = _SQRT_2_OVER_PI * (a + 0.044715 * a * a * a)
-            t = np.tanh(inner)
+            t = array_module(a).tanh(inner)
             ctx.t = t
             return 0.5 * a * (1 + t)
         cdf = 0.5 * (1 + erf_array(a * a.dtype.type(_INV_SQRT_2)))
@@ -640,7 +654,7 @@ class Gelu(Function):
             t = ctx.t
             d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
             return grad * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * d_inner)
-        pdf = np.exp(-0.5 * a * a) * a.dtype.type(_INV_SQRT_2PI)
+        pdf = array_module(a).exp(-0.5 * a * a) * a.dtype.type(_INV_SQRT_2PI)
         return grad * (ctx.cdf + a * pdf)
 
 
@@ -657,8 +671,9 @@ class Silu(Function):
 
 class Elu(Function):
     def forward(ctx, a, alpha=1.0, scale=1.0):
-        neg = np.expm1(np.minimum(a, 0)) * a.dtype.type(alpha)
-        out = np.where(a > 0, a, neg)
+        xp = array_module(a)
+        neg = xp.expm1(xp.minimum(a, 0)) * a.dtype.type(alpha)
+        out = xp.where(a > 0, a, neg)
         if scale != 1.0:
             out = out * a.dtype.type(scale)
         ctx.save_for_backward(a, neg)
@@ -668,23 +683,24 @@ class Elu(Function):
 
     def backward(ctx, grad):
         a, neg = ctx.saved
-        g = np.where(a > 0, grad, grad * (neg + a.dtype.type(ctx.alpha)))
+        g = array_module(grad).where(a > 0, grad, grad * (neg + a.dtype.type(ctx.alpha)))
         return g * grad.dtype.type(ctx.scale) if ctx.scale != 1.0 else g
 
 
 class Softplus(Function):
     def forward(ctx, a, beta=1.0, threshold=20.0):
+        xp = array_module(a)
         ba = a * a.dtype.type(beta) if beta != 1.0 else a
         ctx.save_for_backward(ba)
         ctx.threshold = threshold
-        soft = np.logaddexp(0, ba)
+        soft = xp.logaddexp(0, ba)
         if beta != 1.0:
             soft = soft / a.dtype.type(beta)
-        return np.where(ba > threshold, a, soft).astype(a.dtype, copy=False)
+        return xp.where(ba > threshold, a, soft).astype(a.dtype, copy=False)
 
     def backward(ctx, grad):
         (ba,) = ctx.saved
-        return np.where(ba > ctx.threshold, grad, grad * _sigmoid(ba))
+        return array_module(grad).where(ba > ctx.threshold, grad, grad * _sigmoid(ba))
 
 
 class Erf(Function):
@@ -694,17 +710,17 @@ class Erf(Function):
 
     def backward(ctx, grad):
         (a,) = ctx.saved
-        return grad * (a.dtype.type(2 / math.sqrt(math.pi)) * np.exp(-a * a))
+        return grad * (a.dtype.type(2 / math.sqrt(math.pi)) * array_module(a).exp(-a * a))
 
 
 class NanToNum(Function):
     def forward(ctx, a, nan=0.0, posinf=None, neginf=None):
         ctx.save_for_backward(a)
-        return np.nan_to_num(a, nan=nan, posinf=posinf, neginf=neginf)
+        return array_module(a).nan_to_num(a, nan=nan, posinf=posinf, neginf=neginf)
 
     def backward(ctx, grad):
         (a,) = ctx.saved
-        return grad * np.isfinite(a)
+        return grad * array_module(a).isfinite(a)
 
 
 def _unary(cls, name, float_only=True, doc=None):
