@@ -10,7 +10,10 @@ Workloads (one step = zero_grad, forward, cross-entropy over every position, bac
 Both frameworks start from the same weights (PyTorch's state_dict loaded into somanet); the first
 steps' losses are checked equal before anything is timed.
 
-    python benchmarks/bench_seq.py [--only lstm,gru,gpt] [--blocks 7] [--profile lstm] [--write]
+    python benchmarks/bench_seq.py [--only lstm,gru,gpt] [--blocks 7] [--threads N] [--profile lstm] [--write]
+
+With ``--threads N`` PyTorch uses N threads; give NumPy's BLAS the same with ``OPENBLAS_NUM_THREADS=N``
+in the environment (it is read when NumPy loads).
 """
 import argparse
 import cProfile
@@ -138,10 +141,14 @@ def main():
     parser.add_argument("--only", default="lstm,gru,gpt", help="comma-separated workloads: lstm, gru, gpt")
     parser.add_argument("--blocks", type=int, default=7, help="alternating timed blocks per framework")
     parser.add_argument("--profile", default=None, help="cProfile 20 somanet steps of this workload")
+    parser.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: the core count)")
     parser.add_argument("--write", action="store_true", help="write the table to docs/benchmarks.md")
     args = parser.parse_args()
     torch = harness.setup_torch()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
+    blas = os.environ.get("OPENBLAS_NUM_THREADS", "default (the core count)")
     if args.profile:
         s_step, _ = build(torch, args.profile)
         for _ in range(3):
@@ -163,8 +170,8 @@ def main():
         print(f"{res['name']}: somanet {harness.fmt_time(res['somanet_s'])}, PyTorch "
               f"{harness.fmt_time(res['torch_s'])} ({threads} threads), torch/somanet {res['ratio']:.2f}", flush=True)
     if args.write:
-        body = (f"Measured on {harness.machine_line()}; PyTorch with {threads} threads, NumPy's BLAS with its "
-                f"default (the same count). One step is zero_grad, forward, cross-entropy over all positions, "
+        body = (f"Measured on {harness.machine_line()}; PyTorch threads: {threads}, OPENBLAS_NUM_THREADS: "
+                f"{blas}. One step is zero_grad, forward, cross-entropy over all positions, "
                 f"backward and an Adam update, both frameworks from the same weights on the same batch (losses "
                 f"checked equal first). Median per step over {args.blocks} alternating timed blocks after warm-up; "
                 f"a ratio above 1 means somanet is faster. These figures come from a machine shared with other "
