@@ -113,6 +113,7 @@ class RNNBase(Module):
 
     @property
     def all_weights(self):
+        """The parameters grouped per layer and direction, in PyTorch's order."""
         return [[getattr(self, n) for n in names] for names in self._all_weights]
 
     @property
