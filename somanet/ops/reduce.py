@@ -3,11 +3,13 @@
 Every reduction takes PyTorch's ``dim=``/``keepdim=`` and NumPy's ``axis=``/``keepdims=`` aliases.
 """
 import builtins
+import math
 from collections import namedtuple
 
 import numpy as np
 
 from .. import backend
+from ..backend import array_module
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ._util import ensure_tensor, install, normalize_dim, normalize_dims, pick_dim
@@ -25,7 +27,7 @@ def _expand(grad, dims, keepdim):
     """Re-insert reduced dimensions into ``grad`` so it broadcasts against the input."""
     if keepdim or dims is None:
         return grad
-    return np.expand_dims(grad, dims)
+    return array_module(grad).expand_dims(grad, dims)
 
 
 def _keep(keepdim, keepdims):
@@ -38,11 +40,11 @@ class Sum(Function):
         ctx.shape = a.shape
         ctx.dims = dims
         ctx.keepdim = keepdim
-        out = np.sum(a, axis=dims, keepdims=keepdim, dtype=dtype)
+        out = array_module(a).sum(a, axis=dims, keepdims=keepdim, dtype=dtype)
         return out
 
     def backward(ctx, grad):
-        return np.broadcast_to(_expand(grad, ctx.dims, ctx.keepdim), ctx.shape)
+        return array_module(grad).broadcast_to(_expand(grad, ctx.dims, ctx.keepdim), ctx.shape)
 
 
 class Mean(Function):
@@ -50,12 +52,12 @@ class Mean(Function):
         ctx.shape = a.shape
         ctx.dims = dims
         ctx.keepdim = keepdim
-        n = a.size if dims is None else int(np.prod([a.shape[d] for d in dims]))
+        n = a.size if dims is None else math.prod(a.shape[d] for d in dims)
         ctx.scale = a.dtype.type(1.0 / n) if n else a.dtype.type(np.nan)
-        return np.mean(a, axis=dims, keepdims=keepdim)
+        return array_module(a).mean(a, axis=dims, keepdims=keepdim)
 
     def backward(ctx, grad):
-        return np.broadcast_to(_expand(grad * ctx.scale, ctx.dims, ctx.keepdim), ctx.shape)
+        return array_module(grad).broadcast_to(_expand(grad * ctx.scale, ctx.dims, ctx.keepdim), ctx.shape)
 
 
 class Prod(Function):
@@ -63,24 +65,26 @@ class Prod(Function):
         ctx.save_for_backward(a)
         ctx.dims = dims
         ctx.keepdim = keepdim
-        return np.prod(a, axis=dims, keepdims=keepdim)
+        return array_module(a).prod(a, axis=dims, keepdims=keepdim)
 
     def backward(ctx, grad):
         (a,) = ctx.saved
+        xp = array_module(a)
         dims = tuple(range(a.ndim)) if ctx.dims is None else ctx.dims
         g = _expand(grad, ctx.dims, ctx.keepdim) if ctx.dims is not None else grad.reshape((1,) * a.ndim)
         # Product of all the other elements, computed with exclusive cumulative products so that zeros
         # in the input give the right gradient (dividing the product by x would give 0/0).
         rest = [d for d in range(a.ndim) if d not in dims]
-        moved = np.transpose(a, rest + list(dims))
+        order = rest + list(dims)
+        moved = xp.transpose(a, order)
         lead = moved.shape[:len(rest)]
         flat = moved.reshape(lead + (-1,))
-        ones = np.ones(lead + (1,), dtype=a.dtype)
-        left = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
-        right = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+        ones = xp.ones(lead + (1,), dtype=a.dtype)
+        left = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+        right = xp.cumprod(xp.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
         others = (left * right).reshape(moved.shape)
-        inverse = np.argsort(rest + list(dims))
-        others = np.transpose(others, inverse)
+        inverse = sorted(range(len(order)), key=order.__getitem__)  # axis bookkeeping stays on the host
+        others = xp.transpose(others, inverse)
         return g * others
 
 
@@ -115,13 +119,14 @@ def prod(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=Fals
 # --------------------------------------------------------------------------- variance
 class Var(Function):
     def forward(ctx, a, dims, keepdim, correction, sqrt):
-        m = np.mean(a, axis=dims, keepdims=True)
+        xp = array_module(a)
+        m = xp.mean(a, axis=dims, keepdims=True)
         centered = a - m
-        n = a.size if dims is None else int(np.prod([a.shape[d] for d in dims]))
+        n = a.size if dims is None else math.prod(a.shape[d] for d in dims)
         denom = builtins.max(n - correction, 0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            var = np.sum(centered * centered, axis=dims, keepdims=keepdim) / a.dtype.type(denom)
-            out = np.sqrt(var) if sqrt else var
+            var = xp.sum(centered * centered, axis=dims, keepdims=keepdim) / a.dtype.type(denom)
+            out = xp.sqrt(var) if sqrt else var
         ctx.save_for_backward(centered, out)
         ctx.dims, ctx.keepdim, ctx.denom, ctx.sqrt = dims, keepdim, denom, sqrt
         return out.astype(a.dtype, copy=False)
@@ -177,7 +182,8 @@ class Extreme(Function):
     def forward(ctx, a, dims, keepdim, largest):
         if a.size == 0:
             raise RuntimeError(f"{'max' if largest else 'min'}(): cannot reduce an empty tensor of shape {a.shape}")
-        out = (np.max if largest else np.min)(a, axis=dims, keepdims=keepdim)
+        xp = array_module(a)
+        out = (xp.max if largest else xp.min)(a, axis=dims, keepdims=keepdim)
         ctx.save_for_backward(a, out)
         ctx.dims, ctx.keepdim = dims, keepdim
         return out
@@ -185,7 +191,7 @@ class Extreme(Function):
     def backward(ctx, grad):
         a, out = ctx.saved
         mask = a == _expand(out, ctx.dims, ctx.keepdim)
-        count = np.sum(mask, axis=ctx.dims, keepdims=True)
+        count = array_module(grad).sum(mask, axis=ctx.dims, keepdims=True)
         return mask * (_expand(grad, ctx.dims, ctx.keepdim) / count.astype(grad.dtype))
 
 
@@ -195,19 +201,21 @@ class ExtremeDim(Function):
     def forward(ctx, a, dim, keepdim, index):
         ctx.save_for_backward(index)
         ctx.shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
-        vals = np.take_along_axis(a, index, axis=dim)
-        return vals if keepdim else np.squeeze(vals, axis=dim)
+        xp = array_module(a)
+        vals = xp.take_along_axis(a, index, axis=dim)
+        return vals if keepdim else xp.squeeze(vals, axis=dim)
 
     def backward(ctx, grad):
         (index,) = ctx.saved
-        g = grad if ctx.keepdim else np.expand_dims(grad, ctx.dim)
-        out = np.zeros(ctx.shape, dtype=grad.dtype)
-        np.put_along_axis(out, index, g, axis=ctx.dim)
+        xp = array_module(grad)
+        g = grad if ctx.keepdim else xp.expand_dims(grad, ctx.dim)
+        out = xp.zeros(ctx.shape, dtype=grad.dtype)
+        xp.put_along_axis(out, index, g, axis=ctx.dim)
         return out
 
 
 def _extreme(name, largest):
-    arg = np.argmax if largest else np.argmin
+    arg = "argmax" if largest else "argmin"
 
     def op(input, dim=None, keepdim=False, *, axis=None, keepdims=False, out=None):
         if isinstance(dim, Tensor):
@@ -220,13 +228,14 @@ def _extreme(name, largest):
         if d is None:
             return Extreme.apply(x, None, False, largest)
         d = normalize_dim(d, x.ndim, name)
+        xp = array_module(x.data)
         if x.data.ndim == 0:
-            return values_indices(x.clone() if hasattr(x, "clone") else x, Tensor(np.zeros((), dtype=np.int64)))
+            return values_indices(x.clone() if hasattr(x, "clone") else x, Tensor(xp.zeros((), dtype=np.int64)))
         if x.data.shape[d] == 0:
             raise IndexError(f"{name}(): cannot reduce dimension {d} of size 0 (shape {tuple(x.shape)})")
-        index = np.expand_dims(arg(x.data, axis=d), d)
+        index = xp.expand_dims(getattr(xp, arg)(x.data, axis=d), d)
         values = ExtremeDim.apply(x, d, keep, index)
-        idx = index if keep else np.squeeze(index, axis=d)
+        idx = index if keep else xp.squeeze(index, axis=d)
         return values_indices(values, Tensor(idx.astype(np.int64)))
 
     op.__name__ = name
@@ -264,9 +273,10 @@ class _Arg(Function):
     differentiable = False
 
     def forward(ctx, a, dim, keepdim, largest):
-        fn = np.argmax if largest else np.argmin
+        xp = array_module(a)
+        fn = xp.argmax if largest else xp.argmin
         if dim is None:
-            out = np.asarray(fn(a), dtype=np.int64)
+            out = xp.asarray(fn(a), dtype=np.int64)
             return out.reshape((1,) * a.ndim) if keepdim else out
         out = fn(a, axis=dim, keepdims=keepdim)
         return out.astype(np.int64, copy=False)
@@ -291,24 +301,26 @@ class _Bool(Function):
     differentiable = False
 
     def forward(ctx, a, dims, keepdim, fn):
-        return fn(a, axis=dims, keepdims=keepdim)
+        # ``fn`` is a reduction's name ("all", "any"), so it runs in the input's own array library.
+        return getattr(array_module(a), fn)(a, axis=dims, keepdims=keepdim)
 
 
 def all(input, dim=None, keepdim=False, *, axis=None, keepdims=False):  # noqa: A001
     x = ensure_tensor(input, "all")
-    return _Bool.apply(x, normalize_dims(pick_dim(dim, axis, "all"), x.ndim, "all"), _keep(keepdim, keepdims), np.all)
+    return _Bool.apply(x, normalize_dims(pick_dim(dim, axis, "all"), x.ndim, "all"), _keep(keepdim, keepdims), "all")
 
 
 def any(input, dim=None, keepdim=False, *, axis=None, keepdims=False):  # noqa: A001
     x = ensure_tensor(input, "any")
-    return _Bool.apply(x, normalize_dims(pick_dim(dim, axis, "any"), x.ndim, "any"), _keep(keepdim, keepdims), np.any)
+    return _Bool.apply(x, normalize_dims(pick_dim(dim, axis, "any"), x.ndim, "any"), _keep(keepdim, keepdims), "any")
 
 
 class _CountNonzero(Function):
     differentiable = False
 
     def forward(ctx, a, dims):
-        return np.asarray(np.count_nonzero(a, axis=dims), dtype=np.int64)
+        xp = array_module(a)
+        return xp.asarray(xp.count_nonzero(a, axis=dims), dtype=np.int64)
 
 
 def count_nonzero(input, dim=None):
@@ -319,27 +331,30 @@ def count_nonzero(input, dim=None):
 # --------------------------------------------------------------------------- softmax family
 class LogSumExp(Function):
     def forward(ctx, a, dims, keepdim):
-        m = np.max(a, axis=dims, keepdims=True)
-        m = np.where(np.isfinite(m), m, 0).astype(a.dtype, copy=False)
+        xp = array_module(a)
+        m = xp.max(a, axis=dims, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0).astype(a.dtype, copy=False)
         with np.errstate(divide="ignore"):
-            out = np.log(np.sum(np.exp(a - m), axis=dims, keepdims=True)) + m
+            out = xp.log(xp.sum(xp.exp(a - m), axis=dims, keepdims=True)) + m
         ctx.save_for_backward(a, out)
         ctx.dims = dims
-        return out if keepdim else np.squeeze(out, axis=dims)
+        return out if keepdim else xp.squeeze(out, axis=dims)
 
     def backward(ctx, grad):
         a, out = ctx.saved
+        xp = array_module(grad)
         ctx_keep = grad.ndim == a.ndim
-        g = grad if ctx_keep else np.expand_dims(grad, ctx.dims)
+        g = grad if ctx_keep else xp.expand_dims(grad, ctx.dims)
         with np.errstate(invalid="ignore"):
-            return g * np.exp(a - out)
+            return g * xp.exp(a - out)
 
 
 class Softmax(Function):
     def forward(ctx, a, dim):
-        e = a - np.max(a, axis=dim, keepdims=True)
-        np.exp(e, out=e)
-        e *= 1 / np.sum(e, axis=dim, keepdims=True)
+        xp = array_module(a)
+        e = a - xp.max(a, axis=dim, keepdims=True)
+        xp.exp(e, out=e)
+        e *= 1 / xp.sum(e, axis=dim, keepdims=True)
         ctx.save_for_backward(e)
         ctx.dim = dim
         return e
@@ -355,24 +370,27 @@ class Softmax(Function):
 
 def _rowdot(a, b, dim):
     """``sum(a * b, dim, keepdims=True)`` without materialising ``a * b`` when dim is the last axis."""
+    xp = array_module(a)
     if dim == a.ndim - 1:
-        return np.einsum("...i,...i->...", a, b)[..., None]
-    return np.sum(a * b, axis=dim, keepdims=True)
+        return xp.einsum("...i,...i->...", a, b)[..., None]
+    return xp.sum(a * b, axis=dim, keepdims=True)
 
 
 class LogSoftmax(Function):
     def forward(ctx, a, dim):
-        shifted = a - np.max(a, axis=dim, keepdims=True)
-        shifted -= np.log(np.sum(np.exp(shifted), axis=dim, keepdims=True))
+        xp = array_module(a)
+        shifted = a - xp.max(a, axis=dim, keepdims=True)
+        shifted -= xp.log(xp.sum(xp.exp(shifted), axis=dim, keepdims=True))
         ctx.save_for_backward(shifted)
         ctx.dim = dim
         return shifted
 
     def backward(ctx, grad):
         (out,) = ctx.saved
-        e = np.exp(out)
-        e *= np.sum(grad, axis=ctx.dim, keepdims=True)
-        return np.subtract(grad, e, out=e)
+        xp = array_module(grad)
+        e = xp.exp(out)
+        e *= xp.sum(grad, axis=ctx.dim, keepdims=True)
+        return xp.subtract(grad, e, out=e)
 
 
 def _softmax_dim(dim, ndim, op):
@@ -420,37 +438,39 @@ def softmin(input, dim=None, dtype=None):
 class CumSum(Function):
     def forward(ctx, a, dim):
         ctx.dim = dim
-        return np.cumsum(a, axis=dim)
+        return array_module(a).cumsum(a, axis=dim)
 
     def backward(ctx, grad):
+        xp = array_module(grad)
         d = ctx.dim
-        return np.flip(np.cumsum(np.flip(grad, d), axis=d), d)
+        return xp.flip(xp.cumsum(xp.flip(grad, d), axis=d), d)
 
 
 class CumProd(Function):
     def forward(ctx, a, dim):
-        out = np.cumprod(a, axis=dim)
+        out = array_module(a).cumprod(a, axis=dim)
         ctx.save_for_backward(a, out)
         ctx.dim = dim
         return out
 
     def backward(ctx, grad):
         a, out = ctx.saved
+        xp = array_module(grad)
         d = ctx.dim
-        if np.all(a != 0):
-            rev = np.flip(np.cumsum(np.flip(grad * out, d), axis=d), d)
+        if xp.all(a != 0):
+            rev = xp.flip(xp.cumsum(xp.flip(grad * out, d), axis=d), d)
             return rev / a
         # With zeros, sum_j>=i g_j * prod_{k<=j, k!=i} a_k, computed position by position along dim.
-        moved = np.moveaxis(a, d, -1)
-        gmoved = np.moveaxis(grad, d, -1)
+        moved = xp.moveaxis(a, d, -1)
+        gmoved = xp.moveaxis(grad, d, -1)
         n = moved.shape[-1]
-        result = np.zeros_like(moved)
+        result = xp.zeros_like(moved)
         for i in range(n):
             others = moved.copy()
             others[..., i] = 1
-            prods = np.cumprod(others, axis=-1)
-            result[..., i] = np.sum((gmoved * prods)[..., i:], axis=-1)
-        return np.moveaxis(result, -1, d)
+            prods = xp.cumprod(others, axis=-1)
+            result[..., i] = xp.sum((gmoved * prods)[..., i:], axis=-1)
+        return xp.moveaxis(result, -1, d)
 
 
 def cumsum(input, dim, *, dtype=None):
@@ -470,40 +490,42 @@ def cumprod(input, dim, *, dtype=None):
 # --------------------------------------------------------------------------- norms
 class Norm(Function):
     def forward(ctx, a, p, dims, keepdim):
-        ax = np.abs(a)
+        xp = array_module(a)
+        ax = xp.abs(a)
         if p == np.inf:
-            out = np.max(ax, axis=dims, keepdims=True)
+            out = xp.max(ax, axis=dims, keepdims=True)
         elif p == -np.inf:
-            out = np.min(ax, axis=dims, keepdims=True)
+            out = xp.min(ax, axis=dims, keepdims=True)
         elif p == 0:
-            out = np.sum(ax != 0, axis=dims, keepdims=True).astype(a.dtype)
+            out = xp.sum(ax != 0, axis=dims, keepdims=True).astype(a.dtype)
         elif p == 1:
-            out = np.sum(ax, axis=dims, keepdims=True)
+            out = xp.sum(ax, axis=dims, keepdims=True)
         elif p == 2:
-            out = np.sqrt(np.sum(a * a, axis=dims, keepdims=True))
+            out = xp.sqrt(xp.sum(a * a, axis=dims, keepdims=True))
         else:
-            out = np.sum(ax ** p, axis=dims, keepdims=True) ** (1.0 / p)
+            out = xp.sum(ax ** p, axis=dims, keepdims=True) ** (1.0 / p)
         out = out.astype(a.dtype, copy=False)
         ctx.save_for_backward(a, out)
         ctx.p, ctx.dims = p, dims
-        return out if keepdim else (np.squeeze(out, axis=dims) if dims is not None else out.reshape(()))
+        return out if keepdim else (xp.squeeze(out, axis=dims) if dims is not None else out.reshape(()))
 
     def backward(ctx, grad):
         a, out = ctx.saved
         p = ctx.p
+        xp = array_module(grad)
         g = grad.reshape(out.shape)
         with np.errstate(divide="ignore", invalid="ignore"):
             if p == 2:
-                res = np.where(out == 0, 0, g * a / out)
+                res = xp.where(out == 0, 0, g * a / out)
             elif p == 1:
-                res = g * np.sign(a)
+                res = g * xp.sign(a)
             elif p == 0:
-                res = np.zeros_like(a)
+                res = xp.zeros_like(a)
             elif p in (np.inf, -np.inf):
-                mask = np.abs(a) == out
-                res = g * np.sign(a) * mask / np.sum(mask, axis=ctx.dims, keepdims=True)
+                mask = xp.abs(a) == out
+                res = g * xp.sign(a) * mask / xp.sum(mask, axis=ctx.dims, keepdims=True)
             else:
-                res = np.where(out == 0, 0, g * np.sign(a) * np.abs(a) ** (p - 1) / out ** (p - 1))
+                res = xp.where(out == 0, 0, g * xp.sign(a) * xp.abs(a) ** (p - 1) / out ** (p - 1))
         return res.astype(a.dtype, copy=False)
 
 
