@@ -1,8 +1,7 @@
 """Linear algebra: matmul for 1-D to batched N-D inputs, einsum, and the fused ``linear`` layer op."""
-import numpy as np
-
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
+from ..backend import array_module
 from ._util import ensure_tensor, install
 
 __all__ = ["matmul", "mm", "bmm", "mv", "dot", "einsum", "linear", "bilinear"]
@@ -26,7 +25,7 @@ class MatMul(Function):
             raise RuntimeError(f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}")
         ctx.save_for_backward(a, b)
         try:
-            return np.matmul(a, b)
+            return array_module(a, b).matmul(a, b)
         except ValueError:
             raise _matmul_shape_error("matmul", a, b) from None
 
@@ -34,24 +33,25 @@ class MatMul(Function):
         a, b = ctx.saved
         if a.ndim == 1 and b.ndim == 1:
             return grad * b, grad * a
+        xp = array_module(grad)
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g = grad
         if a.ndim == 1:
-            g = np.expand_dims(g, -2)
+            g = xp.expand_dims(g, -2)
         if b.ndim == 1:
-            g = np.expand_dims(g, -1)
+            g = xp.expand_dims(g, -1)
         ga = gb = None
         if ctx.needs(0):
-            ga = np.matmul(g, _swap(b2))
+            ga = xp.matmul(g, _swap(b2))
             if a.ndim == 1:
                 ga = ga.reshape(ga.shape[:-2] + ga.shape[-1:]) if ga.ndim > 2 else ga.reshape(-1)
         if ctx.needs(1):
             if b.ndim >= 2 and a2.ndim > 2 and b2.ndim == 2:
                 # Fold the batch into the rows: one GEMM instead of a batched product plus a sum.
-                gb = np.matmul(a2.reshape(-1, a2.shape[-1]).T, g.reshape(-1, g.shape[-1]))
+                gb = xp.matmul(a2.reshape(-1, a2.shape[-1]).T, g.reshape(-1, g.shape[-1]))
             else:
-                gb = np.matmul(_swap(a2), g)
+                gb = xp.matmul(_swap(a2), g)
             if b.ndim == 1:
                 gb = gb[..., 0]
                 if gb.ndim > 1:
@@ -94,16 +94,17 @@ class Bilinear(Function):
     def forward(ctx, x1, x2, weight, bias=None):
         ctx.save_for_backward(x1, x2, weight)
         ctx.has_bias = bias is not None
-        out = np.einsum("...i,oij,...j->...o", x1, weight, x2, optimize=True)
+        out = array_module(x1).einsum("...i,oij,...j->...o", x1, weight, x2, optimize=True)
         if bias is not None:
             out += bias
         return out
 
     def backward(ctx, grad):
         x1, x2, weight = ctx.saved
-        g1 = np.einsum("...o,oij,...j->...i", grad, weight, x2, optimize=True)
-        g2 = np.einsum("...o,oij,...i->...j", grad, weight, x1, optimize=True)
-        gw = np.einsum("...o,...i,...j->oij", grad, x1, x2, optimize=True)
+        xp = array_module(grad)
+        g1 = xp.einsum("...o,oij,...j->...i", grad, weight, x2, optimize=True)
+        g2 = xp.einsum("...o,oij,...i->...j", grad, weight, x1, optimize=True)
+        gw = xp.einsum("...o,...i,...j->oij", grad, x1, x2, optimize=True)
         gb = grad.reshape(-1, grad.shape[-1]).sum(axis=0) if ctx.has_bias else None
         return g1, g2, gw, gb
 
@@ -114,10 +115,11 @@ class Einsum(Function):
         inputs, _, output = equation.partition("->")
         ctx.terms = inputs.split(",")
         ctx.output = output
-        return np.einsum(equation, *operands, optimize=len(operands) > 2)
+        return array_module(*operands).einsum(equation, *operands, optimize=len(operands) > 2)
 
     def backward(ctx, grad):
         ops = ctx.saved
+        xp = array_module(grad)
         grads = []
         for i, term in enumerate(ctx.terms):
             if not ctx.needs(i):
@@ -135,21 +137,21 @@ class Einsum(Function):
                     seen.append(c)
             target = "".join(seen)
             eq = ",".join([ctx.output] + others) + "->" + target
-            g = np.einsum(eq, grad, *other_ops, optimize=len(other_ops) > 1)
+            g = xp.einsum(eq, grad, *other_ops, optimize=len(other_ops) > 1)
             full_shape = ops[i].shape
             # Expand to the operand's own subscripts (repeated letters = diagonals, missing = broadcast).
             if len(set(term)) == len(term):
                 expand = g
                 missing = [k for k, c in enumerate(term) if c not in seen]
                 order = [c for c in term if c in seen]
-                expand = np.transpose(expand, [seen.index(c) for c in order]) if order else expand
+                expand = xp.transpose(expand, [seen.index(c) for c in order]) if order else expand
                 for k in missing:
-                    expand = np.expand_dims(expand, k)
-                grads.append(np.broadcast_to(expand, full_shape).astype(grad.dtype, copy=True))
+                    expand = xp.expand_dims(expand, k)
+                grads.append(xp.broadcast_to(expand, full_shape).astype(grad.dtype, copy=True))
             else:
-                out = np.zeros(full_shape, dtype=grad.dtype)
-                grid = np.indices(full_shape)
-                mask = np.ones(full_shape, dtype=bool)
+                out = xp.zeros(full_shape, dtype=grad.dtype)
+                grid = xp.indices(full_shape)
+                mask = xp.ones(full_shape, dtype=bool)
                 first = {}
                 for k, c in enumerate(term):
                     if c in first:
@@ -157,7 +159,7 @@ class Einsum(Function):
                     else:
                         first[c] = k
                 src_index = tuple(grid[first[c]] for c in seen)
-                vals = g[src_index] if seen else np.broadcast_to(g, full_shape)
+                vals = g[src_index] if seen else xp.broadcast_to(g, full_shape)
                 out[mask] = vals[mask]
                 grads.append(out)
         return tuple(grads)
