@@ -22,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -78,10 +79,15 @@ def set_threads(torch, threads):
 
 
 # =========================================================================== measurements
+def _compare(s_fn, t_fn, cfg):
+    kwargs = {"clock": time.process_time} if cfg.get("clock") == "cpu" else {}
+    return harness.compare(s_fn, t_fn, warmup=cfg["warmup"], blocks=cfg["blocks"], block_s=cfg["block_s"], **kwargs)
+
+
 def time_workload(torch, wl, train, cfg):
     """Time one workload in one mode; returns a result row (dict)."""
     s_fn, t_fn = W.build_pair(torch, wl, train=train)
-    res = harness.compare(s_fn, t_fn, warmup=cfg["warmup"], blocks=cfg["blocks"], block_s=cfg["block_s"])
+    res = _compare(s_fn, t_fn, cfg)
     flops = W.count_flops(wl, train=train)
     mode = "train" if train else "inference"
     target = TRAIN_TARGETS.get(wl.key, 1.0) if train else 1.0
@@ -102,8 +108,7 @@ def sgemm(torch, cfg, n=SGEMM_N):
     out = np.empty_like(a)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     t_out = torch.empty(n, n)
-    res = harness.compare(lambda: np.matmul(a, b, out=out), lambda: torch.matmul(ta, tb, out=t_out),
-                          warmup=cfg["warmup"], blocks=cfg["blocks"], block_s=cfg["block_s"])
+    res = _compare(lambda: np.matmul(a, b, out=out), lambda: torch.matmul(ta, tb, out=t_out), cfg)
     flops = 2.0 * n ** 3
     return {"n": n, "numpy_gflops": flops / res["somanet_s"] / 1e9, "torch_gflops": flops / res["torch_s"] / 1e9}
 
@@ -164,13 +169,13 @@ def render(results):
         f"Measured on {results['machine_line']}; {s['threads']} thread(s) for both frameworks ({s['blas_threads']}); "
         f"OpenBLAS kernels: {s['blas_core'] or 'unknown'}. Load average (1 min) {s['load_before']:.1f} before and "
         f"{s['load_after']:.1f} after the run{' (quick mode)' if s['quick'] else ''}. "
-        f"`python benchmarks/suite.py{' --quick' if s['quick'] else ''} --threads {s['threads']} --write` "
-        f"(or `somanet bench`).",
+        f"`python benchmarks/suite.py{' --quick' if s['quick'] else ''} --threads {s['threads']} "
+        f"--clock {s['clock']} --write` (or `somanet bench` with the same options).",
         "",
         f"Each row builds the same model in both frameworks from identical weights and batch, checks that logits "
         f"and the first training losses agree, then times {s['blocks']} alternating blocks per framework after "
-        f"warm-up and reports medians. Train = zero_grad, forward, cross-entropy, backward, optimizer step "
-        f"(Adam, or SGD with momentum for the CNNs); inference = eval mode under no_grad. GFLOP/s counts the "
+        f"warm-up and reports medians ({'CPU time of the process' if s['clock'] == 'cpu' else 'wall time'}). "
+        f"Train = zero_grad, forward, cross-entropy, backward, optimizer step (Adam, or SGD with momentum for the CNNs); inference = eval mode under no_grad. GFLOP/s counts the "
         f"matrix products only (linear, convolution, attention, recurrent). A ratio above 1 means somanet is "
         f"faster.",
         "",
@@ -270,16 +275,25 @@ def write_summary(body, path=harness.DOCS):
 
 # =========================================================================== driver
 def run(keys=None, quick=False, threads=None, memory=True, imports=True, modes=("train", "inference"),
-        blocks=None, block_s=None, log=print):
-    """Run the suite and return the results dict (see ``render``)."""
+        blocks=None, block_s=None, clock="wall", log=print):
+    """Run the suite and return the results dict (see ``render``).
+
+    ``clock="cpu"`` times with the process's CPU time instead of wall time: steadier on a machine shared
+    with other jobs, and the same measure as wall time only for single-threaded runs, so it needs
+    ``threads=1``."""
     import torch
 
-    cfg = dict(QUICK if quick else FULL)
+    threads = threads or os.cpu_count() or 1
+    if clock not in ("wall", "cpu"):
+        raise ValueError(f"suite: clock must be 'wall' or 'cpu', got {clock!r}")
+    if clock == "cpu" and threads != 1:
+        raise ValueError(f"suite: the CPU-time clock needs --threads 1 (got {threads}): with more threads it "
+                         f"adds up every thread's time, waiting included")
+    cfg = dict(QUICK if quick else FULL, clock=clock)
     if blocks:
         cfg["blocks"] = blocks
     if block_s:
         cfg["block_s"] = block_s
-    threads = threads or os.cpu_count() or 1
     blas_threads, restore_threads = set_threads(torch, threads)
     try:
         return _run(torch, keys, quick, threads, memory, imports, modes, cfg, blas_threads, log)
@@ -336,6 +350,8 @@ def build_parser():
     parser.add_argument("--threads", type=int, default=None, help="threads for both frameworks (default: cores)")
     parser.add_argument("--blocks", type=int, default=None, help="alternating timed blocks per framework")
     parser.add_argument("--block-seconds", type=float, default=None, help="target length of one timed block")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall time (default) or the process's CPU time (steadier under load; --threads 1)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
     parser.add_argument("--no-import", action="store_true", help="skip the import-time measurement")
     parser.add_argument("--json", default=None, help="also save the results as JSON to this file")
@@ -354,14 +370,19 @@ def main(argv=None):
         print("the benchmark suite compares somanet with PyTorch, which is not installed: "
               "pip install torch (the CPU build is enough)", file=sys.stderr)
         return 2
+    modes = ("train", "inference") if args.mode == "both" else (args.mode,)
     try:
         W.get(args.only)
     except ValueError as exc:
         print(f"suite: {exc}", file=sys.stderr)
         return 2
-    modes = ("train", "inference") if args.mode == "both" else (args.mode,)
+    if args.clock == "cpu" and (args.threads or os.cpu_count()) != 1:
+        print("suite: --clock cpu needs --threads 1 (with more threads CPU time adds up every thread's time, "
+              "waiting included)", file=sys.stderr)
+        return 2
     results = run(args.only, quick=args.quick, threads=args.threads, memory=not args.no_memory,
-                  imports=not args.no_import, modes=modes, blocks=args.blocks, block_s=args.block_seconds)
+                  imports=not args.no_import, modes=modes, blocks=args.blocks, block_s=args.block_seconds,
+                  clock=args.clock)
     if args.write:
         results["plot"] = plot(results, args.plot)
         write_summary(render(results), args.docs)

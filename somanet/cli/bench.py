@@ -104,6 +104,8 @@ def add_parser(sub):
     p.add_argument("--json", metavar="FILE", help="also save the results as JSON")
     p.add_argument("--write", action="store_true",
                    help="write the Summary of docs/benchmarks.md and docs/benchmarks_ratios.png")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall time (default) or the process's CPU time (steadier under load; needs --threads 1)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--no-import", action="store_true", help="skip the import-time measurement")
     p.add_argument("--blas-coretype", default="auto", metavar="auto|default|NAME",
@@ -124,6 +126,8 @@ def _suite_argv(args):
             argv += ["--" + flag, str(value)]
     if getattr(args, "mode", "both") != "both":
         argv += ["--mode", args.mode]
+    if getattr(args, "clock", "wall") != "wall":
+        argv += ["--clock", args.clock]
     return argv
 
 
