@@ -1,19 +1,21 @@
 """``somanet bench``: the benchmark suite against PyTorch, from the command line.
 
-    somanet bench [--quick] [--only mlp,gpt] [--threads N] [--json FILE] [--write]
-                  [--blas-coretype auto|default|NAME]
+    somanet bench [--quick] [--only mlp,gpt] [--threads N] [--clock wall|cpu] [--json FILE] [--write]
+                  [--blas-coretype NAME]
 
 The suite (``benchmarks/suite.py`` of the source tree) runs in a child interpreter. That is what lets
 this command choose OpenBLAS's settings: OpenBLAS reads ``OPENBLAS_CORETYPE`` and
 ``OPENBLAS_NUM_THREADS`` once, when NumPy loads it, and this process has NumPy loaded already.
 
-BLAS kernel family (``--blas-coretype``): with ``auto`` (the default), on a CPU whose flags show
-AVX-512 (avx512f, avx512bw, avx512vl, avx512dq in /proc/cpuinfo) the child gets
-``OPENBLAS_CORETYPE=SkylakeX``, OpenBLAS's AVX-512 kernels; OpenBLAS builds that predate a CPU model
-(AMD Zen 4, for instance) otherwise fall back to their AVX2 "Haswell" kernels. Recent builds pick
-SkylakeX on such CPUs by themselves, and then the setting changes nothing. A value the user has set
-in the environment is always kept; ``default`` leaves OpenBLAS to decide; any other value is passed on
-as given. Without AVX-512 nothing is set, since AVX-512 kernels would stop with an illegal instruction.
+BLAS kernel family: by default OpenBLAS picks its kernels from the CPU it finds. ``--blas-coretype
+NAME`` (``Haswell``, ``SkylakeX``, ``Zen``, ...) runs the suite with ``OPENBLAS_CORETYPE=NAME``
+instead, to measure another kernel family; a value already set in the environment always wins. The
+AVX-512 families (SkylakeX, Cooperlake, SapphireRapids) are refused unless /proc/cpuinfo shows the
+AVX-512 subsets they use (avx512f, avx512bw, avx512vl, avx512dq), because on a CPU without them the
+kernels stop the process with an illegal instruction. Why nothing is forced by default: on the AMD
+EPYC (Zen 4) these benchmarks run on, NumPy's OpenBLAS already picks SkylakeX, and its Haswell
+(AVX2) kernels measured faster still, since Zen 4 runs AVX-512 on 256-bit units; see
+docs/benchmarks.md, "BLAS kernels".
 
 PyTorch is needed only here and only in the child; the command says how to install it when missing.
 """
@@ -26,6 +28,8 @@ __all__ = ["add_parser", "cmd_bench", "blas_environment", "cpu_flags", "avx512_s
 
 #: The AVX-512 subsets OpenBLAS's SkylakeX kernels use.
 AVX512_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq")
+#: OpenBLAS core types whose kernels need those subsets.
+AVX512_CORETYPES = ("skylakex", "cooperlake", "sapphirerapids")
 
 
 class BenchError(Exception):
@@ -53,24 +57,22 @@ def avx512_supported(flags=None):
     return all(f in flags for f in AVX512_FLAGS)
 
 
-def blas_environment(env, coretype="auto", threads=None, flags=None):
+def blas_environment(env, coretype=None, threads=None, flags=None):
     """The environment for a child process that will load OpenBLAS: ``(new_env, note)``.
 
-    ``coretype``: ``"auto"`` (SkylakeX when AVX-512 is there), ``"default"`` (leave it to OpenBLAS) or an
-    OpenBLAS core name. An ``OPENBLAS_CORETYPE`` already in ``env`` is never overridden. ``threads`` sets
-    the BLAS and OpenMP thread counts (again, unless the user set them)."""
+    ``coretype``: None or ``"default"`` leaves the kernel choice to OpenBLAS; an OpenBLAS core name sets
+    ``OPENBLAS_CORETYPE`` (an AVX-512 one only where the CPU has AVX-512, else ``BenchError``). A value
+    already in ``env`` is never overridden. ``threads`` sets the BLAS and OpenMP thread counts (again,
+    unless the user set them)."""
     env = dict(env)
     if "OPENBLAS_CORETYPE" in env:
         note = f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} (from the environment)"
-    elif coretype == "default":
+    elif coretype in (None, "", "default"):
         note = "OpenBLAS chooses its kernels"
-    elif coretype == "auto":
-        if avx512_supported(flags):
-            env["OPENBLAS_CORETYPE"] = "SkylakeX"
-            note = "OPENBLAS_CORETYPE=SkylakeX (the CPU has AVX-512)"
-        else:
-            note = "OpenBLAS chooses its kernels (no AVX-512 on this CPU)"
     else:
+        if coretype.lower() in AVX512_CORETYPES and not avx512_supported(flags):
+            raise BenchError(f"--blas-coretype {coretype} needs AVX-512 ({', '.join(AVX512_FLAGS)}), which this "
+                             f"CPU does not report; its kernels would stop with an illegal instruction")
         env["OPENBLAS_CORETYPE"] = coretype
         note = f"OPENBLAS_CORETYPE={coretype}"
     if threads:
@@ -108,9 +110,9 @@ def add_parser(sub):
                    help="wall time (default) or the process's CPU time (steadier under load; needs --threads 1)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--no-import", action="store_true", help="skip the import-time measurement")
-    p.add_argument("--blas-coretype", default="auto", metavar="auto|default|NAME",
-                   help="OpenBLAS kernel family for the run (default: auto, SkylakeX on AVX-512 CPUs; "
-                        "OPENBLAS_CORETYPE in the environment always wins)")
+    p.add_argument("--blas-coretype", default=None, metavar="NAME",
+                   help="run with OPENBLAS_CORETYPE=NAME, e.g. Haswell or SkylakeX (default: OpenBLAS's own "
+                        "choice; OPENBLAS_CORETYPE in the environment always wins)")
     p.set_defaults(func=cmd_bench)
     return p
 
@@ -138,12 +140,11 @@ def cmd_bench(args):
         if importlib.util.find_spec("torch") is None:
             raise BenchError("somanet bench compares against PyTorch, which is not installed: "
                              "pip install torch --index-url https://download.pytorch.org/whl/cpu")
+        if args.threads is not None and args.threads < 1:
+            raise BenchError(f"--threads must be a positive integer, got {args.threads}")
+        env, note = blas_environment(os.environ, args.blas_coretype, args.threads)
     except BenchError as exc:
         print(f"somanet: error: {exc}", file=sys.stderr)
         return 2
-    if args.threads is not None and args.threads < 1:
-        print(f"somanet: error: --threads must be a positive integer, got {args.threads}", file=sys.stderr)
-        return 2
-    env, note = blas_environment(os.environ, args.blas_coretype, args.threads)
     print(f"somanet bench: {note}", flush=True)
     return subprocess.call([sys.executable, suite] + _suite_argv(args), env=env)

@@ -71,10 +71,14 @@ def test_blas_environment_never_overrides_the_user_and_needs_avx512():
     from somanet.cli import bench
 
     avx512 = {"fma", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512dq"}
-    env, note = bench.blas_environment({"PATH": "x"}, "auto", flags=avx512)
-    assert env["OPENBLAS_CORETYPE"] == "SkylakeX" and env["PATH"] == "x" and "AVX-512" in note
-    env, _ = bench.blas_environment({}, "auto", flags={"fma", "avx2", "avx512f"})
-    assert "OPENBLAS_CORETYPE" not in env
+    env, note = bench.blas_environment({"PATH": "x"}, None, flags=avx512)
+    assert "OPENBLAS_CORETYPE" not in env and env["PATH"] == "x" and "OpenBLAS chooses" in note
+    env, note = bench.blas_environment({}, "SkylakeX", flags=avx512)
+    assert env["OPENBLAS_CORETYPE"] == "SkylakeX"
+    with pytest.raises(bench.BenchError, match="needs AVX-512"):
+        bench.blas_environment({}, "skylakex", flags={"fma", "avx2", "avx512f"})
+    env, _ = bench.blas_environment({}, "Haswell", flags={"fma", "avx2"})
+    assert env["OPENBLAS_CORETYPE"] == "Haswell"
     env, note = bench.blas_environment({"OPENBLAS_CORETYPE": "Haswell"}, "SkylakeX", flags=avx512)
     assert env["OPENBLAS_CORETYPE"] == "Haswell" and "from the environment" in note
     env, _ = bench.blas_environment({}, "default", threads=1, flags=avx512)
@@ -108,10 +112,11 @@ def test_bench_command_forwards_its_options():
     from somanet.cli import bench, build_parser
 
     args = build_parser().parse_args(["bench", "--quick", "--only", "mlp", "--threads", "1", "--json",
-                                               "out.json", "--no-memory", "--mode", "train"])
+                                               "out.json", "--no-memory", "--mode", "train", "--clock", "cpu"])
     assert args.func is bench.cmd_bench
     argv = bench._suite_argv(args)
     assert argv[:2] == ["--quick", "--no-memory"]
     assert ["--only", "mlp"] == argv[2:4] and ["--threads", "1"] == argv[4:6] and ["--json", "out.json"] == argv[6:8]
-    assert argv[-2:] == ["--mode", "train"]
-    assert suite.build_parser().parse_args(argv).quick
+    assert argv[-4:] == ["--mode", "train", "--clock", "cpu"]
+    parsed = suite.build_parser().parse_args(argv)
+    assert parsed.quick and parsed.clock == "cpu" and parsed.threads == 1
