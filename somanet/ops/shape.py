@@ -7,10 +7,12 @@ saved-tensor checks. Ops that PyTorch copies (flip, roll, repeat, cat, clone) co
 """
 import builtins
 import math
+from itertools import accumulate
 
 import numpy as np
 
 from .. import backend
+from ..backend import array_module
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ._util import ensure_tensor, install, normalize_dim, normalize_dims
@@ -127,7 +129,7 @@ def _reshape(x, shape):
     if x.data.flags.c_contiguous:
         return Reshape.apply(x, shape)
     try:
-        np.reshape(x.data, shape, copy=False)
+        array_module(x.data).reshape(x.data, shape, copy=False)
     except ValueError:
         return ReshapeCopy.apply(x, shape)
     return Reshape.apply(x, shape)
@@ -168,7 +170,7 @@ def _view(self, *shape):
     if self.data.flags.c_contiguous:
         return Reshape.apply(self, shape)
     try:
-        np.reshape(self.data, shape, copy=False)
+        array_module(self.data).reshape(self.data, shape, copy=False)
     except ValueError:
         raise RuntimeError(
             f"view(): the view shape {list(shape)} is not compatible with the input's shape "
@@ -259,7 +261,9 @@ class Permute(Function):
         return a.transpose(dims)
 
     def backward(ctx, grad):
-        return grad.transpose(np.argsort(ctx.dims))
+        dims = ctx.dims
+        # The inverse permutation, worked out on Python ints: axis bookkeeping needs no array library.
+        return grad.transpose(sorted(range(len(dims)), key=dims.__getitem__))
 
 
 def permute(input, dims):
@@ -357,7 +361,7 @@ class Expand(Function):
     is_view = True
 
     def forward(ctx, a, shape):
-        xp = backend.array_module(a)
+        xp = array_module(a)
         return xp.broadcast_to(a, shape)
 
     def backward(ctx, grad):
@@ -411,7 +415,7 @@ def _expand_as(self, other):
 
 class Repeat(Function):
     def forward(ctx, a, repeats):
-        xp = backend.array_module(a)
+        xp = array_module(a)
         padded = (1,) * (len(repeats) - a.ndim) + a.shape
         ctx.in_shape = a.shape
         ctx.padded = padded
@@ -455,13 +459,13 @@ def _tile_method(self, *dims):
 # --------------------------------------------------------------------------- flip and roll
 class Flip(Function):
     def forward(ctx, a, dims):
-        xp = backend.array_module(a)
+        xp = array_module(a)
         ctx.dims = dims
         # PyTorch's flip copies; a NumPy view would let later in-place edits of the input leak through.
         return xp.flip(a, dims).copy()
 
     def backward(ctx, grad):
-        xp = backend.array_module(grad)
+        xp = array_module(grad)
         return xp.flip(grad, ctx.dims)
 
 
@@ -497,13 +501,13 @@ def flipud(input):
 
 class Roll(Function):
     def forward(ctx, a, shifts, dims):
-        xp = backend.array_module(a)
+        xp = array_module(a)
         ctx.shifts = shifts
         ctx.dims = dims
         return xp.roll(a, shifts, dims)
 
     def backward(ctx, grad):
-        xp = backend.array_module(grad)
+        xp = array_module(grad)
         back = tuple(-s for s in ctx.shifts) if isinstance(ctx.shifts, tuple) else -ctx.shifts
         return xp.roll(grad, back, ctx.dims)
 
@@ -555,15 +559,15 @@ def _tensor_list(tensors, op):
 
 class Cat(Function):
     def forward(ctx, *arrays, dim, skip):
-        xp = backend.array_module(*arrays)
+        xp = array_module(*arrays)
         ctx.dim = dim
         ctx.skip = skip
         ctx.sizes = [a.shape[dim] for a, s in zip(arrays, skip) if not s]
         return xp.concatenate([a for a, s in zip(arrays, skip) if not s], axis=dim)
 
     def backward(ctx, grad):
-        xp = backend.array_module(grad)
-        parts = iter(xp.split(grad, np.cumsum(ctx.sizes)[:-1], axis=ctx.dim))
+        xp = array_module(grad)
+        parts = iter(xp.split(grad, list(accumulate(ctx.sizes))[:-1], axis=ctx.dim))
         return tuple(xp.zeros((0,), grad.dtype) if s else next(parts) for s in ctx.skip)
 
 
@@ -608,7 +612,7 @@ def concatenate(tensors, dim=0):
 
 class Stack(Function):
     def forward(ctx, *arrays, dim):
-        xp = backend.array_module(*arrays)
+        xp = array_module(*arrays)
         ctx.dim = dim
         return xp.stack(arrays, axis=dim)
 
@@ -659,7 +663,7 @@ class Slice(Function):
         return a[key]
 
     def backward(ctx, grad):
-        xp = backend.array_module(grad)
+        xp = array_module(grad)
         g = xp.zeros(ctx.shape, dtype=grad.dtype)
         g[ctx.key] = grad
         return g
@@ -671,14 +675,14 @@ class Split(Function):
     is_view = True
 
     def forward(ctx, a, sizes, dim):
-        xp = backend.array_module(a)
+        xp = array_module(a)
         ctx.sizes = sizes
         ctx.dim = dim
         ctx.shape = a.shape
-        return tuple(xp.split(a, np.cumsum(sizes)[:-1], axis=dim))
+        return tuple(xp.split(a, list(accumulate(sizes))[:-1], axis=dim))
 
     def backward(ctx, *grads):
-        xp = backend.array_module(*[g for g in grads if g is not None])
+        xp = array_module(*[g for g in grads if g is not None])
         dtype = next(g.dtype for g in grads if g is not None)
         parts = []
         for g, n in zip(grads, ctx.sizes):
@@ -746,13 +750,13 @@ class Unbind(Function):
     is_view = True
 
     def forward(ctx, a, dim):
-        xp = backend.array_module(a)
+        xp = array_module(a)
         ctx.dim = dim
         ctx.shape = a.shape
         return tuple(xp.moveaxis(a, dim, 0))
 
     def backward(ctx, *grads):
-        xp = backend.array_module(*[g for g in grads if g is not None])
+        xp = array_module(*[g for g in grads if g is not None])
         dtype = next(g.dtype for g in grads if g is not None)
         inner = ctx.shape[:ctx.dim] + ctx.shape[ctx.dim + 1:]
         zero = None
@@ -800,7 +804,7 @@ def narrow(input, dim, start, length):
 # --------------------------------------------------------------------------- copies
 class Clone(Function):
     def forward(ctx, a):
-        xp = backend.array_module(a)
+        xp = array_module(a)
         return xp.array(a, copy=True, order="C")
 
     def backward(ctx, grad):
@@ -827,7 +831,7 @@ def _is_contiguous(self, memory_format=None):
 # --------------------------------------------------------------------------- padding
 class ConstantPad(Function):
     def forward(ctx, a, widths, value):
-        xp = backend.array_module(a)
+        xp = array_module(a)
         src, dst, out_shape = [], [], []
         for n, (lo, hi) in zip(a.shape, widths):
             keep = n - max(-lo, 0) - max(-hi, 0)
@@ -840,29 +844,30 @@ class ConstantPad(Function):
         return out
 
     def backward(ctx, grad):
-        xp = backend.array_module(grad)
+        xp = array_module(grad)
         g = xp.zeros(ctx.shape, dtype=grad.dtype)
         g[ctx.src] = grad[ctx.dst]
         return g
 
 
-def _pad_index(n, lo, hi, mode):
-    """Input positions that feed each output position of one padded dimension."""
-    core = np.arange(max(-lo, 0), n - max(-hi, 0))
+def _pad_index(n, lo, hi, mode, xp):
+    """Input positions that feed each output position of one padded dimension (an ``xp`` array), where
+    the unpadded core starts in the output, and the core's first input position and length as ints."""
+    core = xp.arange(max(-lo, 0), n - max(-hi, 0))
     if mode == "reflect":
-        left, right = np.arange(lo, 0, -1), np.arange(n - 2, n - 2 - hi, -1)
+        left, right = xp.arange(lo, 0, -1), xp.arange(n - 2, n - 2 - hi, -1)
     elif mode == "replicate":
-        left, right = np.zeros(max(lo, 0), np.int64), np.full(max(hi, 0), n - 1)
+        left, right = xp.zeros(max(lo, 0), np.int64), xp.full(max(hi, 0), n - 1)
     else:  # circular: PyTorch crops first, then wraps around what is left
         left, right = core[core.size - lo:] if lo > 0 else core[:0], core[:max(hi, 0)]
-    return np.concatenate([left, core, right]).astype(np.intp), max(lo, 0), core
+    return xp.concatenate([left, core, right]).astype(np.intp), max(lo, 0), (max(-lo, 0), core.size)
 
 
 class IndexPad(Function):
     """Reflect, replicate and circular padding: each padded dimension gathers from an index map."""
 
     def forward(ctx, a, axes, maps):
-        xp = backend.array_module(a)
+        xp = array_module(a)
         ctx.axes, ctx.maps, ctx.shape = axes, maps, a.shape
         out = a
         for axis, (idx, _, _) in zip(axes, maps):
@@ -870,18 +875,18 @@ class IndexPad(Function):
         return out
 
     def backward(ctx, grad):
-        xp = backend.array_module(grad)
+        xp = array_module(grad)
         g = grad
-        for axis, (idx, start, core), n in reversed([(a, m, ctx.shape[a]) for a, m in zip(ctx.axes, ctx.maps)]):
+        for axis, (idx, start, (first, size)) in reversed(list(zip(ctx.axes, ctx.maps))):
             lead = (slice(None),) * axis
             shape = list(g.shape)
-            shape[axis] = n
+            shape[axis] = ctx.shape[axis]
             out = xp.zeros(shape, dtype=g.dtype)
             # The core is a plain shifted copy; only the thin pad borders can map several outputs to one input.
-            stop = start + core.size
-            if core.size:
-                out[lead + (slice(core[0], core[0] + core.size),)] = g[lead + (slice(start, stop),)]
-            edges = np.r_[0:start, stop:idx.size]
+            stop = start + size
+            if size:
+                out[lead + (slice(first, first + size),)] = g[lead + (slice(start, stop),)]
+            edges = xp.concatenate((xp.arange(start), xp.arange(stop, idx.size)))
             if edges.size:
                 xp.add.at(out, lead + (idx[edges],), g[lead + (edges,)])
             g = out
@@ -922,6 +927,7 @@ def pad(input, pad, mode="constant", value=None):
         return ConstantPad.apply(x, widths, 0 if value is None else value)
     if value not in (None, 0):
         raise RuntimeError(f"pad(): padding mode {mode!r} does not take a value argument, got value={value}")
+    xp = array_module(x.data)
     axes, maps = [], []
     for d, (lo, hi) in enumerate(widths):
         if lo == 0 and hi == 0:
@@ -939,7 +945,7 @@ def pad(input, pad, mode="constant", value=None):
             raise RuntimeError(f"pad(): circular padding ({lo}, {hi}) of dimension {d} wraps around more than once "
                                f"(size {n}, input shape {tuple(shape)})")
         axes.append(d)
-        maps.append(_pad_index(n, lo, hi, mode))
+        maps.append(_pad_index(n, lo, hi, mode, xp))
     if not axes:
         return Clone.apply(x)
     return IndexPad.apply(x, tuple(axes), tuple(maps))
