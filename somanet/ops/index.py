@@ -11,10 +11,10 @@ import math
 
 import numpy as np
 
-from .. import backend
 from ..autograd import grad_mode
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor, _wrap
+from ..backend import array_module
 from . import elementwise
 from ._util import as_operand, ensure_tensor, install, normalize_dim
 from .shape import Expand, Slice, _reshape, clone, to_dtype, unbind
@@ -26,6 +26,11 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- shared helpers
+def _is_array(k):
+    """Whether ``k`` is an array of any array library (NumPy's scalars count as numbers, as in indexing)."""
+    return hasattr(k, "__array_namespace__") and not isinstance(k, np.generic)
+
+
 def _int_result(arr):
     """A plain int64 tensor that never carries gradient (indices, counts)."""
     return _wrap(arr.astype(np.int64, copy=False), False, None, 0)
@@ -33,7 +38,7 @@ def _int_result(arr):
 
 def _index_array(index, op, name="index"):
     """The integer array behind an index argument (a tensor, array or list), with a clear dtype error."""
-    arr = index.data if isinstance(index, Tensor) else np.asarray(index)
+    arr = index.data if isinstance(index, Tensor) else array_module(index).asarray(index)
     if arr.size == 0 and arr.dtype.kind == "f":
         arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
@@ -56,7 +61,7 @@ def _index_add_rows(out, rows, values):
     """
     if rows.size == 0:
         return out
-    xp = backend.array_module(out)
+    xp = array_module(out)
     if out.ndim == 1:
         if out.dtype.kind == "f" and rows.size * 16 >= out.size:
             # bincount sums in float64 and is the fastest scatter-add for one index per element.
@@ -74,7 +79,7 @@ def _index_add_rows(out, rows, values):
 
 def _index_add_axis(shape, axis, idx, grad):
     """Zeros of ``shape`` with ``grad`` added at positions ``idx`` along ``axis`` (index_select's backward)."""
-    xp = backend.array_module(grad)
+    xp = array_module(grad)
     moved = xp.moveaxis(grad, axis, 0)
     out = xp.zeros((shape[axis],) + moved.shape[1:], dtype=grad.dtype)
     _index_add_rows(out, idx.reshape(-1), moved.reshape((idx.size,) + moved.shape[1:]))
@@ -85,7 +90,7 @@ def _flat_positions(shape, dim, index):
     """Flat (C-order) positions in an array of ``shape`` that gather/scatter's ``index`` along ``dim`` names:
     element ``p`` of ``index`` points at ``p`` with ``p[dim]`` replaced by ``index[p]``."""
     strides = [math.prod(shape[d + 1:]) for d in range(len(shape))]
-    grids = np.indices(index.shape, sparse=True)
+    grids = array_module(index).indices(index.shape, sparse=True)
     flat = index.astype(np.intp) * strides[dim]
     for d, g in enumerate(grids):
         if d != dim:
@@ -101,8 +106,9 @@ def _prefix(arr, shape):
 
 
 # --------------------------------------------------------------------------- x[key]
-def _convert_key(key):
-    """Turn an index into NumPy's terms (tensors to arrays, lists to arrays); say if it is advanced."""
+def _convert_key(key, data):
+    """Turn an index into array terms (tensors to arrays, lists to arrays in ``data``'s array library); say
+    if it is advanced."""
     items = key if isinstance(key, tuple) else (key,)
     out = []
     advanced = False
@@ -110,10 +116,10 @@ def _convert_key(key):
         if isinstance(k, Tensor):
             k = k.data
         elif isinstance(k, list):
-            k = np.asarray([e.data if isinstance(e, Tensor) else e for e in k])
+            k = array_module(data).asarray([e.data if isinstance(e, Tensor) else e for e in k])
             if k.size == 0:
                 k = k.astype(np.intp)
-        if isinstance(k, np.ndarray):
+        if _is_array(k):
             if k.dtype.kind not in "biu":
                 raise IndexError(f"__getitem__: tensors used as indices must be integer or bool, got dtype {k.dtype}")
             advanced = True
@@ -139,23 +145,23 @@ def _steps(key, advanced):
     """
     if not advanced or not any(_is_int(k) for k in key) or any(isinstance(k, (builtins.bool, np.bool_)) for k in key):
         return [key]
-    first = tuple(slice(None) if isinstance(k, np.ndarray) else k for k in key)
-    second = tuple(k if isinstance(k, np.ndarray) or k is Ellipsis else slice(None) for k in key if not _is_int(k))
+    first = tuple(slice(None) if _is_array(k) else k for k in key)
+    second = tuple(k if _is_array(k) or k is Ellipsis else slice(None) for k in key if not _is_int(k))
     return [first, second]
 
 
 def _index_backward(shape, key, grad):
     """Zeros of ``shape`` with ``grad`` added at the positions ``key`` selected (repeats accumulate)."""
-    xp = backend.array_module(grad)
+    xp = array_module(grad)
     # A bool mask is the tuple of its nonzero() index arrays, which is what NumPy does with it too.
     parts = []
     for k in key:
-        if isinstance(k, np.ndarray) and k.dtype == np.bool_ and k.ndim:
+        if _is_array(k) and k.dtype == np.bool_ and k.ndim:
             parts.extend(k.nonzero())
         else:
             parts.append(k)
     n = 0
-    while n < len(parts) and (isinstance(parts[n], np.ndarray) and parts[n].dtype.kind in "iu"
+    while n < len(parts) and (_is_array(parts[n]) and parts[n].dtype.kind in "iu"
                               or isinstance(parts[n], (builtins.int, np.integer)) and not isinstance(parts[n], bool)):
         n += 1
     rest = parts[n:]
@@ -163,10 +169,10 @@ def _index_backward(shape, key, grad):
         # Leading integer arrays over whole trailing dims (x[idx], x[mask], x[rows, cols]): one flat row
         # index per selected element, then a fast scatter-add of rows.
         lead = shape[:n]
-        arrays = np.broadcast_arrays(*[np.asarray(k) for k in parts[:n]])
+        arrays = xp.broadcast_arrays(*[xp.asarray(k) for k in parts[:n]])
         out = xp.zeros((math.prod(lead),) + shape[n:], dtype=grad.dtype)
         if arrays[0].size:
-            flat = np.ravel_multi_index(tuple(a % s for a, s in zip(arrays, lead)), lead).reshape(-1)
+            flat = xp.ravel_multi_index(tuple(a % s for a, s in zip(arrays, lead)), lead).reshape(-1)
             _index_add_rows(out, flat, grad.reshape((flat.size,) + shape[n:]))
         return out.reshape(shape)
     out = xp.zeros(shape, dtype=grad.dtype)
@@ -189,7 +195,7 @@ class AdvancedIndex(Function):
 def _getitem(self, key):
     """``x[key]``: ints, slices (any step), None, Ellipsis, integer tensors/arrays/lists (broadcast together,
     mixed with slices) and bool masks, with NumPy's (= PyTorch's) rules. Basic indexing gives a view."""
-    k, advanced = _convert_key(key)
+    k, advanced = _convert_key(key, self.data)
     try:
         if not advanced:
             return Slice.apply(self, k)
@@ -273,7 +279,7 @@ def _add_(self, other, alpha=1):
 
     def array_op(data):
         v = _raw(o)
-        np.add(data, v if alpha == 1 else v * alpha, out=data)
+        array_module(data).add(data, v if alpha == 1 else v * alpha, out=data)
 
     return _inplace(self, "add_", array_op, lambda old: elementwise.add(old, o, alpha=alpha), o)
 
@@ -284,7 +290,7 @@ def _sub_(self, other, alpha=1):
 
     def array_op(data):
         v = _raw(o)
-        np.subtract(data, v if alpha == 1 else v * alpha, out=data)
+        array_module(data).subtract(data, v if alpha == 1 else v * alpha, out=data)
 
     return _inplace(self, "sub_", array_op, lambda old: elementwise.sub(old, o, alpha=alpha), o)
 
@@ -292,7 +298,7 @@ def _sub_(self, other, alpha=1):
 def _mul_(self, other):
     """In place ``self *= other``."""
     o = as_operand(other)
-    return _inplace(self, "mul_", lambda data: np.multiply(data, _raw(o), out=data),
+    return _inplace(self, "mul_", lambda data: array_module(data).multiply(data, _raw(o), out=data),
                     lambda old: elementwise.mul(old, o), o)
 
 
@@ -301,11 +307,12 @@ def _div_(self, other, rounding_mode=None):
     o = as_operand(other)
 
     def array_op(data):
+        xp = array_module(data)
         if rounding_mode is None:
-            np.true_divide(data, _raw(o), out=data)
+            xp.true_divide(data, _raw(o), out=data)
         else:
             res = elementwise.div(_wrap(data, False, None, 0), o, rounding_mode=rounding_mode)
-            np.copyto(data, res.data, casting="same_kind")
+            xp.copyto(data, res.data, casting="same_kind")
 
     return _inplace(self, "div_", array_op, lambda old: elementwise.div(old, o, rounding_mode=rounding_mode), o)
 
@@ -316,7 +323,7 @@ def _clamp_(self, min=None, max=None):  # noqa: A002
         raise RuntimeError("clamp_(): at least one of 'min' or 'max' must not be None")
     lo, hi = as_operand(min) if min is not None else None, as_operand(max) if max is not None else None
     grad_bound = next((b for b in (lo, hi) if isinstance(b, Tensor) and b.requires_grad), None)
-    return _inplace(self, "clamp_", lambda data: np.clip(data, _raw(lo), _raw(hi), out=data),
+    return _inplace(self, "clamp_", lambda data: array_module(data).clip(data, _raw(lo), _raw(hi), out=data),
                     lambda old: elementwise.clamp(old, lo, hi), grad_bound)
 
 
@@ -324,11 +331,11 @@ class Fill(Function):
     """Every element set to ``value`` (a scalar or a 0-d array); the old values get a zero gradient."""
 
     def forward(ctx, a, value):
-        xp = backend.array_module(a)
+        xp = array_module(a)
         return xp.full(a.shape, value, dtype=a.dtype)
 
     def backward(ctx, grad):
-        xp = backend.array_module(grad)
+        xp = array_module(grad)
         return xp.zeros_like(grad), grad
 
 
@@ -356,25 +363,25 @@ class CopyFrom(Function):
     """``src`` broadcast into the shape and dtype of ``a``; the old values get a zero gradient."""
 
     def forward(ctx, a, src):
-        xp = backend.array_module(a)
+        xp = array_module(a)
         out = xp.empty_like(a)
         out[...] = src
         return out
 
     def backward(ctx, grad):
-        xp = backend.array_module(grad)
+        xp = array_module(grad)
         return xp.zeros_like(grad), grad
 
 
 def _copy_(self, src, non_blocking=False):
     """Copy ``src`` (broadcast to self's shape, cast to self's dtype) into ``self``."""
     s = as_operand(src)
-    return _inplace(self, "copy_", lambda data: np.copyto(data, _raw(s), casting="unsafe"),
+    return _inplace(self, "copy_", lambda data: array_module(data).copyto(data, _raw(s), casting="unsafe"),
                     lambda old: CopyFrom.apply(old, s), s)
 
 
 def _mask_array(mask, op):
-    m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    m = mask.data if isinstance(mask, Tensor) else array_module(mask).asarray(mask)
     if m.dtype != np.bool_:
         raise RuntimeError(f"{op}(): only boolean masks are supported, got a mask with dtype {m.dtype}")
     return m
@@ -384,7 +391,8 @@ def _masked_fill_(self, mask, value):
     """Set the elements where ``mask`` (bool, broadcast to self's shape) is True to ``value``, in place."""
     m = _mask_array(mask, "masked_fill_")
     v = _fill_value(value, "masked_fill_")
-    return _inplace(self, "masked_fill_", lambda data: np.copyto(data, _raw(v), casting="unsafe", where=m),
+    return _inplace(self, "masked_fill_",
+                    lambda data: array_module(data).copyto(data, _raw(v), casting="unsafe", where=m),
                     lambda old: masked_fill(old, m, v), v)
 
 
@@ -402,7 +410,7 @@ class SetItem(Function):
         out = a.copy(order="C")
         _target(out, steps)[steps[-1]] = value
         ctx.steps = steps
-        ctx.value_ndim = np.ndim(value)
+        ctx.value_ndim = getattr(value, "ndim", 0)
         return out
 
     def backward(ctx, grad):
@@ -418,7 +426,7 @@ class SetItem(Function):
 
 def _setitem(self, key, value):
     """``x[key] = value`` in place (same keys as ``x[key]``); value broadcasts and is cast to x's dtype."""
-    k, advanced = _convert_key(key)
+    k, advanced = _convert_key(key, self.data)
     steps = _steps(k, advanced)
     v = as_operand(value)
 
@@ -434,7 +442,7 @@ def _setitem(self, key, value):
 # --------------------------------------------------------------------------- index_select, gather, scatter
 class IndexSelect(Function):
     def forward(ctx, a, dim, index):
-        xp = backend.array_module(a)
+        xp = array_module(a)
         ctx.dim, ctx.index, ctx.shape = dim, index, a.shape
         return xp.take(a, index, axis=dim)
 
@@ -464,13 +472,13 @@ def index_select(input, dim, index):
 
 class Gather(Function):
     def forward(ctx, a, dim, index):
-        xp = backend.array_module(a)
+        xp = array_module(a)
         ctx.dim, ctx.index, ctx.shape = dim, index, a.shape
         src = _prefix(a, tuple(n if d != dim else a.shape[d] for d, n in enumerate(index.shape)))
         return xp.take_along_axis(src, index, axis=dim)
 
     def backward(ctx, grad):
-        xp = backend.array_module(grad)
+        xp = array_module(grad)
         out = xp.zeros(math.prod(ctx.shape), dtype=grad.dtype)
         _index_add_rows(out, _flat_positions(ctx.shape, ctx.dim, ctx.index).reshape(-1), grad.reshape(-1))
         return out.reshape(ctx.shape)
@@ -512,12 +520,12 @@ class Scatter(Function):
         out = a.copy(order="C")
         flat = _flat_positions(a.shape, dim, index).reshape(-1)
         ctx.flat, ctx.index_shape = flat, index.shape
-        ctx.src_shape = src.shape if isinstance(src, np.ndarray) and src.ndim else None
+        ctx.src_shape = src.shape if getattr(src, "ndim", 0) else None
         out.reshape(-1)[flat] = _prefix(src, index.shape).reshape(-1) if ctx.src_shape is not None else src
         return out
 
     def backward(ctx, grad):
-        xp = backend.array_module(grad)
+        xp = array_module(grad)
         ga = grad.copy(order="C")
         ga.reshape(-1)[ctx.flat] = 0
         if ctx.src_shape is None:
@@ -536,7 +544,7 @@ class ScatterAdd(Function):
         return out
 
     def backward(ctx, grad):
-        xp = backend.array_module(grad)
+        xp = array_module(grad)
         gs = xp.zeros(ctx.src_shape, dtype=grad.dtype)
         gs[tuple(slice(0, n) for n in ctx.index_shape)] = grad.reshape(-1)[ctx.flat].reshape(ctx.index_shape)
         return grad, gs
@@ -591,15 +599,17 @@ def scatter_add(input, dim, index, src):
 def _scatter_(self, dim, index, src=None, value=None, *, reduce=None):
     """In-place ``scatter``."""
     s = src if src is not None else value
-    return _inplace(self, "scatter_", lambda data: np.copyto(data, scatter(_wrap(data, False, None, 0), dim, index,
-                                                                           _raw_keep(s), reduce=reduce).data),
+    return _inplace(self, "scatter_",
+                    lambda data: array_module(data).copyto(data, scatter(_wrap(data, False, None, 0), dim, index,
+                                                                         _raw_keep(s), reduce=reduce).data),
                     lambda old: scatter(old, dim, index, s, reduce=reduce), s)
 
 
 def _scatter_add_(self, dim, index, src):
     """In-place ``scatter_add``."""
-    return _inplace(self, "scatter_add_", lambda data: np.copyto(data, scatter_add(_wrap(data, False, None, 0), dim,
-                                                                                   index, _raw_keep(src)).data),
+    return _inplace(self, "scatter_add_",
+                    lambda data: array_module(data).copyto(data, scatter_add(_wrap(data, False, None, 0), dim,
+                                                                             index, _raw_keep(src)).data),
                     lambda old: scatter_add(old, dim, index, src), src)
 
 
@@ -611,12 +621,12 @@ def _raw_keep(x):
 # --------------------------------------------------------------------------- masks
 class MaskedFill(Function):
     def forward(ctx, a, value, mask):
-        xp = backend.array_module(a)
+        xp = array_module(a)
         ctx.mask = mask
         return xp.where(mask, xp.asarray(value).astype(a.dtype), a)
 
     def backward(ctx, grad):
-        xp = backend.array_module(grad)
+        xp = array_module(grad)
         zero = xp.zeros((), dtype=grad.dtype)
         return xp.where(ctx.mask, zero, grad), xp.where(ctx.mask, grad, zero)
 
@@ -639,14 +649,14 @@ def masked_fill(input, mask, value):
 
 class MaskedSelect(Function):
     def forward(ctx, a, mask):
-        xp = backend.array_module(a)
+        xp = array_module(a)
         shape = np.broadcast_shapes(a.shape, mask.shape)
         ctx.mask = xp.broadcast_to(mask, shape)
         ctx.shape = shape
         return xp.broadcast_to(a, shape)[ctx.mask]
 
     def backward(ctx, grad):
-        xp = backend.array_module(grad)
+        xp = array_module(grad)
         g = xp.zeros(ctx.shape, dtype=grad.dtype)
         g[ctx.mask] = grad
         return g
@@ -682,8 +692,9 @@ def take_along_dim(input, indices, dim=None):
         d = normalize_dim(dim, x.data.ndim, "take_along_dim")
     n = x.data.shape[d]
     _check_bounds(idx, n, "take_along_dim", d, allow_negative=True)
+    xp = array_module(idx)
     if idx.size and idx.min() < 0:
-        idx = np.where(idx < 0, idx + n, idx)
+        idx = xp.where(idx < 0, idx + n, idx)
     xs, js = list(x.data.shape), list(idx.shape)
     xs[d] = js[d] = 1
     try:
@@ -695,18 +706,18 @@ def take_along_dim(input, indices, dim=None):
     x_shape[d], i_shape[d] = n, idx.shape[d]
     if tuple(x_shape) != x.data.shape:
         x = Expand.apply(x, tuple(x_shape))
-    return Gather.apply(x, d, np.broadcast_to(idx, i_shape))
+    return Gather.apply(x, d, xp.broadcast_to(idx, i_shape))
 
 
 # --------------------------------------------------------------------------- triangles, outer, one_hot
 class Triangle(Function):
     def forward(ctx, a, diagonal, upper):
-        xp = backend.array_module(a)
+        xp = array_module(a)
         ctx.diagonal, ctx.upper = diagonal, upper
         return xp.triu(a, diagonal) if upper else xp.tril(a, diagonal)
 
     def backward(ctx, grad):
-        xp = backend.array_module(grad)
+        xp = array_module(grad)
         return xp.triu(grad, ctx.diagonal) if ctx.upper else xp.tril(grad, ctx.diagonal)
 
 
@@ -753,7 +764,7 @@ def one_hot(tensor, num_classes=-1):
     if idx.size and (idx.min() < 0 or idx.max() >= num_classes):
         raise RuntimeError(f"one_hot(): class values must be in [0, {num_classes}), got values in "
                            f"[{builtins.int(idx.min())}, {builtins.int(idx.max())}]")
-    return _int_result(idx[..., None] == np.arange(num_classes))
+    return _int_result(idx[..., None] == array_module(idx).arange(num_classes))
 
 
 # --------------------------------------------------------------------------- nonzero, sorting, unique
@@ -761,9 +772,10 @@ def nonzero(input, *, as_tuple=False):
     """Indices of the nonzero elements: an ``(n, ndim)`` int64 tensor, or with ``as_tuple=True`` a tuple of
     ``ndim`` 1-d tensors (a 0-d input counts as 1-d)."""
     a = ensure_tensor(input).data
+    xp = array_module(a)
     if as_tuple:
-        return tuple(_int_result(i) for i in np.nonzero(np.atleast_1d(a)))
-    return _int_result(np.argwhere(a))
+        return tuple(_int_result(i) for i in xp.nonzero(xp.atleast_1d(a)))
+    return _int_result(xp.argwhere(a))
 
 
 def argwhere(input):
@@ -777,7 +789,7 @@ _TopkResult = collections.namedtuple("topk", ["values", "indices"])
 
 def _argsort(a, axis, descending):
     """Stable argsort; descending keeps equal elements in their original order and puts NaN first."""
-    xp = backend.array_module(a)
+    xp = array_module(a)
     if not descending:
         return xp.argsort(a, axis=axis, kind="stable")
     # Sorting the reversed array ascending and reversing the result keeps ties in input order.
@@ -793,7 +805,8 @@ def sort(input, dim=-1, descending=False, stable=False):
     x = ensure_tensor(input)
     if x.data.ndim == 0:
         normalize_dim(dim, 0, "sort")
-        return _SortResult(gather(x, 0, np.zeros((), np.int64)), _int_result(np.zeros((), np.int64)))
+        xp = array_module(x.data)
+        return _SortResult(gather(x, 0, xp.zeros((), np.int64)), _int_result(xp.zeros((), np.int64)))
     d = normalize_dim(dim, x.data.ndim, "sort")
     idx = _argsort(x.data, d, descending)
     return _SortResult(Gather.apply(x, d, idx), _int_result(idx))
@@ -804,7 +817,7 @@ def argsort(input, dim=-1, descending=False, stable=False):
     x = ensure_tensor(input)
     if x.data.ndim == 0:
         normalize_dim(dim, 0, "argsort")
-        return _int_result(np.zeros((), np.int64))
+        return _int_result(array_module(x.data).zeros((), np.int64))
     d = normalize_dim(dim, x.data.ndim, "argsort")
     return _int_result(_argsort(x.data, d, descending))
 
@@ -826,19 +839,20 @@ def topk(input, k, dim=-1, largest=True, sorted=True):  # noqa: A002
     n = a.shape[d]
     if not 0 <= k <= n:
         raise RuntimeError(f"topk(): k ({k}) is out of range for dimension {d} of size {n} (shape {tuple(a.shape)})")
+    xp = array_module(a)
     idx = None
     if 0 < k < n:
         # Partition first so only the k candidates get sorted. When the value at the cut is tied, which of the
         # tied elements gets in is arbitrary: then the stable sort below decides (lowest index first).
         kth = n - k if largest else k - 1
-        part = np.argpartition(a, kth, axis=d)
-        cut = np.take_along_axis(a, np.take(part, [kth], axis=d), axis=d)
-        if not np.isnan(cut).any() and ((a == cut).sum(axis=d) == 1).all():
-            cand = np.take(part, np.arange(n - k, n) if largest else np.arange(k), axis=d)
-            order = _argsort(np.take_along_axis(a, cand, axis=d), d, largest)
-            idx = np.take_along_axis(cand, order, axis=d)
+        part = xp.argpartition(a, kth, axis=d)
+        cut = xp.take_along_axis(a, xp.take(part, [kth], axis=d), axis=d)
+        if not xp.isnan(cut).any() and ((a == cut).sum(axis=d) == 1).all():
+            cand = xp.take(part, xp.arange(n - k, n) if largest else xp.arange(k), axis=d)
+            order = _argsort(xp.take_along_axis(a, cand, axis=d), d, largest)
+            idx = xp.take_along_axis(cand, order, axis=d)
     if idx is None:
-        idx = np.take(_argsort(a, d, largest), np.arange(k), axis=d)
+        idx = xp.take(_argsort(a, d, largest), xp.arange(k), axis=d)
     return _TopkResult(Gather.apply(x, d, idx), _int_result(idx))
 
 
@@ -846,14 +860,15 @@ def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=No
     """The sorted distinct values of ``input`` (flattened, or distinct slices along ``dim``); optionally the
     int64 ``inverse`` (where each element went) and ``counts``. No gradient."""
     a = ensure_tensor(input).data
+    xp = array_module(a)
     if dim is None:
-        vals, inv, cnt = np.unique(a.reshape(-1), return_inverse=True, return_counts=True)
+        vals, inv, cnt = xp.unique(a.reshape(-1), return_inverse=True, return_counts=True)
         inv = inv.reshape(a.shape)
     else:
         if a.ndim == 0:
             raise IndexError("unique(): a 0-d tensor has no dimension to take unique slices along")
         d = normalize_dim(dim, a.ndim, "unique")
-        vals, inv, cnt = np.unique(a, return_inverse=True, return_counts=True, axis=d)
+        vals, inv, cnt = xp.unique(a, return_inverse=True, return_counts=True, axis=d)
         inv = inv.reshape(-1)
     out = [_wrap(vals, False, None, 0)]
     if return_inverse:
