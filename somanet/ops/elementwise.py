@@ -4,9 +4,9 @@ import math
 import numpy as np
 
 from .. import backend
-from ..backend import array_module
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
+from ..backend import array_module
 from ._util import as_operand, install
 
 __all__ = [

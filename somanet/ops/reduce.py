@@ -9,9 +9,9 @@ from collections import namedtuple
 import numpy as np
 
 from .. import backend
-from ..backend import array_module
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
+from ..backend import array_module
 from ._util import ensure_tensor, install, normalize_dim, normalize_dims, pick_dim
 
 __all__ = [

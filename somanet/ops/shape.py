@@ -12,9 +12,9 @@ from itertools import accumulate
 import numpy as np
 
 from .. import backend
-from ..backend import array_module
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
+from ..backend import array_module
 from ._util import ensure_tensor, install, normalize_dim, normalize_dims
 
 __all__ = [
