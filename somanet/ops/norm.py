@@ -11,6 +11,8 @@ so backward needs only ``xhat`` and ``invstd`` from forward, and the affine grad
 (``sum(grad * xhat)``, ``sum(grad)``) are reused inside it. Arrays are reshaped to a 3-D view
 ``(N, C, S)`` or 2-D ``(rows, D)`` so every reduction is one NumPy call over contiguous memory.
 """
+import math
+
 import numpy as np
 
 from .. import backend
@@ -70,6 +72,21 @@ def _row_dots(a, b):
     if a.shape[-1] >= _VECDOT_MIN:
         return np.vecdot(a, b)
     return np.einsum("...d,...d->...", a, b)
+
+
+def _row_means(a):
+    """Row means of a 2-D ``(rows, D)`` array as a ``(rows, 1)`` column.
+
+    A matrix-vector product with ``1 / D`` (BLAS) is about five times faster than NumPy's reduction
+    along rows of a few hundred elements, which pays a loop start per row.
+    """
+    d = a.shape[1]
+    return (a @ np.full(d, 1.0 / d, dtype=a.dtype))[:, None]
+
+
+def _column_sums(a):
+    """Column sums of a 2-D array (BLAS, as in ``_per_channel_total``)."""
+    return np.ones(a.shape[0], dtype=a.dtype) @ a
 
 
 def _owned(shape, dtype, rows_shape):
@@ -207,8 +224,7 @@ class LayerNorm(Function):
     def forward(ctx, x, weight, bias, d, eps):
         x2 = x.reshape(-1, d)
         dtype = x.dtype
-        mean = x2.mean(axis=1, keepdims=True)
-        xhat = x2 - mean
+        xhat = x2 - _row_means(x2)
         var = _row_dots(xhat, xhat)[:, None] / dtype.type(d)
         invstd = 1 / np.sqrt(var + dtype.type(eps))
         xhat *= invstd
@@ -228,7 +244,7 @@ class LayerNorm(Function):
         if wshape is not None and ctx.needs(1):
             gw = np.einsum("rd,rd->d", g2, xhat).reshape(wshape)
         if bshape is not None and ctx.needs(2):
-            gb = g2.sum(axis=0).reshape(bshape)
+            gb = _column_sums(g2).reshape(bshape)
         if ctx.needs(0):
             dxhat = g2 * w if w is not None else g2
             d = g2.dtype.type(xhat.shape[1])
@@ -236,7 +252,7 @@ class LayerNorm(Function):
             dx, d2 = _owned(xshape, grad.dtype, xhat.shape)
             np.multiply(xhat, -proj, out=d2)
             d2 += dxhat
-            d2 -= dxhat.mean(axis=1, keepdims=True)
+            d2 -= _row_means(dxhat)
             d2 *= invstd
         return dx, gw, gb
 
@@ -269,7 +285,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     _check_trailing("layer_norm", input, shape)
     _check_param("layer_norm", "weight", _data(weight), shape)
     _check_param("layer_norm", "bias", _data(bias), shape)
-    return LayerNorm.apply(input, weight, bias, d=int(np.prod(shape)), eps=eps)
+    return LayerNorm.apply(input, weight, bias, d=math.prod(shape), eps=eps)
 
 
 class RMSNorm(Function):
