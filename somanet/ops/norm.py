@@ -81,12 +81,12 @@ def _row_means(a):
     along rows of a few hundred elements, which pays a loop start per row.
     """
     d = a.shape[1]
-    return (a @ np.full(d, 1.0 / d, dtype=a.dtype))[:, None]
+    return (a @ backend.array_module(a).full(d, 1.0 / d, dtype=a.dtype))[:, None]
 
 
 def _column_sums(a):
     """Column sums of a 2-D array (BLAS, as in ``_per_channel_total``)."""
-    return np.ones(a.shape[0], dtype=a.dtype) @ a
+    return backend.array_module(a).ones(a.shape[0], dtype=a.dtype) @ a
 
 
 def _owned(shape, dtype, rows_shape):
