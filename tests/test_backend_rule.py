@@ -14,7 +14,7 @@ from somanet import backend
 OPS_DIR = Path(__file__).resolve().parent.parent / "somanet" / "ops"
 
 #: Op families that follow the rule; the others join this list as they are converted.
-CHECKED_FILES = ("elementwise.py", "reduce.py", "linalg.py", "shape.py", "index.py")
+CHECKED_FILES = ("elementwise.py", "reduce.py", "linalg.py", "shape.py", "index.py", "recurrent.py")
 
 #: Module-level helpers that forward/backward call for their array math, held to the same rule.
 HELPERS = {
@@ -24,6 +24,7 @@ HELPERS = {
     "shape.py": ("_pad_index",),
     "index.py": ("_index_add_rows", "_index_add_axis", "_flat_positions", "_prefix", "_index_backward",
                  "_argsort", "_target"),
+    "recurrent.py": ("_state_grad", "_gate_scale", "_input_projection", "_token_sums", "_input_grads"),
 }
 
 #: ``np.<name>`` that may stay: dtypes and scalar types, constants, and helpers that never see an array

@@ -18,13 +18,14 @@ Sigmoid gates are computed as ``0.5 * tanh(z / 2) + 0.5``: halving the gate rows
 exact in binary floating point, so one ``tanh`` call covers every gate of a step and a fixed affine
 map turns the sigmoid rows into sigmoids.
 
+The time loops bind the array functions they call at every step to local names once per call, which
+spares the attribute lookup on the array module in every step.
+
 Shapes: ``T`` steps, ``B`` batch, ``I`` input features, ``H`` hidden size, ``P`` output (projection)
 size (``P == H`` without projection), ``N`` rows of a packed sequence.
 """
-import numpy as np
-
-from .. import backend
 from ..autograd.function import Function
+from ..backend import array_module
 
 __all__ = ["rnn_sequence", "lstm_sequence", "gru_sequence", "rnn_cell", "lstm_cell", "gru_cell"]
 
@@ -111,7 +112,7 @@ class _Layout:
                 out, prev, first = buf[:N], buf[B:], buf[N:]
             else:
                 out, prev, first = buf[B:], buf[:N], buf[:B]
-            np.copyto(out.reshape(T, B, width), self.out_view(S).transpose(0, 2, 1))
+            xp.copyto(out.reshape(T, B, width), self.out_view(S).transpose(0, 2, 1))
             first[...] = 0 if init is None else init
             return out, prev
         out = xp.empty((N, width), dtype)
@@ -185,7 +186,7 @@ def _gate_scale(n_gates, H, sigmoid_gates, dtype, xp):
     return scale
 
 
-def _input_projection(x, lay, w_ih, scale, bias, emb):
+def _input_projection(x, lay, w_ih, scale, bias, emb, xp):
     """Every step's input projection as one feature-major (G, N) array, and what backward needs of ``x``.
 
     Dense input: ``(w_ih * scale) @ x^T + bias``, one GEMM. Token input (``emb`` given, ``x`` the int
@@ -196,22 +197,22 @@ def _input_projection(x, lay, w_ih, scale, bias, emb):
     w = w_ih if scale is None else w_ih * scale[:, None]
     if emb is None:
         x2d = _flat_input(x, lay)
-        gx = np.matmul(w, x2d.T)
+        gx = xp.matmul(w, x2d.T)
         if bias is not None:
             gx += bias[:, None]
         return gx, x2d
     tokens = x.reshape(-1)
-    table = np.matmul(w, emb.T)
+    table = xp.matmul(w, emb.T)
     if bias is not None:
         table += bias[:, None]
-    return np.take(table, tokens, axis=1), tokens
+    return xp.take(table, tokens, axis=1), tokens
 
 
 def _token_sums(parts, tokens, vocab, xp):
     """Per-token sums of gradient columns: (G_p, N) -> (G_p, V) for each part, one GEMM with a one-hot."""
     onehot = xp.zeros((tokens.size, vocab), parts[0].dtype)
-    onehot[np.arange(tokens.size), tokens] = 1
-    return [np.matmul(dz, onehot) for dz in parts]
+    onehot[xp.arange(tokens.size), tokens] = 1
+    return [xp.matmul(dz, onehot) for dz in parts]
 
 
 def _input_grads(ctx, parts, x_saved, w_ih, w_ih_index, emb, emb_index):
@@ -222,27 +223,27 @@ def _input_grads(ctx, parts, x_saved, w_ih, w_ih_index, emb, emb_index):
     Token input: the gradients are first summed per vocabulary entry, then ``dW_ih = D @ emb`` and
     ``d_emb = D^T @ w_ih`` are tiny GEMMs.
     """
-    xp = backend.array_module(w_ih)
+    xp = array_module(w_ih)
     need_w = _needs(ctx, w_ih_index)
     dw_ih = xp.empty_like(w_ih) if need_w else None
     if emb is None:
         dx = None
         if _needs(ctx, 0):
             for rows, dz in parts:
-                term = np.matmul(dz.T, w_ih[rows])
+                term = xp.matmul(dz.T, w_ih[rows])
                 dx = term if dx is None else dx + term
             dx = dx.reshape(ctx.x_shape)
         if need_w:
             for rows, dz in parts:
-                np.matmul(dz, x_saved, out=dw_ih[rows])
+                xp.matmul(dz, x_saved, out=dw_ih[rows])
         return dx, dw_ih, None
     sums = _token_sums([dz for _, dz in parts], x_saved, emb.shape[0], xp)
     d_emb = None
     for (rows, _), D in zip(parts, sums):
         if need_w:
-            np.matmul(D, emb, out=dw_ih[rows])
+            xp.matmul(D, emb, out=dw_ih[rows])
         if _needs(ctx, emb_index):
-            term = np.matmul(D.T, w_ih[rows])
+            term = xp.matmul(D.T, w_ih[rows])
             d_emb = term if d_emb is None else d_emb + term
     if d_emb is not None and ctx.padding_idx is not None:
         d_emb[ctx.padding_idx] = 0
@@ -260,23 +261,24 @@ class RNNSequence(Function):
 
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, emb=None, nonlinearity="tanh", batch_sizes=None, reverse=False,
                 padding_idx=None):
-        xp = backend.array_module(w_hh)
+        xp = array_module(w_hh)
         lay = _Layout(x, batch_sizes, reverse)
         dtype = w_hh.dtype
         H = w_hh.shape[0]
-        gx, x_saved = _input_projection(x, lay, w_ih, None, None if b_ih is None else b_ih + b_hh, emb)
+        gx, x_saved = _input_projection(x, lay, w_ih, None, None if b_ih is None else b_ih + b_hh, emb, xp)
         hs = lay.states(h0, H, dtype, xp)
         relu = nonlinearity == "relu"
+        matmul, maximum, tanh = xp.matmul, xp.maximum, xp.tanh
         for t in lay.order:
             lo, b = lay.offs[t], lay.bs[t]
             lay.start_late(t, hs, h0)
             h = hs[lay.out_slot(t)][:, :b]
-            np.matmul(w_hh, hs[lay.prev_slot(t)][:, :b], out=h)
+            matmul(w_hh, hs[lay.prev_slot(t)][:, :b], out=h)
             h += gx[:, lo:lo + b]
             if relu:
-                np.maximum(h, 0, out=h)
+                maximum(h, 0, out=h)
             else:
-                np.tanh(h, out=h)
+                tanh(h, out=h)
         out, prev = lay.rows(hs, h0, H, dtype, xp)
         h_n = lay.final_state(hs, H, dtype, xp)
         ctx.save_for_backward(x_saved, hs, prev, w_ih, w_hh, emb)
@@ -287,7 +289,7 @@ class RNNSequence(Function):
     def backward(ctx, grad_out, grad_hn):
         x_saved, hs, prev, w_ih, w_hh, emb = ctx.saved
         lay = ctx.lay
-        xp = backend.array_module(hs)
+        xp = array_module(hs)
         dtype = hs.dtype
         H = w_hh.shape[0]
         out = lay.out_view(hs)
@@ -296,23 +298,24 @@ class RNNSequence(Function):
             deriv = (out > 0).astype(dtype)
         else:
             deriv = out * out
-            np.subtract(1, deriv, out=deriv)
+            xp.subtract(1, deriv, out=deriv)
         g_rows = _grad_rows(grad_out, lay)
         dz = xp.empty((H, lay.N), dtype)
         dh = _state_grad(grad_hn, lay.B, H, dtype, xp)
-        w_hh_t = np.ascontiguousarray(w_hh.T)
+        w_hh_t = xp.ascontiguousarray(w_hh.T)
+        matmul, multiply = xp.matmul, xp.multiply
         for t in reversed(lay.order):
             lo, b = lay.offs[t], lay.bs[t]
             d = dh[:, :b]
             if g_rows is not None:
                 d += g_rows[lo:lo + b].T
             dzt = dz[:, lo:lo + b]
-            np.multiply(d, deriv[t][:, :b], out=dzt)
-            np.matmul(w_hh_t, dzt, out=d)
+            multiply(d, deriv[t][:, :b], out=dzt)
+            matmul(w_hh_t, dzt, out=d)
         dx, dw_ih, d_emb = _input_grads(ctx, [(slice(None), dz)], x_saved, w_ih, 2, emb, 6)
         dw_hh = dz @ prev if _needs(ctx, 3) else None
         db = dz.sum(1) if ctx.has_bias else None
-        return dx, np.ascontiguousarray(dh.T), dw_ih, dw_hh, db, db, d_emb
+        return dx, xp.ascontiguousarray(dh.T), dw_ih, dw_hh, db, db, d_emb
 
 
 # --------------------------------------------------------------------------- LSTM
@@ -329,14 +332,14 @@ class LSTMSequence(Function):
 
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, emb=None, batch_sizes=None, reverse=False,
                 padding_idx=None):
-        xp = backend.array_module(w_hh)
+        xp = array_module(w_hh)
         lay = _Layout(x, batch_sizes, reverse)
         dtype = w_hh.dtype
         H = w_hh.shape[0] // 4
         P = w_hh.shape[1]
         T, B, N = lay.T, lay.B, lay.N
         scale = _gate_scale(4, H, (0, 1, 3), dtype, xp)
-        gx, x_saved = _input_projection(x, lay, w_ih, scale, None if b_ih is None else (b_ih + b_hh) * scale, emb)
+        gx, x_saved = _input_projection(x, lay, w_ih, scale, None if b_ih is None else (b_ih + b_hh) * scale, emb, xp)
         w_hh_s = w_hh * scale[:, None]
         hs = lay.states(h0, P, dtype, xp)
         cs = lay.states(c0, H, dtype, xp)
@@ -345,30 +348,31 @@ class LSTMSequence(Function):
         cell_out = xp.empty((H, N), dtype) if w_hr is not None else None
         tmp_g = xp.empty((4 * H, B), dtype)
         tmp_h = xp.empty((H, B), dtype)
+        matmul, add, multiply, tanh = xp.matmul, xp.add, xp.multiply, xp.tanh
         for t in lay.order:
             lo, b = lay.offs[t], lay.bs[t]
             lay.start_late(t, hs, h0)
             lay.start_late(t, cs, c0)
             prev, nxt = lay.prev_slot(t), lay.out_slot(t)
             g = gates[t][:, :b]
-            np.matmul(w_hh_s, hs[prev][:, :b], out=tmp_g[:, :b])
-            np.add(tmp_g[:, :b], gx[:, lo:lo + b], out=g)
-            np.tanh(g, out=g)
+            matmul(w_hh_s, hs[prev][:, :b], out=tmp_g[:, :b])
+            add(tmp_g[:, :b], gx[:, lo:lo + b], out=g)
+            tanh(g, out=g)
             for sig in (g[:2 * H], g[3 * H:]):
                 sig *= 0.5
                 sig += 0.5
             c = cs[nxt][:, :b]
-            np.multiply(g[H:2 * H], cs[prev][:, :b], out=c)
-            np.multiply(g[:H], g[2 * H:3 * H], out=tmp_h[:, :b])
+            multiply(g[H:2 * H], cs[prev][:, :b], out=c)
+            multiply(g[:H], g[2 * H:3 * H], out=tmp_h[:, :b])
             c += tmp_h[:, :b]
             tc = tanh_c[t][:, :b]
-            np.tanh(c, out=tc)
+            tanh(c, out=tc)
             if w_hr is None:
-                np.multiply(g[3 * H:], tc, out=hs[nxt][:, :b])
+                multiply(g[3 * H:], tc, out=hs[nxt][:, :b])
             else:
                 m = cell_out[:, lo:lo + b]
-                np.multiply(g[3 * H:], tc, out=m)
-                np.matmul(w_hr, m, out=hs[nxt][:, :b])
+                multiply(g[3 * H:], tc, out=m)
+                matmul(w_hr, m, out=hs[nxt][:, :b])
         out, hprev = lay.rows(hs, h0, P, dtype, xp)
         h_n = lay.final_state(hs, P, dtype, xp)
         c_n = lay.final_state(cs, H, dtype, xp)
@@ -379,7 +383,7 @@ class LSTMSequence(Function):
     def backward(ctx, grad_out, grad_hn, grad_cn):
         x_saved, gates, cs, tanh_c, hprev, w_ih, w_hh, cell_out, w_hr, emb = ctx.saved
         lay = ctx.lay
-        xp = backend.array_module(gates)
+        xp = array_module(gates)
         dtype = gates.dtype
         T, B, N = lay.T, lay.B, lay.N
         H = w_hh.shape[0] // 4
@@ -390,14 +394,14 @@ class LSTMSequence(Function):
         pre = 1 - gates
         pre *= gates
         pre_g = pre[:, 2 * H:3 * H]
-        np.multiply(g, g, out=pre_g)
-        np.subtract(1, pre_g, out=pre_g)
+        xp.multiply(g, g, out=pre_g)
+        xp.subtract(1, pre_g, out=pre_g)
         pre[:, :H] *= g
         pre[:, H:2 * H] *= lay.prev_view(cs)
         pre_g *= i
         pre[:, 3 * H:] *= tanh_c
         dc_from_m = tanh_c * tanh_c
-        np.subtract(1, dc_from_m, out=dc_from_m)
+        xp.subtract(1, dc_from_m, out=dc_from_m)
         dc_from_m *= o
         pre4 = pre.reshape(T, 4, H, B)
 
@@ -406,12 +410,13 @@ class LSTMSequence(Function):
         dz4 = dz.reshape(4, H, N)
         dh = _state_grad(grad_hn, B, P, dtype, xp)
         dc = _state_grad(grad_cn, B, H, dtype, xp)
-        w_hh_t = np.ascontiguousarray(w_hh.T)
+        w_hh_t = xp.ascontiguousarray(w_hh.T)
         tmp = xp.empty((H, B), dtype)
         if w_hr is not None:
             dh_cols = xp.empty((P, N), dtype)
             dm_buf = xp.empty((H, B), dtype)
-            w_hr_t = np.ascontiguousarray(w_hr.T)
+            w_hr_t = xp.ascontiguousarray(w_hr.T)
+        matmul, multiply = xp.matmul, xp.multiply
         for t in reversed(lay.order):
             lo, b = lay.offs[t], lay.bs[t]
             hi = lo + b
@@ -423,19 +428,19 @@ class LSTMSequence(Function):
             else:
                 dh_cols[:, lo:hi] = d
                 dm = dm_buf[:, :b]
-                np.matmul(w_hr_t, d, out=dm)
+                matmul(w_hr_t, d, out=dm)
             dct = dc[:, :b]
-            np.multiply(dm, dc_from_m[t][:, :b], out=tmp[:, :b])
+            multiply(dm, dc_from_m[t][:, :b], out=tmp[:, :b])
             dct += tmp[:, :b]
-            np.multiply(pre4[t, :3, :, :b], dct, out=dz4[:3, :, lo:hi])
-            np.multiply(pre4[t, 3, :, :b], dm, out=dz4[3, :, lo:hi])
+            multiply(pre4[t, :3, :, :b], dct, out=dz4[:3, :, lo:hi])
+            multiply(pre4[t, 3, :, :b], dm, out=dz4[3, :, lo:hi])
             dct *= f[t][:, :b]
-            np.matmul(w_hh_t, dz[:, lo:hi], out=d)
+            matmul(w_hh_t, dz[:, lo:hi], out=d)
         dx, dw_ih, d_emb = _input_grads(ctx, [(slice(None), dz)], x_saved, w_ih, 3, emb, 8)
         dw_hh = dz @ hprev if _needs(ctx, 4) else None
         db = dz.sum(1) if ctx.has_bias else None
         dw_hr = dh_cols @ cell_out.T if w_hr is not None else None
-        return dx, np.ascontiguousarray(dh.T), np.ascontiguousarray(dc.T), dw_ih, dw_hh, db, db, dw_hr, d_emb
+        return dx, xp.ascontiguousarray(dh.T), xp.ascontiguousarray(dc.T), dw_ih, dw_hh, db, db, dw_hr, d_emb
 
 
 # --------------------------------------------------------------------------- GRU
@@ -450,7 +455,7 @@ class GRUSequence(Function):
     """
 
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, emb=None, batch_sizes=None, reverse=False, padding_idx=None):
-        xp = backend.array_module(w_hh)
+        xp = array_module(w_hh)
         lay = _Layout(x, batch_sizes, reverse)
         dtype = w_hh.dtype
         H = w_hh.shape[1]
@@ -461,7 +466,7 @@ class GRUSequence(Function):
             # b_hr and b_hz add to the input side; b_hn stays inside r * (W_hn h + b_hn).
             bias = b_ih * scale
             bias[:2 * H] += 0.5 * b_hh[:2 * H]
-        gx, x_saved = _input_projection(x, lay, w_ih, scale, bias, emb)
+        gx, x_saved = _input_projection(x, lay, w_ih, scale, bias, emb, xp)
         b_hn = None if b_hh is None else b_hh[2 * H:, None]
         w_hh_s = w_hh * scale[:, None]
         hs = lay.states(h0, H, dtype, xp)
@@ -469,30 +474,31 @@ class GRUSequence(Function):
         hn_part = lay.buffer((T, H, B), dtype, xp)      # W_hn h + b_hn, needed by backward
         tmp = xp.empty((3 * H, B), dtype)
         tmp_h = xp.empty((H, B), dtype)
+        matmul, add, subtract, multiply, tanh = xp.matmul, xp.add, xp.subtract, xp.multiply, xp.tanh
         for t in lay.order:
             lo, b = lay.offs[t], lay.bs[t]
             hi = lo + b
             lay.start_late(t, hs, h0)
             hp = hs[lay.prev_slot(t)][:, :b]
             gh = tmp[:, :b]
-            np.matmul(w_hh_s, hp, out=gh)
+            matmul(w_hh_s, hp, out=gh)
             a = act[t][:, :b]
             rz = a[:2 * H]
-            np.add(gh[:2 * H], gx[:2 * H, lo:hi], out=rz)
-            np.tanh(rz, out=rz)
+            add(gh[:2 * H], gx[:2 * H, lo:hi], out=rz)
+            tanh(rz, out=rz)
             rz *= 0.5
             rz += 0.5
             hn = hn_part[t][:, :b]
             if b_hn is not None:
-                np.add(gh[2 * H:], b_hn, out=hn)
+                add(gh[2 * H:], b_hn, out=hn)
             else:
                 hn[...] = gh[2 * H:]
             n = a[2 * H:]
-            np.multiply(rz[:H], hn, out=n)
+            multiply(rz[:H], hn, out=n)
             n += gx[2 * H:, lo:hi]
-            np.tanh(n, out=n)
+            tanh(n, out=n)
             h = hs[lay.out_slot(t)][:, :b]
-            np.subtract(hp, n, out=h)
+            subtract(hp, n, out=h)
             h *= rz[H:]
             h += n
         out, hprev = lay.rows(hs, h0, H, dtype, xp)
@@ -504,7 +510,7 @@ class GRUSequence(Function):
     def backward(ctx, grad_out, grad_hn):
         x_saved, act, hn_part, hs, hprev, w_ih, w_hh, emb = ctx.saved
         lay = ctx.lay
-        xp = backend.array_module(act)
+        xp = array_module(act)
         dtype = act.dtype
         N, B = lay.N, lay.B
         H = w_hh.shape[1]
@@ -512,7 +518,7 @@ class GRUSequence(Function):
         # Per-step factors computed for all steps at once:
         #   dn_pre = dh * a_n, dz_pre = dh * a_z, dr_pre = dn_pre * a_r.
         a_n = n * n
-        np.subtract(1, a_n, out=a_n)
+        xp.subtract(1, a_n, out=a_n)
         a_n *= 1 - z
         a_z = lay.prev_view(hs) - n
         a_z *= z
@@ -524,8 +530,9 @@ class GRUSequence(Function):
         dzh = xp.empty((3 * H, N), dtype)
         dn_in = xp.empty((H, N), dtype)
         dh = _state_grad(grad_hn, B, H, dtype, xp)
-        w_hh_t = np.ascontiguousarray(w_hh.T)
+        w_hh_t = xp.ascontiguousarray(w_hh.T)
         tmp = xp.empty((H, B), dtype)
+        matmul, multiply = xp.matmul, xp.multiply
         for t in reversed(lay.order):
             lo, b = lay.offs[t], lay.bs[t]
             hi = lo + b
@@ -534,12 +541,12 @@ class GRUSequence(Function):
                 d += g_rows[lo:hi].T
             dzt = dzh[:, lo:hi]
             dnt = dn_in[:, lo:hi]
-            np.multiply(d, a_n[t][:, :b], out=dnt)
-            np.multiply(d, a_z[t][:, :b], out=dzt[H:2 * H])
-            np.multiply(dnt, a_r[t][:, :b], out=dzt[:H])
-            np.multiply(dnt, r[t][:, :b], out=dzt[2 * H:])
-            np.multiply(d, z[t][:, :b], out=tmp[:, :b])
-            np.matmul(w_hh_t, dzt, out=d)
+            multiply(d, a_n[t][:, :b], out=dnt)
+            multiply(d, a_z[t][:, :b], out=dzt[H:2 * H])
+            multiply(dnt, a_r[t][:, :b], out=dzt[:H])
+            multiply(dnt, r[t][:, :b], out=dzt[2 * H:])
+            multiply(d, z[t][:, :b], out=tmp[:, :b])
+            matmul(w_hh_t, dzt, out=d)
             d += tmp[:, :b]
         dx, dw_ih, d_emb = _input_grads(ctx, [(slice(0, 2 * H), dzh[:2 * H]), (slice(2 * H, 3 * H), dn_in)], x_saved,
                                         w_ih, 2, emb, 6)
@@ -549,7 +556,7 @@ class GRUSequence(Function):
             db_hh = dzh.sum(1)
             db_ih = db_hh.copy()
             db_ih[2 * H:] = dn_in.sum(1)
-        return dx, np.ascontiguousarray(dh.T), dw_ih, dw_hh, db_ih, db_hh, d_emb
+        return dx, xp.ascontiguousarray(dh.T), dw_ih, dw_hh, db_ih, db_hh, d_emb
 
 
 # --------------------------------------------------------------------------- cells: one step
@@ -657,7 +664,7 @@ class PackRows(Function):
         return padded[ctx.index]
 
     def backward(ctx, grad):
-        xp = backend.array_module(grad)
+        xp = array_module(grad)
         out = xp.zeros(ctx.shape, ctx.dtype)
         out[ctx.index] = grad
         return out, None, None
@@ -667,7 +674,7 @@ class UnpackRows(Function):
     """Scatter packed rows (N, *) into a padded batch filled with ``padding_value``; the inverse of ``PackRows``."""
 
     def forward(ctx, data, time_idx, batch_idx, shape=None, padding_value=0.0, batch_first=False):
-        xp = backend.array_module(data)
+        xp = array_module(data)
         ctx.index = (batch_idx, time_idx) if batch_first else (time_idx, batch_idx)
         out = xp.full(shape, padding_value, data.dtype)
         out[ctx.index] = data
@@ -681,11 +688,11 @@ class PadStack(Function):
     """Stack sequences of different lengths (L_i, *) into one padded (T, B, *) or (B, T, *) array."""
 
     def forward(ctx, *seqs, batch_first=False, padding_value=0.0, left=False):
-        xp = backend.array_module(seqs[0])
+        xp = array_module(seqs[0])
         T = max(s.shape[0] for s in seqs)
         B = len(seqs)
         trail = seqs[0].shape[1:]
-        dtype = np.result_type(*seqs)
+        dtype = xp.result_type(*seqs)
         out = xp.full((B, T) + trail if batch_first else (T, B) + trail, padding_value, dtype)
         spans = []
         for b, s in enumerate(seqs):
@@ -715,7 +722,7 @@ class SplitPadded(Function):
         return tuple(padded[:n, b].copy() for b, n in enumerate(lengths))
 
     def backward(ctx, *grads):
-        xp = backend.array_module(next(g for g in grads if g is not None))
+        xp = array_module(next(g for g in grads if g is not None))
         out = xp.zeros(ctx.shape, ctx.dtype)
         for b, (n, g) in enumerate(zip(ctx.lengths, grads)):
             if g is not None:
@@ -738,7 +745,7 @@ class SplitStates(Function):
 
     def backward(ctx, *grads):
         ref = next(g for g in grads if g is not None)
-        xp = backend.array_module(ref)
+        xp = array_module(ref)
         out = xp.zeros((len(grads),) + ref.shape, ref.dtype)
         for k, g in enumerate(grads):
             if g is not None:
@@ -755,14 +762,14 @@ class StackStates(Function):
 
     def forward(ctx, *states, order=None):
         ctx.order = order
-        out = np.stack(states)
+        out = array_module(states[0]).stack(states)
         if order is not None:
             out = out[:, order]
         return out
 
     def backward(ctx, grad):
         if ctx.order is not None:
-            xp = backend.array_module(grad)
+            xp = array_module(grad)
             back = xp.empty_like(grad)
             back[:, ctx.order] = grad
             grad = back
