@@ -153,6 +153,114 @@ def import_time(module, repeats):
     return statistics.median(times)
 
 
+# =========================================================================== BLAS kernel families
+# Matrix shapes of the suite's hot products (m, k, n, layout): the 2048 reference, the MLP's first
+# layer forward (x @ W.T) and weight gradient (g.T @ x), and the GPT's QKV and feed-forward projections.
+BLAS_SHAPES = [(2048, 2048, 2048, "NN"), (128, 784, 512, "NT"), (512, 128, 784, "TN"), (1024, 128, 384, "NT"),
+               (1024, 128, 512, "NT")]
+
+_BLAS_PROBE = r"""
+import json, sys, time
+shapes = json.loads(sys.argv[1])
+if sys.argv[2] == "torch":
+    import torch
+    torch.set_num_threads(1)
+    randn, arch = (lambda *s: torch.randn(*s)), "MKL (PyTorch)"
+else:
+    import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
+    limiter = threadpool_limits(1, user_api="blas")
+    rng = np.random.default_rng(0)
+    randn = lambda *s: rng.standard_normal(s, dtype=np.float32)
+    arch = next(i.get("architecture") for i in threadpool_info() if i.get("internal_api") == "openblas")
+out = []
+for m, k, n, layout in shapes:
+    a = randn(m, k) if layout[0] == "N" else randn(k, m).T
+    b = randn(k, n) if layout[1] == "N" else randn(n, k).T
+    reps = max(3, int(4e9 / (2 * m * n * k)))
+    best = float("inf")
+    for _ in range(5):
+        t = time.process_time()
+        for _ in range(reps):
+            a @ b
+        best = min(best, (time.process_time() - t) / reps)
+    out.append(2 * m * n * k / best / 1e9)
+print(json.dumps({"arch": arch, "gflops": out}))
+"""
+
+
+def blas_report(coretypes=("default", "Haswell", "SkylakeX"), rounds=3, workloads="mlp,gpt", log=print):
+    """Single-threaded sgemm GFLOP/s (best CPU time) of each OpenBLAS kernel family and of PyTorch's MKL on
+    the suite's hot shapes, each in a fresh process (OpenBLAS reads OPENBLAS_CORETYPE when it loads), in
+    interleaved rounds; then the somanet training steps of ``workloads`` under each family."""
+    import json
+    import tempfile
+
+    base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    base.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    kinds = list(coretypes) + ["torch"]
+    best = {k: None for k in kinds}
+    arch = {}
+    for _ in range(rounds):
+        for kind in kinds:
+            env = dict(base)
+            if kind not in ("default", "torch"):
+                env["OPENBLAS_CORETYPE"] = kind
+            proc = subprocess.run([sys.executable, "-c", _BLAS_PROBE, json.dumps(BLAS_SHAPES),
+                                   "torch" if kind == "torch" else "numpy"],
+                                  capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+            arch[kind] = res["arch"]
+            best[kind] = res["gflops"] if best[kind] is None else [max(a, b) for a, b in zip(best[kind],
+                                                                                            res["gflops"])]
+    rows = [{"kind": k, "arch": arch[k], "gflops": best[k]} for k in kinds]
+    for r in rows:
+        log(f"{r['kind']:10s} ({r['arch']}): " + ", ".join(f"{g:.1f}" for g in r["gflops"]))
+    steps = {}
+    for kind in coretypes:
+        env = dict(base)
+        if kind != "default":
+            env["OPENBLAS_CORETYPE"] = kind
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "out.json")
+            subprocess.run([sys.executable, os.path.abspath(__file__), "--only", workloads, "--mode", "train",
+                            "--threads", "1", "--clock", "cpu", "--no-memory", "--no-import", "--json", path],
+                           capture_output=True, text=True, env=env, cwd=ROOT, check=True)
+            with open(path) as f:
+                timings = json.load(f)["results"]["timings"]
+        steps[kind] = {t["key"]: {"somanet_s": t["somanet_s"], "torch_s": t["torch_s"]} for t in timings}
+        log(f"{kind:10s} " + ", ".join(f"{k} {v['somanet_s'] * 1e3:.2f} ms (PyTorch {v['torch_s'] * 1e3:.2f} ms)"
+                                       for k, v in steps[kind].items()))
+    return {"rows": rows, "steps": steps, "shapes": BLAS_SHAPES, "rounds": rounds,
+            "load": os.getloadavg()[0]}
+
+
+def render_blas(report):
+    """Markdown body of the ``BLAS kernels`` section."""
+    shapes = [f"{m}x{k}x{n} {lay}" for m, k, n, lay in report["shapes"]]
+    lines = [f"Measured on {harness.machine_line()}, one thread, load average {report['load']:.1f}. sgemm "
+             f"GFLOP/s from the best CPU time of 5 runs per process, best of {report['rounds']} interleaved "
+             f"fresh processes per kernel family (`python benchmarks/suite.py --blas-report`). Shapes are "
+             f"m x k x n with N/T for plain or transposed operands: the 2048 reference, the MLP's first layer "
+             f"(forward, weight gradient), the GPT's QKV and feed-forward projections.", "",
+             "| kernels | OpenBLAS reports | " + " | ".join(shapes) + " |",
+             "| --- | --- |" + " ---: |" * len(shapes)]
+    for r in report["rows"]:
+        name = {"default": "NumPy default", "torch": "PyTorch (MKL)"}.get(r["kind"], f"OPENBLAS_CORETYPE={r['kind']}")
+        lines.append(f"| {name} | {r['arch'] if r['kind'] != 'torch' else '-'} | "
+                     + " | ".join(f"{g:.1f}" for g in r["gflops"]) + " |")
+    steps = report["steps"]
+    if steps:
+        keys = list(next(iter(steps.values())))
+        lines += ["", "Training steps (somanet, one thread, median CPU time; PyTorch in the same run for scale):", "",
+                  "| kernels | " + " | ".join(keys) + " |", "| --- |" + " ---: |" * len(keys)]
+        for kind, vals in steps.items():
+            name = "NumPy default" if kind == "default" else f"OPENBLAS_CORETYPE={kind}"
+            lines.append(f"| {name} | " + " | ".join(
+                f"{vals[k]['somanet_s'] * 1e3:.2f} ms (PyTorch {vals[k]['torch_s'] * 1e3:.2f} ms)" for k in keys) + " |")
+    return "\n".join(lines)
+
+
 # =========================================================================== report
 def _fmt_rate(x):
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
@@ -259,18 +367,32 @@ def plot(results, path=PLOT):
     return path
 
 
-def write_summary(body, path=harness.DOCS):
-    """Put ``## Summary`` right under the title of docs/benchmarks.md (replacing an earlier one in place)."""
+def write_top_section(heading, body, path=harness.DOCS, after=None):
+    """Write ``## heading`` of docs/benchmarks.md: replaced in place when it exists, else placed right after
+    the section ``after`` (or right under the title), so the suite's sections stay at the top while the
+    per-family benchmarks append theirs below."""
     text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    if "## Summary\n" not in text:
-        # Reserve the place at the top once; write_section then replaces it where it stands.
-        head, sep, rest = text.partition("\n")
-        text = head + "\n\n## Summary\n\n" + rest.lstrip("\n")
+    if f"## {heading}\n" not in text:
+        # Reserve the place once; harness.write_section then replaces it where it stands.
+        anchor = f"## {after}\n" if after else None
+        if anchor and anchor in text:
+            start = text.index(anchor) + len(anchor)
+            nxt = text.find("\n## ", start)
+            cut = len(text) if nxt == -1 else nxt + 1
+            text = text[:cut].rstrip("\n") + f"\n\n## {heading}\n\n" + text[cut:]
+        else:
+            head, _, rest = text.partition("\n")
+            text = head + f"\n\n## {heading}\n\n" + rest.lstrip("\n")
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             f.write(text)
         os.replace(tmp, path)
-    harness.write_section("Summary", body, path=path)
+    harness.write_section(heading, body, path=path)
+
+
+def write_summary(body, path=harness.DOCS):
+    """Put ``## Summary`` right under the title of docs/benchmarks.md (replacing an earlier one in place)."""
+    write_top_section("Summary", body, path)
 
 
 # =========================================================================== driver
@@ -357,6 +479,8 @@ def build_parser():
     parser.add_argument("--json", default=None, help="also save the results as JSON to this file")
     parser.add_argument("--write", action="store_true",
                         help="write the Summary section of docs/benchmarks.md and docs/benchmarks_ratios.png")
+    parser.add_argument("--blas-report", action="store_true",
+                        help="instead of the suite: sgemm and two training steps under each OpenBLAS kernel family")
     parser.add_argument("--docs", default=harness.DOCS, help=argparse.SUPPRESS)
     parser.add_argument("--plot", default=PLOT, help=argparse.SUPPRESS)
     return parser
@@ -370,6 +494,13 @@ def main(argv=None):
         print("the benchmark suite compares somanet with PyTorch, which is not installed: "
               "pip install torch (the CPU build is enough)", file=sys.stderr)
         return 2
+    if args.blas_report:
+        report = blas_report()
+        if args.write:
+            write_top_section("BLAS kernels", render_blas(report), args.docs, after="Summary")
+        else:
+            print(render_blas(report))
+        return 0
     modes = ("train", "inference") if args.mode == "both" else (args.mode,)
     try:
         W.get(args.only)

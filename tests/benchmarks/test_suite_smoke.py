@@ -120,3 +120,14 @@ def test_bench_command_forwards_its_options():
     assert argv[-4:] == ["--mode", "train", "--clock", "cpu"]
     parsed = suite.build_parser().parse_args(argv)
     assert parsed.quick and parsed.clock == "cpu" and parsed.threads == 1
+
+
+def test_top_sections_keep_their_order(tmp_path):
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\n## Other\n\nkept\n")
+    suite.write_top_section("BLAS kernels", "blas", str(docs), after="Summary")
+    suite.write_summary("summary", str(docs))
+    suite.write_top_section("BLAS kernels", "blas again", str(docs), after="Summary")
+    text = docs.read_text()
+    assert text.index("## Summary") < text.index("## BLAS kernels") < text.index("## Other")
+    assert "blas again" in text and text.count("## BLAS kernels") == 1 and "kept" in text
