@@ -14,7 +14,8 @@ from somanet import backend
 OPS_DIR = Path(__file__).resolve().parent.parent / "somanet" / "ops"
 
 #: Op families that follow the rule; the others join this list as they are converted.
-CHECKED_FILES = ("elementwise.py", "reduce.py", "linalg.py", "shape.py", "index.py", "recurrent.py")
+CHECKED_FILES = ("elementwise.py", "reduce.py", "linalg.py", "shape.py", "index.py", "recurrent.py",
+                 "attention.py")
 
 #: Module-level helpers that forward/backward call for their array math, held to the same rule.
 HELPERS = {
@@ -25,6 +26,7 @@ HELPERS = {
     "index.py": ("_index_add_rows", "_index_add_axis", "_flat_positions", "_prefix", "_index_backward",
                  "_argsort", "_target"),
     "recurrent.py": ("_state_grad", "_gate_scale", "_input_projection", "_token_sums", "_input_grads"),
+    "attention.py": ("_masked_softmax_", "_softmax_backward", "_contiguous", "_expand_to", "_rotate"),
 }
 
 #: ``np.<name>`` that may stay: dtypes and scalar types, constants, and helpers that never see an array

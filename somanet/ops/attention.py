@@ -12,6 +12,7 @@ import numpy as np
 from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
+from ..backend import array_module
 from ..random import numpy_rng
 
 __all__ = ["scaled_dot_product_attention", "apply_rotary_emb", "attention_pool"]
@@ -27,7 +28,7 @@ def _swap(a):
 
 
 # --------------------------------------------------------------------------- masked softmax, shared
-def _masked_softmax_(scores, keep):
+def _masked_softmax_(scores, keep, xp):
     """Softmax over the last axis, in place, with positions where ``keep`` is False excluded.
 
     ``keep`` is a bool array broadcasting against ``scores`` (or None). A row with nothing to attend to
@@ -35,13 +36,13 @@ def _masked_softmax_(scores, keep):
     fused attention does, instead of NaN.
     """
     if keep is not None:
-        np.copyto(scores, -np.inf, where=~keep)
+        xp.copyto(scores, -np.inf, where=~keep)
     row_max = scores.max(axis=-1, keepdims=True)
-    masked = keep is not None or not np.isfinite(row_max).all()
+    masked = keep is not None or not xp.isfinite(row_max).all()
     if masked:
-        row_max[~np.isfinite(row_max)] = 0
+        row_max[~xp.isfinite(row_max)] = 0
     scores -= row_max
-    np.exp(scores, out=scores)
+    xp.exp(scores, out=scores)
     denom = scores.sum(axis=-1, keepdims=True)
     if masked:
         denom[denom == 0] = 1
@@ -49,9 +50,9 @@ def _masked_softmax_(scores, keep):
     return scores
 
 
-def _softmax_backward(p, dp):
+def _softmax_backward(p, dp, xp):
     """Gradient of the softmax input from the gradient ``dp`` of its output ``p`` (overwrites ``dp``)."""
-    dot = np.einsum("...i,...i->...", dp, p)[..., None]
+    dot = xp.einsum("...i,...i->...", dp, p)[..., None]
     dp -= dot
     dp *= p
     return dp
@@ -61,12 +62,12 @@ def _contiguous(a, xp):
     """A C-ordered copy of a transposed view: ``copyto`` into a fresh buffer is several times faster than
     ``ascontiguousarray`` for these many-axis transposes."""
     out = xp.empty(a.shape, a.dtype)
-    np.copyto(out, a)
+    xp.copyto(out, a)
     return out
 
 
-def _expand_to(a, shape):
-    return a if a.shape == tuple(shape) else np.broadcast_to(a, shape).copy()
+def _expand_to(a, shape, xp):
+    return a if a.shape == tuple(shape) else xp.broadcast_to(a, shape).copy()
 
 
 # --------------------------------------------------------------------------- scaled dot-product attention
@@ -82,13 +83,13 @@ class ScaledDotProductAttention(Function):
 
     def forward(ctx, q, k, v, mask, scale=None, dropout_p=0.0, is_causal=False, need_weights=False,
                 average_weights=False, kv_repeat=1, generator=None):
-        xp = backend.array_module(q)
+        xp = array_module(q)
         L, S = q.shape[-2], k.shape[-2]
         if kv_repeat > 1:
             k = xp.repeat(k, kv_repeat, axis=-3)
             v = xp.repeat(v, kv_repeat, axis=-3)
         sc = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
-        scores = np.matmul(q, _swap(k))
+        scores = xp.matmul(q, _swap(k))
         scores *= sc
         keep = None
         if mask is not None:
@@ -96,14 +97,14 @@ class ScaledDotProductAttention(Function):
                 keep = mask
             else:
                 full = np.broadcast_shapes(scores.shape, mask.shape)
-                scores = _expand_to(scores, full)
+                scores = _expand_to(scores, full, xp)
                 scores += mask
         if is_causal:
             causal = xp.tril(xp.ones((L, S), dtype=bool))
             keep = causal if keep is None else (keep & causal)
         if keep is not None:
-            scores = _expand_to(scores, np.broadcast_shapes(scores.shape, keep.shape))
-        p = _masked_softmax_(scores, keep)
+            scores = _expand_to(scores, np.broadcast_shapes(scores.shape, keep.shape), xp)
+        p = _masked_softmax_(scores, keep, xp)
         drop = None
         if dropout_p > 0:
             rng = numpy_rng(generator)
@@ -113,7 +114,7 @@ class ScaledDotProductAttention(Function):
             weights = p * drop
         else:
             weights = p
-        out = np.matmul(weights, v)
+        out = xp.matmul(weights, v)
         ctx.save_for_backward(q, k, v, p, drop)
         ctx.scale, ctx.kv_repeat, ctx.average = sc, kv_repeat, average_weights
         if not need_weights:
@@ -125,26 +126,27 @@ class ScaledDotProductAttention(Function):
 
     def backward(ctx, grad_out, grad_weights=None):
         q, k, v, p, drop = ctx.saved
+        xp = array_module(p)
         weights = p if drop is None else p * drop
         if grad_out is None:
             dv = None
-            dw = np.zeros_like(p)
+            dw = xp.zeros_like(p)
         else:
-            dv = np.matmul(_swap(weights), grad_out)
-            dw = np.matmul(grad_out, _swap(v))
-            dw = _expand_to(dw, p.shape)
+            dv = xp.matmul(_swap(weights), grad_out)
+            dw = xp.matmul(grad_out, _swap(v))
+            dw = _expand_to(dw, p.shape, xp)
         if grad_weights is not None:
             if ctx.average and p.ndim >= 3:
-                dw += np.expand_dims(grad_weights, -3) * (1.0 / ctx.heads)
+                dw += xp.expand_dims(grad_weights, -3) * (1.0 / ctx.heads)
             else:
                 dw += grad_weights
         if drop is not None:
             dw *= drop
-        ds = _softmax_backward(p, dw)
+        ds = _softmax_backward(p, dw, xp)
         dmask = ds.copy() if _needs(ctx, 3) else None
         ds *= ctx.scale
-        dq = np.matmul(ds, k)
-        dk = np.matmul(_swap(ds), q)
+        dq = xp.matmul(ds, k)
+        dk = xp.matmul(_swap(ds), q)
         if ctx.kv_repeat > 1:
             r = ctx.kv_repeat
             dk = dk.reshape(dk.shape[:-3] + (dk.shape[-3] // r, r) + dk.shape[-2:]).sum(-3)
@@ -237,17 +239,17 @@ class HeadProjection(Function):
     def forward(ctx, x, weight, bias, rows=None, bias_rows=None, chunks=1, num_heads=1, batch_first=False):
         lo, hi = rows if rows is not None else (0, weight.shape[0])
         blo, bhi = bias_rows if bias_rows is not None else (lo, hi)
+        xp = array_module(x)
         E = (hi - lo) // chunks
         hd = E // num_heads
         a, b = (x.shape[0], x.shape[1])
         x2d = x.reshape(a * b, x.shape[-1])
-        y = np.matmul(x2d, weight[lo:hi].T)
+        y = xp.matmul(x2d, weight[lo:hi].T)
         if bias is not None:
             y += bias[blo:bhi]
         y = y.reshape(a, b, chunks, num_heads, hd)
         # (C, N, h, L, hd): batch is axis 0 of x with batch_first, else axis 1.
-        y = _contiguous(y.transpose(2, 0, 3, 1, 4) if batch_first else y.transpose(2, 1, 3, 0, 4),
-                        backend.array_module(x))
+        y = _contiguous(y.transpose(2, 0, 3, 1, 4) if batch_first else y.transpose(2, 1, 3, 0, 4), xp)
         ctx.save_for_backward(x2d, weight)
         ctx.lo, ctx.hi, ctx.chunks, ctx.batch_first = lo, hi, chunks, batch_first
         ctx.bias_rows = (blo, bhi)
@@ -256,7 +258,7 @@ class HeadProjection(Function):
 
     def backward(ctx, *grads):
         x2d, weight = ctx.saved
-        xp = backend.array_module(x2d)
+        xp = array_module(x2d)
         ref = next(g for g in grads if g is not None)
         N, h, L, hd = ref.shape
         C = ctx.chunks
@@ -291,9 +293,10 @@ class MergeHeadsProjection(Function):
 
     def forward(ctx, a, weight, bias, batch_first=False):
         N, h, L, hd = a.shape
+        xp = array_module(a)
         merged = a.transpose(0, 2, 1, 3) if batch_first else a.transpose(2, 0, 1, 3)
-        a2d = _contiguous(merged, backend.array_module(a)).reshape(N * L, h * hd)
-        y = np.matmul(a2d, weight.T)
+        a2d = _contiguous(merged, xp).reshape(N * L, h * hd)
+        y = xp.matmul(a2d, weight.T)
         if bias is not None:
             y += bias
         ctx.save_for_backward(a2d, weight)
@@ -322,7 +325,7 @@ class AppendKeyValue(Function):
 
     def forward(ctx, x, bias):
         N, h, S, hd = x.shape
-        out = backend.array_module(x).zeros((N, h, S + 1, hd), x.dtype)
+        out = array_module(x).zeros((N, h, S + 1, hd), x.dtype)
         out[:, :, :S] = x
         if bias is not None:
             out[:, :, S] = bias.reshape(h, hd)
@@ -347,15 +350,15 @@ class RotaryEmbedding(Function):
     def forward(ctx, x, cos, sin, interleaved=True):
         ctx.save_for_backward(cos, sin)
         ctx.interleaved = interleaved
-        return _rotate(x, cos, sin, interleaved, 1.0)
+        return _rotate(x, cos, sin, interleaved, 1.0, array_module(x))
 
     def backward(ctx, grad):
         cos, sin = ctx.saved
         # The transpose of a rotation is the rotation by the opposite angle.
-        return _rotate(grad, cos, sin, ctx.interleaved, -1.0), None, None
+        return _rotate(grad, cos, sin, ctx.interleaved, -1.0, array_module(grad)), None, None
 
 
-def _rotate(x, cos, sin, interleaved, sign):
+def _rotate(x, cos, sin, interleaved, sign, xp):
     half = cos.shape[-1]
     rot = 2 * half
     out = x.copy()
@@ -366,9 +369,9 @@ def _rotate(x, cos, sin, interleaved, sign):
     else:
         x1, x2, o1, o2 = src[..., :half], src[..., half:], dst[..., :half], dst[..., half:]
     s = sin if sign > 0 else -sin
-    np.multiply(x1, cos, out=o1)
+    xp.multiply(x1, cos, out=o1)
     o1 -= x2 * s
-    np.multiply(x2, cos, out=o2)
+    xp.multiply(x2, cos, out=o2)
     o2 += x1 * s
     return out
 
@@ -408,7 +411,7 @@ class AddPositions(Function):
     def backward(ctx, grad):
         dtable = None
         if _needs(ctx, 1):
-            xp = backend.array_module(grad)
+            xp = array_module(grad)
             dtable = xp.zeros(ctx.table_shape, grad.dtype)
             if grad.ndim == 3:
                 g = grad.sum(axis=1 - ctx.time_axis)
@@ -427,17 +430,19 @@ class AttentionPool(Function):
     """
 
     def forward(ctx, scores, values, keep=None):
-        p = _masked_softmax_(scores.copy(), keep)
+        xp = array_module(scores)
+        p = _masked_softmax_(scores.copy(), keep, xp)
         ctx.save_for_backward(p, values)
-        return np.matmul(p, values), p
+        return xp.matmul(p, values), p
 
     def backward(ctx, grad_ctx, grad_w):
         p, values = ctx.saved
-        dp = np.zeros_like(p) if grad_ctx is None else np.matmul(grad_ctx, _swap(values))
+        xp = array_module(p)
+        dp = xp.zeros_like(p) if grad_ctx is None else xp.matmul(grad_ctx, _swap(values))
         if grad_w is not None:
             dp += grad_w
-        dvalues = np.matmul(_swap(p), grad_ctx) if grad_ctx is not None else None
-        return _softmax_backward(p, dp), dvalues, None
+        dvalues = xp.matmul(_swap(p), grad_ctx) if grad_ctx is not None else None
+        return _softmax_backward(p, dp, xp), dvalues, None
 
 
 def attention_pool(scores, values, mask=None):
