@@ -17,6 +17,10 @@ OPS_DIR = Path(__file__).resolve().parent.parent / "somanet" / "ops"
 CHECKED_FILES = ("elementwise.py", "reduce.py", "linalg.py", "shape.py", "index.py", "recurrent.py",
                  "attention.py")
 
+#: Converted files with too few ops for the five-method guard below, each with its exact number of
+#: forward/backward methods: the count keeps their check from passing vacuously all the same.
+SMALL_FILES = {"sampling.py": 4}
+
 #: Module-level helpers that forward/backward call for their array math, held to the same rule.
 HELPERS = {
     "elementwise.py": ("_sigmoid", "erf_array", "_shape_error"),
@@ -27,6 +31,7 @@ HELPERS = {
                  "_argsort", "_target"),
     "recurrent.py": ("_state_grad", "_gate_scale", "_input_projection", "_token_sums", "_input_grads"),
     "attention.py": ("_masked_softmax_", "_softmax_backward", "_contiguous", "_expand_to", "_rotate"),
+    "sampling.py": ("_nearest_sources", "_linear_sources", "_segment_sum", "_shuffle", "_unshuffle"),
 }
 
 #: ``np.<name>`` that may stay: dtypes and scalar types, constants, and helpers that never see an array
@@ -103,6 +108,23 @@ def test_the_check_sees_the_ops_and_helpers(name):
     helpers = HELPERS.get(name, ())
     methods = [where for where, _ in _checked_code(tree, helpers) if where.endswith(_METHODS)]
     assert len(methods) >= 5, f"{name}: only {methods} found"
+    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert set(helpers) <= defined, f"{name}: listed helpers not defined: {sorted(set(helpers) - defined)}"
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_FILES))
+def test_small_files_take_the_array_module_from_their_inputs(name):
+    found = violations(_read(name), name, HELPERS.get(name, ()))
+    assert not found, "bare NumPy in op math:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_FILES))
+def test_the_check_sees_every_op_and_helper_of_the_small_files(name):
+    tree = ast.parse(_read(name), name)
+    helpers = HELPERS.get(name, ())
+    methods = [where for where, _ in _checked_code(tree, helpers) if where.endswith(_METHODS)]
+    assert len(methods) == SMALL_FILES[name], f"{name}: expected {SMALL_FILES[name]} methods, found {methods}"
+    assert methods or helpers, f"{name}: nothing to check"
     defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     assert set(helpers) <= defined, f"{name}: listed helpers not defined: {sorted(set(helpers) - defined)}"
 

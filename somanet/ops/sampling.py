@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
+from ..backend import array_module
 
 __all__ = ["interpolate", "upsample", "upsample_nearest", "upsample_bilinear", "pixel_shuffle", "pixel_unshuffle"]
 
@@ -30,8 +30,8 @@ def _scale(n_in, n_out, align_corners, scale, dtype):
     return dtype.type(n_in) / dtype.type(n_out)
 
 
-def _nearest_sources(n_in, n_out, scale, exact, dtype):
-    dst = np.arange(n_out)
+def _nearest_sources(n_in, n_out, scale, exact, dtype, xp):
+    dst = xp.arange(n_out)
     if n_out == n_in and not exact:
         return dst
     if n_out == 2 * n_in and not exact:
@@ -42,31 +42,31 @@ def _nearest_sources(n_in, n_out, scale, exact, dtype):
         pos = ((dst + 0.5) * np.float64(ratio)).astype(np.float32)
     else:
         pos = dst.astype(np.float32) * ratio
-    return np.minimum(np.floor(pos).astype(np.int64), n_in - 1)
+    return xp.minimum(xp.floor(pos).astype(np.int64), n_in - 1)
 
 
-def _linear_sources(n_in, n_out, align_corners, scale, dtype):
+def _linear_sources(n_in, n_out, align_corners, scale, dtype, xp):
     """``(i0, i1, w0, w1)``: each output reads ``w0 * x[i0] + w1 * x[i1]``."""
-    dst = np.arange(n_out)
+    dst = xp.arange(n_out)
     if n_in == n_out:
-        return dst, dst, np.ones(n_out, dtype), np.zeros(n_out, dtype)
+        return dst, dst, xp.ones(n_out, dtype), xp.zeros(n_out, dtype)
     ratio = _scale(n_in, n_out, align_corners, scale, dtype)
     d = dst.astype(dtype)
     if align_corners:
         src = ratio * d
     else:
-        src = np.maximum(ratio * (d + dtype.type(0.5)) - dtype.type(0.5), dtype.type(0))
-    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-    i1 = np.where(i0 < n_in - 1, i0 + 1, i0)
-    w1 = np.clip(src - i0.astype(dtype), 0, 1).astype(dtype)
+        src = xp.maximum(ratio * (d + dtype.type(0.5)) - dtype.type(0.5), dtype.type(0))
+    i0 = xp.minimum(xp.floor(src).astype(np.int64), n_in - 1)
+    i1 = xp.where(i0 < n_in - 1, i0 + 1, i0)
+    w1 = xp.clip(src - i0.astype(dtype), 0, 1).astype(dtype)
     w0 = (dtype.type(1) - w1).astype(dtype)
     return i0, i1, w0, w1
 
 
 def _segment_sum(values, positions, n, axis):
     """Sum ``values`` along ``axis`` into ``n`` slots by non-decreasing ``positions``."""
-    xp = backend.array_module(values)
-    starts = np.flatnonzero(np.r_[True, positions[1:] != positions[:-1]])
+    xp = array_module(values)
+    starts = xp.flatnonzero(xp.r_[True, positions[1:] != positions[:-1]])
     sums = xp.add.reduceat(values, starts, axis=axis)
     if starts.size == n:
         return sums
@@ -84,7 +84,7 @@ class Resample(Function):
     ``("nearest", idx)`` or ``("linear", i0, i1, w0, w1)``."""
 
     def forward(ctx, x, plans):
-        xp = backend.array_module(x)
+        xp = array_module(x)
         ctx.plans = plans
         ctx.in_shape = x.shape
         out = x
@@ -189,13 +189,14 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         from .pool import adaptive_avg_pool1d, adaptive_avg_pool2d
 
         return (adaptive_avg_pool1d if spatial == 1 else adaptive_avg_pool2d)(input, sizes)
+    xp = array_module(input.data)
     plans = []
     for n_in, n_out, scale in zip(in_size, sizes, scales):
         if mode in ("nearest", "nearest-exact"):
-            idx = _nearest_sources(n_in, n_out, scale, mode == "nearest-exact", dtype)
+            idx = _nearest_sources(n_in, n_out, scale, mode == "nearest-exact", dtype, xp)
             plans.append(None if n_in == n_out and mode == "nearest" else ("nearest", idx))
         else:
-            plans.append(("linear",) + _linear_sources(n_in, n_out, bool(align_corners), scale, dtype))
+            plans.append(("linear",) + _linear_sources(n_in, n_out, bool(align_corners), scale, dtype, xp))
     return Resample.apply(input, tuple(plans))
 
 
