@@ -19,7 +19,7 @@ CHECKED_FILES = ("elementwise.py", "reduce.py", "linalg.py", "shape.py", "index.
 
 #: Converted files with too few ops for the five-method guard below, each with its exact number of
 #: forward/backward methods: the count keeps their check from passing vacuously all the same.
-SMALL_FILES = {"sampling.py": 4}
+SMALL_FILES = {"sampling.py": 4, "creation.py": 0}
 
 #: Module-level helpers that forward/backward call for their array math, held to the same rule.
 HELPERS = {
@@ -32,6 +32,7 @@ HELPERS = {
     "recurrent.py": ("_state_grad", "_gate_scale", "_input_projection", "_token_sums", "_input_grads"),
     "attention.py": ("_masked_softmax_", "_softmax_backward", "_contiguous", "_expand_to", "_rotate"),
     "sampling.py": ("_nearest_sources", "_linear_sources", "_segment_sum", "_shuffle", "_unshuffle"),
+    "creation.py": ("_like", "zeros_like", "ones_like", "empty_like", "full_like", "bernoulli", "multinomial"),
 }
 
 #: ``np.<name>`` that may stay: dtypes and scalar types, constants, and helpers that never see an array

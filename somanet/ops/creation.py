@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd.tensor import Tensor, _wrap
+from ..backend import array_module
 from ..random import numpy_rng
 
 __all__ = [
@@ -95,28 +96,29 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
 
 
 def _like(input, dtype):
-    arr = input.data if isinstance(input, Tensor) else np.asarray(input)
-    return arr.shape, (arr.dtype if dtype is None else backend.to_dtype(dtype))
+    """The array behind ``input`` (its library makes the ``*_like`` fills) and the dtype they take."""
+    arr = input.data if isinstance(input, Tensor) else array_module(input).asarray(input)
+    return arr, (arr.dtype if dtype is None else backend.to_dtype(dtype))
 
 
 def zeros_like(input, dtype=None, device=None, requires_grad=False):
-    shape, dt = _like(input, dtype)
-    return _finish(np.zeros(shape, dtype=dt), requires_grad)
+    arr, dt = _like(input, dtype)
+    return _finish(array_module(arr).zeros(arr.shape, dtype=dt), requires_grad)
 
 
 def ones_like(input, dtype=None, device=None, requires_grad=False):
-    shape, dt = _like(input, dtype)
-    return _finish(np.ones(shape, dtype=dt), requires_grad)
+    arr, dt = _like(input, dtype)
+    return _finish(array_module(arr).ones(arr.shape, dtype=dt), requires_grad)
 
 
 def empty_like(input, dtype=None, device=None, requires_grad=False):
-    shape, dt = _like(input, dtype)
-    return _finish(np.empty(shape, dtype=dt), requires_grad)
+    arr, dt = _like(input, dtype)
+    return _finish(array_module(arr).empty(arr.shape, dtype=dt), requires_grad)
 
 
 def full_like(input, fill_value, dtype=None, device=None, requires_grad=False):
-    shape, dt = _like(input, dtype)
-    return _finish(np.full(shape, fill_value, dtype=dt), requires_grad)
+    arr, dt = _like(input, dtype)
+    return _finish(array_module(arr).full(arr.shape, fill_value, dtype=dt), requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
@@ -187,18 +189,18 @@ def randperm(n, generator=None, dtype=None, device=None, requires_grad=False):
 
 
 def rand_like(input, dtype=None, generator=None):
-    shape, dt = _like(input, dtype)
-    return rand(shape, dtype=dt, generator=generator)
+    arr, dt = _like(input, dtype)
+    return rand(arr.shape, dtype=dt, generator=generator)
 
 
 def randn_like(input, dtype=None, generator=None):
-    shape, dt = _like(input, dtype)
-    return randn(shape, dtype=dt, generator=generator)
+    arr, dt = _like(input, dtype)
+    return randn(arr.shape, dtype=dt, generator=generator)
 
 
 def randint_like(input, low, high=None, dtype=None, generator=None):
-    shape, dt = _like(input, dtype)
-    return randint(low, high, shape, dtype=dt, generator=generator)
+    arr, dt = _like(input, dtype)
+    return randint(low, high, arr.shape, dtype=dt, generator=generator)
 
 
 def normal(mean=0.0, std=1.0, size=None, generator=None, dtype=None):
@@ -214,18 +216,19 @@ def normal(mean=0.0, std=1.0, size=None, generator=None, dtype=None):
 
 def bernoulli(input, p=None, generator=None):
     """Draw 0/1 with probability ``input`` (or ``p``), same dtype as ``input``."""
-    probs = input.data if isinstance(input, Tensor) else np.asarray(input, dtype=np.float32)
+    probs = input.data if isinstance(input, Tensor) else array_module(input).asarray(input, dtype=np.float32)
     if p is not None:
-        probs = np.full(probs.shape, p, dtype=probs.dtype)
+        probs = array_module(probs).full(probs.shape, p, dtype=probs.dtype)
     draws = numpy_rng(generator).random(probs.shape, dtype=np.float32) < probs
     return _finish(draws.astype(probs.dtype), False)
 
 
 def multinomial(input, num_samples, replacement=False, generator=None):
     """Sample category indices from rows of non-negative weights ``(C,)`` or ``(N, C)``."""
-    w = input.data if isinstance(input, Tensor) else np.asarray(input)
-    w2 = np.atleast_2d(w).astype(np.float64)
-    if (w2 < 0).any() or not np.isfinite(w2).all():
+    w = input.data if isinstance(input, Tensor) else array_module(input).asarray(input)
+    xp = array_module(w)
+    w2 = xp.atleast_2d(w).astype(np.float64)
+    if (w2 < 0).any() or not xp.isfinite(w2).all():
         raise ValueError("multinomial(): weights must be finite and non-negative")
     sums = w2.sum(axis=1, keepdims=True)
     if (sums <= 0).any():
@@ -234,13 +237,13 @@ def multinomial(input, num_samples, replacement=False, generator=None):
         raise ValueError(f"multinomial(): cannot draw {num_samples} samples without replacement from {w2.shape[1]} categories")
     rng = numpy_rng(generator)
     if replacement:
-        cdf = np.cumsum(w2 / sums, axis=1)
+        cdf = xp.cumsum(w2 / sums, axis=1)
         u = rng.random((w2.shape[0], num_samples))
-        out = np.minimum((u[:, :, None] > cdf[:, None, :]).sum(axis=2), w2.shape[1] - 1)
+        out = xp.minimum((u[:, :, None] > cdf[:, None, :]).sum(axis=2), w2.shape[1] - 1)
     else:
         # Gumbel top-k: sampling without replacement proportional to the weights.
         with np.errstate(divide="ignore"):
-            keys = np.log(w2) - np.log(-np.log(rng.random(w2.shape)))
-        out = np.argsort(-keys, axis=1)[:, :num_samples]
+            keys = xp.log(w2) - xp.log(-xp.log(rng.random(w2.shape)))
+        out = xp.argsort(-keys, axis=1)[:, :num_samples]
     out = out.astype(np.int64)
     return _finish(out if w.ndim == 2 else out[0], False)
