@@ -131,3 +131,12 @@ def test_top_sections_keep_their_order(tmp_path):
     text = docs.read_text()
     assert text.index("## Summary") < text.index("## BLAS kernels") < text.index("## Other")
     assert "blas again" in text and text.count("## BLAS kernels") == 1 and "kept" in text
+
+
+def test_recurrent_flops_counted_per_token_even_without_module_hooks():
+    lstm = workloads.WORKLOADS["lstm"]
+    tokens = 32 * 64
+    gates = 4 * 256
+    fwd = 2 * tokens * ((128 + 256) * gates + (256 + 256) * gates) + 2 * tokens * 256 * 65
+    assert workloads.count_flops(lstm, train=False) == fwd
+    assert workloads.count_flops(lstm, train=True) == 3 * fwd
