@@ -1,11 +1,10 @@
 """Embedding lookup as one fused op: forward gathers rows of the weight, backward scatter-adds the
 gradient rows back (repeated indices accumulate) and leaves the padding row without gradient."""
-import numpy as np
-
 from .. import backend
 from ..autograd import grad_mode
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
+from ..backend import array_module
 
 __all__ = ["embedding"]
 
@@ -15,13 +14,18 @@ def scatter_add_rows(index, rows, num_rows):
 
     Sorting the indices and summing each run with ``add.reduceat`` is about twice as fast as ``np.add.at``.
     """
-    out = np.zeros((num_rows,) + rows.shape[1:], dtype=rows.dtype)
+    xp = array_module(rows)
+    out = xp.zeros((num_rows,) + rows.shape[1:], dtype=rows.dtype)
     if index.size == 0:
         return out
-    order = np.argsort(index, kind="stable")
+    order = xp.argsort(index, kind="stable")
     sorted_index = index[order]
-    starts = np.flatnonzero(np.concatenate(([True], sorted_index[1:] != sorted_index[:-1])))
-    out[sorted_index[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+    # Where each run of equal indices starts; filled in place, which spares concatenate's copy.
+    run_start = xp.empty(index.size, bool)
+    run_start[0] = True
+    xp.not_equal(sorted_index[1:], sorted_index[:-1], out=run_start[1:])
+    starts = xp.flatnonzero(run_start)
+    out[sorted_index[starts]] = xp.add.reduceat(rows[order], starts, axis=0)
     return out
 
 
@@ -41,7 +45,7 @@ class Embedding(Function):
         flat = indices.reshape(-1)
         rows = grad.reshape(-1, dim)
         if ctx.scale_grad_by_freq:
-            counts = np.bincount(flat, minlength=num)
+            counts = array_module(flat).bincount(flat, minlength=num)
             rows = rows / counts[flat][:, None].astype(rows.dtype)
         gw = scatter_add_rows(flat, rows, num)
         if ctx.padding_idx is not None:
@@ -52,9 +56,10 @@ class Embedding(Function):
 def _renorm_rows(weight, indices, max_norm, norm_type):
     """Scale the referenced rows of ``weight`` whose ``norm_type``-norm exceeds ``max_norm`` back to it,
     in place and without recording, as PyTorch does."""
-    rows = np.unique(indices)
     w = weight.data
-    norms = np.linalg.norm(w[rows], ord=norm_type, axis=1)
+    xp = array_module(w)
+    rows = xp.unique(indices)
+    norms = xp.linalg.norm(w[rows], ord=norm_type, axis=1)
     over = norms > max_norm
     if over.any():
         scale = (max_norm / (norms[over] + 1e-7)).astype(w.dtype)
@@ -81,7 +86,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
     if weight.ndim != 2:
         raise ValueError(f"embedding(): weight must be 2-D (num_embeddings, embedding_dim), got shape "
                          f"{tuple(weight.shape)}")
-    idx = input.data if isinstance(input, Tensor) else np.asarray(input)
+    idx = input.data if isinstance(input, Tensor) else array_module(input).asarray(input)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding(): expected integer indices (dtype int64 or int32), got dtype {idx.dtype}")
     num = weight.shape[0]
