@@ -232,6 +232,26 @@ def from_phases(phases, padded_shape, stride):
     return out
 
 
+def phases_to_image(phases, pads, in_hw, stride):
+    """The (fresh) unpadded image ``(N, C, H, W)`` from the stride phases of its padded form: the same as
+    ``unpad2d(from_phases(...), pads)`` without building the padded image first."""
+    if min(p for pair in pads for p in pair) < 0:
+        padded = tuple(phases.shape[2:4]) + (in_hw[0] + sum(pads[0]), in_hw[1] + sum(pads[1]))
+        return unpad2d(from_phases(phases, padded, stride), pads)
+    xp = backend.array_module(phases)
+    (pt, _), (pl, _) = pads
+    (sh, sw), (h, w) = stride, in_hw
+    out = xp.empty(phases.shape[2:4] + (h, w), phases.dtype)
+    for a in range(sh):
+        y0 = (a - pt) % sh
+        q0, ny = (y0 + pt) // sh, len(range(y0, h, sh))
+        for b in range(sw):
+            x0 = (b - pl) % sw
+            r0, nx = (x0 + pl) // sw, len(range(x0, w, sw))
+            out[:, :, y0::sh, x0::sw] = phases[a, b, :, :, q0:q0 + ny, r0:r0 + nx]
+    return out
+
+
 def phase_slab(phases, i, j, stride, dilation, out_hw):
     """The slab of kernel offset ``(i, j)`` in phase planes: every window's element at that offset."""
     (sh, sw), (dh, dw), (ho, wo) = stride, dilation, out_hw
@@ -264,6 +284,123 @@ def _out_size(size, pad_lo, pad_hi, k, s, d):
     return (size + pad_lo + pad_hi - d * (k - 1) - 1) // s + 1
 
 
+# BLAS takes a GEMM's operands as one base pointer, a row pitch and unit-stride rows, so the rows of a
+# matrix must sit at evenly spaced addresses. The full im2col buffer (rows ``(c, i, j)``) is the only way to
+# get that for a whole window from the padded image, and it is ``kh * kw`` times the input. Copying only
+# the ``kw`` column shifts gets it for a kernel *row*: in ``kw_columns``, the rows ``(c, j)`` of kernel
+# row ``i`` are evenly spaced and each is one contiguous run of ``Ho * Wo`` output positions, so a
+# convolution becomes ``kh`` GEMMs over a buffer ``kw`` times the input instead of ``kh * kw``. Measured on
+# ResNet-20's layers that is 1.4-1.8x faster than full im2col: the buffers stay in cache and the per-image
+# GEMMs (``O x C*kw x Ho*Wo``, at most about 10^6 multiply-adds) run on OpenBLAS's unpacked small-matrix
+# kernels.
+def kw_columns(x4, pads, kernel, stride, dilation, out_hw, slot="cols", ones=False):
+    """The ``kw`` column-shifted copies of the padded input, in scratch memory: an array ``rows`` of shape
+    ``(N, C * kw [+ 1], sh * Hq * Wo)`` with ``rows[n, c * kw + j].reshape(sh, Hq, Wo)[a, q, w] ==
+    padded[n, c, q * sh + a, w * sw + j * dw]`` (the rows of the padded image split into their ``sh``
+    stride phases). Kernel row ``i`` reads ``rows[:, :, off:off + Ho * Wo]`` with ``off =
+    kernel_row_offset(i, ...)``. With ``ones`` a last row of ones is added (a fused bias). Padding is
+    written as zeros here; the padded image itself is never built. Returns ``(rows, Hq)``.
+    """
+    xp = backend.array_module(x4)
+    n, c, h, w = x4.shape
+    (pt, pb), (pl, pr) = pads
+    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
+    hq = -(-(h + pt + pb) // sh)
+    rows = scratch(slot, (n, c * kw + (1 if ones else 0), sh * hq * wo), x4.dtype, xp)
+    # Splitting axes of a slice never copies, so writes through ``planes`` land in ``rows``.
+    planes = rows[:, :c * kw].reshape(n, c, kw, sh, hq, wo)
+    for j in range(kw):
+        w_lo = max(0, -(-(pl - j * dw) // sw))
+        w_hi = min(wo, (w - 1 + pl - j * dw) // sw + 1)
+        for a in range(sh):
+            dst = planes[:, :, j, a]
+            q_lo = max(0, -(-(pt - a) // sh))
+            q_hi = min(hq, (h - 1 + pt - a) // sh + 1)
+            if q_lo >= q_hi or w_lo >= w_hi:
+                dst[...] = 0
+                continue
+            if q_lo:
+                dst[:, :, :q_lo] = 0
+            if q_hi < hq:
+                dst[:, :, q_hi:] = 0
+            if w_lo:
+                dst[:, :, q_lo:q_hi, :w_lo] = 0
+            if w_hi < wo:
+                dst[:, :, q_lo:q_hi, w_hi:] = 0
+            h0, w0 = q_lo * sh + a - pt, w_lo * sw + j * dw - pl
+            dst[:, :, q_lo:q_hi, w_lo:w_hi] = x4[:, :, h0:h0 + (q_hi - q_lo - 1) * sh + 1:sh,
+                                                 w0:w0 + (w_hi - w_lo - 1) * sw + 1:sw]
+    if ones:
+        rows[:, c * kw] = 1
+    return rows, hq
+
+
+def kernel_row_offset(i, stride, dilation, hq, wo):
+    """Where kernel row ``i``'s first output row starts inside a ``kw_columns`` row (phase, then row)."""
+    r = i * dilation[0]
+    return ((r % stride[0]) * hq + r // stride[0]) * wo
+
+
+def _kernel_rows(w4, groups):
+    """The weight split by kernel row: (O, C/G, kh, kw) -> (kh, G, O/G, C/G * kw), matching the rows
+    ``(c, j)`` of ``kw_columns``."""
+    o, cg, kh, kw = w4.shape
+    w6 = w4.reshape(groups, o // groups, cg, kh, kw).transpose(3, 0, 1, 2, 4)
+    return backend.array_module(w4).ascontiguousarray(w6).reshape(kh, groups, o // groups, cg * kw)
+
+
+def _grouped_matmul(w, cols, groups, out=None):
+    """``w`` (G, O/G, K) times ``cols`` (N, G*K, L) -> (N, O, L): per image, per group, one GEMM."""
+    xp = backend.array_module(cols)
+    n, _, ell = cols.shape
+    if groups == 1:
+        return xp.matmul(w[0], cols, out=out)
+    og = w.shape[1]
+    res = xp.matmul(w, cols.reshape(n, groups, w.shape[2], ell),
+                    out=None if out is None else out.reshape(n, groups, og, ell))
+    return res.reshape(n, groups * og, ell)
+
+
+def conv_forward(x4, w4, groups, pads, stride, dilation, bias=None):
+    """Cross-correlation of ``x4`` (N, C, H, W) with ``w4`` (O, C/G, kh, kw), plus ``bias`` (O,) when
+    given -> (N, O, Ho, Wo), a fresh array.
+
+    One GEMM per image and kernel row over ``kw_columns``; the ``kh`` partial products are summed. A
+    bias rides in the first GEMM as an extra weight column against a row of ones (no extra pass).
+    """
+    xp = backend.array_module(x4)
+    n, c, h, w = x4.shape
+    o, cg, kh, kw = w4.shape
+    (pt, pb), (pl, pr) = pads
+    ho = _out_size(h, pt, pb, kh, stride[0], dilation[0])
+    wo = _out_size(w, pl, pr, kw, stride[1], dilation[1])
+    ell = ho * wo
+    if kh == kw == 1 and stride == (1, 1) and pads == ((0, 0), (0, 0)):
+        out = _grouped_matmul(w4.reshape(groups, o // groups, cg), x4.reshape(n, c, ell), groups)
+        if bias is not None:
+            out += bias.reshape(1, o, 1)
+        return out.reshape(n, o, ho, wo)
+    fuse = bias is not None and groups == 1
+    rows, hq = kw_columns(x4, pads, (kh, kw), stride, dilation, (ho, wo), ones=fuse)
+    w3 = _kernel_rows(w4, groups)
+    k = c * kw
+    out = None
+    for i in range(kh):
+        off = kernel_row_offset(i, stride, dilation, hq, wo)
+        if out is None and fuse:
+            w_first = xp.concatenate([w3[0, 0], bias.reshape(o, 1)], axis=1)
+            out = xp.matmul(w_first, rows[:, :, off:off + ell])
+        elif out is None:
+            out = _grouped_matmul(w3[0], rows[:, :k, off:off + ell], groups)
+        else:
+            part = _grouped_matmul(w3[i], rows[:, :k, off:off + ell], groups,
+                                   out=scratch("part", (n, o, ell), x4.dtype, xp))
+            out += part
+    if bias is not None and not fuse:
+        out += bias.reshape(1, o, 1)
+    return out.reshape(n, o, ho, wo)
+
+
 def _wide_padded(x4, pads, kernel):
     """``x4`` padded (in scratch memory), plus one spare bottom row when ``kw > 1``: the last wide window
     of a plane runs ``dw * (kw - 1)`` elements past the padded plane, and must stay inside it."""
@@ -283,73 +420,122 @@ def _wide_view(xq, kernel, dilation, ho, wp):
     return _as_strided(flat, (n, kh, kw, ho * wp, c), (s_n, dh * wp * s_e, dw * s_e, s_e, s_c), writeable=False)
 
 
-def _gemm_forward(cols, w2, groups, n, o, out_hw):
-    """``w2`` (G, O/G, K) times ``cols`` (N, G*K, L) -> (N, O, Ho, Wo), one GEMM per image (an image's
-    columns stay in cache while BLAS packs them)."""
-    xp = backend.array_module(cols)
-    ell = cols.shape[-1]
-    if groups == 1:
-        out = xp.matmul(w2[0], cols)
-    else:
-        out = xp.matmul(w2, cols.reshape(n, groups, cols.shape[1] // groups, ell))
-    return out.reshape(n, o, out_hw[0], out_hw[1])
+# OpenBLAS multiplies without packing (its fast path for thin matrices) when a GEMM has at most 10^6
+# multiply-adds and, with the right operand transposed as in a weight gradient, at most 1200 outputs.
+_SMALL_GEMM = 10 ** 6
+_SMALL_GEMM_OUT = 1200
 
 
-def conv_forward(x4, w4, groups, pads, stride, dilation):
-    """Cross-correlation of ``x4`` (N, C, H, W) with ``w4`` (O, C/G, kh, kw) -> (N, O, Ho, Wo): the strided
-    windows of the padded input copied once into a (reused) im2col buffer, then one GEMM per image."""
-    n, c, h, w = x4.shape
-    o, cg, kh, kw = w4.shape
-    (pt, pb), (pl, pr) = pads
-    ho = _out_size(h, pt, pb, kh, stride[0], dilation[0])
-    wo = _out_size(w, pl, pr, kw, stride[1], dilation[1])
-    w2 = w4.reshape(groups, o // groups, cg * kh * kw)
-    cols = im2col(pad2d(x4, pads, slot="pad"), (kh, kw), stride, dilation, (ho, wo), slot="cols")
-    return _gemm_forward(cols, w2, groups, n, o, (ho, wo))
-
-
-def conv_weight_grad(g4, x4, groups, pads, stride, dilation, kernel):
-    """dW (O, C/G, kh, kw) of ``conv_forward`` given the output gradient ``g4`` (N, O, Ho, Wo).
-
-    When the per-image partial products are no bigger than an im2col buffer, stride 1 multiplies the
-    gradient (junk columns zeroed) straight against the read-only wide windows of the padded input: one
-    batched matmul, no copy of the windows, each image's data reused from cache for all ``kh * kw``
-    offsets; the batch is summed after. Otherwise the windows are copied ``(C*kh*kw, N*Ho*Wo)`` and the
-    whole batch is one GEMM's inner dimension.
-    """
+def _weight_grad_wide(g4, x4, groups, pads, kernel, dilation):
+    """Stride-1 dW from the read-only wide windows of the padded input: per image and kernel offset, the
+    gradient (junk columns zeroed) times the window rows; the batch is summed after."""
     xp = backend.array_module(g4)
     n, o, ho, wo = g4.shape
     c = x4.shape[1]
     cg, og = c // groups, o // groups
     kh, kw = kernel
     (pt, pb), (pl, pr) = pads
-    if stride == (1, 1) and cg >= 4 and o * cg <= c * ho * wo and ho * wo >= 128:
-        wp = x4.shape[3] + pl + pr
-        xq = _wide_padded(x4, pads, kernel)
-        if wp == wo:
-            g_wide = g4
-        else:
-            g_wide = scratch("wide", (n, o, ho, wp), g4.dtype, xp)
-            g_wide[:, :, :, wo:] = 0
-            g_wide[:, :, :, :wo] = g4
-        view = _wide_view(xq, kernel, dilation, ho, wp)  # (N, kh, kw, L, C)
-        if groups == 1:
-            parts = xp.matmul(g_wide.reshape(n, 1, 1, o, ho * wp), view)  # (N, kh, kw, O, C)
-            return parts.sum(axis=0).transpose(2, 3, 0, 1)
-        s = view.strides
-        view = _as_strided(view, (n, kh, kw, groups, ho * wp, cg), s[:3] + (cg * s[4], s[3], s[4]), writeable=False)
-        parts = xp.matmul(g_wide.reshape(n, 1, 1, groups, og, ho * wp), view)  # (N, kh, kw, G, O/G, C/G)
-        return parts.sum(axis=0).transpose(2, 3, 4, 0, 1).reshape(o, cg, kh, kw)
+    wp = x4.shape[3] + pl + pr
+    xq = _wide_padded(x4, pads, kernel)
+    if wp == wo:
+        g_wide = g4
+    else:
+        g_wide = scratch("wide", (n, o, ho, wp), g4.dtype, xp)
+        g_wide[:, :, :, wo:] = 0
+        g_wide[:, :, :, :wo] = g4
+    view = _wide_view(xq, kernel, dilation, ho, wp)  # (N, kh, kw, L, C)
+    if groups == 1:
+        parts = xp.matmul(g_wide.reshape(n, 1, 1, o, ho * wp), view)  # (N, kh, kw, O, C)
+        return parts.sum(axis=0).transpose(2, 3, 0, 1)
+    s = view.strides
+    view = _as_strided(view, (n, kh, kw, groups, ho * wp, cg), s[:3] + (cg * s[4], s[3], s[4]), writeable=False)
+    parts = xp.matmul(g_wide.reshape(n, 1, 1, groups, og, ho * wp), view)  # (N, kh, kw, G, O/G, C/G)
+    return parts.sum(axis=0).transpose(2, 3, 4, 0, 1).reshape(o, cg, kh, kw)
+
+
+def _weight_grad_rows(g4, x4, groups, pads, stride, dilation, kernel):
+    """dW from ``kw_columns``: per image and kernel row, the gradient times the rows' transpose
+    (``O/G x C/G*kw`` products); the batch is summed after."""
+    xp = backend.array_module(g4)
+    n, o, ho, wo = g4.shape
+    c = x4.shape[1]
+    cg, og = c // groups, o // groups
+    kh, kw = kernel
+    ell = ho * wo
+    rows, hq = kw_columns(x4, pads, kernel, stride, dilation, (ho, wo))
+    g3 = g4.reshape(n, groups, og, ell)
+    parts = scratch("part", (n, kh, groups, og, cg * kw), g4.dtype, xp)
+    for i in range(kh):
+        off = kernel_row_offset(i, stride, dilation, hq, wo)
+        cols = rows[:, :, off:off + ell].reshape(n, groups, cg * kw, ell)
+        xp.matmul(g3, cols.transpose(0, 1, 3, 2), out=parts[:, i])
+    gw = parts.sum(axis=0).reshape(kh, groups, og, cg, kw)
+    return gw.transpose(1, 2, 3, 0, 4).reshape(o, cg, kh, kw)
+
+
+def _weight_grad_batch(g4, x4, groups, pads, stride, dilation, kernel):
+    """dW as one GEMM per kernel row whose inner dimension is the whole batch: the windows are copied as
+    ``(C*kh*kw, N*Ho*Wo)`` (the batch inside) and the gradient transposed to match."""
+    xp = backend.array_module(g4)
+    n, o, ho, wo = g4.shape
+    c = x4.shape[1]
+    cg, og = c // groups, o // groups
+    kh, kw = kernel
     ell = ho * wo
     cols_t = im2col_t(pad2d(x4, pads, slot="pad"), kernel, stride, dilation, (ho, wo), slot="cols")
     cols_t = cols_t.reshape(groups, cg * kh * kw, n * ell)
     # (N, O, L) -> (O, N, L): the one copy that lets the whole batch be a single GEMM's inner dimension.
     g_t = _copy(g4.reshape(n, o, ell).transpose(1, 0, 2), "gt").reshape(groups, og, n * ell)
-    if groups == 1:
-        gw = xp.matmul(g_t[0], cols_t[0].T)
-    else:
-        gw = xp.matmul(g_t, cols_t.transpose(0, 2, 1))
-    return gw.reshape(o, cg, kh, kw)
+    # (C*kh*kw x NL) times (NL x O) is the faster orientation for OpenBLAS here.
+    gw = xp.matmul(cols_t, g_t.transpose(0, 2, 1))  # (G, C/G*kh*kw, O/G)
+    return gw.transpose(0, 2, 1).reshape(o, cg, kh, kw)
+
+
+def _weight_grad_rows_nn(g4, x4, groups, pads, stride, dilation, kernel):
+    """dW from ``kw_columns`` with the gradient transposed per image to ``(Ho*Wo, O)``: per image and
+    kernel row, the rows times that (``C/G*kw x O/G`` products, both operands in the layout OpenBLAS's
+    unpacked kernels take); the batch is summed after."""
+    xp = backend.array_module(g4)
+    n, o, ho, wo = g4.shape
+    c = x4.shape[1]
+    cg, og = c // groups, o // groups
+    kh, kw = kernel
+    ell = ho * wo
+    rows, hq = kw_columns(x4, pads, kernel, stride, dilation, (ho, wo))
+    g_t = scratch("gt", (n, groups, ell, og), g4.dtype, xp)
+    g_t[...] = g4.reshape(n, groups, og, ell).transpose(0, 1, 3, 2)
+    parts = scratch("part", (n, kh, groups, cg * kw, og), g4.dtype, xp)
+    for i in range(kh):
+        off = kernel_row_offset(i, stride, dilation, hq, wo)
+        xp.matmul(rows[:, :, off:off + ell].reshape(n, groups, cg * kw, ell), g_t, out=parts[:, i])
+    gw = parts.sum(axis=0).reshape(kh, groups, cg, kw, og)
+    return gw.transpose(1, 4, 2, 0, 3).reshape(o, cg, kh, kw)
+
+
+def conv_weight_grad(g4, x4, groups, pads, stride, dilation, kernel):
+    """dW (O, C/G, kh, kw) of ``conv_forward`` given the output gradient ``g4`` (N, O, Ho, Wo).
+
+    Four ways, chosen by shape; each is the fastest measured on the layers where it is used. The first
+    three are per-image GEMMs small enough for OpenBLAS's unpacked kernels, summed over the batch after:
+
+    - stride 1, 16 channels or so: the gradient (junk columns zeroed) against the read-only wide windows
+      of the padded input, per kernel offset, with no copy of the windows;
+    - ``C/G * kw`` of 16 or more: ``kw_columns`` rows against the gradient transposed to ``(Ho*Wo, O)``;
+    - few input channels (first layers): the gradient against ``kw_columns`` rows;
+    - otherwise (big per-image products): one GEMM whose inner dimension is the whole batch.
+    """
+    n, o, ho, wo = g4.shape
+    c = x4.shape[1]
+    cg, og = c // groups, o // groups
+    kh, kw = kernel
+    wp = x4.shape[3] + pads[1][0] + pads[1][1]
+    if stride == (1, 1) and cg >= 4 and og * cg <= 256 and og * cg * ho * wp <= _SMALL_GEMM and ho * wo >= 128:
+        return _weight_grad_wide(g4, x4, groups, pads, kernel, dilation)
+    if cg * kw >= 16 and cg * kw * og * ho * wo <= _SMALL_GEMM:
+        return _weight_grad_rows_nn(g4, x4, groups, pads, stride, dilation, kernel)
+    if og * cg * kw <= _SMALL_GEMM_OUT:
+        return _weight_grad_rows(g4, x4, groups, pads, stride, dilation, kernel)
+    return _weight_grad_batch(g4, x4, groups, pads, stride, dilation, kernel)
 
 
 def flipped_transposed(w4, groups):
@@ -363,56 +549,46 @@ def flipped_transposed(w4, groups):
 def conv_input_grad(g4, w4, groups, pads, stride, dilation, in_hw):
     """dX (N, C, H, W) of ``conv_forward`` given the output gradient ``g4`` (N, O, Ho, Wo).
 
-    Stride 1 (unless the output has many more channels than the input): the adjoint is itself a stride-1
-    correlation of the gradient, padded by ``dilation * (k - 1) - pad`` (negative crops), with the
-    flipped, channel-transposed kernel, so it reuses ``conv_forward``. Otherwise: one GEMM into column
-    space, then col2im over kernel offsets.
+    Stride 1: the adjoint is itself a stride-1 correlation of the gradient, padded by
+    ``dilation * (k - 1) - pad`` (negative crops), with the flipped, channel-transposed kernel, so it is
+    ``conv_forward`` again. Otherwise, per kernel row one GEMM into column space (``C*kw`` rows) whose
+    ``kw`` slabs are added into the stride phases of the padded image (col2im by kernel offset).
     """
+    xp = backend.array_module(g4)
     n, o, ho, wo = g4.shape
     kh, kw = w4.shape[2:]
     (pt, pb), (pl, pr) = pads
-    # The adjoint correlation's GEMM has only C_in rows; when the output has at least twice the channels
-    # the column-space GEMM (9x more rows) plus col2im is the faster of the two.
-    if stride == (1, 1) and o < 2 * w4.shape[1] * groups:
+    if stride == (1, 1):
         eh, ew = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
         adjoint_pads = ((eh - pt, eh - pb), (ew - pl, ew - pr))
         return conv_forward(g4, flipped_transposed(w4, groups), groups, adjoint_pads, (1, 1), dilation)
-    w2 = w4.reshape(groups, o // groups, w4.shape[1] * kh * kw)
-    hp, wp = in_hw[0] + pt + pb, in_hw[1] + pl + pr
-    if stride == (1, 1):
-        # Column space in wide rows: the gradient's junk columns are zero, so each kernel offset adds one
-        # contiguous run per plane instead of ``Ho`` short rows.
-        xp = backend.array_module(g4)
-        if wp == wo:
-            g_wide = g4
-        else:
-            g_wide = scratch("wide", (n, o, ho, wp), g4.dtype, xp)
-            g_wide[:, :, :, wo:] = 0
-            g_wide[:, :, :, :wo] = g4
-        cols = _gemm_input_cols(g_wide, w2, groups)
-        c = cols.shape[1] // (kh * kw)
-        cols = cols.reshape(n, c, kh, kw, ho * wp)
-        extra = 1 if kw > 1 else 0
-        flat = xp.zeros((n, c, (hp + extra) * wp), g4.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                start = i * dilation[0] * wp + j * dilation[1]
-                flat[:, :, start:start + ho * wp] += cols[:, :, i, j]
-        return unpad2d(flat.reshape(n, c, hp + extra, wp)[:, :, :hp], pads)
-    cols = _gemm_input_cols(g4, w2, groups)
-    return unpad2d(col2im(cols, (hp, wp), (kh, kw), stride, dilation, (ho, wo)), pads)
-
-
-def _gemm_input_cols(g, w2, groups):
-    """Column-space gradient (N, G*K, L): the transposed weight (G, K, O/G) times the output gradient."""
-    xp = backend.array_module(g)
-    n, o = g.shape[:2]
-    ell = g.shape[2] * g.shape[3]
-    g3 = g.reshape(n, o, ell)
-    if groups == 1:
-        return xp.matmul(w2[0].T, g3)
-    cols = xp.matmul(w2.transpose(0, 2, 1), g3.reshape(n, groups, o // groups, ell))
-    return cols.reshape(n, groups * w2.shape[2], ell)
+    cg, og = w4.shape[1], o // groups
+    c = cg * groups
+    hq, wq = phase_shape((in_hw[0] + pt + pb, in_hw[1] + pl + pr), stride)
+    # The gradient widened to the phase planes' row pitch (zero columns past Wo): each kernel offset then
+    # adds one contiguous run per plane instead of Ho short rows. One spare row holds the last runs' tails.
+    if wq == wo:
+        g_wide = g4
+    else:
+        g_wide = scratch("wide", (n, o, ho, wq), g4.dtype, xp)
+        g_wide[:, :, :, wo:] = 0
+        g_wide[:, :, :, :wo] = g4
+    span = ho * wq
+    # (kh, G, C/G * kw, O/G): kernel row i's weight, transposed for the column-space GEMM.
+    wt = xp.ascontiguousarray(w4.reshape(groups, og, cg, kh, kw).transpose(3, 0, 2, 4, 1))
+    wt = wt.reshape(kh, groups, cg * kw, og)
+    g3 = g_wide.reshape(n, groups, og, span)
+    phases = xp.zeros(tuple(stride) + (n, c, (hq + 1) * wq), g4.dtype)
+    for i in range(kh):
+        cols = xp.matmul(wt[i], g3, out=scratch("part", (n, groups, cg * kw, span), g4.dtype, xp))
+        cols = cols.reshape(n, c, kw, span)
+        r = i * dilation[0]
+        for j in range(kw):
+            q = j * dilation[1]
+            start = (r // stride[0]) * wq + q // stride[1]
+            phases[r % stride[0], q % stride[1], :, :, start:start + span] += cols[:, :, j]
+    phases = phases.reshape(tuple(stride) + (n, c, hq + 1, wq))[:, :, :, :, :hq]
+    return phases_to_image(phases, pads, in_hw, stride)
 
 
 def _check_dtypes(op, x, w, b):
@@ -446,9 +622,7 @@ class ConvNd(Function):
         spatial = x.ndim - 2
         ctx.x_shape, ctx.w_shape, ctx.spatial = x.shape, weight.shape, spatial
         x4, w4 = _as_4d(x, weight, spatial)
-        out = conv_forward(x4, w4, groups, pads, stride, dilation)
-        if bias is not None:
-            out += bias.reshape(1, -1, 1, 1)
+        out = conv_forward(x4, w4, groups, pads, stride, dilation, bias)
         ctx.geometry = (stride, pads, dilation, groups)
         ctx.has_bias = bias is not None
         ctx.save_for_backward(x, weight)
