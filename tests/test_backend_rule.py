@@ -19,7 +19,7 @@ CHECKED_FILES = ("elementwise.py", "reduce.py", "linalg.py", "shape.py", "index.
 
 #: Converted files with too few ops for the five-method guard below, each with its exact number of
 #: forward/backward methods: the count keeps their check from passing vacuously all the same.
-SMALL_FILES = {"sampling.py": 4, "creation.py": 0, "embedding.py": 2}
+SMALL_FILES = {"sampling.py": 4, "creation.py": 0, "embedding.py": 2, "dropout.py": 2}
 
 #: Module-level helpers that forward/backward call for their array math, held to the same rule.
 HELPERS = {
@@ -34,6 +34,7 @@ HELPERS = {
     "sampling.py": ("_nearest_sources", "_linear_sources", "_segment_sum", "_shuffle", "_unshuffle"),
     "creation.py": ("_like", "zeros_like", "ones_like", "empty_like", "full_like", "bernoulli", "multinomial"),
     "embedding.py": ("scatter_add_rows", "_renorm_rows"),
+    "dropout.py": ("_keep_mask", "_apply"),
 }
 
 #: ``np.<name>`` that may stay: dtypes and scalar types, constants, and helpers that never see an array

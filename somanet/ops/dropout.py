@@ -14,6 +14,7 @@ import numpy as np
 from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
+from ..backend import array_module
 from ..random import numpy_rng
 
 __all__ = ["dropout", "dropout1d", "dropout2d", "dropout3d", "feature_dropout", "alpha_dropout",
@@ -65,7 +66,10 @@ def _apply(input, p, training, mask_shape, generator, op, alpha=False):
     if not training or p == 0.0 or input.data.size == 0:
         return input
     dtype = input.dtype
-    keep = _keep_mask(mask_shape, p, dtype, generator) if p < 1.0 else np.zeros(mask_shape, dtype=dtype)
+    if p < 1.0:
+        keep = _keep_mask(mask_shape, p, dtype, generator)
+    else:
+        keep = array_module(input.data).zeros(mask_shape, dtype=dtype)
     if not alpha:
         if p < 1.0:
             keep *= dtype.type(1.0 / (1.0 - p))
