@@ -15,7 +15,7 @@ OPS_DIR = Path(__file__).resolve().parent.parent / "somanet" / "ops"
 
 #: Op families that follow the rule; the others join this list as they are converted.
 CHECKED_FILES = ("elementwise.py", "reduce.py", "linalg.py", "shape.py", "index.py", "recurrent.py",
-                 "attention.py")
+                 "attention.py", "activation.py")
 
 #: Converted files with too few ops for the five-method guard below, each with its exact number of
 #: forward/backward methods: the count keeps their check from passing vacuously all the same.
@@ -35,6 +35,7 @@ HELPERS = {
     "creation.py": ("_like", "zeros_like", "ones_like", "empty_like", "full_like", "bernoulli", "multinomial"),
     "embedding.py": ("scatter_add_rows", "_renorm_rows"),
     "dropout.py": ("_keep_mask", "_apply"),
+    "activation.py": ("rrelu",),
 }
 
 #: ``np.<name>`` that may stay: dtypes and scalar types, constants, and helpers that never see an array

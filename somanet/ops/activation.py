@@ -10,6 +10,7 @@ import numpy as np
 from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
+from ..backend import array_module
 from ..random import numpy_rng
 from ._util import normalize_dim
 from .elementwise import _sigmoid
@@ -35,7 +36,7 @@ class Hardsigmoid(Function):
     def forward(ctx, a):
         ctx.save_for_backward(a)
         out = a + a.dtype.type(3)
-        np.clip(out, 0, 6, out=out)
+        array_module(a).clip(out, 0, 6, out=out)
         out *= a.dtype.type(1 / 6)
         return out
 
@@ -51,15 +52,16 @@ class Hardswish(Function):
     def forward(ctx, a):
         ctx.save_for_backward(a)
         gate = a + a.dtype.type(3)
-        np.clip(gate, 0, 6, out=gate)
+        array_module(a).clip(gate, 0, 6, out=gate)
         gate *= a.dtype.type(1 / 6)
         return a * gate
 
     def backward(ctx, grad):
         (a,) = ctx.saved
         # Slope x/3 + 1/2 on the closed interval [-3, 3], as PyTorch's kernel does.
+        xp = array_module(a)
         slope = a * a.dtype.type(1 / 3) + a.dtype.type(0.5)
-        slope = np.where(a < -3, 0, np.where(a > 3, 1, slope)).astype(a.dtype, copy=False)
+        slope = xp.where(a < -3, 0, xp.where(a > 3, 1, slope)).astype(a.dtype, copy=False)
         return grad * slope
 
 
@@ -67,7 +69,8 @@ class Mish(Function):
     """``x * tanh(softplus(x))``; keeps ``tanh(softplus(x))`` for backward."""
 
     def forward(ctx, a):
-        t = np.tanh(np.logaddexp(a.dtype.type(0), a))
+        xp = array_module(a)
+        t = xp.tanh(xp.logaddexp(a.dtype.type(0), a))
         ctx.save_for_backward(a, t)
         return a * t
 
@@ -81,7 +84,7 @@ class Logsigmoid(Function):
 
     def forward(ctx, a):
         ctx.save_for_backward(a)
-        return -np.logaddexp(a.dtype.type(0), -a)
+        return -array_module(a).logaddexp(a.dtype.type(0), -a)
 
     def backward(ctx, grad):
         (a,) = ctx.saved
@@ -92,7 +95,7 @@ class Softsign(Function):
     """``x / (1 + |x|)``."""
 
     def forward(ctx, a):
-        denom = 1 + np.abs(a)
+        denom = 1 + array_module(a).abs(a)
         ctx.save_for_backward(denom)
         return a / denom
 
@@ -105,7 +108,7 @@ class Tanhshrink(Function):
     """``x - tanh(x)``."""
 
     def forward(ctx, a):
-        t = np.tanh(a)
+        t = array_module(a).tanh(a)
         ctx.save_for_backward(t)
         return a - t
 
@@ -118,10 +121,11 @@ class Softshrink(Function):
     """Shrink towards 0 by ``lambd``, zero inside ``[-lambd, lambd]``."""
 
     def forward(ctx, a, lambd=0.5):
+        xp = array_module(a)
         lam = a.dtype.type(lambd)
-        keep = np.abs(a) > lam
+        keep = xp.abs(a) > lam
         ctx.save_for_backward(keep)
-        return np.where(a > lam, a - lam, np.where(a < -lam, a + lam, a.dtype.type(0)))
+        return xp.where(a > lam, a - lam, xp.where(a < -lam, a + lam, a.dtype.type(0)))
 
     def backward(ctx, grad):
         (keep,) = ctx.saved
@@ -132,7 +136,7 @@ class Hardshrink(Function):
     """``x`` where ``|x| > lambd``, else 0."""
 
     def forward(ctx, a, lambd=0.5):
-        keep = np.abs(a) > a.dtype.type(lambd)
+        keep = array_module(a).abs(a) > a.dtype.type(lambd)
         ctx.save_for_backward(keep)
         return a * keep
 
@@ -147,7 +151,7 @@ class Threshold(Function):
     def forward(ctx, a, threshold, value):
         keep = a > threshold
         ctx.save_for_backward(keep)
-        return np.where(keep, a, a.dtype.type(value))
+        return array_module(a).where(keep, a, a.dtype.type(value))
 
     def backward(ctx, grad):
         (keep,) = ctx.saved
@@ -158,14 +162,15 @@ class Celu(Function):
     """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``."""
 
     def forward(ctx, a, alpha=1.0):
+        xp = array_module(a)
         inv = a.dtype.type(1 / alpha)
-        e = np.exp(np.minimum(a, 0) * inv)
+        e = xp.exp(xp.minimum(a, 0) * inv)
         ctx.save_for_backward(a, e)
-        return np.where(a > 0, a, (e - 1) * a.dtype.type(alpha))
+        return xp.where(a > 0, a, (e - 1) * a.dtype.type(alpha))
 
     def backward(ctx, grad):
         a, e = ctx.saved
-        return np.where(a > 0, grad, grad * e)
+        return array_module(grad).where(a > 0, grad, grad * e)
 
 
 class Prelu(Function):
@@ -180,13 +185,14 @@ class Prelu(Function):
             w = weight.reshape(())
         ctx.save_for_backward(a, w)
         ctx.wshape = weight.shape
-        return np.where(a > 0, a, a * w)
+        return array_module(a).where(a > 0, a, a * w)
 
     def backward(ctx, grad):
         a, w = ctx.saved
+        xp = array_module(grad)
         pos = a > 0
-        gx = np.where(pos, grad, grad * w)
-        gw_full = np.where(pos, 0, grad * a)
+        gx = xp.where(pos, grad, grad * w)
+        gw_full = xp.where(pos, 0, grad * a)
         if w.ndim == 0:
             gw = gw_full.sum(dtype=grad.dtype).reshape(ctx.wshape)
         elif a.ndim >= 2:
@@ -202,18 +208,18 @@ class Rrelu(Function):
 
     def forward(ctx, a, slopes):
         ctx.save_for_backward(a, slopes)
-        return np.where(a > 0, a, a * slopes)
+        return array_module(a).where(a > 0, a, a * slopes)
 
     def backward(ctx, grad):
         a, slopes = ctx.saved
-        return np.where(a > 0, grad, grad * slopes), None
+        return array_module(grad).where(a > 0, grad, grad * slopes), None
 
 
 class Glu(Function):
     """``a * sigmoid(b)`` for the two halves ``a, b`` of ``dim``."""
 
     def forward(ctx, a, dim=-1):
-        first, second = np.split(a, 2, axis=dim)
+        first, second = array_module(a).split(a, 2, axis=dim)
         gate = _sigmoid(second)
         ctx.save_for_backward(first, gate)
         ctx.dim = dim
@@ -223,7 +229,7 @@ class Glu(Function):
         first, gate = ctx.saved
         g_first = grad * gate
         g_second = g_first * first * (1 - gate)
-        return np.concatenate([g_first, g_second], axis=ctx.dim)
+        return array_module(grad).concatenate([g_first, g_second], axis=ctx.dim)
 
 
 def hardsigmoid(input, inplace=False):
@@ -308,7 +314,7 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False, ge
         slopes = rng.random(input.shape, dtype=np.float32 if dtype == np.float32 else np.float64)
         slopes = (slopes * (upper - lower) + lower).astype(dtype, copy=False)
     else:
-        slopes = np.asarray((lower + upper) / 2, dtype=dtype)
+        slopes = array_module(input.data).asarray((lower + upper) / 2, dtype=dtype)
     return Rrelu.apply(input, slopes)
 
 
