@@ -70,23 +70,30 @@ class MaxPool(Function):
         xp = backend.array_module(x)
         x4 = _as_planes(x, spatial)
         h, w = x4.shape[2:]
-        padded = pad2d(x4, pads, value=_lowest(x.dtype), slot="pad")
-        phases = to_phases(padded, stride, slot="phases")
         kh, kw = kernel
-        slabs = [phase_slab(phases, i, j, stride, dilation, out_hw) for i in range(kh) for j in range(kw)]
-        best = slabs[0].copy()
-        for v in slabs[1:]:
-            xp.maximum(best, v, out=best)
         arg_dtype = np.uint8 if kh * kw <= 255 else np.int32
-        arg = xp.zeros(best.shape, arg_dtype)
-        for q in range(len(slabs) - 1, -1, -1):
-            xp.copyto(arg, arg_dtype(q), where=slabs[q] == best)
-        if x.dtype.kind == "f":
-            nan = best != best
-            if nan.any():
-                for q, v in enumerate(slabs):
-                    xp.copyto(arg, arg_dtype(q), where=nan & (v != v))
-        ctx.geometry = (kernel, stride, pads, dilation, out_hw, padded.shape, x.shape)
+        found = _max_tiled(x4, kernel, out_hw) if _tiled(kernel, stride, pads, dilation) else None
+        ctx.tiled = found is not None
+        if found is not None:
+            best, arg = found
+            padded_shape = x4.shape
+        else:
+            padded = pad2d(x4, pads, value=_lowest(x.dtype), slot="pad")
+            padded_shape = padded.shape
+            phases = to_phases(padded, stride, slot="phases")
+            slabs = [phase_slab(phases, i, j, stride, dilation, out_hw) for i in range(kh) for j in range(kw)]
+            best = slabs[0].copy()
+            for v in slabs[1:]:
+                xp.maximum(best, v, out=best)
+            arg = xp.zeros(best.shape, arg_dtype)
+            for q in range(len(slabs) - 1, -1, -1):
+                xp.copyto(arg, arg_dtype(q), where=slabs[q] == best)
+            if x.dtype.kind == "f":
+                nan = best != best
+                if nan.any():
+                    for q, v in enumerate(slabs):
+                        xp.copyto(arg, arg_dtype(q), where=nan & (v != v))
+        ctx.geometry = (kernel, stride, pads, dilation, out_hw, padded_shape, x.shape)
         ctx.save_for_backward(arg)
         lead = x.shape[:-spatial]
         values = best.reshape(lead + out_hw[2 - spatial:])
@@ -100,19 +107,96 @@ class MaxPool(Function):
         kernel, stride, pads, dilation, out_hw, padded_shape, x_shape = ctx.geometry
         xp = backend.array_module(grad)
         g = grad.reshape(arg.shape)
+        kh, kw = kernel
+        if ctx.tiled:
+            planes, h, w = padded_shape[1:]
+            (ho, wo) = out_hw
+            gx = xp.empty((planes, h, w), grad.dtype)
+            if h > ho * kh:
+                gx[:, ho * kh:] = 0
+            if w > wo * kw:
+                gx[:, :ho * kh, wo * kw:] = 0
+            tiles = gx[:, :ho * kh, :wo * kw].reshape(planes, ho, kh, wo, kw)
+            for i in range(kh):
+                for j in range(kw):
+                    _select(g[0], arg[0] == (i * kw + j), tiles[:, :, i, :, j])
+            return gx.reshape(x_shape)
         hq, wq = phase_shape(padded_shape[2:], stride)
         phases = xp.zeros(stride + padded_shape[:2] + (hq, wq), grad.dtype)
-        kh, kw = kernel
         disjoint = _disjoint(kernel, stride, dilation)
+        picked = None if disjoint else xp.empty(g.shape, g.dtype)
         for i in range(kh):
             for j in range(kw):
                 target = phase_slab(phases, i, j, stride, dilation, out_hw)
                 hit = arg == (i * kw + j)
                 if disjoint:
-                    xp.copyto(target, g, where=hit)
+                    _select(g, hit, target)
                 else:
-                    xp.add(target, g, out=target, where=hit)
+                    target += _select(g, hit, picked)
         return unpad2d(from_phases(phases, padded_shape, stride), pads).reshape(x_shape)
+
+
+def _tiled(kernel, stride, pads, dilation):
+    """Whether the windows tile the input: kernel equal to stride, no padding, no dilation (``MaxPool2d(2)``)."""
+    return (tuple(kernel) == tuple(stride) and tuple(dilation) == (1, 1) and not any(p for pair in pads for p in pair)
+            and kernel[0] * kernel[1] <= 255)
+
+
+def _max_tiled(x4, kernel, out_hw):
+    """Max pooling when the windows tile the input: ``(best, arg)`` read straight from strided views of the
+    input (no padded copy, no phase split), or None when a window holds NaN (left to the general path,
+    which places NaN indices like PyTorch). 2x2 windows take the maximum of each row pair, then of the two
+    rows; the offset of the first maximum in scan order follows from strict comparisons."""
+    xp = backend.array_module(x4)
+    (kh, kw), (ho, wo) = kernel, out_hw
+    planes = x4.shape[1]
+    tiles = x4[0, :, :ho * kh, :wo * kw].reshape(planes, ho, kh, wo, kw)
+    if (kh, kw) == (2, 2):
+        v00, v01, v10, v11 = tiles[:, :, 0, :, 0], tiles[:, :, 0, :, 1], tiles[:, :, 1, :, 0], tiles[:, :, 1, :, 1]
+        top_right = xp.greater(v01, v00).view(np.uint8)
+        bottom_right = xp.greater(v11, v10).view(np.uint8)
+        top = xp.maximum(v00, v01)
+        bottom = xp.maximum(v10, v11)
+        below = xp.greater(bottom, top).view(np.uint8)
+        best = xp.maximum(top, bottom, out=top)
+        # arg = 2 + bottom_right below the top row's maximum, else top_right (uint8 arithmetic wraps
+        # consistently: top_right + below * (2 + bottom_right - top_right)).
+        arg = bottom_right - top_right
+        arg += 2
+        arg *= below
+        arg += top_right
+    else:
+        best = tiles[:, :, 0, :, 0].copy()
+        arg = xp.zeros(best.shape, np.uint8)
+        larger = xp.empty(best.shape, bool)
+        for i in range(kh):
+            for j in range(kw):
+                if i or j:
+                    v = tiles[:, :, i, :, j]
+                    xp.greater(v, best, out=larger)
+                    xp.copyto(arg, np.uint8(i * kw + j), where=larger)
+                    xp.maximum(best, v, out=best)
+    if best.dtype.kind == "f" and xp.isnan(best).any():
+        return None
+    return best[None], arg[None]
+
+
+_SAME_SIZE_INT = {2: np.int16, 4: np.int32, 8: np.int64}
+
+
+def _select(g, hit, out):
+    """``out[...] = where(hit, g, 0)``, bit for bit and fast: the gradient's bits ANDed with an all-ones or
+    all-zeros mask (a multiply would turn an infinite gradient into NaN beside the maximum, and a masked
+    copy is several times slower on these strided slabs)."""
+    xp = backend.array_module(g)
+    as_int = _SAME_SIZE_INT.get(g.dtype.itemsize)
+    if as_int is None:
+        xp.copyto(out, 0)
+        xp.copyto(out, g, where=hit)
+        return out
+    mask = xp.negative(hit.view(np.int8), dtype=as_int)
+    xp.bitwise_and(g.view(as_int), mask, out=out.view(as_int))
+    return out
 
 
 def _flat_indices(arg, kernel, stride, pads, dilation, out_hw, width):

@@ -30,6 +30,8 @@ POOL2D_CASES = [
     dict(kernel_size=(3, 2), stride=(1, 2), padding=(1, 0)),
     dict(kernel_size=3, stride=1),                                  # heavy overlap
     dict(kernel_size=2, stride=3),                                  # stride larger than kernel
+    dict(kernel_size=3),                                            # windows tile the input, 3x3
+    dict(kernel_size=(2, 3)),                                       # tiling, non-square
 ]
 
 
@@ -74,6 +76,20 @@ def test_max_pool_propagates_nan():
     t_val, t_idx = TF.max_pool2d(torch.tensor(x), 3, 1, 1, return_indices=True)
     assert_close(s_val, t_val)
     assert_close(s_idx, t_idx)
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3])
+def test_max_pool_routes_infinite_and_nan_gradients_like_torch(kernel_size):
+    # Only the maximum receives the upstream gradient, whatever its value; the rest get exactly +0.
+    x = _ties(2, 3, 6, 7)
+    g = _x(2, 3, 6 // kernel_size, 7 // kernel_size, seed=1)
+    g[0, 0, 0, 0], g[1, 2, 1, 1], g[0, 1, 1, 0] = np.inf, -np.inf, np.nan
+    s = somanet.tensor(x, requires_grad=True)
+    F.max_pool2d(s, kernel_size).backward(somanet.tensor(g))
+    t = torch.tensor(x, requires_grad=True)
+    TF.max_pool2d(t, kernel_size).backward(torch.tensor(g))
+    np.testing.assert_array_equal(s.grad.data, t.grad.numpy())
+    assert not np.signbit(s.grad.data[t.grad.numpy() == 0]).any()
 
 
 def test_max_pool1d_and_avg_pool1d_match_torch():
@@ -142,6 +158,7 @@ def test_gradcheck_float64():
         return somanet.tensor(_x(*s, seed=seed).astype(np.float64), requires_grad=True)
 
     assert gradcheck(lambda t: F.max_pool2d(t, 3, 2, 1, ceil_mode=True), (x64(1, 2, 5, 6),))
+    assert gradcheck(lambda t: F.max_pool2d(t, 2), (x64(1, 2, 5, 6),))
     assert gradcheck(lambda t: F.avg_pool2d(t, 3, 2, 1, ceil_mode=True, count_include_pad=False), (x64(1, 2, 5, 6),))
     assert gradcheck(lambda t: F.adaptive_avg_pool2d(t, (3, 4)), (x64(1, 2, 5, 6),))
     assert gradcheck(lambda t: F.adaptive_max_pool2d(t, (3, 4)), (x64(1, 2, 5, 6),))
@@ -198,5 +215,7 @@ def test_empty_batch_and_non_contiguous_input():
     compare(lambda t: F.max_pool2d(t, 2), lambda t: TF.max_pool2d(t, 2), _x(0, 3, 4, 4))
     compare(lambda t: F.avg_pool2d(t, 3, 2, 1), lambda t: TF.avg_pool2d(t, 3, 2, 1), _x(0, 3, 5, 5))
     compare(lambda t: F.adaptive_avg_pool2d(t, (2, 3)), lambda t: TF.adaptive_avg_pool2d(t, (2, 3)), _x(0, 3, 5, 5))
+    compare(lambda t: F.max_pool2d(t.permute(0, 3, 1, 2), 2, return_indices=True),
+            lambda t: TF.max_pool2d(t.permute(0, 3, 1, 2), 2, return_indices=True), _x(2, 7, 6, 3))
     compare(lambda t: F.max_pool2d(t.permute(0, 3, 1, 2), 3, 2, 1, return_indices=True),
             lambda t: TF.max_pool2d(t.permute(0, 3, 1, 2), 3, 2, 1, return_indices=True), _x(2, 7, 6, 3))
