@@ -18,6 +18,7 @@ import numpy as np
 from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
+from ..backend import array_module
 
 __all__ = ["batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm", "local_response_norm"]
 
@@ -46,56 +47,56 @@ def _channel_layout(shape):
     return (n, c, s), (c, 1)
 
 
-def _per_channel_sums(a, b):
+def _per_channel_sums(a, b, xp):
     """``sum(a * b)`` over every axis but 1 of two ``(N, C)`` or ``(N, C, S)`` arrays, without a full-size
     temporary."""
     if a.ndim == 2:
-        return np.einsum("nc,nc->c", a, b)
+        return xp.einsum("nc,nc->c", a, b)
     if a.shape[2] >= _VECDOT_MIN:
-        return np.vecdot(a, b).sum(axis=0)
-    return np.einsum("ncs,ncs->c", a, b)
+        return xp.vecdot(a, b).sum(axis=0)
+    return xp.einsum("ncs,ncs->c", a, b)
 
 
-def _per_channel_total(a):
+def _per_channel_total(a, xp):
     """``sum(a)`` over every axis but 1 of an ``(N, C)`` or ``(N, C, S)`` array."""
     if a.ndim == 2:
         # Column sums as a matrix-vector product: BLAS is several times faster than NumPy's strided
         # reduction over axis 0.
-        return np.ones(a.shape[0], dtype=a.dtype) @ a
+        return xp.ones(a.shape[0], dtype=a.dtype) @ a
     if a.shape[2] >= _VECDOT_MIN:
         return a.sum(axis=2).sum(axis=0)
     return a.sum(axis=(0, 2))
 
 
-def _row_dots(a, b):
+def _row_dots(a, b, xp):
     """``sum(a * b, axis=-1)`` without a full-size temporary."""
     if a.shape[-1] >= _VECDOT_MIN:
-        return np.vecdot(a, b)
-    return np.einsum("...d,...d->...", a, b)
+        return xp.vecdot(a, b)
+    return xp.einsum("...d,...d->...", a, b)
 
 
-def _row_means(a):
+def _row_means(a, xp):
     """Row means of a 2-D ``(rows, D)`` array as a ``(rows, 1)`` column.
 
     A matrix-vector product with ``1 / D`` (BLAS) is about five times faster than NumPy's reduction
     along rows of a few hundred elements, which pays a loop start per row.
     """
     d = a.shape[1]
-    return (a @ backend.array_module(a).full(d, 1.0 / d, dtype=a.dtype))[:, None]
+    return (a @ xp.full(d, 1.0 / d, dtype=a.dtype))[:, None]
 
 
-def _column_sums(a):
+def _column_sums(a, xp):
     """Column sums of a 2-D array (BLAS, as in ``_per_channel_total``)."""
-    return backend.array_module(a).ones(a.shape[0], dtype=a.dtype) @ a
+    return xp.ones(a.shape[0], dtype=a.dtype) @ a
 
 
-def _owned(shape, dtype, rows_shape):
-    """A new array of ``shape`` and a view of it as ``rows_shape`` to compute into.
+def _owned(shape, dtype, rows_shape, xp):
+    """A new ``xp`` array of ``shape`` and a view of it as ``rows_shape`` to compute into.
 
     Gradients are returned as the base array: the engine must copy a view before storing it as a
     leaf's ``.grad``, so handing it the owner saves a full copy.
     """
-    full = np.empty(shape, dtype=dtype)
+    full = xp.empty(shape, dtype=dtype)
     return full, full.reshape(rows_shape)
 
 
@@ -109,6 +110,7 @@ class BatchNorm(Function):
     """
 
     def forward(ctx, x, weight, bias, running_mean, running_var, training=True, momentum=0.1, eps=1e-5):
+        xp = array_module(x)
         view, vec = _channel_layout(x.shape)
         xv = x.reshape(view)
         dtype = x.dtype
@@ -118,10 +120,10 @@ class BatchNorm(Function):
         ctx.has_bias = bias is not None
         if training:
             m = x.size // view[1]
-            mean = _per_channel_total(xv) / dtype.type(m)
+            mean = _per_channel_total(xv, xp) / dtype.type(m)
             xhat = xv - mean.reshape(vec)
-            var = _per_channel_sums(xhat, xhat) / dtype.type(m)
-            invstd = 1 / np.sqrt(var + dtype.type(eps))
+            var = _per_channel_sums(xhat, xhat, xp) / dtype.type(m)
+            invstd = 1 / xp.sqrt(var + dtype.type(eps))
             xhat *= invstd.reshape(vec)
             if running_mean is not None:
                 # The running variance is the unbiased estimate, as in PyTorch.
@@ -135,7 +137,7 @@ class BatchNorm(Function):
             ctx.save_for_backward(xhat, invstd, weight)
             ctx.m = m
             return out.reshape(x.shape)
-        invstd = (1 / np.sqrt(running_var + eps)).astype(dtype, copy=False)
+        invstd = (1 / xp.sqrt(running_var + eps)).astype(dtype, copy=False)
         scale = invstd * weight if weight is not None else invstd
         shift = -running_mean.astype(dtype, copy=False) * scale
         if bias is not None:
@@ -147,19 +149,20 @@ class BatchNorm(Function):
         return out.reshape(x.shape)
 
     def backward(ctx, grad):
+        xp = array_module(grad)
         vec = ctx.vec
         gv = grad.reshape(ctx.view)
         need_w = ctx.has_weight and ctx.needs(1)
         need_b = ctx.has_bias and ctx.needs(2)
         if ctx.training:
             xhat, invstd, weight = ctx.saved
-            gbias = _per_channel_total(gv)
-            gweight = _per_channel_sums(gv, xhat)
+            gbias = _per_channel_total(gv, xp)
+            gweight = _per_channel_sums(gv, xhat, xp)
             dx = None
             if ctx.needs(0):
                 m = gv.dtype.type(ctx.m)
-                dx, dv = _owned(ctx.shape, grad.dtype, ctx.view)
-                np.multiply(xhat, (-gweight / m).reshape(vec), out=dv)
+                dx, dv = _owned(ctx.shape, grad.dtype, ctx.view, xp)
+                xp.multiply(xhat, (-gweight / m).reshape(vec), out=dv)
                 dv += gv
                 dv -= (gbias / m).reshape(vec)
                 k = invstd * weight if weight is not None else invstd
@@ -168,13 +171,13 @@ class BatchNorm(Function):
         xv, invstd, scale, running_mean = ctx.saved
         dx = None
         if ctx.needs(0):
-            dx, dv = _owned(ctx.shape, grad.dtype, ctx.view)
-            np.multiply(gv, scale.reshape(vec), out=dv)
+            dx, dv = _owned(ctx.shape, grad.dtype, ctx.view, xp)
+            xp.multiply(gv, scale.reshape(vec), out=dv)
         gweight = gbias = None
         if need_w:
-            gweight = _per_channel_sums(gv, xv - running_mean.reshape(vec)) * invstd
+            gweight = _per_channel_sums(gv, xv - running_mean.reshape(vec), xp) * invstd
         if need_b:
-            gbias = _per_channel_total(gv)
+            gbias = _per_channel_total(gv, xp)
         return dx, gweight, gbias, None, None
 
 
@@ -222,11 +225,12 @@ class LayerNorm(Function):
     """Normalise each row of the ``(rows, D)`` view over its ``D`` trailing elements, then ``* w + b``."""
 
     def forward(ctx, x, weight, bias, d, eps):
+        xp = array_module(x)
         x2 = x.reshape(-1, d)
         dtype = x.dtype
-        xhat = x2 - _row_means(x2)
-        var = _row_dots(xhat, xhat)[:, None] / dtype.type(d)
-        invstd = 1 / np.sqrt(var + dtype.type(eps))
+        xhat = x2 - _row_means(x2, xp)
+        var = _row_dots(xhat, xhat, xp)[:, None] / dtype.type(d)
+        invstd = 1 / xp.sqrt(var + dtype.type(eps))
         xhat *= invstd
         w = None if weight is None else weight.reshape(d)
         out = xhat * w if w is not None else xhat.copy()
@@ -239,20 +243,21 @@ class LayerNorm(Function):
     def backward(ctx, grad):
         xhat, invstd, w = ctx.saved
         xshape, wshape, bshape = ctx.shapes
+        xp = array_module(grad)
         g2 = grad.reshape(xhat.shape)
         gw = gb = dx = None
         if wshape is not None and ctx.needs(1):
-            gw = np.einsum("rd,rd->d", g2, xhat).reshape(wshape)
+            gw = xp.einsum("rd,rd->d", g2, xhat).reshape(wshape)
         if bshape is not None and ctx.needs(2):
-            gb = _column_sums(g2).reshape(bshape)
+            gb = _column_sums(g2, xp).reshape(bshape)
         if ctx.needs(0):
             dxhat = g2 * w if w is not None else g2
             d = g2.dtype.type(xhat.shape[1])
-            proj = _row_dots(dxhat, xhat)[:, None] / d
-            dx, d2 = _owned(xshape, grad.dtype, xhat.shape)
-            np.multiply(xhat, -proj, out=d2)
+            proj = _row_dots(dxhat, xhat, xp)[:, None] / d
+            dx, d2 = _owned(xshape, grad.dtype, xhat.shape, xp)
+            xp.multiply(xhat, -proj, out=d2)
             d2 += dxhat
-            d2 -= _row_means(dxhat)
+            d2 -= _row_means(dxhat, xp)
             d2 *= invstd
         return dx, gw, gb
 
@@ -292,10 +297,11 @@ class RMSNorm(Function):
     """``x / sqrt(mean(x**2) + eps) * w`` over the ``D`` trailing elements of each row."""
 
     def forward(ctx, x, weight, d, eps):
+        xp = array_module(x)
         x2 = x.reshape(-1, d)
         dtype = x.dtype
-        ms = _row_dots(x2, x2)[:, None] / dtype.type(d)
-        rinv = 1 / np.sqrt(ms + dtype.type(eps))
+        ms = _row_dots(x2, x2, xp)[:, None] / dtype.type(d)
+        rinv = 1 / xp.sqrt(ms + dtype.type(eps))
         y = x2 * rinv
         w = None if weight is None else weight.reshape(d)
         ctx.save_for_backward(y, rinv, w)
@@ -305,15 +311,16 @@ class RMSNorm(Function):
     def backward(ctx, grad):
         y, rinv, w = ctx.saved
         xshape, wshape = ctx.shapes
+        xp = array_module(grad)
         g2 = grad.reshape(y.shape)
         gw = dx = None
         if wshape is not None and ctx.needs(1):
-            gw = np.einsum("rd,rd->d", g2, y).reshape(wshape)
+            gw = xp.einsum("rd,rd->d", g2, y).reshape(wshape)
         if ctx.needs(0):
             dy = g2 * w if w is not None else g2
-            proj = _row_dots(dy, y)[:, None] / g2.dtype.type(y.shape[1])
-            dx, d2 = _owned(xshape, grad.dtype, y.shape)
-            np.multiply(y, -proj, out=d2)
+            proj = _row_dots(dy, y, xp)[:, None] / g2.dtype.type(y.shape[1])
+            dx, d2 = _owned(xshape, grad.dtype, y.shape, xp)
+            xp.multiply(y, -proj, out=d2)
             d2 += dy
             d2 *= rinv
         return dx, gw
@@ -343,14 +350,15 @@ class GroupNorm(Function):
     """
 
     def forward(ctx, x, weight, bias, groups, eps, stats=None):
+        xp = array_module(x)
         n, c = x.shape[0], x.shape[1]
         dtype = x.dtype
         xg = x.reshape(n, groups, -1)
         d = xg.shape[2]
         mean = xg.mean(axis=2)
         xhat = xg - mean[:, :, None]
-        var = _row_dots(xhat, xhat) / dtype.type(d)
-        invstd = 1 / np.sqrt(var + dtype.type(eps))
+        var = _row_dots(xhat, xhat, xp) / dtype.type(d)
+        invstd = 1 / xp.sqrt(var + dtype.type(eps))
         xhat *= invstd[:, :, None]
         if stats is not None:
             stats.extend((mean, var, d))
@@ -365,20 +373,21 @@ class GroupNorm(Function):
 
     def backward(ctx, grad):
         xhat, invstd, weight = ctx.saved
+        xp = array_module(grad)
         n, c = ctx.shape[0], ctx.shape[1]
         g3 = grad.reshape(n, c, -1)
         x3 = xhat.reshape(n, c, -1)
         gw = gb = dx = None
         if ctx.has[0] and ctx.needs(1):
-            gw = _per_channel_sums(g3, x3)
+            gw = _per_channel_sums(g3, x3, xp)
         if ctx.has[1] and ctx.needs(2):
-            gb = _per_channel_total(g3)
+            gb = _per_channel_total(g3, xp)
         if ctx.needs(0):
             dxhat = (g3 * weight[:, None] if weight is not None else g3).reshape(xhat.shape)
             d = grad.dtype.type(xhat.shape[2])
-            proj = _row_dots(dxhat, xhat) / d
-            dx, dg = _owned(ctx.shape, grad.dtype, xhat.shape)
-            np.multiply(xhat, -proj[:, :, None], out=dg)
+            proj = _row_dots(dxhat, xhat, xp) / d
+            dx, dg = _owned(ctx.shape, grad.dtype, xhat.shape, xp)
+            xp.multiply(xhat, -proj[:, :, None], out=dg)
             dg += dxhat
             dg -= dxhat.mean(axis=2, keepdims=True)
             dg *= invstd[:, :, None]
