@@ -13,6 +13,7 @@ import numpy as np
 from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
+from ..backend import array_module
 
 __all__ = ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "cross_entropy", "nll_loss",
            "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
@@ -63,16 +64,16 @@ def _match_float(t, dtype, op, what):
     return t
 
 
-def _reduce(loss, reduction, denom=None):
+def _reduce(loss, reduction, xp, denom=None):
     """Reduce an elementwise loss array; ``denom`` replaces the element count for 'mean'."""
     if reduction == "none":
         return loss
     total = loss.sum(dtype=loss.dtype)
     if reduction == "sum":
-        return np.asarray(total, dtype=loss.dtype)
+        return xp.asarray(total, dtype=loss.dtype)
     n = loss.size if denom is None else denom
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(total / loss.dtype.type(n), dtype=loss.dtype)
+        return xp.asarray(total / loss.dtype.type(n), dtype=loss.dtype)
 
 
 def _grad_scale(grad, reduction, count, denom=None):
@@ -108,24 +109,26 @@ def _check_weight(weight, input, op):
 class _Pointwise(Function):
     """Base of the regression losses: ``loss = w * f(input - target)``, reduced.
 
-    Subclasses define ``elementwise(diff) -> loss`` and ``derivative(diff) -> d loss / d diff``.
+    Subclasses define ``elementwise(diff, xp) -> loss`` and ``derivative(diff) -> d loss / d diff``;
+    ``derivative`` asks for the array module itself, so backward pays for the lookup only where it is used.
     ``mean_by_weight`` divides a weighted mean by ``sum(w)`` instead of the element count.
     """
 
     mean_by_weight = True
 
     def forward(ctx, x, t, w=None, reduction="mean", param=None):
+        xp = array_module(x)
         diff = x - t
         ctx.param = param
-        loss = ctx.elementwise(diff)
+        loss = ctx.elementwise(diff, xp)
         if w is not None:
             loss *= w
         ctx.save_for_backward(diff, w)
         ctx.reduction = reduction
         ctx.denom = None
         if w is not None and reduction == "mean" and ctx.mean_by_weight:
-            ctx.denom = float(np.sum(np.broadcast_to(w, diff.shape), dtype=np.float64))
-        return _reduce(loss, reduction, ctx.denom)
+            ctx.denom = float(xp.sum(xp.broadcast_to(w, diff.shape), dtype=np.float64))
+        return _reduce(loss, reduction, xp, ctx.denom)
 
     def backward(ctx, grad):
         diff, w = ctx.saved
@@ -140,7 +143,7 @@ class _Pointwise(Function):
 class MSELoss(_Pointwise):
     """``(input - target) ** 2``."""
 
-    def elementwise(ctx, diff):
+    def elementwise(ctx, diff, xp):
         return diff * diff
 
     def derivative(ctx, diff):
@@ -150,24 +153,24 @@ class MSELoss(_Pointwise):
 class L1Loss(_Pointwise):
     """``|input - target|``."""
 
-    def elementwise(ctx, diff):
-        return np.abs(diff)
+    def elementwise(ctx, diff, xp):
+        return xp.abs(diff)
 
     def derivative(ctx, diff):
-        return np.sign(diff)
+        return array_module(diff).sign(diff)
 
 
 class SmoothL1Loss(_Pointwise):
     """Quadratic below ``beta``, linear above."""
 
-    def elementwise(ctx, diff):
+    def elementwise(ctx, diff, xp):
         beta = diff.dtype.type(ctx.param)
-        a = np.abs(diff)
-        return np.where(a < beta, diff * diff * (0.5 / beta), a - 0.5 * beta).astype(diff.dtype, copy=False)
+        a = xp.abs(diff)
+        return xp.where(a < beta, diff * diff * (0.5 / beta), a - 0.5 * beta).astype(diff.dtype, copy=False)
 
     def derivative(ctx, diff):
         beta = diff.dtype.type(ctx.param)
-        return np.clip(diff / beta, -1, 1).astype(diff.dtype, copy=False)
+        return array_module(diff).clip(diff / beta, -1, 1).astype(diff.dtype, copy=False)
 
 
 class HuberLoss(_Pointwise):
@@ -175,14 +178,14 @@ class HuberLoss(_Pointwise):
 
     mean_by_weight = False  # PyTorch's weighted Huber mean divides by the element count
 
-    def elementwise(ctx, diff):
+    def elementwise(ctx, diff, xp):
         delta = diff.dtype.type(ctx.param)
-        a = np.abs(diff)
-        return np.where(a < delta, 0.5 * diff * diff, delta * (a - 0.5 * delta)).astype(diff.dtype, copy=False)
+        a = xp.abs(diff)
+        return xp.where(a < delta, 0.5 * diff * diff, delta * (a - 0.5 * delta)).astype(diff.dtype, copy=False)
 
     def derivative(ctx, diff):
         delta = diff.dtype.type(ctx.param)
-        return np.clip(diff, -delta, delta).astype(diff.dtype, copy=False)
+        return array_module(diff).clip(diff, -delta, delta).astype(diff.dtype, copy=False)
 
 
 def _pointwise(cls, op, input, target, reduction, weight=None, param=None):
@@ -249,7 +252,7 @@ def _class_layout(input, target, op):
 
 def _class_indices(input, target, op, ignore_index, index_shape, c):
     """Check an index target: integer dtype, right shape, every value a class or ``ignore_index``."""
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    t = target.data if isinstance(target, Tensor) else array_module(target).asarray(target)
     if t.dtype.kind not in "iu":
         if t.dtype.kind == "f":
             raise TypeError(f"{op}(): expected class indices as an integer tensor (dtype int64) of shape "
@@ -271,7 +274,7 @@ def _class_indices(input, target, op, ignore_index, index_shape, c):
 def _class_weight(weight, c, dtype, op):
     if weight is None:
         return None
-    w = weight.data if isinstance(weight, Tensor) else np.asarray(weight)
+    w = weight.data if isinstance(weight, Tensor) else array_module(weight).asarray(weight)
     if w.shape != (c,):
         raise ValueError(f"{op}(): weight must have shape ({c},), one value per class, got {tuple(w.shape)}")
     return w.astype(dtype, copy=False)
@@ -287,6 +290,7 @@ class CrossEntropy(Function):
     """
 
     def forward(ctx, x, t, weight, view=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+        xp = array_module(x)
         ctx.in_shape, ctx.out_shape = x.shape, t.shape
         n, c, s = view
         x = x.reshape(view)
@@ -294,20 +298,20 @@ class CrossEntropy(Function):
         dtype = x.dtype
         valid = t != ignore_index
         all_valid = bool(valid.all())
-        tt = t if all_valid else np.where(valid, t, 0)
-        flat = np.arange(n)[:, None] * c + tt
+        tt = t if all_valid else xp.where(valid, t, 0)
+        flat = xp.arange(n)[:, None] * c + tt
         if s != 1:
-            flat = flat * s + np.arange(s)
+            flat = flat * s + xp.arange(s)
         eps = label_smoothing
         z = x - x.max(axis=1, keepdims=True)
         # Everything needed from the shifted logits is read before exp overwrites them in place.
         z_target = z.reshape(-1)[flat]
         if eps > 0:
-            z_sum = np.einsum("ncs,c->ns", z, weight) if weight is not None else z.sum(axis=1)
-        p = np.exp(z, out=z)
+            z_sum = xp.einsum("ncs,c->ns", z, weight) if weight is not None else z.sum(axis=1)
+        p = xp.exp(z, out=z)
         total = p.sum(axis=1, keepdims=True)
         p /= total
-        lse = np.log(total).reshape(n, s)
+        lse = xp.log(total).reshape(n, s)
         loss = lse - z_target
         if weight is not None:
             w_t = weight[tt]
@@ -331,7 +335,7 @@ class CrossEntropy(Function):
         ctx.save_for_backward(p, flat, w_t, None if all_valid else valid, weight)
         ctx.reduction = reduction
         ctx.eps = eps
-        return _reduce(loss, reduction, ctx.denom).reshape(ctx.out_shape if reduction == "none" else ())
+        return _reduce(loss, reduction, xp, ctx.denom).reshape(ctx.out_shape if reduction == "none" else ())
 
     def backward(ctx, grad):
         p, flat, w_t, valid, weight = ctx.saved
@@ -340,7 +344,7 @@ class CrossEntropy(Function):
         eps = ctx.eps
         if ctx.denom == 0:
             # Every target ignored: the mean is NaN but, as in PyTorch, no gradient flows.
-            return np.zeros(ctx.in_shape, dtype=dtype), None, None
+            return array_module(p).zeros(ctx.in_shape, dtype=dtype), None, None
         g = _grad_scale(grad, ctx.reduction, None, ctx.denom)
         if ctx.reduction == "none":
             g = g.reshape(n, s)
@@ -349,14 +353,15 @@ class CrossEntropy(Function):
             dx = p * g
             dx.reshape(-1)[flat] -= g
             return dx.reshape(ctx.in_shape), None, None
-        hard = g * w_t if w_t is not None else np.broadcast_to(g, (n, s))
+        xp = array_module(p)
+        hard = g * w_t if w_t is not None else xp.broadcast_to(g, (n, s))
         if eps > 0:
             hard = hard * dtype.type(1 - eps)
             total_w = weight.sum() if weight is not None else dtype.type(c)
             soft = g * dtype.type(eps / c)
             if valid is not None:
                 soft = soft * valid
-            soft = np.broadcast_to(soft, (n, s))
+            soft = xp.broadcast_to(soft, (n, s))
             dx = p * (hard + soft * total_w)[:, None, :]
             dx -= soft[:, None, :] * (weight[None, :, None] if weight is not None else dtype.type(1))
         else:
@@ -371,25 +376,26 @@ class SoftCrossEntropy(Function):
 
     def forward(ctx, x, t, weight, view=None, out_shape=None, reduction="mean", label_smoothing=0.0,
                 target_grad=False):
+        xp = array_module(x)
         ctx.in_shape, ctx.out_shape = x.shape, out_shape
         x = x.reshape(view)
         t = t.reshape(view)
         c = x.shape[1]
         dtype = x.dtype
         z = x - x.max(axis=1, keepdims=True)
-        p = np.exp(z)
+        p = xp.exp(z)
         s = p.sum(axis=1, keepdims=True)
         p /= s
-        logp = z - np.log(s)
+        logp = z - xp.log(s)
         eps = label_smoothing
         if eps > 0:
             t = t * dtype.type(1 - eps) + dtype.type(eps / c)
         tw = t * weight[None, :, None] if weight is not None else t
-        loss = -np.einsum("ncs,ncs->ns", logp, tw)
+        loss = -xp.einsum("ncs,ncs->ns", logp, tw)
         ctx.save_for_backward(p, tw, logp if target_grad else None, weight)
         ctx.reduction = reduction
         ctx.eps = eps
-        return _reduce(loss, reduction).reshape(out_shape if reduction == "none" else ())
+        return _reduce(loss, reduction, xp).reshape(out_shape if reduction == "none" else ())
 
     def backward(ctx, grad):
         p, tw, logp, weight = ctx.saved
@@ -445,27 +451,29 @@ class NLLLoss(Function):
     """Negative log-likelihood of class indices ``t (N, S)`` under log-probabilities ``x (N, C, S)``."""
 
     def forward(ctx, x, t, weight, view=None, ignore_index=-100, reduction="mean"):
+        xp = array_module(x)
         ctx.in_shape, out_shape = x.shape, t.shape
         x = x.reshape(view)
         t = t.reshape(view[0], view[2])
         valid = t != ignore_index
-        tt = np.where(valid, t, 0)[:, None, :]
+        tt = xp.where(valid, t, 0)[:, None, :]
         w_t = weight[tt[:, 0, :]] * valid if weight is not None else valid.astype(x.dtype)
-        loss = -np.take_along_axis(x, tt, axis=1)[:, 0, :] * w_t
+        loss = -xp.take_along_axis(x, tt, axis=1)[:, 0, :] * w_t
         ctx.denom = float(w_t.sum(dtype=np.float64)) if reduction == "mean" else None
         ctx.save_for_backward(tt, w_t)
         ctx.shape = x.shape
         ctx.reduction = reduction
-        return _reduce(loss, reduction, ctx.denom).reshape(out_shape if reduction == "none" else ())
+        return _reduce(loss, reduction, xp, ctx.denom).reshape(out_shape if reduction == "none" else ())
 
     def backward(ctx, grad):
         tt, w_t = ctx.saved
+        xp = array_module(grad)
         if ctx.denom == 0:
-            return np.zeros(ctx.in_shape, dtype=grad.dtype), None, None
+            return xp.zeros(ctx.in_shape, dtype=grad.dtype), None, None
         g = _grad_scale(grad, ctx.reduction, None, ctx.denom)
         g = g.reshape(w_t.shape) if ctx.reduction == "none" else g
-        dx = np.zeros(ctx.shape, dtype=grad.dtype)
-        np.put_along_axis(dx, tt, (-(g * w_t))[:, None, :], axis=1)
+        dx = xp.zeros(ctx.shape, dtype=grad.dtype)
+        xp.put_along_axis(dx, tt, (-(g * w_t))[:, None, :], axis=1)
         return dx.reshape(ctx.in_shape), None, None
 
 
@@ -488,15 +496,16 @@ class BinaryCrossEntropy(Function):
     """``-w * (t * log(x) + (1 - t) * log(1 - x))`` with each log clamped at -100, as PyTorch does."""
 
     def forward(ctx, x, t, w=None, reduction="mean"):
+        xp = array_module(x)
         with np.errstate(divide="ignore"):
-            log_x = np.maximum(np.log(x), x.dtype.type(-100))
-            log_1mx = np.maximum(np.log1p(-x), x.dtype.type(-100))
+            log_x = xp.maximum(xp.log(x), x.dtype.type(-100))
+            log_1mx = xp.maximum(xp.log1p(-x), x.dtype.type(-100))
         loss = -(t * (log_x - log_1mx) + log_1mx)
         if w is not None:
             loss = loss * w
         ctx.save_for_backward(x, t, w, log_x, log_1mx)
         ctx.reduction = reduction
-        return _reduce(loss, reduction)
+        return _reduce(loss, reduction, xp)
 
     def backward(ctx, grad):
         x, t, w, log_x, log_1mx = ctx.saved
@@ -504,7 +513,7 @@ class BinaryCrossEntropy(Function):
         if w is not None:
             g = g * w
         # PyTorch bounds the denominator x(1 - x) below by 1e-12.
-        dx = (x - t) / np.maximum((1 - x) * x, x.dtype.type(1e-12)) * g
+        dx = (x - t) / array_module(x).maximum((1 - x) * x, x.dtype.type(1e-12)) * g
         dt = (log_1mx - log_x) * g if ctx.needs(1) else None
         return dx, dt, None
 
@@ -539,7 +548,8 @@ class BinaryCrossEntropyWithLogits(Function):
 
     def forward(ctx, x, t, w=None, pw=None, reduction="mean"):
         # softplus(-x) = max(-x, 0) + log1p(exp(-|x|)) never overflows.
-        sp = np.maximum(-x, 0) + np.log1p(np.exp(-np.abs(x)))
+        xp = array_module(x)
+        sp = xp.maximum(-x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
         if pw is not None:
             lw = (pw - 1) * t + 1
             loss = (1 - t) * x + lw * sp
@@ -550,15 +560,16 @@ class BinaryCrossEntropyWithLogits(Function):
             loss = loss * w
         ctx.save_for_backward(x, t, w, pw, lw, sp)
         ctx.reduction = reduction
-        return _reduce(loss, reduction)
+        return _reduce(loss, reduction, xp)
 
     def backward(ctx, grad):
         x, t, w, pw, lw, sp = ctx.saved
         g = _grad_scale(grad, ctx.reduction, x.size)
         if w is not None:
             g = g * w
-        e = np.exp(-np.abs(x))
-        sig_neg = np.where(x >= 0, e, 1) / (1 + e)  # sigmoid(-x)
+        xp = array_module(x)
+        e = xp.exp(-xp.abs(x))
+        sig_neg = xp.where(x >= 0, e, 1) / (1 + e)  # sigmoid(-x)
         if lw is not None:
             dx = ((1 - t) - lw * sig_neg) * g
         else:
@@ -602,14 +613,15 @@ class KLDiv(Function):
     """``t * (log t - x)`` (0 where ``t == 0``), or ``exp(t) * (t - x)`` for a log-space target."""
 
     def forward(ctx, x, t, reduction="mean", log_target=False):
+        xp = array_module(x)
         if log_target:
-            et = np.exp(t)
+            et = xp.exp(t)
             loss = et * (t - x)
             ctx.save_for_backward(x, t, et)
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
-                log_t = np.log(t)
-            tlogt = np.where(t == 0, 0, t * log_t).astype(x.dtype, copy=False)
+                log_t = xp.log(t)
+            tlogt = xp.where(t == 0, 0, t * log_t).astype(x.dtype, copy=False)
             loss = tlogt - t * x
             ctx.save_for_backward(x, t, log_t)
         ctx.reduction = reduction
@@ -617,9 +629,9 @@ class KLDiv(Function):
         if reduction == "batchmean":
             total = loss.sum(dtype=loss.dtype)
             ctx.denom = x.shape[0] if x.ndim else 1
-            return np.asarray(total / x.dtype.type(ctx.denom), dtype=x.dtype)
+            return xp.asarray(total / x.dtype.type(ctx.denom), dtype=x.dtype)
         ctx.denom = None
-        return _reduce(loss, reduction)
+        return _reduce(loss, reduction, xp)
 
     def backward(ctx, grad):
         x, t, extra = ctx.saved
@@ -666,20 +678,22 @@ class ParameterPenalty(Function):
     def forward(ctx, *params, kind="l2"):
         ctx.save_for_backward(*params)
         ctx.kind = kind
+        xp = array_module(params[0])
         dtype = params[0].dtype
         total = 0.0
         for p in params:
             flat = p.reshape(-1)
-            total += float(np.abs(flat).sum(dtype=np.float64)) if kind == "l1" else float(np.dot(flat, flat))
-        return np.asarray(total, dtype=dtype)
+            total += float(xp.abs(flat).sum(dtype=np.float64)) if kind == "l1" else float(xp.dot(flat, flat))
+        return xp.asarray(total, dtype=dtype)
 
     def backward(ctx, grad):
+        xp = array_module(grad)
         out = []
         for i, p in enumerate(ctx.saved):
             if not ctx.needs(i):
                 out.append(None)
             elif ctx.kind == "l1":
-                out.append(np.sign(p) * grad)
+                out.append(xp.sign(p) * grad)
             else:
                 out.append(p * (2 * grad))
         return tuple(out)
