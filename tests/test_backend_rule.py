@@ -15,7 +15,7 @@ OPS_DIR = Path(__file__).resolve().parent.parent / "somanet" / "ops"
 
 #: Op families that follow the rule; the others join this list as they are converted.
 CHECKED_FILES = ("elementwise.py", "reduce.py", "linalg.py", "shape.py", "index.py", "recurrent.py",
-                 "attention.py", "activation.py", "norm.py", "loss.py")
+                 "attention.py", "activation.py", "norm.py", "loss.py", "conv.py")
 
 #: Converted files with too few ops for the five-method guard below, each with its exact number of
 #: forward/backward methods: the count keeps their check from passing vacuously all the same.
@@ -39,6 +39,9 @@ HELPERS = {
     "norm.py": ("_per_channel_sums", "_per_channel_total", "_row_dots", "_row_means", "_column_sums", "_owned",
                 "_window_sum"),
     "loss.py": ("_reduce", "_grad_scale", "_class_indices", "_class_weight"),
+    "conv.py": ("scratch", "pad2d", "unpad2d", "windows", "im2col", "im2col_t", "to_phases", "from_phases",
+                "phases_to_image", "phase_slab", "col2im", "kw_columns", "conv_forward", "conv_weight_grad",
+                "flipped_transposed", "conv_input_grad"),
 }
 
 #: ``np.<name>`` that may stay: dtypes and scalar types, constants, and helpers that never see an array
