@@ -309,30 +309,57 @@ def kw_columns(x4, pads, kernel, stride, dilation, out_hw, slot="cols", ones=Fal
     rows = scratch(slot, (n, c * kw + (1 if ones else 0), sh * hq * wo), x4.dtype, xp)
     # Splitting axes of a slice never copies, so writes through ``planes`` land in ``rows``.
     planes = rows[:, :c * kw].reshape(n, c, kw, sh, hq, wo)
-    for j in range(kw):
-        w_lo = max(0, -(-(pl - j * dw) // sw))
-        w_hi = min(wo, (w - 1 + pl - j * dw) // sw + 1)
-        for a in range(sh):
-            dst = planes[:, :, j, a]
-            q_lo = max(0, -(-(pt - a) // sh))
-            q_hi = min(hq, (h - 1 + pt - a) // sh + 1)
-            if q_lo >= q_hi or w_lo >= w_hi:
-                dst[...] = 0
-                continue
-            if q_lo:
-                dst[:, :, :q_lo] = 0
-            if q_hi < hq:
-                dst[:, :, q_hi:] = 0
-            if w_lo:
-                dst[:, :, q_lo:q_hi, :w_lo] = 0
-            if w_hi < wo:
-                dst[:, :, q_lo:q_hi, w_hi:] = 0
-            h0, w0 = q_lo * sh + a - pt, w_lo * sw + j * dw - pl
-            dst[:, :, q_lo:q_hi, w_lo:w_hi] = x4[:, :, h0:h0 + (q_hi - q_lo - 1) * sh + 1:sh,
-                                                 w0:w0 + (w_hi - w_lo - 1) * sw + 1:sw]
+    if (sh, sw) == (1, 1) and w == wo and pt >= 0 and pb >= 0:
+        _shifted_planes(x4, rows[:, :c * kw].reshape(n, c, kw, hq * wo), planes, pt, pl, dw)
+    else:
+        for j in range(kw):
+            w_lo = max(0, -(-(pl - j * dw) // sw))
+            w_hi = min(wo, (w - 1 + pl - j * dw) // sw + 1)
+            for a in range(sh):
+                dst = planes[:, :, j, a]
+                q_lo = max(0, -(-(pt - a) // sh))
+                q_hi = min(hq, (h - 1 + pt - a) // sh + 1)
+                if q_lo >= q_hi or w_lo >= w_hi:
+                    dst[...] = 0
+                    continue
+                if q_lo:
+                    dst[:, :, :q_lo] = 0
+                if q_hi < hq:
+                    dst[:, :, q_hi:] = 0
+                if w_lo:
+                    dst[:, :, q_lo:q_hi, :w_lo] = 0
+                if w_hi < wo:
+                    dst[:, :, q_lo:q_hi, w_hi:] = 0
+                h0, w0 = q_lo * sh + a - pt, w_lo * sw + j * dw - pl
+                dst[:, :, q_lo:q_hi, w_lo:w_hi] = x4[:, :, h0:h0 + (q_hi - q_lo - 1) * sh + 1:sh,
+                                                     w0:w0 + (w_hi - w_lo - 1) * sw + 1:sw]
     if ones:
         rows[:, c * kw] = 1
     return rows, hq
+
+
+def _shifted_planes(x4, flat_rows, planes, pt, pl, dw):
+    """``kw_columns`` of a stride-1 convolution that keeps the width: each column shift of a plane is the
+    flat plane moved by ``j * dw - pl`` elements (one long contiguous copy per plane rather than one
+    short copy per image row), with the rows above and below and the columns that slid in zeroed."""
+    n, c, h, w = x4.shape
+    flat = x4.reshape(n, c, h * w)
+    hw, top = h * w, pt * w
+    for j in range(flat_rows.shape[2]):
+        dst = flat_rows[:, :, j]
+        shift = j * dw - pl
+        if abs(shift) >= w:
+            dst[...] = 0
+            continue
+        dst[:, :, :top] = 0
+        dst[:, :, top + hw:] = 0
+        if shift >= 0:
+            dst[:, :, top:top + hw - shift] = flat[:, :, shift:]
+            if shift:
+                planes[:, :, j, 0, pt:pt + h, w - shift:] = 0
+        else:
+            dst[:, :, top - shift:top + hw] = flat[:, :, :hw + shift]
+            planes[:, :, j, 0, pt:pt + h, :-shift] = 0
 
 
 def kernel_row_offset(i, stride, dilation, hq, wo):
@@ -551,15 +578,18 @@ def conv_input_grad(g4, w4, groups, pads, stride, dilation, in_hw):
 
     Stride 1: the adjoint is itself a stride-1 correlation of the gradient, padded by
     ``dilation * (k - 1) - pad`` (negative crops), with the flipped, channel-transposed kernel, so it is
-    ``conv_forward`` again. Otherwise, per kernel row one GEMM into column space (``C*kw`` rows) whose
-    ``kw`` slabs are added into the stride phases of the padded image (col2im by kernel offset).
+    ``conv_forward`` again. Otherwise (or when that padding would dwarf the gradient), per kernel row one
+    GEMM into column space (``C*kw`` rows) whose ``kw`` slabs are added into the stride phases of the
+    padded image (col2im by kernel offset).
     """
     xp = backend.array_module(g4)
     n, o, ho, wo = g4.shape
     kh, kw = w4.shape[2:]
     (pt, pb), (pl, pr) = pads
-    if stride == (1, 1):
-        eh, ew = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
+    eh, ew = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
+    # The adjoint reads the gradient padded by about the kernel size: cheap for "same" convolutions, but
+    # mostly zeros for a valid convolution of a small plane (LeNet's 5x5 on 14x14), where column space wins.
+    if stride == (1, 1) and (ho + 2 * eh - pt - pb) * (wo + 2 * ew - pl - pr) <= 2 * ho * wo:
         adjoint_pads = ((eh - pt, eh - pb), (ew - pl, ew - pr))
         return conv_forward(g4, flipped_transposed(w4, groups), groups, adjoint_pads, (1, 1), dilation)
     cg, og = w4.shape[1], o // groups
