@@ -56,6 +56,28 @@ def test_conv2d_matches_torch(xs, ws, kw, bias):
     assert out.dtype == np.float32
 
 
+# The kernels pick a GEMM layout by shape (conv_weight_grad, conv_input_grad); these shapes reach each one.
+KERNEL_CHOICE_CASES = [
+    ((2, 8, 12, 12), (8, 8, 3, 3), dict(padding=1)),                    # dW from wide windows
+    ((2, 8, 6, 6), (12, 8, 3, 3), dict(padding=1)),                      # dW from kw_columns x gradient^T
+    ((2, 8, 10, 10), (12, 8, 3, 3), dict(padding=1, stride=2)),          # the same, strided
+    ((2, 4, 9, 9), (120, 4, 3, 3), dict(stride=2, padding=1)),           # dW over the whole batch
+    ((2, 8, 9, 9), (220, 4, 3, 3), dict(groups=2, padding=1)),           # the same, grouped
+    ((1, 32, 30, 30), (64, 32, 3, 3), dict(padding=1)),                  # per-image products too big
+    ((2, 3, 6, 6), (4, 3, 5, 5), dict()),                                # dX in column space at stride 1
+    ((2, 6, 9, 9), (4, 6, 3, 3), dict(padding=1, dilation=(2, 1), stride=(1, 2))),
+    ((2, 6, 8, 8), (4, 6, 3, 3), dict(padding=(2, 1), dilation=(2, 1))),  # same width, taller output
+]
+
+
+@pytest.mark.parametrize("xs, ws, kw", KERNEL_CHOICE_CASES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_kernel_choices_match_torch(xs, ws, kw, bias):
+    arrays = [_x(*xs), _x(*ws, seed=1)] + ([_x(ws[0], seed=2)] if bias else [])
+    compare(lambda x, w, *b: F.conv2d(x, w, b[0] if b else None, **kw),
+            lambda x, w, *b: TF.conv2d(x, w, b[0] if b else None, **kw), *arrays, **TOL)
+
+
 @pytest.mark.parametrize("xs, ws, kw", [
     ((2, 3, 11), (4, 3, 3), dict(padding=1)),
     ((1, 4, 10), (4, 1, 3), dict(groups=4, stride=2)),
