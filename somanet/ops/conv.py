@@ -388,6 +388,29 @@ def _grouped_matmul(w, cols, groups, out=None):
     return res.reshape(n, groups * og, ell)
 
 
+# Per-image GEMMs have only ``Ho * Wo`` columns; on planes of 4x4 or smaller (VGG's last stages) one GEMM
+# over the whole batch is 1.3-2.8x faster, even with the output transposed back to NCHW after it.
+_FOLD_PIXELS = 32
+
+
+def _conv_forward_folded(x4, w4, groups, pads, stride, dilation, bias, out_hw):
+    """``conv_forward`` for small output planes: the windows copied ``(C*kh*kw, N*Ho*Wo)`` (the batch inside
+    the GEMM's columns), one GEMM per group, and the ``(O, N, Ho*Wo)`` result transposed into a fresh
+    ``(N, O, Ho, Wo)``."""
+    xp = backend.array_module(x4)
+    n = x4.shape[0]
+    o, cg, kh, kw = w4.shape
+    ell = out_hw[0] * out_hw[1]
+    cols_t = im2col_t(pad2d(x4, pads, slot="pad"), (kh, kw), stride, dilation, out_hw, slot="cols")
+    out_t = xp.matmul(w4.reshape(groups, o // groups, cg * kh * kw), cols_t.reshape(groups, cg * kh * kw, n * ell),
+                      out=scratch("part", (groups, o // groups, n * ell), x4.dtype, xp))
+    out = xp.empty((n, o) + tuple(out_hw), x4.dtype)
+    out.reshape(n, o, ell)[...] = out_t.reshape(o, n, ell).transpose(1, 0, 2)
+    if bias is not None:
+        out += bias.reshape(1, o, 1, 1)
+    return out
+
+
 def conv_forward(x4, w4, groups, pads, stride, dilation, bias=None):
     """Cross-correlation of ``x4`` (N, C, H, W) with ``w4`` (O, C/G, kh, kw), plus ``bias`` (O,) when
     given -> (N, O, Ho, Wo), a fresh array.
@@ -407,6 +430,8 @@ def conv_forward(x4, w4, groups, pads, stride, dilation, bias=None):
         if bias is not None:
             out += bias.reshape(1, o, 1)
         return out.reshape(n, o, ho, wo)
+    if ell <= _FOLD_PIXELS:
+        return _conv_forward_folded(x4, w4, groups, pads, stride, dilation, bias, (ho, wo))
     fuse = bias is not None and groups == 1
     rows, hq = kw_columns(x4, pads, (kh, kw), stride, dilation, (ho, wo), ones=fuse)
     w3 = _kernel_rows(w4, groups)
@@ -588,8 +613,10 @@ def conv_input_grad(g4, w4, groups, pads, stride, dilation, in_hw):
     (pt, pb), (pl, pr) = pads
     eh, ew = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
     # The adjoint reads the gradient padded by about the kernel size: cheap for "same" convolutions, but
-    # mostly zeros for a valid convolution of a small plane (LeNet's 5x5 on 14x14), where column space wins.
-    if stride == (1, 1) and (ho + 2 * eh - pt - pb) * (wo + 2 * ew - pl - pr) <= 2 * ho * wo:
+    # mostly zeros for a valid convolution of a small plane (LeNet's 5x5 on 14x14), where column space wins,
+    # unless the plane is small enough for the adjoint to be one GEMM over the whole batch.
+    small = in_hw[0] * in_hw[1] <= _FOLD_PIXELS
+    if stride == (1, 1) and (small or (ho + 2 * eh - pt - pb) * (wo + 2 * ew - pl - pr) <= 2 * ho * wo):
         adjoint_pads = ((eh - pt, eh - pb), (ew - pl, ew - pr))
         return conv_forward(g4, flipped_transposed(w4, groups), groups, adjoint_pads, (1, 1), dilation)
     cg, og = w4.shape[1], o // groups

@@ -67,6 +67,8 @@ KERNEL_CHOICE_CASES = [
     ((2, 3, 6, 6), (4, 3, 5, 5), dict()),                                # dX in column space at stride 1
     ((2, 6, 9, 9), (4, 6, 3, 3), dict(padding=1, dilation=(2, 1), stride=(1, 2))),
     ((2, 6, 8, 8), (4, 6, 3, 3), dict(padding=(2, 1), dilation=(2, 1))),  # same width, taller output
+    ((3, 6, 4, 4), (5, 6, 3, 3), dict(padding=1)),                        # small planes: whole-batch GEMMs
+    ((2, 8, 3, 5), (6, 4, 3, 3), dict(groups=2, padding=1)),
 ]
 
 
