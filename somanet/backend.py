@@ -6,6 +6,10 @@ backend today.
 """
 import numpy as np
 
+# Applied once, when somanet is imported: glibc keeps freed large blocks for reuse instead of returning
+# them to the kernel (see _malloc.py; SOMANET_MALLOC_TUNING=0 turns it off).
+from ._malloc import malloc_tuned  # noqa: F401
+
 #: The default floating dtype: Python floats and float arrays become float32 unless told otherwise.
 default_float = np.dtype(np.float32)
 default_int = np.dtype(np.int64)
