@@ -5,6 +5,7 @@
 import argparse
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -78,20 +79,36 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
     parser.add_argument("--json", help="also save the results as JSON")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for both frameworks (default: all cores); 1 is steadier on a busy machine")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: the process's CPU time, steadier on a busy machine (single-threaded runs only)")
     args = parser.parse_args(argv)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     torch = harness.setup_torch()
+    limiter = None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        from threadpoolctl import threadpool_limits
+
+        limiter = threadpool_limits(limits=args.threads, user_api="blas")
     rows = []
     for name, s_fn, t_fn in workloads(torch):
-        res = harness.compare(s_fn, t_fn)
+        res = harness.compare(s_fn, t_fn, clock=clock)
         res["name"] = name
         rows.append(res)
         print(f"{name:45s} somanet {harness.fmt_time(res['somanet_s']):>10s}  torch {harness.fmt_time(res['torch_s']):>10s}"
               f"  ratio {res['ratio']:.2f}")
     if args.write:
-        body = (f"Measured on {harness.machine_line()}. Median per call over alternating timed blocks; "
-                f"ratio above 1 means somanet is faster.\n\n" + harness.table(rows))
+        threads = args.threads or "all"
+        body = (f"Measured on {harness.machine_line()}, {threads} thread(s) for both frameworks. "
+                f"{args.clock} clock. `python benchmarks/bench_ops.py --write --threads {args.threads or ''} --clock {args.clock}`. Median per call "
+                f"over alternating timed blocks; a ratio above 1 means somanet is faster. Targets: the small "
+                f"op at most 3 µs, the large ops at least PyTorch's speed.\n\n" + harness.table(rows))
         harness.write_section("Engine and ops", body)
     harness.save_json(rows, args.json)
+    if limiter is not None:
+        limiter.restore_original_limits()
     return rows
 
 
