@@ -4,11 +4,13 @@ training step, peak memory of the ResNet-20 step, and NCHW against NHWC for the 
     python benchmarks/bench_conv.py            # everything; writes docs/benchmarks.md
     python benchmarks/bench_conv.py --quick    # fewer blocks, prints only
     python benchmarks/bench_conv.py --only layouts
-    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_conv.py   # both libraries on one thread
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_conv.py --clock cpu   # one thread each, CPU time
 
 Both frameworks get the same float32 data and weights (copied by state_dict), PyTorch uses as many
 threads as NumPy's BLAS, timed blocks alternate somanet / PyTorch after a warm-up, and the medians are
-reported with their ratio (torch / somanet, above 1 means somanet is faster).
+reported with their ratio (torch / somanet, above 1 means somanet is faster). ``--clock cpu`` times the
+process's CPU time instead of wall time: on a shared machine it is the steadier measure, and for one
+thread it means the same thing.
 """
 import argparse
 import os
@@ -31,6 +33,12 @@ def _setup_torch():
     torch = harness.setup_torch()
     torch.set_num_threads(THREADS)
     return torch
+
+
+def conv_flops(n, c, h, w, o, k, s, p):
+    """Multiply-adds x 2 of one convolution's forward, weight gradient and input gradient."""
+    ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    return 3 * 2 * n * o * c * k * k * ho * wo
 
 
 CONV_SHAPES = [
@@ -160,6 +168,30 @@ def train_step(framework, model_name, batch=64):
     return step, model
 
 
+def model_flops(model_name, batch=64):
+    """FLOPs of one training step's convolutions and linear layers (forward, weight gradient, and input
+    gradient where the layer's input needs one), from forward hooks on the somanet model."""
+    import somanet
+    from somanet import nn
+    from somanet.models import LeNet5, resnet20
+
+    model = LeNet5(num_classes=10) if model_name == "lenet5" else resnet20(num_classes=10)
+    shape = (batch, 1, 28, 28) if model_name == "lenet5" else (batch, 3, 32, 32)
+    total = [0.0]
+
+    def hook(m, args, out):
+        per_output = m.in_features if isinstance(m, nn.Linear) else (
+            m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1])
+        fwd = 2.0 * out.data.size * per_output
+        total[0] += fwd * (3 if args[0].requires_grad else 2)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    model(somanet.tensor(np.zeros(shape, np.float32)))
+    for h in handles:
+        h.remove()
+    return total[0]
+
+
 def resnet20_step(framework):
     """Factory for ``memory.peak_rss``: the ResNet-20 training step of ``framework``."""
     return train_step(framework, "resnet20")[0]
@@ -191,7 +223,7 @@ def _nhwc_conv_step(x_nhwc, w_khwc_o, g_nhwc, k, p):
     return out, grad_w, dx[:, p:p + h, p:p + w]
 
 
-def layout_rows(blocks):
+def layout_rows(blocks, timing=None):
     """Time the NCHW kernels somanet uses against an NHWC implementation of the same GEMMs."""
     from somanet.ops.conv import conv_forward, conv_input_grad, conv_weight_grad
 
@@ -221,25 +253,32 @@ def layout_rows(blocks):
             np.ascontiguousarray(out.reshape(n, h, w, o).transpose(0, 3, 1, 2))
             np.ascontiguousarray(dx.transpose(0, 3, 1, 2))
 
-        r = harness.compare(nchw, nhwc, blocks=blocks)
-        r2 = harness.compare(nchw, nhwc_with_conversion, blocks=blocks)
+        r = harness.compare(nchw, nhwc, blocks=blocks, **(timing or {}))
+        r2 = harness.compare(nchw, nhwc_with_conversion, blocks=blocks, **(timing or {}))
         rows.append({"name": f"{n}x{c}x{h}x{w} -> {o}, k3 p1", "nchw_s": r["somanet_s"], "nhwc_s": r["torch_s"],
                      "nhwc_conv_s": r2["torch_s"]})
     return rows
 
 
 # --------------------------------------------------------------------------- run
-def run(quick=False, only=None):
+def _gflops(flops, seconds):
+    return f"{flops / seconds / 1e9:.0f}"
+
+
+def run(quick=False, only=None, clock="wall"):
     """Run the selected measurements; returns their rows by kind."""
     blocks = 3 if quick else 7
-    results = {"speed": [], "memory": [], "layouts": []}
+    results = {"speed": [], "memory": [], "layouts": [], "load": [os.getloadavg()[0]]}
+    timing = {} if clock == "wall" else {"clock": time.process_time}
     if only in (None, "conv"):
         for name, *shape in CONV_SHAPES:
             s_step, s_mod = conv_step("somanet", *shape)
             t_step, t_mod = conv_step("torch", *shape)
             _copy_weights(t_mod, s_mod)
-            r = harness.compare(s_step, t_step, blocks=blocks)
+            r = harness.compare(s_step, t_step, blocks=blocks, **timing)
             r["name"] = name + " (forward + backward)"
+            flops = conv_flops(*shape)
+            r["somanet GFLOP/s"], r["PyTorch GFLOP/s"] = _gflops(flops, r["somanet_s"]), _gflops(flops, r["torch_s"])
             results["speed"].append(r)
             print(harness.table([r]).splitlines()[-1], flush=True)
     if only in (None, "models"):
@@ -248,8 +287,10 @@ def run(quick=False, only=None):
             s_step, s_mod = train_step("somanet", model_name)
             t_step, t_mod = train_step("torch", model_name)
             _copy_weights(t_mod, s_mod)
-            r = harness.compare(s_step, t_step, blocks=blocks, block_s=0.5)
+            r = harness.compare(s_step, t_step, blocks=blocks, block_s=0.5, **timing)
             r["name"] = label
+            flops = model_flops(model_name)
+            r["somanet GFLOP/s"], r["PyTorch GFLOP/s"] = _gflops(flops, r["somanet_s"]), _gflops(flops, r["torch_s"])
             results["speed"].append(r)
             print(harness.table([r]).splitlines()[-1], flush=True)
     if only in (None, "memory"):
@@ -261,20 +302,24 @@ def run(quick=False, only=None):
         print(f"ResNet-20 peak RSS above baseline: somanet {fmt_bytes(s_mem['peak_bytes'])}, "
               f"PyTorch {fmt_bytes(t_mem['peak_bytes'])}", flush=True)
     if only in (None, "layouts"):
-        results["layouts"] = layout_rows(blocks)
+        results["layouts"] = layout_rows(blocks, timing)
         for r in results["layouts"]:
             print(f"{r['name']}: NCHW {harness.fmt_time(r['nchw_s'])}, NHWC {harness.fmt_time(r['nhwc_s'])}, "
                   f"NHWC with conversions {harness.fmt_time(r['nhwc_conv_s'])}", flush=True)
+    results["load"].append(os.getloadavg()[0])
     return results
 
 
-def report(results):
+def report(results, clock="wall"):
     """The markdown section for docs/benchmarks.md."""
+    what = "CPU time of the process" if clock == "cpu" else "wall time"
     lines = [f"Machine: {harness.machine_line()}. Threads: {THREADS} for both (PyTorch "
-             f"`torch.set_num_threads({THREADS})`, OpenBLAS {THREADS}).", ""]
+             f"`torch.set_num_threads({THREADS})`, OpenBLAS {THREADS}); timed by {what}; load average (1 min) "
+             f"{results['load'][0]:.1f} before and {results['load'][-1]:.1f} after the run.", ""]
     if results["speed"]:
-        lines += ["Median time per call (torch / somanet above 1 means somanet is faster):", "",
-                  harness.table(results["speed"]), ""]
+        lines += ["Median time per call (torch / somanet above 1 means somanet is faster; GFLOP/s counts the "
+                  "convolutions' multiply-adds, forward and both gradients):", "",
+                  harness.table(results["speed"], extra_cols=("somanet GFLOP/s", "PyTorch GFLOP/s")), ""]
     if results["memory"]:
         lines += ["Peak resident memory above the post-import baseline, each framework in its own fresh process "
                   "(`benchmarks/memory.py`):", "", "| workload | somanet | PyTorch | somanet / torch |",
@@ -301,29 +346,37 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer timed blocks; print only")
     parser.add_argument("--only", choices=["conv", "models", "memory", "layouts"])
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="time wall clock (default) or the process's CPU time (steadier on a shared machine)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    results = run(args.quick, args.only)
-    body = report(results)
+    results = run(args.quick, args.only, args.clock)
+    body = report(results, args.clock)
     print(body)
     if not (args.quick or args.no_write or args.only):
         harness.write_section("Convolutional networks", body + "\n" + NOTES)
     print(f"({time.perf_counter() - start:.0f} s)")
 
 
-NOTES = """Reading the table: PyTorch's CPU convolutions are oneDNN's JIT-compiled direct kernels and run
-close to the machine's peak (about 100 GFLOP/s per core here, the speed of a large square SGEMM), reading
-the input in place. somanet's are one GEMM per pass over an im2col buffer (or, for the stride-1 weight
-gradient, over the input's windows read in place), as the project's rules ask; OpenBLAS reaches
-45-95 GFLOP/s on the thin matrices convolutions give (the fewer output channels, the slower), so the
-GEMMs alone take about as long as PyTorch's whole convolution and the conv-heavy rows stay below 1. Peak
-memory is below PyTorch's because backward rebuilds the windows instead of keeping them. How the kernels
-work and what was tried: docs/cnn.md.
+NOTES = """Reading the table: PyTorch's CPU convolutions are oneDNN's JIT-compiled direct kernels, and on the
+two single-convolution rows they run at 92-101 GFLOP/s, the speed of NumPy's own large square sgemm on
+this machine (about 104 GFLOP/s): the machine's peak. somanet's convolutions are BLAS GEMMs over copied
+windows (the project's rule), one GEMM per image and kernel row over a buffer of ``kw`` column shifts
+(``docs/cnn.md``). Those GEMMs alone reach 80-100 GFLOP/s on ResNet-20's layers; the copies, the partial
+sums of the kernel rows and the cache misses between passes bring single passes to 40-95 GFLOP/s and
+whole training steps to 55-65. A workload that is all convolution therefore stays below PyTorch (0.6-0.7
+here): at best the GEMMs would tie oneDNN, and the copies come on top. A ResNet-20 step is 15.5 GFLOP of
+convolutions and linear layers (a third of it on 16-channel layers) plus about 60 ms of batch norm, ReLU,
+additions and autograd in somanet (measured around the convolution ops): even GEMMs at 104 GFLOP/s with
+free copies would only bring the step to about 210 ms, PyTorch's time. LeNet-5 is small enough that PyTorch's fixed costs and
+its slow NCHW max pooling dominate, and somanet is faster there. Peak memory is below PyTorch's because
+backward rebuilds the windows instead of keeping them, and the column buffers are ``kw`` times the input
+instead of ``kh * kw``.
 
-The machine is shared with other engineers while the project is built (load average 4-6 during these
-runs), so both libraries were pinned to one thread: with two, both thread pools spin while their
-threads are descheduled and the numbers measure the oversubscription, not the libraries. Final numbers
-are to be re-measured with `python benchmarks/bench_conv.py` on a quiet machine."""
+The machine is shared with other engineers while the project is built (load average about 2 during
+these runs), so both libraries were pinned to one thread and timed by process CPU time: with two
+threads both thread pools spin while their threads are descheduled, and the numbers measure the
+oversubscription rather than the libraries."""
 
 
 if __name__ == "__main__":
