@@ -368,8 +368,8 @@ whole training steps to 55-65. A workload that is all convolution therefore stay
 here): at best the GEMMs would tie oneDNN, and the copies come on top. A ResNet-20 step is 15.5 GFLOP of
 convolutions and linear layers (a third of it on 16-channel layers) plus about 60 ms of batch norm, ReLU,
 additions and autograd in somanet (measured around the convolution ops): even GEMMs at 104 GFLOP/s with
-free copies would only bring the step to about 210 ms, PyTorch's time. LeNet-5 is small enough that PyTorch's fixed costs and
-its slow NCHW max pooling dominate, and somanet is faster there. Peak memory is below PyTorch's because
+free copies would only bring the step to about 210 ms, PyTorch's time. LeNet-5 is small enough that
+PyTorch's fixed costs and its slow NCHW max pooling dominate, and somanet is faster there. Peak memory is below PyTorch's because
 backward rebuilds the windows instead of keeping them, and the column buffers are ``kw`` times the input
 instead of ``kh * kw``.
 
