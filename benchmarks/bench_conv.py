@@ -369,9 +369,9 @@ here): at best the GEMMs would tie oneDNN, and the copies come on top. A ResNet-
 convolutions and linear layers (a third of it on 16-channel layers) plus about 60 ms of batch norm, ReLU,
 additions and autograd in somanet (measured around the convolution ops): even GEMMs at 104 GFLOP/s with
 free copies would only bring the step to about 210 ms, PyTorch's time. LeNet-5 is small enough that
-PyTorch's fixed costs and its slow NCHW max pooling dominate, and somanet is faster there. Peak memory is below PyTorch's because
-backward rebuilds the windows instead of keeping them, and the column buffers are ``kw`` times the input
-instead of ``kh * kw``.
+PyTorch's fixed costs and its slow NCHW max pooling dominate, and somanet is faster there. Peak memory
+is below PyTorch's because backward rebuilds the windows instead of keeping them, and the column buffers
+are ``kw`` times the input instead of ``kh * kw``.
 
 The machine is shared with other engineers while the project is built (load average about 2 during
 these runs), so both libraries were pinned to one thread and timed by process CPU time: with two
