@@ -25,6 +25,7 @@ Shapes: ``T`` steps, ``B`` batch, ``I`` input features, ``H`` hidden size, ``P``
 size (``P == H`` without projection), ``N`` rows of a packed sequence.
 """
 from ..autograd.function import Function
+from ..autograd.grad_mode import is_grad_enabled
 from ..backend import array_module
 
 __all__ = ["rnn_sequence", "lstm_sequence", "gru_sequence", "rnn_cell", "lstm_cell", "gru_cell"]
@@ -375,37 +376,53 @@ class LSTMSequence(Function):
         w_hh_s = w_hh * scale[:, None]
         hs = lay.states(h0, P, dtype, xp)
         cs = lay.states(c0, H, dtype, xp)
-        gates = lay.buffer((T, 4 * H, B), dtype, xp)
-        tanh_c = lay.buffer((T, H, B), dtype, xp)
+        # Without gradient recording backward never runs: one step's gates and tanh(c) are then reused
+        # in place and stay in cache instead of streaming through (T, 4H, B) buffers.
+        keep = is_grad_enabled()
+        gates = lay.buffer((T if keep else 1, 4 * H, B), dtype, xp)
+        tanh_c = lay.buffer((T if keep else 1, H, B), dtype, xp)
         cell_out = xp.empty((H, N), dtype) if w_hr is not None else None
-        tmp_g = xp.empty((4 * H, B), dtype)
         tmp_h = xp.empty((H, B), dtype)
         w_blk = _row_blocks(w_hh_s, B)
-        tmp_blk = _blocked_out(tmp_g, w_blk.shape[0])
-        matmul, add, multiply, tanh = xp.matmul, xp.add, xp.multiply, xp.tanh
+        nb = w_blk.shape[0]
+        # The recurrent GEMM writes straight into the step's gate rows, seen as ``w_blk``'s row blocks.
+        gates_blk = gates.reshape(gates.shape[0], nb, 4 * H // nb, B)
+        matmul, multiply, tanh = xp.matmul, xp.multiply, xp.tanh
+        packed, reverse, offs, bs = lay.packed, lay.reverse, lay.offs, lay.bs
+        views_of = None
         for t in lay.order:
-            lo, b = lay.offs[t], lay.bs[t]
-            lay.start_late(t, hs, h0)
-            lay.start_late(t, cs, c0)
-            prev, nxt = lay.prev_slot(t), lay.out_slot(t)
-            g = gates[t][:, :b]
-            matmul(w_blk, hs[prev][:, :b], out=tmp_blk[:, :, :b])
-            add(tmp_g[:, :b], gx[:, lo:lo + b], out=g)
+            lo, b = offs[t], bs[t]
+            if packed:
+                lay.start_late(t, hs, h0)
+                lay.start_late(t, cs, c0)
+            k = t if keep else 0
+            # Slicing costs about as much as a small ufunc call, so the step's views are only rebuilt
+            # when the gate slot or the batch width changes (never, for a full batch without grad).
+            if views_of != (k, b):
+                views_of = (k, b)
+                g_out = gates_blk[k][:, :, :b]
+                g = gates[k][:, :b]
+                sig_if, g_i, g_f, g_g, g_o = g[:2 * H], g[:H], g[H:2 * H], g[2 * H:3 * H], g[3 * H:]
+                tc = tanh_c[k][:, :b]
+                th = tmp_h[:, :b]
+            prev, nxt = (t + 1, t) if reverse else (t, t + 1)
+            matmul(w_blk, hs[prev][:, :b], out=g_out)
+            g += gx[:, lo:lo + b]
             tanh(g, out=g)
-            for sig in (g[:2 * H], g[3 * H:]):
-                sig *= 0.5
-                sig += 0.5
+            sig_if *= 0.5
+            sig_if += 0.5
+            g_o *= 0.5
+            g_o += 0.5
             c = cs[nxt][:, :b]
-            multiply(g[H:2 * H], cs[prev][:, :b], out=c)
-            multiply(g[:H], g[2 * H:3 * H], out=tmp_h[:, :b])
-            c += tmp_h[:, :b]
-            tc = tanh_c[t][:, :b]
+            multiply(g_f, cs[prev][:, :b], out=c)
+            multiply(g_i, g_g, out=th)
+            c += th
             tanh(c, out=tc)
             if w_hr is None:
-                multiply(g[3 * H:], tc, out=hs[nxt][:, :b])
+                multiply(g_o, tc, out=hs[nxt][:, :b])
             else:
                 m = cell_out[:, lo:lo + b]
-                multiply(g[3 * H:], tc, out=m)
+                multiply(g_o, tc, out=m)
                 matmul(w_hr, m, out=hs[nxt][:, :b])
         out, hprev = lay.rows(hs, h0, P, dtype, xp)
         h_n = lay.final_state(hs, P, dtype, xp)
