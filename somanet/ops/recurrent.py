@@ -211,17 +211,31 @@ def _gate_scale(n_gates, H, sigmoid_gates, dtype, xp):
     return scale
 
 
-def _input_projection(x, lay, w_ih, scale, bias, emb, xp):
+def _input_projection(x, lay, w_ih, scale, bias, emb, xp, step_major=False):
     """Every step's input projection as one feature-major (G, N) array, and what backward needs of ``x``.
 
     Dense input: ``(w_ih * scale) @ x^T + bias``, one GEMM. Token input (``emb`` given, ``x`` the int
     symbols): the embedding table is projected once per vocabulary entry, ``(w_ih * scale) @ emb^T``,
     and gathered by token, which replaces an (N, I) x (I, G) GEMM by a (V, I) x (I, G) one when the
     vocabulary is small.
+
+    ``step_major`` with dense padded input gives (T, G, B) instead: each step's block is contiguous for
+    the time loop, and the projection runs as the same small row-block GEMMs per step as the recurrent
+    part (see ``_row_blocks``), which OpenBLAS finishes sooner than the one large GEMM.
     """
     w = w_ih if scale is None else w_ih * scale[:, None]
     if emb is None:
         x2d = _flat_input(x, lay)
+        if step_major and not lay.packed and lay.T:
+            T, B, G = lay.T, lay.B, w.shape[0]
+            x_cols = xp.ascontiguousarray(x.transpose(0, 2, 1))       # (T, I, B)
+            w_blk = _row_blocks(w, B)
+            nb = w_blk.shape[0]
+            gx = xp.empty((T, G, B), w.dtype)
+            xp.matmul(w_blk[None], x_cols[:, None], out=gx.reshape(T, nb, G // nb, B))
+            if bias is not None:
+                gx += bias[:, None]
+            return gx, x2d
         gx = xp.matmul(w, x2d.T)
         if bias is not None:
             gx += bias[:, None]
@@ -372,7 +386,9 @@ class LSTMSequence(Function):
         P = w_hh.shape[1]
         T, B, N = lay.T, lay.B, lay.N
         scale = _gate_scale(4, H, (0, 1, 3), dtype, xp)
-        gx, x_saved = _input_projection(x, lay, w_ih, scale, None if b_ih is None else (b_ih + b_hh) * scale, emb, xp)
+        gx, x_saved = _input_projection(x, lay, w_ih, scale, None if b_ih is None else (b_ih + b_hh) * scale, emb, xp,
+                                        step_major=True)
+        step_major = gx.ndim == 3
         w_hh_s = w_hh * scale[:, None]
         hs = lay.states(h0, P, dtype, xp)
         cs = lay.states(c0, H, dtype, xp)
@@ -407,7 +423,7 @@ class LSTMSequence(Function):
                 th = tmp_h[:, :b]
             prev, nxt = (t + 1, t) if reverse else (t, t + 1)
             matmul(w_blk, hs[prev][:, :b], out=g_out)
-            g += gx[:, lo:lo + b]
+            g += gx[t] if step_major else gx[:, lo:lo + b]
             tanh(g, out=g)
             sig_if *= 0.5
             sig_if += 0.5
