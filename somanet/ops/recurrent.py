@@ -487,26 +487,36 @@ class LSTMSequence(Function):
             dm_buf = xp.empty((H, B), dtype)
             w_hr_t = xp.ascontiguousarray(w_hr.T)
         matmul, multiply = xp.matmul, xp.multiply
+        offs, bs = lay.offs, lay.bs
+        width = None
         for t in reversed(lay.order):
-            lo, b = lay.offs[t], lay.bs[t]
+            lo, b = offs[t], bs[t]
             hi = lo + b
-            d = dh[:, :b]
+            # Views of the fixed-size buffers change only with the batch width (see forward).
+            if width != b:
+                width = b
+                d, dct, th, dzt = dh[:, :b], dc[:, :b], tmp[:, :b], dz_step[:, :b]
+                dz_ifg, dz_o, d_out = dz_step4[:3, :, :b], dz_step4[3, :, :b], d_blk[:, :, :b]
+                dm = d if w_hr is None else dm_buf[:, :b]
             if g_rows is not None:
                 d += g_rows[lo:hi].T
-            if w_hr is None:
-                dm = d
-            else:
+            if w_hr is not None:
                 dh_cols[:, lo:hi] = d
-                dm = dm_buf[:, :b]
                 matmul(w_hr_t, d, out=dm)
-            dct = dc[:, :b]
-            multiply(dm, dc_from_m[t][:, :b], out=tmp[:, :b])
-            dct += tmp[:, :b]
-            multiply(pre4[t, :3, :, :b], dct, out=dz_step4[:3, :, :b])
-            multiply(pre4[t, 3, :, :b], dm, out=dz_step4[3, :, :b])
-            dct *= f[t][:, :b]
-            dzt = dz_step[:, :b]
-            matmul(w_blk, dzt, out=d_blk[:, :, :b])
+            pre_t = pre4[t]
+            if b == B:
+                multiply(dm, dc_from_m[t], out=th)
+                dct += th
+                multiply(pre_t[:3], dct, out=dz_ifg)
+                multiply(pre_t[3], dm, out=dz_o)
+                dct *= f[t]
+            else:
+                multiply(dm, dc_from_m[t][:, :b], out=th)
+                dct += th
+                multiply(pre_t[:3, :, :b], dct, out=dz_ifg)
+                multiply(pre_t[3, :, :b], dm, out=dz_o)
+                dct *= f[t][:, :b]
+            matmul(w_blk, dzt, out=d_out)
             dz[:, lo:hi] = dzt
         dx, dw_ih, d_emb = _input_grads(ctx, [(slice(None), dz)], x_saved, w_ih, 3, emb, 8)
         dw_hh = dz @ hprev if _needs(ctx, 4) else None
