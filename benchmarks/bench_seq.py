@@ -1,6 +1,7 @@
 """Sequence-model training steps, somanet against PyTorch (same weights, same batch, same threads).
 
-Workloads (one step = zero_grad, forward, cross-entropy over every position, backward, Adam update):
+Workloads (a training step = zero_grad, forward, cross-entropy over every position, backward, Adam
+update; inference = the forward pass in eval mode without gradient recording):
 
 * LSTM language model: vocab 65, embedding 128, 2-layer LSTM with hidden 256, T=64, B=32;
 * the same with a GRU;
@@ -10,16 +11,19 @@ Workloads (one step = zero_grad, forward, cross-entropy over every position, bac
 Both frameworks start from the same weights (PyTorch's state_dict loaded into somanet); the first
 steps' losses are checked equal before anything is timed.
 
-    python benchmarks/bench_seq.py [--only lstm,gru,gpt] [--blocks 7] [--threads N] [--profile lstm] [--write]
+    python benchmarks/bench_seq.py [--only lstm,gru,gpt] [--mode train,inference] [--blocks 7] [--threads N]
+                                   [--clock wall|cpu] [--profile lstm] [--write]
 
 With ``--threads N`` PyTorch uses N threads; give NumPy's BLAS the same with ``OPENBLAS_NUM_THREADS=N``
-in the environment (it is read when NumPy loads).
+in the environment (it is read when NumPy loads). ``--clock cpu`` times CPU time of the process, which
+is steadier on a shared machine but only comparable to wall time with one thread.
 """
 import argparse
 import cProfile
 import os
 import pstats
 import sys
+import time
 
 import numpy as np
 
@@ -79,8 +83,9 @@ def torch_gpt(torch, block, layers, heads, d):
     return TorchGPT()
 
 
-def build(torch, workload):
-    """Identical somanet and PyTorch models, Adam optimizers and one batch; returns the two step functions."""
+def build(torch, workload, mode="train"):
+    """Identical somanet and PyTorch models, Adam optimizers and one batch; returns the two step functions
+    (``mode="inference"``: the two eval-mode forward passes without gradient recording)."""
     torch.manual_seed(0)
     if workload in ("lstm", "gru"):
         T, B = 64, 32
@@ -117,14 +122,43 @@ def build(torch, workload):
         t_opt.step()
         return loss
 
+    def s_infer():
+        with somanet.no_grad():
+            return logits(s_model(sx))
+
+    def t_infer():
+        with torch.no_grad():
+            return logits(t_model(tx))
+
+    if mode == "inference":
+        s_model.eval()
+        t_model.eval()
+        return s_infer, t_infer
     return s_step, t_step
 
 
 NAMES = {
-    "lstm": "LSTM LM train step (vocab 65, emb 128, 2x256, T=64, B=32)",
-    "gru": "GRU LM train step (vocab 65, emb 128, 2x256, T=64, B=32)",
-    "gpt": "GPT train step (4 layers, d 128, 4 heads, T=64, B=16, causal)",
+    "lstm": "LSTM LM {mode} (vocab 65, emb 128, 2x256, T=64, B=32)",
+    "gru": "GRU LM {mode} (vocab 65, emb 128, 2x256, T=64, B=32)",
+    "gpt": "GPT {mode} (4 layers, d 128, 4 heads, T=64, B=16, causal)",
 }
+# What the figures rest on; kept beside the code that measures them.
+NOTES = """What the numbers rest on (cProfile of the somanet steps, one thread):
+
+- LSTM/GRU: the fused layer Functions (`somanet/ops/recurrent.py`) are over 90 % of the step, and
+  most of that is GEMMs running at the single-core sgemm rate, so the step is close to bound by its
+  multiply count. `CharRNN` feeds token ids straight into the first layer, which projects the 65-row
+  embedding table once instead of 2,048 embedded positions (PyTorch does that GEMM and its two
+  gradient GEMMs in full). Per time step the recurrent GEMM (4H x H by H x B) is run as a stack of
+  row blocks small enough for OpenBLAS's unpacked small-matrix kernels (about 150 instead of 184 us
+  for the LSTM's 1024 x 256 by 256 x 32 on one thread), in forward and backward; the LSTM's second
+  layer projects its input with the same per-step blocks into a step-major buffer. Without gradient
+  recording the LSTM reuses one step's gate buffer, which stays in cache. The gate arithmetic
+  (one `tanh` call for all gates, in-place updates into per-step buffers) is the remaining 10 to 15 %.
+- GPT: the Linear layers' GEMMs, the fused attention ops and the tanh-approximated GELU; see the
+  Summary for its ratio."""
+MODE_NAMES = {"train": "train step", "inference": "inference"}
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def check_same_training(torch, workload, steps=3):
@@ -139,7 +173,10 @@ def check_same_training(torch, workload, steps=3):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default="lstm,gru,gpt", help="comma-separated workloads: lstm, gru, gpt")
+    parser.add_argument("--mode", default="train", help="comma-separated: train, inference")
     parser.add_argument("--blocks", type=int, default=7, help="alternating timed blocks per framework")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall time, or CPU time of the process (use with one thread)")
     parser.add_argument("--profile", default=None, help="cProfile 20 somanet steps of this workload")
     parser.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: the core count)")
     parser.add_argument("--write", action="store_true", help="write the table to docs/benchmarks.md")
@@ -161,22 +198,33 @@ def main():
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
         return None
     rows = []
+    modes = args.mode.split(",")
+    for mode in modes:
+        if mode not in MODE_NAMES:
+            parser.error(f"--mode: unknown mode {mode!r}; expected train or inference")
     for workload in args.only.split(","):
         check_same_training(torch, workload)
-        s_step, t_step = build(torch, workload)
-        res = harness.compare(s_step, t_step, warmup=3, blocks=args.blocks, block_s=0.5)
-        res["name"] = NAMES[workload]
-        rows.append(res)
-        print(f"{res['name']}: somanet {harness.fmt_time(res['somanet_s'])}, PyTorch "
-              f"{harness.fmt_time(res['torch_s'])} ({threads} threads), torch/somanet {res['ratio']:.2f}", flush=True)
+        for mode in modes:
+            s_step, t_step = build(torch, workload, mode)
+            res = harness.compare(s_step, t_step, warmup=3, blocks=args.blocks, block_s=0.5,
+                                  clock=CLOCKS[args.clock])
+            res["name"] = NAMES[workload].format(mode=MODE_NAMES[mode])
+            rows.append(res)
+            print(f"{res['name']}: somanet {harness.fmt_time(res['somanet_s'])}, PyTorch "
+                  f"{harness.fmt_time(res['torch_s'])} ({threads} threads), torch/somanet {res['ratio']:.2f}",
+                  flush=True)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"load average (1, 5, 15 min) after the run: {load}")
     if args.write:
-        body = (f"Measured on {harness.machine_line()}; PyTorch threads: {threads}, OPENBLAS_NUM_THREADS: "
-                f"{blas}. One step is zero_grad, forward, cross-entropy over all positions, "
-                f"backward and an Adam update, both frameworks from the same weights on the same batch (losses "
-                f"checked equal first). Median per step over {args.blocks} alternating timed blocks after warm-up; "
-                f"a ratio above 1 means somanet is faster. These figures come from a machine shared with other "
-                f"jobs while they were taken, so they are noisy; final numbers are re-measured on a quiet "
-                f"machine.\n\n" + harness.table(rows))
+        clock = "CPU time of the process" if args.clock == "cpu" else "wall time"
+        body = (f"Measured with `python benchmarks/bench_seq.py` on {harness.machine_line()}; PyTorch threads: "
+                f"{threads}, OPENBLAS_NUM_THREADS: {blas}; clock: {clock}; load average after the run "
+                f"(1, 5, 15 min): {load}. A training step is zero_grad, forward, cross-entropy over all "
+                f"positions, backward and an Adam update; inference is the forward pass in eval mode without "
+                f"gradient recording. Both frameworks start from the same weights on the same batch (losses "
+                f"checked equal first). Median per call over {args.blocks} alternating timed blocks after "
+                f"warm-up; a ratio above 1 means somanet is faster. The machine is shared with other jobs, so "
+                f"ratios move by a few percent from run to run.\n\n" + harness.table(rows) + "\n\n" + NOTES)
         harness.write_section("Sequence models", body)
     return rows
 
