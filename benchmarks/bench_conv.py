@@ -373,10 +373,18 @@ PyTorch's fixed costs and its slow NCHW max pooling dominate, and somanet is fas
 is below PyTorch's because backward rebuilds the windows instead of keeping them, and the column buffers
 are ``kw`` times the input instead of ``kh * kw``.
 
+Before the current kernels (full im2col with one GEMM per image, max pooling through a padded,
+phase-split copy), alternating runs of both versions under the same conditions gave 0.55-0.60,
+0.60-0.62, 0.57-0.58 and 0.52-0.53 on the four rows above, and 160 MiB of peak memory (2026-11-21).
+
 The machine is shared with other engineers while the project is built (load average about 2 during
-these runs), so both libraries were pinned to one thread and timed by process CPU time: with two
-threads both thread pools spin while their threads are descheduled, and the numbers measure the
-oversubscription rather than the libraries."""
+these runs), so both libraries were pinned to one thread and timed by process CPU time. One run at two
+threads (`OPENBLAS_NUM_THREADS=2`, wall time, load average 2.6-3.0, 2026-11-21) gave 0.97, 0.47, 1.09
+and 0.46: PyTorch's ResNet-20 step got 1.7x faster with a second thread (125 ms), somanet's did not
+(274 ms). Its per-image GEMMs are small enough for OpenBLAS's unpacked kernels, which run on one thread,
+NumPy runs the images of a batched matmul one after the other, and the copies are single-threaded too.
+Two-thread numbers on this machine also swing with the other jobs' load (PyTorch's convolution row took
+55 to 84 ms between runs), so they are a record, not a comparison."""
 
 
 if __name__ == "__main__":
