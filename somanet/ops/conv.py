@@ -1,25 +1,24 @@
-"""Convolutions: conv1d/conv2d, their transposes, and unfold/fold, as GEMMs over im2col buffers.
+"""Convolutions: conv1d/conv2d, their transposes, and unfold/fold, as GEMMs over copied windows.
 
 Every convolution is computed in 2-d (a 1-d input is a 2-d one of height 1), on NCHW arrays, by three
-kernels that the transposed convolution shares (its forward is a convolution's input gradient):
+kernels that the transposed convolution shares (its forward is a convolution's input gradient). Each
+picks its GEMM layout by shape; ``docs/cnn.md`` has the measurements behind every choice.
 
-- forward: the read-only strided windows of the padded input are copied once into an im2col buffer
-  ``(N, C * kh * kw, Ho * Wo)`` and multiplied by the weight viewed as ``(O, C * kh * kw)``, one GEMM per
-  image (``matmul`` over the batch): an image's columns stay in cache while BLAS packs them, and BLAS
-  writes straight into ``(N, O, Ho, Wo)`` order, so no output transpose is needed;
-- weight gradient: at stride 1, the output gradient is multiplied straight against the windows of the
-  padded input, read without a copy as "wide" rows (each window is one contiguous run of the flattened
-  plane; the few columns that wrap around are cancelled by zeros in the gradient); otherwise the windows
-  are copied ``(C * kh * kw, N * Ho * Wo)`` and the whole batch is one GEMM's inner dimension;
+- forward: ``kw_columns`` copies the ``kw`` column shifts of the padded input (not the ``kh * kw`` of
+  im2col), and each image takes one GEMM per kernel row, whose partial products are summed; the GEMMs
+  are small enough for OpenBLAS's unpacked kernels and write straight into ``(N, O, Ho, Wo)``. Planes of
+  at most 32 pixels use one GEMM over the whole batch instead;
+- weight gradient: per image, against the read-only "wide" windows of the padded input (no copy), or
+  against ``kw_columns``, summed over the batch; big layers take one GEMM whose inner dimension is the
+  whole batch;
 - input gradient: at stride 1 the adjoint of a correlation is a correlation of the padded output
-  gradient with the flipped, channel-transposed kernel, so it is the forward kernel again; when that
-  GEMM would be much thinner than the alternative (outputs with 2x the input's channels) or the stride
-  is above 1, one GEMM goes into column space and col2im adds it back, looping over the kernel offsets
-  only (each offset one slab of every image).
+  gradient with the flipped, channel-transposed kernel, so it is the forward kernel again; at higher
+  strides (or when that padding would dwarf the gradient) one GEMM per kernel row goes into column space
+  and its slabs are added into the stride phases of the image, looping over kernel offsets only.
 
-Backward rebuilds the windows instead of saving them: an im2col buffer is ``kh * kw`` times the input,
-and keeping one per layer would multiply a network's memory. Big temporaries live in per-thread scratch
-buffers that are reused from call to call, because faulting in fresh pages costs more than the copies.
+Backward rebuilds the windows instead of saving them: keeping the column buffers of every layer would
+multiply a network's memory. Big temporaries live in per-thread scratch buffers that are reused from
+call to call, because faulting in fresh pages costs more than the copies.
 """
 import threading
 

@@ -5,7 +5,8 @@ slab of the padded input covering every window of every image at once. A strided
 padded input into its stride phases (one copy), so that every slab has unit stride along rows. Max
 pooling keeps, per output, the offset of its maximum (one byte when the kernel has at most 255
 positions) instead of the input, so backward scatters the gradient slab by slab with a mask. Ties go to
-the first maximum in scan order and NaN wins, as in PyTorch.
+the first maximum in scan order and NaN wins, as in PyTorch. When the windows tile the input
+(``MaxPool2d(2)``), the slabs are strided views of the input itself: no padded copy, no phase split.
 """
 import numpy as np
 
