@@ -155,8 +155,8 @@ NOTES = """What the numbers rest on (cProfile of the somanet steps, one thread):
   layer projects its input with the same per-step blocks into a step-major buffer. Without gradient
   recording the LSTM reuses one step's gate buffer, which stays in cache. The gate arithmetic
   (one `tanh` call for all gates, in-place updates into per-step buffers) is the remaining 10 to 15 %.
-- GPT: the Linear layers' GEMMs, the fused attention ops and the tanh-approximated GELU; see the
-  Summary for its ratio."""
+- GPT: its time goes to the Linear layers' GEMMs, the fused attention ops and the tanh-approximated
+  GELU (see the Summary notes)."""
 MODE_NAMES = {"train": "train step", "inference": "inference"}
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
