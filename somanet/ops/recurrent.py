@@ -227,14 +227,18 @@ def _input_projection(x, lay, w_ih, scale, bias, emb, xp, step_major=False):
     if emb is None:
         x2d = _flat_input(x, lay)
         if step_major and not lay.packed and lay.T:
-            T, B, G = lay.T, lay.B, w.shape[0]
-            x_cols = xp.ascontiguousarray(x.transpose(0, 2, 1))       # (T, I, B)
+            T, B, G, I = lay.T, lay.B, w.shape[0], w.shape[1]
+            # The bias rides along as an extra input row of ones, which spares a pass over the whole
+            # (T, G, B) result.
+            x_cols = xp.empty((T, I + (bias is not None), B), w.dtype)
+            xp.copyto(x_cols[:, :I], x.transpose(0, 2, 1))
+            if bias is not None:
+                x_cols[:, I] = 1
+                w = xp.concatenate([w, bias[:, None]], axis=1)
             w_blk = _row_blocks(w, B)
             nb = w_blk.shape[0]
             gx = xp.empty((T, G, B), w.dtype)
             xp.matmul(w_blk[None], x_cols[:, None], out=gx.reshape(T, nb, G // nb, B))
-            if bias is not None:
-                gx += bias[:, None]
             return gx, x2d
         gx = xp.matmul(w, x2d.T)
         if bias is not None:
