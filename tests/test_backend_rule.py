@@ -15,7 +15,7 @@ OPS_DIR = Path(__file__).resolve().parent.parent / "somanet" / "ops"
 
 #: Op families that follow the rule; the others join this list as they are converted.
 CHECKED_FILES = ("elementwise.py", "reduce.py", "linalg.py", "shape.py", "index.py", "recurrent.py",
-                 "attention.py", "activation.py", "norm.py", "loss.py", "conv.py")
+                 "attention.py", "activation.py", "norm.py", "loss.py", "conv.py", "pool.py")
 
 #: Converted files with too few ops for the five-method guard below, each with its exact number of
 #: forward/backward methods: the count keeps their check from passing vacuously all the same.
@@ -42,6 +42,7 @@ HELPERS = {
     "conv.py": ("scratch", "pad2d", "unpad2d", "windows", "im2col", "im2col_t", "to_phases", "from_phases",
                 "phases_to_image", "phase_slab", "col2im", "kw_columns", "conv_forward", "conv_weight_grad",
                 "flipped_transposed", "conv_input_grad"),
+    "pool.py": ("_planes", "_avg_counts", "_adaptive_bounds", "_averaging_matrix", "_window_positions"),
 }
 
 #: ``np.<name>`` that may stay: dtypes and scalar types, constants, and helpers that never see an array

@@ -8,6 +8,8 @@ positions) instead of the input, so backward scatters the gradient slab by slab 
 the first maximum in scan order and NaN wins, as in PyTorch. When the windows tile the input
 (``MaxPool2d(2)``), the slabs are strided views of the input itself: no padded copy, no phase split.
 """
+import math
+
 import numpy as np
 
 from .. import backend
@@ -41,7 +43,7 @@ def _as_planes(x, spatial):
 
 def _planes(x, spatial):
     """The number of ``(H, W)`` planes: the product of the leading dimensions."""
-    return int(np.prod(x.shape[:-spatial], dtype=np.int64))
+    return math.prod(x.shape[:-spatial])
 
 
 def _disjoint(kernel, stride, dilation):
@@ -327,14 +329,14 @@ class AvgPool(Function):
         return unpad2d(from_phases(phases, padded_shape, stride), pads).reshape(x_shape)
 
 
-def _avg_counts(n, k, s, p, o, include_pad):
+def _avg_counts(n, k, s, p, o, include_pad, xp):
     """Per-output window sizes along one axis, PyTorch's rule: windows are clipped to the padded input
     (``n + p``) and, without ``count_include_pad``, to the input itself."""
-    start = np.arange(o) * s - p
-    end = np.minimum(start + k, n + p)
+    start = xp.arange(o) * s - p
+    end = xp.minimum(start + k, n + p)
     if include_pad:
         return end - start
-    return np.minimum(end, n) - np.maximum(start, 0)
+    return xp.minimum(end, n) - xp.maximum(start, 0)
 
 
 def _avg_pool(op, spatial, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
@@ -350,10 +352,11 @@ def _avg_pool(op, spatial, input, kernel_size, stride, padding, ceil_mode, count
         divisor = dtype.type(int(divisor_override))
     else:
         size = (1,) * (2 - spatial) + tuple(input.shape[-spatial:])
-        counts = [_avg_counts(n, k, s, p[0], o, count_include_pad)
+        xp = backend.array_module(input.data)
+        counts = [_avg_counts(n, k, s, p[0], o, count_include_pad, xp)
                   for n, k, s, p, o in zip(size, kernel, stride, pads, out_hw)]
         grid = counts[0][:, None] * counts[1][None, :]
-        divisor = dtype.type(grid.flat[0]) if np.all(grid == grid.flat[0]) else grid.astype(dtype)
+        divisor = dtype.type(int(grid.min())) if int(grid.min()) == int(grid.max()) else grid.astype(dtype)
     return AvgPool.apply(input, kernel, stride, pads, out_hw, divisor, spatial)
 
 
@@ -373,9 +376,9 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 
 # --------------------------------------------------------------------------- adaptive pooling
-def _adaptive_bounds(n, o):
+def _adaptive_bounds(n, o, xp):
     """PyTorch's adaptive windows along one axis: ``[floor(i*n/o), ceil((i+1)*n/o))``."""
-    i = np.arange(o)
+    i = xp.arange(o)
     return (i * n) // o, -((-(i + 1) * n) // o)
 
 
@@ -392,10 +395,10 @@ def _adaptive_size(op, input, spatial, output_size):
     return out
 
 
-def _averaging_matrix(n, o, dtype):
+def _averaging_matrix(n, o, dtype, xp):
     """``(o, n)`` matrix whose row ``i`` averages adaptive window ``i``."""
-    start, end = _adaptive_bounds(n, o)
-    cols = np.arange(n)
+    start, end = _adaptive_bounds(n, o, xp)
+    cols = xp.arange(n)
     inside = (cols[None, :] >= start[:, None]) & (cols[None, :] < end[:, None])
     return (inside / (end - start)[:, None]).astype(dtype)
 
@@ -421,8 +424,8 @@ class AdaptiveAvgPool(Function):
             ctx.block = (kh, kw)
             return out.reshape(lead + out_hw[2 - spatial:])
         ctx.mode = "matrix"
-        ph = _averaging_matrix(h, ho, x.dtype)
-        pw = _averaging_matrix(w, wo, x.dtype)
+        ph = _averaging_matrix(h, ho, x.dtype, xp)
+        pw = _averaging_matrix(w, wo, x.dtype, xp)
         ctx.mats = (xp.asarray(ph), xp.asarray(pw))
         along_w = xp.ascontiguousarray(x4).reshape(planes * h, w) @ ctx.mats[1].T
         out = xp.matmul(ctx.mats[0], along_w.reshape(planes, h, wo))
@@ -453,8 +456,8 @@ class AdaptiveMaxPool(Function):
         x4 = _as_planes(x, spatial)
         planes, h, w = x4.shape[1:]
         ho, wo = out_hw
-        rows = _window_positions(h, ho)
-        cols = _window_positions(w, wo)
+        rows = _window_positions(h, ho, xp)
+        cols = _window_positions(w, wo, xp)
         is_float = x.dtype.kind == "f"
         best = arg = None
         x3 = x4[0]
@@ -489,12 +492,12 @@ class AdaptiveMaxPool(Function):
         return out.reshape(x_shape)
 
 
-def _window_positions(n, o):
+def _window_positions(n, o, xp):
     """``(o, kmax)`` input positions of each adaptive window, padded by repeating its last position."""
-    start, end = _adaptive_bounds(n, o)
+    start, end = _adaptive_bounds(n, o, xp)
     kmax = int((end - start).max())
-    pos = start[:, None] + np.arange(kmax)[None, :]
-    return np.minimum(pos, (end - 1)[:, None])
+    pos = start[:, None] + xp.arange(kmax)[None, :]
+    return xp.minimum(pos, (end - 1)[:, None])
 
 
 def adaptive_avg_pool1d(input, output_size):
@@ -553,9 +556,9 @@ class MaxUnpool(Function):
         xp = backend.array_module(x)
         spatial = len(out_size)
         lead = x.shape[:-spatial]
-        planes = int(np.prod(lead))
-        plane = int(np.prod(out_size))
-        flat = indices.reshape(planes, int(np.prod(indices.shape[len(lead):])))
+        planes = math.prod(lead)
+        plane = math.prod(out_size)
+        flat = indices.reshape(planes, math.prod(indices.shape[len(lead):]))
         out = xp.zeros((planes, plane), x.dtype)
         xp.put_along_axis(out, flat, x.reshape(flat.shape), axis=1)
         ctx.x_shape = x.shape
@@ -592,7 +595,7 @@ def _max_unpool(op, spatial, input, indices, kernel_size, stride, padding, outpu
                 raise ValueError(f"{op}: output_size {tuple(output_size)} is out of range; expected sizes between "
                                  f"{tuple(d - s + 1 for d, s in zip(default, stride))} and "
                                  f"{tuple(d + s - 1 for d, s in zip(default, stride))}")
-    plane = int(np.prod(out))
+    plane = math.prod(out)
     if idx.size and (idx.min() < 0 or idx.max() >= plane):
         raise ValueError(f"{op}: found an invalid max index {int(idx.max()) if idx.max() >= plane else int(idx.min())} "
                          f"for an output of spatial size {out}")
