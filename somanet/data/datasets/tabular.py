@@ -7,8 +7,7 @@ created: ``pip install "somanet[data]"``.
 """
 import numpy as np
 
-from ...ops.creation import from_numpy
-from ..dataset import Dataset
+from ._arrays import ArraysDataset
 
 __all__ = ["Digits", "Iris", "Wine", "BreastCancer", "Diabetes", "train_test_indices"]
 
@@ -53,9 +52,8 @@ def train_test_indices(n, test_fraction=0.2, seed=0, stratify=None):
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
-class _SklearnTable(Dataset):
+class _SklearnTable(ArraysDataset):
     loader = None
-    classification = True
 
     def __init__(self, train=True, transform=None, target_transform=None, test_fraction=0.2, seed=0,
                  standardize=False):
@@ -85,26 +83,6 @@ class _SklearnTable(Dataset):
 
     def _shape(self, features):
         return features
-
-    def __getitem__(self, index):
-        x = self.data[index]
-        y = self.targets[index]
-        y = int(y) if self.classification else y
-        if self.transform is not None:
-            x = self.transform(x)
-        if self.target_transform is not None:
-            y = self.target_transform(y)
-        return x, y
-
-    def __len__(self):
-        return self.data.shape[0]
-
-    def _fetch_batch(self, indices):
-        # With no transforms, one fancy index gives exactly what default_collate would build.
-        if self.transform is not None or self.target_transform is not None:
-            return None
-        idx = np.asarray(indices, dtype=np.int64)
-        return [from_numpy(self.data[idx]), from_numpy(self.targets[idx])]
 
     def __repr__(self):
         split = {True: "train", False: "test", None: "all"}[self.train]

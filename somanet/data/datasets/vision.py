@@ -12,8 +12,7 @@ import tarfile
 
 import numpy as np
 
-from ...ops.creation import from_numpy
-from ..dataset import Dataset
+from ._arrays import ArraysDataset
 from ._download import atomic_write_bytes, dataset_root, download_file, missing_file_error
 
 __all__ = ["read_idx", "read_cifar_binary", "MNIST", "FashionMNIST", "CIFAR10"]
@@ -43,7 +42,7 @@ def read_idx(path):
     return np.frombuffer(raw, dtype=dtype, offset=offset).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-class _IDXImages(Dataset):
+class _IDXImages(ArraysDataset):
     """Shared reader for MNIST-format datasets (four IDX files: train/test images and labels)."""
 
     folder = None
@@ -83,28 +82,6 @@ class _IDXImages(Dataset):
         gz = base + ".gz"
         return download_file([m + gz for m in self.mirrors], os.path.join(self.root, gz), self.resources[gz],
                              type(self).__name__)
-
-    @property
-    def class_to_idx(self):
-        return {c: i for i, c in enumerate(self.classes)}
-
-    def __getitem__(self, index):
-        img, target = self.data[index], int(self.targets[index])
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
-
-    def __len__(self):
-        return self.data.shape[0]
-
-    def _fetch_batch(self, indices):
-        # With no transforms, one fancy index gives exactly what default_collate would build.
-        if self.transform is not None or self.target_transform is not None:
-            return None
-        idx = np.asarray(indices, dtype=np.int64)
-        return [from_numpy(self.data[idx]), from_numpy(self.targets[idx])]
 
     def __repr__(self):
         split = "train" if self.train else "test"
@@ -174,7 +151,7 @@ def read_cifar_binary(path):
     return np.ascontiguousarray(images), labels
 
 
-class CIFAR10(Dataset):
+class CIFAR10(ArraysDataset):
     """CIFAR-10: 32 x 32 colour images in 10 classes, 50,000 train / 10,000 test, from the binary version.
 
     Args:
@@ -221,28 +198,6 @@ class CIFAR10(Dataset):
                 name = os.path.basename(member.name)
                 if member.isfile() and name in wanted:
                     atomic_write_bytes(os.path.join(folder, name), tar.extractfile(member).read())
-
-    @property
-    def class_to_idx(self):
-        return {c: i for i, c in enumerate(self.classes)}
-
-    def __getitem__(self, index):
-        img, target = self.data[index], int(self.targets[index])
-        if self.transform is not None:
-            img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
-
-    def __len__(self):
-        return self.data.shape[0]
-
-    def _fetch_batch(self, indices):
-        # With no transforms, one fancy index gives exactly what default_collate would build.
-        if self.transform is not None or self.target_transform is not None:
-            return None
-        idx = np.asarray(indices, dtype=np.int64)
-        return [from_numpy(self.data[idx]), from_numpy(self.targets[idx])]
 
     def __repr__(self):
         split = "train" if self.train else "test"
