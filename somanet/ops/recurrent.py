@@ -158,13 +158,15 @@ class _Layout:
 # unpacked path (measured 184 -> 150 us per step for that shape, one thread); every output element is
 # still one dot product over the full K, so the result does not depend on the blocking.
 _SMALL_GEMM = 1_000_000
+_MIN_BLOCK_ROWS = 8
 
 
 def _row_blocks(w, cols):
     """``w`` (M, K) as a stack (n, M // n, K) of row blocks each small enough for BLAS's unpacked path
-    at ``cols`` right-hand columns (n = 1 when the whole product already is, or no split fits)."""
+    at ``cols`` right-hand columns (n = 1 when the whole product already is, or no split of at least
+    ``_MIN_BLOCK_ROWS`` rows fits: thinner blocks lose more to per-call overhead than packing costs)."""
     M, K = w.shape
-    for n in range(1, M + 1):
+    for n in range(1, M // _MIN_BLOCK_ROWS + 1):
         if M % n == 0 and (M // n) * K * cols <= _SMALL_GEMM:
             return w.reshape(n, M // n, K)
     return w.reshape(1, M, K)
