@@ -4,7 +4,60 @@ from collections import OrderedDict
 from .module import Module, Parameter
 
 
-class Sequential(Module):
+class _ModuleSequence(Module):
+    """What Sequential and ModuleList share: modules named 0..n-1 in order, indexing, slicing, editing."""
+
+    def _from_items(self, items):  # pragma: no cover - each subclass builds its own kind
+        raise NotImplementedError
+
+    def _position(self, idx):
+        n = len(self._modules)
+        if not -n <= idx < n:
+            raise IndexError(f"{type(self).__name__}: index {idx} is out of range for {n} modules")
+        return idx % n
+
+    def _renumber(self, modules):
+        # PyTorch keeps the names 0..n-1 after a deletion or insertion.
+        self._modules.clear()
+        for i, m in enumerate(modules):
+            self._modules[str(i)] = m
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return self._from_items(list(self._modules.items())[idx])
+        return list(self._modules.values())[self._position(idx)]
+
+    def __setitem__(self, idx, module):
+        self.add_module(list(self._modules)[self._position(idx)], module)
+
+    def __delitem__(self, idx):
+        modules = list(self._modules.values())
+        del modules[idx]
+        self._renumber(modules)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules):
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index, module):
+        modules = list(self._modules.values())
+        modules.insert(index, module)
+        self._renumber(modules)
+        return self
+
+
+class Sequential(_ModuleSequence):
     """Run modules one after another: ``Sequential(a, b, c)(x) == c(b(a(x)))``.
 
     Also accepts one ``OrderedDict`` of named modules. Supports indexing, slicing, ``len`` and ``append``.
@@ -19,50 +72,8 @@ class Sequential(Module):
             for i, mod in enumerate(args):
                 self.add_module(str(i), mod)
 
-    def __getitem__(self, idx):
-        if isinstance(idx, slice):
-            return Sequential(OrderedDict(list(self._modules.items())[idx]))
-        n = len(self._modules)
-        if not -n <= idx < n:
-            raise IndexError(f"Sequential: index {idx} is out of range for {n} modules")
-        return list(self._modules.values())[idx % n]
-
-    def __setitem__(self, idx, module):
-        key = list(self._modules.keys())[idx]
-        self.add_module(key, module)
-
-    def __delitem__(self, idx):
-        keys = list(self._modules.keys())
-        for k in (keys[idx] if isinstance(idx, slice) else [keys[idx]]):
-            del self._modules[k]
-        # Keep the names 0..n-1 in order, as PyTorch does.
-        mods = list(self._modules.values())
-        self._modules.clear()
-        for i, m in enumerate(mods):
-            self._modules[str(i)] = m
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules):
-        for m in modules:
-            self.append(m)
-        return self
-
-    def insert(self, index, module):
-        mods = list(self._modules.values())
-        mods.insert(index, module)
-        self._modules.clear()
-        for i, m in enumerate(mods):
-            self._modules[str(i)] = m
-        return self
+    def _from_items(self, items):
+        return Sequential(OrderedDict(items))
 
     def forward(self, input):
         for module in self._modules.values():
@@ -70,7 +81,7 @@ class Sequential(Module):
         return input
 
 
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     """A list of modules, registered so their parameters are found. Has no forward."""
 
     def __init__(self, modules=None):
@@ -78,46 +89,8 @@ class ModuleList(Module):
         if modules is not None:
             self.extend(modules)
 
-    def __getitem__(self, idx):
-        if isinstance(idx, slice):
-            return ModuleList(list(self._modules.values())[idx])
-        n = len(self._modules)
-        if not -n <= idx < n:
-            raise IndexError(f"ModuleList: index {idx} is out of range for {n} modules")
-        return self._modules[str(idx % n)]
-
-    def __setitem__(self, idx, module):
-        self.add_module(str(idx % len(self)), module)
-
-    def __delitem__(self, idx):
-        mods = list(self._modules.values())
-        del mods[idx]
-        # Renumber 0..n-1, as PyTorch does.
-        self._modules.clear()
-        for i, m in enumerate(mods):
-            self._modules[str(i)] = m
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
-
-    def extend(self, modules):
-        for m in modules:
-            self.append(m)
-        return self
-
-    def insert(self, index, module):
-        mods = list(self._modules.values())
-        mods.insert(index, module)
-        self._modules.clear()
-        for i, m in enumerate(mods):
-            self._modules[str(i)] = m
+    def _from_items(self, items):
+        return ModuleList([m for _, m in items])
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("ModuleList has no forward; iterate over it and call its modules")
