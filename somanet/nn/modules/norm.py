@@ -22,6 +22,27 @@ def _float_dtype(dtype):
     return backend.to_dtype(dtype) or backend.default_float
 
 
+
+def _affine_parameters(module, shape, affine, bias, dtype):
+    """Give a norm layer its ``weight`` and ``bias`` of ``shape`` (or register them as None when off)."""
+    if affine:
+        module.weight = Parameter(np.empty(shape, dtype=dtype))
+        if bias:
+            module.bias = Parameter(np.empty(shape, dtype=dtype))
+        else:
+            module.register_parameter("bias", None)
+    else:
+        module.register_parameter("weight", None)
+        module.register_parameter("bias", None)
+
+
+def _reset_affine(module):
+    """PyTorch's initialisation of a norm layer's affine parameters: weight ones, bias zeros."""
+    if module.weight is not None:
+        init.ones_(module.weight)
+    if module.bias is not None:
+        init.zeros_(module.bias)
+
 class _NormBase(Module):
     """Shared state of batch and instance norm: affine parameters and running statistics over ``C``."""
 
@@ -190,22 +211,11 @@ class LayerNorm(Module):
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         dt = _float_dtype(dtype)
-        if elementwise_affine:
-            self.weight = Parameter(np.empty(self.normalized_shape, dtype=dt))
-            if bias:
-                self.bias = Parameter(np.empty(self.normalized_shape, dtype=dt))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, self.normalized_shape, elementwise_affine, bias, dt)
         self.reset_parameters()
 
     def reset_parameters(self):
-        if self.elementwise_affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input):
         k = len(self.normalized_shape)
@@ -268,22 +278,11 @@ class GroupNorm(Module):
         self.eps = eps
         self.affine = affine
         dt = _float_dtype(dtype)
-        if affine:
-            self.weight = Parameter(np.empty(num_channels, dtype=dt))
-            if bias:
-                self.bias = Parameter(np.empty(num_channels, dtype=dt))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, (num_channels,), affine, bias, dt)
         self.reset_parameters()
 
     def reset_parameters(self):
-        if self.affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input):
         shape = tuple(getattr(input, "shape", ()))
