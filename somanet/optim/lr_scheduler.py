@@ -417,6 +417,20 @@ class CosineAnnealingLR(LRScheduler):
                 for base_lr in self.base_lrs]
 
 
+
+def _check_schedulers(owner, schedulers, optimizer):
+    """PyTorch's checks on the schedulers that SequentialLR and ChainedScheduler drive together."""
+    for i, scheduler in enumerate(schedulers):
+        if not hasattr(scheduler, "optimizer"):
+            raise TypeError(f"{owner} at index {i} should have `optimizer` as its attribute.")
+        if isinstance(scheduler, ReduceLROnPlateau):
+            raise ValueError(f"{owner} does not support `ReduceLROnPlateau` scheduler as it requires additional "
+                             f"kwargs to be specified when calling `step`, but got one at index {i} in the "
+                             "given schedulers sequence.")
+        if optimizer is not scheduler.optimizer:
+            raise ValueError(f"{owner} expects all schedulers to belong to the same optimizer, but got scheduler "
+                             f"{type(scheduler).__name__} at index {i} with a different optimizer.")
+
 class SequentialLR(LRScheduler):
     """Run ``schedulers`` one after another, switching at each epoch in ``milestones``.
 
@@ -431,16 +445,7 @@ class SequentialLR(LRScheduler):
         owner = "SequentialLR"
         if len(schedulers) < 1:
             raise ValueError(f"{owner} expects at least one scheduler, but got no scheduler.")
-        for i, scheduler in enumerate(schedulers):
-            if not hasattr(scheduler, "optimizer"):
-                raise TypeError(f"{owner} at index {i} should have `optimizer` as its attribute.")
-            if isinstance(scheduler, ReduceLROnPlateau):
-                raise ValueError(f"{owner} does not support `ReduceLROnPlateau` scheduler as it requires additional "
-                                 f"kwargs to be specified when calling `step`, but got one at index {i} in the "
-                                 "given schedulers sequence.")
-            if optimizer is not scheduler.optimizer:
-                raise ValueError(f"{owner} expects all schedulers to belong to the same optimizer, but got scheduler "
-                                 f"{type(scheduler).__name__} at index {i} with a different optimizer.")
+        _check_schedulers(owner, schedulers, optimizer)
         if len(milestones) != len(schedulers) - 1:
             raise ValueError("SequentialLR: Sequential Schedulers expects number of schedulers provided to be one more "
                              f"than the number of milestone points, but got number of schedulers {len(schedulers)} "
@@ -506,16 +511,7 @@ class ChainedScheduler(LRScheduler):
         if len(schedulers) < 1:
             raise ValueError(f"{owner} expects at least one scheduler to be chained, but got no scheduler.")
         optimizer = optimizer or schedulers[0].optimizer
-        for i, scheduler in enumerate(schedulers):
-            if not hasattr(scheduler, "optimizer"):
-                raise TypeError(f"{owner} at index {i} should have `optimizer` as its attribute.")
-            if isinstance(scheduler, ReduceLROnPlateau):
-                raise ValueError(f"{owner} does not support `ReduceLROnPlateau` scheduler as it requires additional "
-                                 f"kwargs to be specified when calling `step`, but got one at index {i} in the "
-                                 "given schedulers sequence.")
-            if optimizer is not scheduler.optimizer:
-                raise ValueError(f"{owner} expects all schedulers to belong to the same optimizer, but got scheduler "
-                                 f"{type(scheduler).__name__} at index {i} with a different optimizer.")
+        _check_schedulers(owner, schedulers, optimizer)
         self._schedulers = schedulers
         self.optimizer = optimizer
         self._last_lr = _group_values(schedulers[-1].optimizer, "lr")
