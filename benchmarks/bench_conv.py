@@ -92,46 +92,10 @@ def _torch_lenet(torch):
 
 
 def _torch_resnet20(torch):
-    """The CIFAR ResNet-20 of somanet.models.resnet20 (option-A shortcuts), built from PyTorch layers."""
-    nn, F = torch.nn, torch.nn.functional
+    """The CIFAR ResNet-20 of somanet.models.resnet20 built from PyTorch layers (the suite's twin)."""
+    from benchmarks.workloads import torch_resnet20
 
-    class Block(nn.Module):
-        def __init__(self, inplanes, planes, stride):
-            super().__init__()
-            self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(planes)
-            self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(planes)
-            self.stride, self.pad = stride, (planes - inplanes) // 2
-
-        def forward(self, x):
-            identity = x
-            if self.stride != 1 or self.pad:
-                identity = F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, self.pad, self.pad))
-            out = F.relu(self.bn1(self.conv1(x)))
-            return F.relu(self.bn2(self.conv2(out)) + identity)
-
-    class ResNet20(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(16)
-            layers, inplanes = [], 16
-            for planes, stride in [(16, 1), (32, 2), (64, 2)]:
-                blocks = []
-                for b in range(3):
-                    blocks.append(Block(inplanes, planes, stride if b == 0 else 1))
-                    inplanes = planes
-                layers.append(nn.Sequential(*blocks))
-            self.layer1, self.layer2, self.layer3 = layers
-            self.fc = nn.Linear(64, 10)
-
-        def forward(self, x):
-            x = F.relu(self.bn1(self.conv1(x)))
-            x = self.layer3(self.layer2(self.layer1(x)))
-            return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
-
-    return ResNet20()
+    return torch_resnet20(torch)
 
 
 def train_step(framework, model_name, batch=64):
