@@ -55,12 +55,6 @@ def _positive(values, name, op):
     return values
 
 
-def needs_grad(ctx, i):
-    """Whether input ``i`` of the node ``ctx`` receives a gradient (so backward can skip work)."""
-    edges = getattr(ctx, "edges", None)
-    return edges is None or edges[i] is not None
-
-
 # --------------------------------------------------------------------------- scratch buffers
 class _Workspace(threading.local):
     """Reusable scratch memory for the big temporaries of one op call (im2col buffers, padded inputs).
@@ -711,11 +705,11 @@ class ConvNd(Function):
         x4, w4 = _as_4d(x, weight, ctx.spatial)
         g = _contiguous(grad if ctx.spatial == 2 else grad[:, :, None, :])
         gx = gw = gb = None
-        if needs_grad(ctx, 1):
+        if ctx.needs(1):
             gw = conv_weight_grad(g, x4, groups, pads, stride, dilation, w4.shape[2:]).reshape(ctx.w_shape)
-        if needs_grad(ctx, 0):
+        if ctx.needs(0):
             gx = conv_input_grad(g, w4, groups, pads, stride, dilation, x4.shape[2:]).reshape(ctx.x_shape)
-        if ctx.has_bias and needs_grad(ctx, 2):
+        if ctx.has_bias and ctx.needs(2):
             gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb
 
@@ -747,13 +741,13 @@ class ConvTransposeNd(Function):
         x4, w4 = _as_4d(x, weight, ctx.spatial)
         g = grad if ctx.spatial == 2 else grad[:, :, None, :]
         gx = gw = gb = None
-        if needs_grad(ctx, 0):
+        if ctx.needs(0):
             gx = conv_forward(g, w4, groups, pads, stride, dilation).reshape(ctx.x_shape)
-        if needs_grad(ctx, 1):
+        if ctx.needs(1):
             # In the underlying convolution x is the output gradient and ours is its input.
             gw = conv_weight_grad(_contiguous(x4), g, groups, pads, stride, dilation, w4.shape[2:])
             gw = gw.reshape(ctx.w_shape)
-        if ctx.has_bias and needs_grad(ctx, 2):
+        if ctx.has_bias and ctx.needs(2):
             gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb
 
