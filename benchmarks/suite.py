@@ -30,6 +30,7 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
+import somanet  # noqa: E402
 from benchmarks import harness, memory  # noqa: E402
 from benchmarks import workloads as W  # noqa: E402
 
@@ -59,19 +60,26 @@ def blas_core():
 
 
 def set_threads(torch, threads):
-    """The same thread count for PyTorch and NumPy's BLAS. Returns a note on how BLAS was limited and a
-    function that restores both libraries' previous settings."""
-    previous = torch.get_num_threads()
+    """The same thread count for PyTorch, somanet's own threads and NumPy's BLAS. Returns a note on how
+    BLAS was limited and a function that restores the previous settings."""
+    previous, previous_somanet = torch.get_num_threads(), somanet.get_num_threads()
     torch.set_num_threads(threads)
+    somanet.set_num_threads(threads)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         env = os.environ.get("OPENBLAS_NUM_THREADS")
         note = f"BLAS threads from OPENBLAS_NUM_THREADS={env}" if env else "BLAS threads: library default"
-        return note, lambda: torch.set_num_threads(previous)
+
+        def restore_torch():
+            torch.set_num_threads(previous)
+            somanet.set_num_threads(previous_somanet)
+
+        return note, restore_torch
     limiter = threadpool_limits(threads, user_api="blas")
 
     def restore():
+        somanet.set_num_threads(previous_somanet)
         limiter.restore_original_limits()
         torch.set_num_threads(previous)
 
@@ -122,7 +130,8 @@ def measure_memory(wl, cfg, threads):
     # charged for the other's import; the children read the thread count from the environment.
     imports = ("benchmarks.workloads", "benchmarks.bench_seq", "benchmarks.bench_conv")
     saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
-    os.environ.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    os.environ.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+                      SOMANET_NUM_THREADS=str(threads))
     try:
         for fw in ("somanet", "torch"):
             out = memory.peak_rss("benchmarks.workloads:memory_step", (fw, wl.key),

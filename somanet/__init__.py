@@ -8,6 +8,7 @@ tensor([2., 4.])
 """
 from .backend import (float16, float32, float64, int8, int16, int32, int64, uint8, bool_)
 from .backend import bool_ as bool  # noqa: A001  - PyTorch spells it somanet.bool
+from .backend import get_num_threads, set_num_threads
 from .autograd import (Tensor, Function, no_grad, enable_grad, set_grad_enabled, inference_mode,
                        is_grad_enabled)
 from . import autograd

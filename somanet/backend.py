@@ -4,6 +4,9 @@ Op math asks this module which array library its inputs live in (``array_module(
 importing NumPy directly, so that a CuPy backend can be added without rewriting ops. NumPy is the only
 backend today.
 """
+import os
+import threading
+
 import numpy as np
 
 # Applied once, when somanet is imported: glibc keeps freed large blocks for reuse instead of returning
@@ -91,3 +94,170 @@ def as_array(data, dtype=None, copy=False):
     elif arr.dtype.kind not in "fiub":
         raise TypeError(f"tensor(): cannot make a tensor from {type(data).__name__} with dtype {arr.dtype}")
     return arr
+
+
+# --------------------------------------------------------------------------- threads
+# NumPy's BLAS threads a GEMM only when it is large, so most of a network's products (a convolution's
+# per-image GEMMs, its window copies) use one core. Heavy ops therefore split the batch into one
+# contiguous block per thread and run the blocks at once: NumPy releases the GIL inside its loops and
+# BLAS calls, so Python threads run them in parallel. While they do, BLAS is held to one thread, so
+# the blocks do not fight over cores.
+_num_threads = None
+_workers = []
+_workers_busy = threading.Lock()
+_local = threading.local()
+_blas_libs = None
+
+
+def _default_threads():
+    for name in ("SOMANET_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def get_num_threads():
+    """The number of threads somanet's heavy ops use (like ``torch.get_num_threads``).
+
+    Defaults to ``SOMANET_NUM_THREADS``, else ``OMP_NUM_THREADS``, else the CPUs this process may run on.
+    """
+    global _num_threads
+    if _num_threads is None:
+        _num_threads = _default_threads()
+    return _num_threads
+
+
+def set_num_threads(num_threads):
+    """Set the number of threads for somanet's heavy ops and for NumPy's BLAS (``torch.set_num_threads``).
+
+    The BLAS part needs ``threadpoolctl`` (installed with scikit-learn); without it only somanet's own
+    threads change. Example: ``somanet.set_num_threads(1)`` for single-threaded timings.
+    """
+    global _num_threads
+    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+        raise ValueError(f"set_num_threads(): expected a positive int, got {num_threads!r}")
+    _num_threads = int(num_threads)
+    for lib in _blas():
+        lib.set_num_threads(_num_threads)
+
+
+def _blas():
+    """threadpoolctl's controllers of the loaded BLAS libraries (empty without threadpoolctl)."""
+    global _blas_libs
+    if _blas_libs is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _blas_libs = []
+        else:
+            _blas_libs = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+    return _blas_libs
+
+
+class _Worker:
+    """A thread that runs one block at a time, handed over through two locks (a few microseconds, where
+    a ``concurrent.futures`` pool costs about 60 per call)."""
+
+    def __init__(self):
+        self.go = threading.Lock()
+        self.go.acquire()
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.task = self.result = None
+        threading.Thread(target=self._loop, name="somanet-worker", daemon=True).start()
+
+    def _loop(self):
+        _local.busy = True
+        while True:
+            self.go.acquire()
+            fn, lo, hi = self.task
+            try:
+                self.result = (True, fn(lo, hi))
+            except BaseException as exc:  # handed to the caller by join()
+                self.result = (False, exc)
+            self.done.release()
+
+    def submit(self, fn, lo, hi):
+        self.task = (fn, lo, hi)
+        self.go.release()
+
+    def join(self):
+        self.done.acquire()
+        ok, value = self.result
+        self.task = self.result = None
+        if not ok:
+            raise value
+        return value
+
+
+def _forget_workers():
+    # A forked child has the worker objects but none of their threads.
+    global _workers, _workers_busy
+    _workers, _workers_busy = [], threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
+
+
+#: Least work (multiply-adds) worth splitting across threads; smaller ops run in the calling thread.
+PARALLEL_MIN_WORK = 1 << 24
+
+
+def parallel_blocks(n, work, min_work=None):
+    """How many blocks to split a batch of ``n`` items into: ``get_num_threads()`` when ``work``
+    (multiply-adds, the op's own measure) is at least ``min_work`` (default ``PARALLEL_MIN_WORK``), else
+    1. Always 1 inside a block already running in parallel."""
+    threads = get_num_threads()
+    if min_work is None:
+        min_work = PARALLEL_MIN_WORK
+    if threads < 2 or n < 2 or work < min_work or getattr(_local, "busy", False):
+        return 1
+    return min(threads, n)
+
+
+def split_batch(fn, n, blocks):
+    """Call ``fn(lo, hi)`` on ``blocks`` contiguous ranges covering ``range(n)``, at the same time on
+    ``blocks`` threads (the caller runs the first), and return their results in order. ``fn`` must
+    only write memory of its own range. BLAS runs single-threaded meanwhile. When another thread is
+    already using the workers, the ranges run one after another in the caller."""
+    bounds = [n * i // blocks for i in range(blocks + 1)]
+    if blocks <= 1 or not _workers_busy.acquire(blocking=False):
+        return [fn(bounds[i], bounds[i + 1]) for i in range(blocks)]
+    try:
+        while len(_workers) < blocks - 1:
+            _workers.append(_Worker())
+        libs = _blas()
+        saved = [lib.get_num_threads() for lib in libs]
+        for lib in libs:
+            lib.set_num_threads(1)
+        started = []
+        try:
+            for i in range(1, blocks):
+                _workers[i - 1].submit(fn, bounds[i], bounds[i + 1])
+                started.append(_workers[i - 1])
+            _local.busy = True
+            try:
+                first = fn(bounds[0], bounds[1])
+            finally:
+                _local.busy = False
+        finally:
+            # Every block must finish before the caller's arrays are used (or an error is raised).
+            results = []
+            errors = []
+            for worker in started:
+                try:
+                    results.append(worker.join())
+                except BaseException as exc:
+                    errors.append(exc)
+            for lib, count in zip(libs, saved):
+                lib.set_num_threads(count)
+        if errors:
+            raise errors[0]
+        return [first] + results
+    finally:
+        _workers_busy.release()

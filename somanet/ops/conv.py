@@ -406,7 +406,7 @@ def _column_chunks(og, k, ell):
 _FOLD_PIXELS = 32
 
 
-def _conv_forward_folded(x4, w4, groups, pads, stride, dilation, bias, out_hw):
+def _conv_forward_folded(x4, w4, groups, pads, stride, dilation, bias, out_hw, out=None):
     """``conv_forward`` for small output planes: the windows copied ``(C*kh*kw, N*Ho*Wo)`` (the batch inside
     the GEMM's columns), one GEMM per group, and the ``(O, N, Ho*Wo)`` result transposed into a fresh
     ``(N, O, Ho, Wo)``."""
@@ -417,16 +417,17 @@ def _conv_forward_folded(x4, w4, groups, pads, stride, dilation, bias, out_hw):
     cols_t = im2col_t(pad2d(x4, pads, slot="pad"), (kh, kw), stride, dilation, out_hw, slot="cols")
     out_t = xp.matmul(w4.reshape(groups, o // groups, cg * kh * kw), cols_t.reshape(groups, cg * kh * kw, n * ell),
                       out=scratch("part", (groups, o // groups, n * ell), x4.dtype, xp))
-    out = xp.empty((n, o) + tuple(out_hw), x4.dtype)
+    if out is None:
+        out = xp.empty((n, o) + tuple(out_hw), x4.dtype)
     out.reshape(n, o, ell)[...] = out_t.reshape(o, n, ell).transpose(1, 0, 2)
     if bias is not None:
         out += bias.reshape(1, o, 1, 1)
     return out
 
 
-def conv_forward(x4, w4, groups, pads, stride, dilation, bias=None):
+def conv_forward(x4, w4, groups, pads, stride, dilation, bias=None, out=None):
     """Cross-correlation of ``x4`` (N, C, H, W) with ``w4`` (O, C/G, kh, kw), plus ``bias`` (O,) when
-    given -> (N, O, Ho, Wo), a fresh array.
+    given -> (N, O, Ho, Wo), a fresh array or ``out`` (C-contiguous, of that shape) when given.
 
     One GEMM per image and kernel row over ``kw_columns``; the ``kh`` partial products are summed. A
     bias rides in the first GEMM as an extra weight column against a row of ones (no extra pass).
@@ -438,13 +439,14 @@ def conv_forward(x4, w4, groups, pads, stride, dilation, bias=None):
     ho = _out_size(h, pt, pb, kh, stride[0], dilation[0])
     wo = _out_size(w, pl, pr, kw, stride[1], dilation[1])
     ell = ho * wo
+    out3 = None if out is None else out.reshape(n, o, ell)
     if kh == kw == 1 and stride == (1, 1) and pads == ((0, 0), (0, 0)):
-        out = _grouped_matmul(w4.reshape(groups, o // groups, cg), x4.reshape(n, c, ell), groups)
+        out3 = _grouped_matmul(w4.reshape(groups, o // groups, cg), x4.reshape(n, c, ell), groups, out=out3)
         if bias is not None:
-            out += bias.reshape(1, o, 1)
-        return out.reshape(n, o, ho, wo)
+            out3 += bias.reshape(1, o, 1)
+        return out3.reshape(n, o, ho, wo)
     if ell <= _FOLD_PIXELS:
-        return _conv_forward_folded(x4, w4, groups, pads, stride, dilation, bias, (ho, wo))
+        return _conv_forward_folded(x4, w4, groups, pads, stride, dilation, bias, (ho, wo), out=out)
     fuse = bias is not None and groups == 1
     rows, hq = kw_columns(x4, pads, (kh, kw), stride, dilation, (ho, wo), ones=fuse)
     w3 = _kernel_rows(w4, groups)
@@ -455,9 +457,9 @@ def conv_forward(x4, w4, groups, pads, stride, dilation, bias=None):
         off = kernel_row_offset(i, stride, dilation, hq, wo)
         if out is None and fuse:
             w_first = xp.concatenate([w3[0, 0], bias.reshape(o, 1)], axis=1)
-            out = _grouped_matmul(w_first[None], rows[:, :, off:off + ell], 1, chunks=chunks)
+            out = _grouped_matmul(w_first[None], rows[:, :, off:off + ell], 1, out=out3, chunks=chunks)
         elif out is None:
-            out = _grouped_matmul(w3[0], rows[:, :k, off:off + ell], groups, chunks=chunks)
+            out = _grouped_matmul(w3[0], rows[:, :k, off:off + ell], groups, out=out3, chunks=chunks)
         else:
             part = _grouped_matmul(w3[i], rows[:, :k, off:off + ell], groups,
                                    out=scratch("part", (n, o, ell), x4.dtype, xp), chunks=chunks)
@@ -612,8 +614,9 @@ def flipped_transposed(w4, groups):
     return backend.array_module(w4).ascontiguousarray(w5).reshape(groups * cg, o // groups, kh, kw)
 
 
-def conv_input_grad(g4, w4, groups, pads, stride, dilation, in_hw):
-    """dX (N, C, H, W) of ``conv_forward`` given the output gradient ``g4`` (N, O, Ho, Wo).
+def conv_input_grad(g4, w4, groups, pads, stride, dilation, in_hw, out=None):
+    """dX (N, C, H, W) of ``conv_forward`` given the output gradient ``g4`` (N, O, Ho, Wo); written into
+    ``out`` (C-contiguous) when given.
 
     Stride 1: the adjoint is itself a stride-1 correlation of the gradient, padded by
     ``dilation * (k - 1) - pad`` (negative crops), with the flipped, channel-transposed kernel, so it is
@@ -632,7 +635,7 @@ def conv_input_grad(g4, w4, groups, pads, stride, dilation, in_hw):
     small = in_hw[0] * in_hw[1] <= _FOLD_PIXELS
     if stride == (1, 1) and (small or (ho + 2 * eh - pt - pb) * (wo + 2 * ew - pl - pr) <= 2 * ho * wo):
         adjoint_pads = ((eh - pt, eh - pb), (ew - pl, ew - pr))
-        return conv_forward(g4, flipped_transposed(w4, groups), groups, adjoint_pads, (1, 1), dilation)
+        return conv_forward(g4, flipped_transposed(w4, groups), groups, adjoint_pads, (1, 1), dilation, out=out)
     cg, og = w4.shape[1], o // groups
     c = cg * groups
     hq, wq = phase_shape((in_hw[0] + pt + pb, in_hw[1] + pl + pr), stride)
@@ -659,7 +662,64 @@ def conv_input_grad(g4, w4, groups, pads, stride, dilation, in_hw):
             start = (r // stride[0]) * wq + q // stride[1]
             phases[r % stride[0], q % stride[1], :, :, start:start + span] += cols[:, :, j]
     phases = phases.reshape(tuple(stride) + (n, c, hq + 1, wq))[:, :, :, :, :hq]
-    return phases_to_image(phases, pads, in_hw, stride)
+    image = phases_to_image(phases, pads, in_hw, stride)
+    if out is None:
+        return image
+    out[...] = image
+    return out
+
+
+# --------------------------------------------------------------------------- batch blocks on threads
+# With several threads the batch is split into one block per thread (``backend.split_batch``): the
+# per-image GEMMs and window copies of each block run at the same time, which OpenBLAS's own threading
+# of these small products does not achieve. Below about 16 million multiply-adds (LeNet-5's layers) the
+# halves are too small to gain.
+def _blocks(x4, w_shape, out_hw):
+    """Blocks for a convolution of batch ``x4`` with a weight of ``w_shape`` giving ``out_hw`` planes."""
+    if backend.array_module(x4) is not np:
+        return 1
+    o, cg, kh, kw = w_shape
+    return backend.parallel_blocks(x4.shape[0], x4.shape[0] * o * cg * kh * kw * out_hw[0] * out_hw[1])
+
+
+def forward_in_blocks(x4, w4, groups, pads, stride, dilation, bias=None):
+    """``conv_forward`` with the batch split over ``somanet.get_num_threads()`` threads."""
+    n = x4.shape[0]
+    (pt, pb), (pl, pr) = pads
+    kh, kw = w4.shape[2:]
+    ho = _out_size(x4.shape[2], pt, pb, kh, stride[0], dilation[0])
+    wo = _out_size(x4.shape[3], pl, pr, kw, stride[1], dilation[1])
+    blocks = _blocks(x4, w4.shape, (ho, wo))
+    if blocks == 1:
+        return conv_forward(x4, w4, groups, pads, stride, dilation, bias)
+    out = backend.array_module(x4).empty((n, w4.shape[0], ho, wo), x4.dtype)
+    backend.split_batch(lambda lo, hi: conv_forward(x4[lo:hi], w4, groups, pads, stride, dilation, bias,
+                                                    out=out[lo:hi]), n, blocks)
+    return out
+
+
+def input_grad_in_blocks(g4, w4, groups, pads, stride, dilation, in_hw):
+    """``conv_input_grad`` with the batch split over ``somanet.get_num_threads()`` threads."""
+    n = g4.shape[0]
+    blocks = _blocks(g4, w4.shape, g4.shape[2:])
+    if blocks == 1:
+        return conv_input_grad(g4, w4, groups, pads, stride, dilation, in_hw)
+    out = backend.array_module(g4).empty((n, w4.shape[1] * groups) + tuple(in_hw), g4.dtype)
+    backend.split_batch(lambda lo, hi: conv_input_grad(g4[lo:hi], w4, groups, pads, stride, dilation, in_hw,
+                                                       out=out[lo:hi]), n, blocks)
+    return out
+
+
+def weight_grad_in_blocks(g4, x4, groups, pads, stride, dilation, kernel):
+    """``conv_weight_grad`` with the batch split over ``somanet.get_num_threads()`` threads (the blocks'
+    gradients summed)."""
+    blocks = _blocks(g4, (g4.shape[1], x4.shape[1] // groups) + tuple(kernel), g4.shape[2:])
+    parts = backend.split_batch(lambda lo, hi: conv_weight_grad(g4[lo:hi], x4[lo:hi], groups, pads, stride,
+                                                                dilation, kernel), g4.shape[0], blocks)
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
 
 
 def _check_dtypes(op, x, w, b):
@@ -693,7 +753,7 @@ class ConvNd(Function):
         spatial = x.ndim - 2
         ctx.x_shape, ctx.w_shape, ctx.spatial = x.shape, weight.shape, spatial
         x4, w4 = _as_4d(x, weight, spatial)
-        out = conv_forward(x4, w4, groups, pads, stride, dilation, bias)
+        out = forward_in_blocks(x4, w4, groups, pads, stride, dilation, bias)
         ctx.geometry = (stride, pads, dilation, groups)
         ctx.has_bias = bias is not None
         ctx.save_for_backward(x, weight)
@@ -706,9 +766,9 @@ class ConvNd(Function):
         g = _contiguous(grad if ctx.spatial == 2 else grad[:, :, None, :])
         gx = gw = gb = None
         if ctx.needs(1):
-            gw = conv_weight_grad(g, x4, groups, pads, stride, dilation, w4.shape[2:]).reshape(ctx.w_shape)
+            gw = weight_grad_in_blocks(g, x4, groups, pads, stride, dilation, w4.shape[2:]).reshape(ctx.w_shape)
         if ctx.needs(0):
-            gx = conv_input_grad(g, w4, groups, pads, stride, dilation, x4.shape[2:]).reshape(ctx.x_shape)
+            gx = input_grad_in_blocks(g, w4, groups, pads, stride, dilation, x4.shape[2:]).reshape(ctx.x_shape)
         if ctx.has_bias and ctx.needs(2):
             gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb
@@ -726,7 +786,7 @@ class ConvTransposeNd(Function):
         spatial = x.ndim - 2
         ctx.x_shape, ctx.w_shape, ctx.spatial = x.shape, weight.shape, spatial
         x4, w4 = _as_4d(x, weight, spatial)
-        out = conv_input_grad(_contiguous(x4), w4, groups, pads, stride, dilation, out_hw)
+        out = input_grad_in_blocks(_contiguous(x4), w4, groups, pads, stride, dilation, out_hw)
         out = _contiguous(out)
         if bias is not None:
             out += bias.reshape(1, -1, 1, 1)
@@ -742,10 +802,10 @@ class ConvTransposeNd(Function):
         g = grad if ctx.spatial == 2 else grad[:, :, None, :]
         gx = gw = gb = None
         if ctx.needs(0):
-            gx = conv_forward(g, w4, groups, pads, stride, dilation).reshape(ctx.x_shape)
+            gx = forward_in_blocks(g, w4, groups, pads, stride, dilation).reshape(ctx.x_shape)
         if ctx.needs(1):
             # In the underlying convolution x is the output gradient and ours is its input.
-            gw = conv_weight_grad(_contiguous(x4), g, groups, pads, stride, dilation, w4.shape[2:])
+            gw = weight_grad_in_blocks(_contiguous(x4), g, groups, pads, stride, dilation, w4.shape[2:])
             gw = gw.reshape(ctx.w_shape)
         if ctx.has_bias and ctx.needs(2):
             gb = g.sum(axis=(0, 2, 3))

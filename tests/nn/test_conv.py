@@ -320,3 +320,72 @@ def test_empty_batch_and_non_contiguous_input():
     compare(lambda x, w: F.conv2d(x.permute(0, 3, 1, 2), w, padding=1, stride=(2, 1)),
             lambda x, w: TF.conv2d(x.permute(0, 3, 1, 2), w, padding=1, stride=(2, 1)),
             x_nhwc, _x(4, 5, 3, 3, seed=1), **TOL)
+
+
+# ------------------------------------------------------------------ the batch split across threads
+@pytest.fixture
+def threaded(monkeypatch):
+    """Two threads and no minimum size, so every convolution below splits its batch; yields the list
+    of block counts the split ran with."""
+    from somanet import backend
+
+    calls = []
+    split = backend.split_batch
+
+    def spy(fn, n, blocks):
+        calls.append(blocks)
+        return split(fn, n, blocks)
+
+    monkeypatch.setattr(backend, "split_batch", spy)
+    monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)
+    previous = somanet.get_num_threads()
+    somanet.set_num_threads(2)
+    yield calls
+    somanet.set_num_threads(previous)
+
+
+THREADED_CASES = [
+    ((5, 3, 7, 9), (4, 3, 3, 3), dict(padding=1)),                      # uneven blocks (2 and 3 images)
+    ((4, 3, 11, 10), (4, 3, 5, 5), dict(stride=2, padding=2)),           # strided: dX in column space
+    ((3, 4, 6, 6), (8, 1, 3, 3), dict(groups=4, stride=2)),              # depthwise
+    ((3, 8, 12, 12), (8, 8, 3, 3), dict(padding=1)),                     # dW from wide windows
+    ((4, 4, 9, 9), (120, 4, 3, 3), dict(stride=2, padding=1)),           # dW over the whole batch
+    ((3, 6, 4, 4), (5, 6, 3, 3), dict(padding=1)),                       # small planes: folded GEMMs
+    ((3, 5, 6, 7), (3, 5, 1, 1), dict()),                                # 1x1
+]
+
+
+@pytest.mark.parametrize("xs, ws, kw", THREADED_CASES)
+def test_conv2d_split_across_threads_matches_torch(threaded, xs, ws, kw):
+    arrays = [_x(*xs), _x(*ws, seed=1), _x(ws[0], seed=2)]
+    compare(lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: TF.conv2d(x, w, b, **kw), *arrays, **TOL)
+    assert threaded.count(2) >= 3  # forward, input gradient and weight gradient each split in two
+
+
+@pytest.mark.parametrize("stride, output_padding", [(1, 0), (2, 1)])
+def test_conv_transpose_and_conv1d_split_across_threads_match_torch(threaded, stride, output_padding):
+    kw = dict(stride=stride, padding=1, output_padding=output_padding)
+    compare(lambda x, w, b: F.conv_transpose2d(x, w, b, **kw), lambda x, w, b: TF.conv_transpose2d(x, w, b, **kw),
+            _x(3, 4, 5, 6), _x(4, 3, 3, 3, seed=1), _x(3, seed=2), **TOL)
+    compare(lambda x, w, b: F.conv1d(x, w, b, stride=stride, padding=1),
+            lambda x, w, b: TF.conv1d(x, w, b, stride=stride, padding=1),
+            _x(5, 4, 11), _x(6, 4, 3, seed=1), _x(6, seed=2), **TOL)
+    assert threaded.count(2) >= 6
+
+
+def test_split_gives_the_same_bits_as_one_thread(threaded):
+    # Each image's products are the same GEMMs either way; only the weight gradient's batch sum is
+    # grouped differently.
+    x = somanet.tensor(_x(6, 8, 10, 10), requires_grad=True)
+    w = somanet.tensor(_x(16, 8, 3, 3, seed=1), requires_grad=True)
+    out = F.conv2d(x, w, padding=1)
+    out.backward(somanet.tensor(_x(6, 16, 10, 10, seed=3)))
+    assert threaded
+    somanet.set_num_threads(1)
+    x1 = somanet.tensor(x.data, requires_grad=True)
+    w1 = somanet.tensor(w.data, requires_grad=True)
+    out1 = F.conv2d(x1, w1, padding=1)
+    out1.backward(somanet.tensor(_x(6, 16, 10, 10, seed=3)))
+    np.testing.assert_array_equal(out.data, out1.data)
+    np.testing.assert_array_equal(x.grad.data, x1.grad.data)
+    np.testing.assert_allclose(w.grad.data, w1.grad.data, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,134 @@
+"""somanet's own threads: get/set_num_threads and the batch split heavy ops run on (backend.split_batch)."""
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+
+import somanet
+from somanet import backend
+
+
+@pytest.fixture
+def two_threads():
+    previous = somanet.get_num_threads()
+    somanet.set_num_threads(2)
+    yield
+    somanet.set_num_threads(previous)
+
+
+def test_set_num_threads_validates_and_round_trips(two_threads):
+    assert somanet.get_num_threads() == 2
+    for bad in (0, -1, 1.5, "2", True, None):
+        with pytest.raises(ValueError, match=r"set_num_threads\(\): expected a positive int"):
+            somanet.set_num_threads(bad)
+    assert somanet.get_num_threads() == 2
+
+
+def test_set_num_threads_sets_numpys_blas(two_threads):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    somanet.set_num_threads(1)
+    blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    assert blas and all(i["num_threads"] == 1 for i in blas)
+
+
+def test_default_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SOMANET_NUM_THREADS", "3")
+    assert backend._default_threads() == 3
+    monkeypatch.setenv("SOMANET_NUM_THREADS", "zero")
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert backend._default_threads() == 5
+    monkeypatch.delenv("SOMANET_NUM_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert backend._default_threads() >= 1
+
+
+def test_parallel_blocks_rules(two_threads):
+    assert backend.parallel_blocks(64, backend.PARALLEL_MIN_WORK) == 2
+    assert backend.parallel_blocks(64, backend.PARALLEL_MIN_WORK - 1) == 1  # too little work
+    assert backend.parallel_blocks(1, 10 ** 12) == 1                        # one item
+    somanet.set_num_threads(1)
+    assert backend.parallel_blocks(64, 10 ** 12) == 1
+
+
+def test_split_batch_covers_the_range_in_order_on_two_threads(two_threads):
+    seen = []
+
+    def block(lo, hi):
+        seen.append(threading.get_ident())
+        return (lo, hi)
+
+    assert backend.split_batch(block, 7, 2) == [(0, 3), (3, 7)]
+    assert len(set(seen)) == 2  # the second block ran on a worker
+    assert backend.split_batch(block, 5, 1) == [(0, 5)]
+
+
+def test_blocks_run_at_the_same_time(two_threads):
+    # Each block waits for the other: this only finishes if they run concurrently.
+    barrier = threading.Barrier(2, timeout=10)
+    assert backend.split_batch(lambda lo, hi: barrier.wait() is not None, 4, 2) == [True, True]
+
+
+def test_an_error_in_any_block_reaches_the_caller_after_all_blocks_end(two_threads):
+    finished = []
+
+    def block(lo, hi):
+        if lo:
+            raise ValueError("block 2 failed")
+        finished.append(lo)
+        return lo
+
+    with pytest.raises(ValueError, match="block 2 failed"):
+        backend.split_batch(block, 4, 2)
+    with pytest.raises(ZeroDivisionError):
+        backend.split_batch(lambda lo, hi: 1 // lo, 4, 2)
+    assert finished == [0]
+    assert backend.split_batch(lambda lo, hi: hi - lo, 4, 2) == [2, 2]  # the workers still serve
+
+
+def test_a_block_does_not_split_again(two_threads):
+    inner = backend.split_batch(lambda lo, hi: backend.parallel_blocks(64, 10 ** 12), 4, 2)
+    assert inner == [1, 1]
+
+
+def test_concurrent_callers_each_get_their_whole_range(two_threads):
+    results = {}
+
+    def caller(k):
+        results[k] = [backend.split_batch(lambda lo, hi: (lo, hi), 10 + k, 2) for _ in range(200)]
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k, runs in results.items():
+        n = 10 + k
+        assert all(r == [(0, n // 2), (n // 2, n)] for r in runs)
+
+
+def _split_in_child(queue):
+    queue.put(backend.split_batch(lambda lo, hi: hi - lo, 6, 2))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+def test_a_forked_child_starts_its_own_workers(two_threads):
+    backend.split_batch(lambda lo, hi: hi, 4, 2)  # the parent's workers exist
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_split_in_child, args=(queue,))
+    proc.start()
+    assert queue.get(timeout=30) == [3, 3]
+    proc.join(30)
+    assert proc.exitcode == 0
+
+
+def test_numpy_work_in_blocks_matches_one_thread(two_threads):
+    a = np.random.default_rng(0).standard_normal((9, 64, 64)).astype(np.float32)
+    out = np.empty_like(a)
+
+    def block(lo, hi):
+        np.matmul(a[lo:hi], a[lo:hi], out=out[lo:hi])
+
+    backend.split_batch(block, 9, 2)
+    np.testing.assert_array_equal(out, np.matmul(a, a))
