@@ -250,3 +250,12 @@ def test_detach_cuts_graph():
     z = (x * 2).detach() * x
     z.sum().backward()
     np.testing.assert_array_equal(x.grad.data, [2.0, 2.0])
+
+
+def test_leaf_gradient_takes_the_c_order_of_its_leaf():
+    # Transposing backward hands over a transposed gradient; a C-ordered leaf gets it in C order (as
+    # PyTorch's gradients follow their parameter's strides), so optimizers run on matching layouts.
+    v = somanet.tensor(np.ones((3, 2), dtype=np.float32), requires_grad=True)
+    v.T.backward(somanet.tensor(np.arange(6, dtype=np.float32).reshape(2, 3)))
+    assert v.grad.data.flags.c_contiguous
+    np.testing.assert_array_equal(v.grad.data, np.arange(6, dtype=np.float32).reshape(2, 3).T)

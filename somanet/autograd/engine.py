@@ -86,6 +86,11 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
                     g = np.array(g)
                 else:
                     handed.add(id(owner))
+            # The gradient takes a C-ordered leaf's layout, as PyTorch's gradients follow their parameter's
+            # strides: an optimizer's elementwise passes over a C-ordered parameter and a transposed
+            # gradient run several times slower.
+            if not g.flags.c_contiguous and leaf.data.flags.c_contiguous:
+                g = np.ascontiguousarray(g)
             leaf.grad = _wrap(g, False, None, 0)
         else:
             leaf.grad.data += g

@@ -512,13 +512,18 @@ def _weight_grad_wide(g4, x4, groups, pads, kernel, dilation):
         g_wide[:, :, :, wo:] = 0
         g_wide[:, :, :, :wo] = g4
     view = _wide_view(xq, kernel, dilation, ho, wp)  # (N, kh, kw, L, C)
+    # The batch sum writes straight into a C-contiguous (O, C/G, kh, kw) gradient: optimizers run several
+    # times slower on a transposed one.
+    gw = xp.empty((groups, og, cg, kh, kw), g4.dtype)
     if groups == 1:
         parts = xp.matmul(g_wide.reshape(n, 1, 1, o, ho * wp), view)  # (N, kh, kw, O, C)
-        return parts.sum(axis=0).transpose(2, 3, 0, 1)
+        parts.sum(axis=0, out=gw[0].transpose(2, 3, 0, 1))
+        return gw.reshape(o, cg, kh, kw)
     s = view.strides
     view = _as_strided(view, (n, kh, kw, groups, ho * wp, cg), s[:3] + (cg * s[4], s[3], s[4]), writeable=False)
     parts = xp.matmul(g_wide.reshape(n, 1, 1, groups, og, ho * wp), view)  # (N, kh, kw, G, O/G, C/G)
-    return parts.sum(axis=0).transpose(2, 3, 4, 0, 1).reshape(o, cg, kh, kw)
+    parts.sum(axis=0, out=gw.transpose(3, 4, 0, 1, 2))
+    return gw.reshape(o, cg, kh, kw)
 
 
 def _weight_grad_rows(g4, x4, groups, pads, stride, dilation, kernel):
@@ -537,8 +542,9 @@ def _weight_grad_rows(g4, x4, groups, pads, stride, dilation, kernel):
         off = kernel_row_offset(i, stride, dilation, hq, wo)
         cols = rows[:, :, off:off + ell].reshape(n, groups, cg * kw, ell)
         xp.matmul(g3, cols.transpose(0, 1, 3, 2), out=parts[:, i])
-    gw = parts.sum(axis=0).reshape(kh, groups, og, cg, kw)
-    return gw.transpose(1, 2, 3, 0, 4).reshape(o, cg, kh, kw)
+    gw = xp.empty((groups, og, cg, kh, kw), g4.dtype)
+    parts.reshape(n, kh, groups, og, cg, kw).sum(axis=0, out=gw.transpose(3, 0, 1, 2, 4))
+    return gw.reshape(o, cg, kh, kw)
 
 
 def _weight_grad_batch(g4, x4, groups, pads, stride, dilation, kernel):
@@ -556,7 +562,7 @@ def _weight_grad_batch(g4, x4, groups, pads, stride, dilation, kernel):
     g_t = _copy(g4.reshape(n, o, ell).transpose(1, 0, 2), "gt").reshape(groups, og, n * ell)
     # (C*kh*kw x NL) times (NL x O) is the faster orientation for OpenBLAS here.
     gw = xp.matmul(cols_t, g_t.transpose(0, 2, 1))  # (G, C/G*kh*kw, O/G)
-    return gw.transpose(0, 2, 1).reshape(o, cg, kh, kw)
+    return xp.ascontiguousarray(gw.transpose(0, 2, 1)).reshape(o, cg, kh, kw)
 
 
 def _weight_grad_rows_nn(g4, x4, groups, pads, stride, dilation, kernel):
@@ -576,12 +582,14 @@ def _weight_grad_rows_nn(g4, x4, groups, pads, stride, dilation, kernel):
     for i in range(kh):
         off = kernel_row_offset(i, stride, dilation, hq, wo)
         xp.matmul(rows[:, :, off:off + ell].reshape(n, groups, cg * kw, ell), g_t, out=parts[:, i])
-    gw = parts.sum(axis=0).reshape(kh, groups, cg, kw, og)
-    return gw.transpose(1, 4, 2, 0, 3).reshape(o, cg, kh, kw)
+    gw = xp.empty((groups, og, cg, kh, kw), g4.dtype)
+    parts.reshape(n, kh, groups, cg, kw, og).sum(axis=0, out=gw.transpose(3, 0, 2, 4, 1))
+    return gw.reshape(o, cg, kh, kw)
 
 
 def conv_weight_grad(g4, x4, groups, pads, stride, dilation, kernel):
-    """dW (O, C/G, kh, kw) of ``conv_forward`` given the output gradient ``g4`` (N, O, Ho, Wo).
+    """dW (O, C/G, kh, kw) of ``conv_forward`` given the output gradient ``g4`` (N, O, Ho, Wo), a fresh
+    C-contiguous array.
 
     Four ways, chosen by shape; each is the fastest measured on the layers where it is used. The first
     three are per-image GEMMs small enough for OpenBLAS's unpacked kernels, summed over the batch after:
@@ -718,7 +726,7 @@ def weight_grad_in_blocks(g4, x4, groups, pads, stride, dilation, kernel):
                                                                 dilation, kernel), g4.shape[0], blocks)
     total = parts[0]
     for part in parts[1:]:
-        total = total + part
+        total += part
     return total
 
 
