@@ -15,7 +15,8 @@ import time of both libraries.
     somanet bench [same options]
 
 ``--write`` puts the ``## Summary`` section at the top of docs/benchmarks.md and the ratio plot in
-docs/benchmarks_ratios.png.
+docs/benchmarks_ratios.png; with ``--section NAME`` it writes that section instead (right after Summary),
+e.g. ``--threads 1 --clock cpu --write --section "One thread"``.
 """
 import argparse
 import os
@@ -488,6 +489,9 @@ def build_parser():
     parser.add_argument("--json", default=None, help="also save the results as JSON to this file")
     parser.add_argument("--write", action="store_true",
                         help="write the Summary section of docs/benchmarks.md and docs/benchmarks_ratios.png")
+    parser.add_argument("--section", default="Summary",
+                        help="with --write: the section of docs/benchmarks.md to write (default Summary, which "
+                             "also draws the plot; another name, e.g. 'One thread', goes right after Summary)")
     parser.add_argument("--blas-report", action="store_true",
                         help="instead of the suite: sgemm and two training steps under each OpenBLAS kernel family")
     parser.add_argument("--docs", default=harness.DOCS, help=argparse.SUPPRESS)
@@ -523,7 +527,10 @@ def main(argv=None):
     results = run(args.only, quick=args.quick, threads=args.threads, memory=not args.no_memory,
                   imports=not args.no_import, modes=modes, blocks=args.blocks, block_s=args.block_seconds,
                   clock=args.clock)
-    if args.write:
+    if args.write and args.section != "Summary":
+        write_top_section(args.section, render(results), args.docs, after="Summary")
+        print(f"wrote the {args.section} section of {args.docs}")
+    elif args.write:
         results["plot"] = plot(results, args.plot)
         write_summary(render(results), args.docs)
         print(f"wrote the Summary section of {args.docs}" + (f" and {results['plot']}" if results["plot"] else ""))

@@ -106,6 +106,8 @@ def add_parser(sub):
     p.add_argument("--json", metavar="FILE", help="also save the results as JSON")
     p.add_argument("--write", action="store_true",
                    help="write the Summary of docs/benchmarks.md and docs/benchmarks_ratios.png")
+    p.add_argument("--section", metavar="NAME", default=None,
+                   help="with --write: write this section of docs/benchmarks.md instead of the Summary")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall time (default) or the process's CPU time (steadier under load; needs --threads 1)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
@@ -122,7 +124,7 @@ def _suite_argv(args):
     for flag in ("quick", "write", "no_memory", "no_import"):
         if getattr(args, flag, False):
             argv.append("--" + flag.replace("_", "-"))
-    for flag in ("only", "threads", "json"):
+    for flag in ("only", "threads", "json", "section"):
         value = getattr(args, flag, None)
         if value is not None:
             argv += ["--" + flag, str(value)]

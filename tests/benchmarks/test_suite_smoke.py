@@ -120,6 +120,9 @@ def test_bench_command_forwards_its_options():
     assert argv[-4:] == ["--mode", "train", "--clock", "cpu"]
     parsed = suite.build_parser().parse_args(argv)
     assert parsed.quick and parsed.clock == "cpu" and parsed.threads == 1
+    args = build_parser().parse_args(["bench", "--write", "--section", "One thread"])
+    parsed = suite.build_parser().parse_args(bench._suite_argv(args))
+    assert parsed.write and parsed.section == "One thread"
 
 
 def test_top_sections_keep_their_order(tmp_path):
@@ -131,6 +134,9 @@ def test_top_sections_keep_their_order(tmp_path):
     text = docs.read_text()
     assert text.index("## Summary") < text.index("## BLAS kernels") < text.index("## Other")
     assert "blas again" in text and text.count("## BLAS kernels") == 1 and "kept" in text
+    suite.write_top_section("One thread", "single", str(docs), after="Summary")
+    text = docs.read_text()
+    assert text.index("## Summary") < text.index("## One thread") < text.index("## BLAS kernels")
 
 
 def test_recurrent_flops_counted_per_token_even_without_module_hooks():
