@@ -210,3 +210,24 @@ def test_float32_never_drifts():
     assert y.dtype == np.float32
     y.backward(somanet.ones(3, 3))
     assert x.grad.dtype == np.float32
+
+
+def test_exact_gelu_float32_over_a_dense_range_matches_torch():
+    # float32 GELU uses its own normal CDF (Abramowitz & Stegun 7.1.26, 1/sqrt(2) folded in); check it
+    # everywhere it matters, the tails and special values included, against float64 PyTorch.
+    from somanet.nn import functional as F
+
+    x = np.concatenate([np.linspace(-12, 12, 200001), [0.0, -0.0, 1e-30, -1e-30, 40.0, -40.0]]).astype(np.float32)
+    t = somanet.tensor(x, requires_grad=True)
+    out = F.gelu(t)
+    g = np.random.default_rng(0).standard_normal(x.shape).astype(np.float32)
+    out.backward(somanet.tensor(g))
+    tx = torch.tensor(x.astype(np.float64), requires_grad=True)
+    tout = torch.nn.functional.gelu(tx)
+    tout.backward(torch.tensor(g.astype(np.float64)))
+    assert out.dtype == np.float32 and t.grad.dtype == np.float32
+    ref = tout.detach().numpy()
+    assert np.abs(out.data - ref).max() <= 4e-7 * 12
+    np.testing.assert_allclose(out.data, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(t.grad.data, tx.grad.numpy(), rtol=1e-5, atol=2e-6)
+    assert np.isnan(F.gelu(somanet.tensor(np.array([np.nan], np.float32))).data).all()
