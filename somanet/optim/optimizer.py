@@ -21,7 +21,6 @@ import numpy as np
 
 from ..autograd.tensor import Tensor
 from ..autograd.grad_mode import enable_grad
-from .. import backend
 from ..backend import array_module
 
 __all__ = ["Optimizer", "required"]
@@ -42,10 +41,6 @@ required = _RequiredParameter()
 # arrays NumPy's fixed cost per call dominates, so one call per op for all of them wins; for large ones
 # the gather/scatter copies cost more than they save, so they keep their own update.
 _FLAT_MIN_PARAMS = 4
-
-# Parameters of at least this many elements are updated in one piece per thread (several passes over
-# 512 KB or more each); smaller updates finish before a second thread would have started.
-_PARALLEL_MIN_SIZE = 1 << 17
 
 
 class _Handle:
@@ -305,58 +300,8 @@ class Optimizer:
                     counter += 1
                     step = float(counter)
             parr = p.data
-            blocks = backend.parallel_blocks(parr.size, parr.size, min_work=_PARALLEL_MIN_SIZE)
-            if blocks == 1 or not self._update_in_blocks(group, parr, g, state, step, blocks):
-                self._update(group, parr, g, state, step, self._temps(parr))
+            self._update(group, parr, g, state, step, self._temps(parr))
             _bump_version(p)
-
-    def _update_in_blocks(self, group, param, grad, state, step, blocks):
-        """Run ``_update`` on ``blocks`` contiguous pieces of a big parameter, its gradient and its state at
-        the same time, one per thread (``backend.split_batch``); False (nothing done) when some array is
-        not contiguous or some state array is not shaped like the parameter.
-
-        The rule is elementwise, so the result is bit-identical to one pass. State that the update creates
-        on a first step (SGD's momentum buffer) is gathered from the pieces into one array.
-        """
-        flat_p, flat_g = _flat(param), _flat(grad)
-        if flat_p is None or flat_g is None:
-            return False
-        views = {}
-        if state is not None:
-            for key, value in state.items():
-                if key == "step" or not hasattr(value, "shape") or value.ndim == 0:
-                    continue
-                flat = _flat(value) if value.shape == param.shape else None
-                if flat is None:
-                    return False
-                views[key] = flat
-        temps = [t.reshape(-1) for t in self._temps(param)]
-
-        def piece(lo, hi):
-            if state is None:
-                self._update(group, flat_p[lo:hi], flat_g[lo:hi], None, step, [t[lo:hi] for t in temps])
-                return None
-            passed = {key: flat[lo:hi] for key, flat in views.items()}
-            piece_state = dict(state)
-            piece_state.update(passed)
-            self._update(group, flat_p[lo:hi], flat_g[lo:hi], piece_state, step, [t[lo:hi] for t in temps])
-            # What the rule rebound or created, to be written back once every piece is done.
-            return {key: value for key, value in piece_state.items()
-                    if (key in passed and value is not passed[key]) or key not in state}
-
-        bounds = [flat_p.size * i // blocks for i in range(blocks + 1)]
-        changes = backend.split_batch(piece, flat_p.size, blocks)
-        if state is None:
-            return True
-        xp = array_module(param)
-        for (lo, hi), changed in zip(zip(bounds, bounds[1:]), changes):
-            for key, value in changed.items():
-                if key not in views:
-                    full = xp.empty(flat_p.size, dtype=value.dtype)
-                    views[key] = full
-                    state[key] = full.reshape(param.shape)
-                views[key][lo:hi] = value
-        return True
 
     def _init_state(self, group, param, state):
         """Fill ``state`` (empty) for ``param`` before its first update."""
@@ -580,11 +525,6 @@ class _FlatGroup:
         for key, flat in self.state.items():
             if key not in self.state_views:
                 self._adopt(key, flat, states)
-
-
-def _flat(a):
-    """A 1-d view of a C-contiguous array (None when it is not contiguous)."""
-    return a.reshape(-1) if a.flags.c_contiguous else None
 
 
 def _bump_version(p):
