@@ -145,6 +145,15 @@ def set_num_threads(num_threads):
         lib.set_num_threads(_num_threads)
 
 
+def blas_threads():
+    """How many threads NumPy's BLAS may use right now (threadpoolctl's reading; ``get_num_threads()``
+    without threadpoolctl)."""
+    libs = _blas()
+    if not libs:
+        return get_num_threads()
+    return max(lib.get_num_threads() for lib in libs)
+
+
 def _blas():
     """threadpoolctl's controllers of the loaded BLAS libraries (empty without threadpoolctl)."""
     global _blas_libs

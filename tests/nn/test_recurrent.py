@@ -99,6 +99,29 @@ def test_longer_sequence_and_larger_sizes():
     compare_modules(s_mod, t_mod, _randn(rng, 40, 4, 16), rtol=1e-4, atol=2e-5)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_step_products_whole_or_in_row_blocks_match_torch(monkeypatch, kind, threads):
+    # One BLAS thread: each step's product is cut into row blocks small enough for OpenBLAS's unpacked
+    # kernels. Several: it stays whole, since OpenBLAS threads it but not the blocks. Both must give
+    # PyTorch's results.
+    pytest.importorskip("threadpoolctl")
+    shapes = []
+    row_blocks = R._row_blocks
+    monkeypatch.setattr(R, "_row_blocks", lambda w, cols: shapes.append(row_blocks(w, cols).shape) or
+                        row_blocks(w, cols))
+    previous = somanet.get_num_threads()
+    somanet.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(6)
+        s_mod, t_mod = _pair(kind, input_size=8, hidden_size=128, num_layers=1)
+        compare_modules(s_mod, t_mod, _randn(rng, 3, 32, 8), rtol=1e-4, atol=2e-5)
+    finally:
+        somanet.set_num_threads(previous)
+    blocks = {n for n, rows, k in shapes if rows * n * k * 32 > R._THREADED_GEMM}
+    assert blocks == ({1} if threads == 2 else blocks - {1}) and blocks
+
+
 @pytest.mark.parametrize("kind", ["rnn_cell", "lstm_cell", "gru_cell"])
 @pytest.mark.parametrize("batched", [True, False])
 @pytest.mark.parametrize("with_state", [True, False])
