@@ -32,6 +32,9 @@ THREADS = int(os.environ.get("OPENBLAS_NUM_THREADS") or os.cpu_count() or 1)
 def _setup_torch():
     torch = harness.setup_torch()
     torch.set_num_threads(THREADS)
+    import somanet
+
+    somanet.set_num_threads(THREADS)
     return torch
 
 

@@ -77,6 +77,7 @@ def main(argv=None):
 
     if args.threads:
         torch.set_num_threads(args.threads)
+        somanet.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     check_same_training(torch)
     s_step, t_step, _, _ = build(torch)

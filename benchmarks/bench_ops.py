@@ -89,6 +89,7 @@ def main(argv=None):
     limiter = None
     if args.threads:
         torch.set_num_threads(args.threads)
+        somanet.set_num_threads(args.threads)
         from threadpoolctl import threadpool_limits
 
         limiter = threadpool_limits(limits=args.threads, user_api="blas")

@@ -191,6 +191,7 @@ def main():
     torch = harness.setup_torch()
     if args.threads:
         torch.set_num_threads(args.threads)
+        somanet.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     blas = os.environ.get("OPENBLAS_NUM_THREADS", "default (the core count)")
     if args.profile:

@@ -79,7 +79,7 @@ print(json.dumps({"first_loss": first, "median_s": statistics.median(times)}))
 
 def _child(framework, path, steps, threads):
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
+               MKL_NUM_THREADS=str(threads), SOMANET_NUM_THREADS=str(threads))
     proc = subprocess.run([sys.executable, "-c", _CHILD, framework, path, str(steps), str(threads)],
                           capture_output=True, text=True, env=env, cwd=ROOT)
     if proc.returncode != 0:

@@ -55,6 +55,10 @@ def _child(target, args, imports, steps, threads, queue):
             import torch
 
             torch.set_num_threads(threads)
+        if threads and "somanet" in imports:
+            import somanet
+
+            somanet.set_num_threads(threads)
         baseline = _status_kib("VmRSS")
         exact = _reset_peak()
         step = _resolve(target)(*args)
