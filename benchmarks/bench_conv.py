@@ -344,14 +344,13 @@ Before the current kernels (full im2col with one GEMM per image, max pooling thr
 phase-split copy), alternating runs of both versions under the same conditions gave 0.55-0.60,
 0.60-0.62, 0.57-0.58 and 0.52-0.53 on the four rows above, and 160 MiB of peak memory (2026-11-21).
 
-The machine is shared with other engineers while the project is built (load average about 2 during
-these runs), so both libraries were pinned to one thread and timed by process CPU time. One run at two
-threads (`OPENBLAS_NUM_THREADS=2`, wall time, load average 2.6-3.0, 2026-11-21) gave 0.97, 0.47, 1.09
-and 0.46: PyTorch's ResNet-20 step got 1.7x faster with a second thread (125 ms), somanet's did not
-(274 ms). Its per-image GEMMs are small enough for OpenBLAS's unpacked kernels, which run on one thread,
-NumPy runs the images of a batched matmul one after the other, and the copies are single-threaded too.
-Two-thread numbers on this machine also swing with the other jobs' load (PyTorch's convolution row took
-55 to 84 ms between runs), so they are a record, not a comparison."""
+The table is one thread per framework, timed by process CPU time (``OPENBLAS_NUM_THREADS=1 python
+benchmarks/bench_conv.py --clock cpu``); ``python benchmarks/bench_conv.py`` runs both with the machine's
+cores. With two threads every convolution pass of at least 2^24 multiply-adds splits its batch into one
+block per thread (``docs/cnn.md``); one such run (wall time, 2026-11-21) gave 0.65, 0.70, 1.17 and 0.63
+(somanet's ResNet-20 step 197 ms, PyTorch's 124 ms; before the split somanet's step did not get faster
+with a second thread at all, 274 ms). Two-thread timings on this machine swing between runs by up to
+a third for both libraries, so compare ratios from one run only."""
 
 
 if __name__ == "__main__":
