@@ -195,9 +195,20 @@ class _Worker:
         self.go.release()
 
     def join(self):
-        self.done.acquire()
+        """The block's result, or its exception raised here. Waits for the block even through a
+        KeyboardInterrupt (re-raised after): its arrays must not be reused while it runs, and a later
+        join must not read this block's result."""
+        interrupted = None
+        while True:
+            try:
+                self.done.acquire()
+                break
+            except BaseException as exc:
+                interrupted = exc
         ok, value = self.result
         self.task = self.result = None
+        if interrupted is not None:
+            raise interrupted
         if not ok:
             raise value
         return value

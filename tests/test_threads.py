@@ -132,3 +132,45 @@ def test_numpy_work_in_blocks_matches_one_thread(two_threads):
 
     backend.split_batch(block, 9, 2)
     np.testing.assert_array_equal(out, np.matmul(a, a))
+
+
+def test_an_interrupted_wait_still_waits_for_the_block_and_keeps_the_workers_consistent(two_threads):
+    # Ctrl-C while the caller waits for a worker: the wait goes on until the block is done (its arrays
+    # are in use), the interrupt is raised after, and the next split gets its own results.
+    backend.split_batch(lambda lo, hi: hi, 4, 2)  # the worker exists
+    worker = backend._workers[0]
+    real_done = worker.done
+    release = threading.Event()
+
+    class InterruptOnce:
+        def __init__(self):
+            self.fired = False
+
+        def acquire(self):
+            if not self.fired:
+                self.fired = True
+                raise KeyboardInterrupt
+            return real_done.acquire()
+
+        def release(self):
+            real_done.release()
+
+    worker.done = InterruptOnce()
+    finished = []
+
+    def block(lo, hi):
+        if lo:
+            release.wait(5)
+            finished.append(lo)
+        return lo
+
+    timer = threading.Timer(0.2, release.set)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            backend.split_batch(block, 4, 2)
+        assert finished == [2]  # the worker's block had ended before the interrupt came through
+    finally:
+        worker.done = real_done
+        timer.cancel()
+    assert backend.split_batch(lambda lo, hi: (lo, hi), 6, 2) == [(0, 3), (3, 6)]
