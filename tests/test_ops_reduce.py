@@ -170,3 +170,22 @@ def test_all_any_count():
 def test_dim_out_of_range_error():
     with pytest.raises(IndexError, match=r"sum\(\): dimension 3 is out of range"):
         somanet.ones(2, 3).sum(3)
+
+
+def test_sums_along_the_last_axis_match_numpy():
+    # Softmax, log_softmax, cross-entropy and attention take their row sums as a BLAS matrix-vector
+    # product; it must agree with NumPy's sum on every layout and dtype it may meet.
+    from somanet.ops.reduce import sums_along
+
+    g = np.random.default_rng(0)
+    cases = [g.standard_normal((5, 7)).astype(np.float32), g.standard_normal((2, 3, 4, 17)),
+             g.standard_normal((6, 9)).astype(np.float32).T, g.standard_normal((3, 4)).astype(np.float16),
+             np.zeros((0, 5), np.float32), np.array([[1.0, np.inf, 2.0], [np.nan, 1.0, 0.0], [-np.inf, np.inf, 0.0]],
+                                                    np.float32)]
+    for a in cases:
+        got = sums_along(a, -1)
+        ref = a.sum(axis=-1, keepdims=True)
+        assert got.shape == ref.shape and got.dtype == ref.dtype
+        np.testing.assert_allclose(got, ref, rtol=2e-3 if a.dtype == np.float16 else 1e-6, atol=1e-6)
+    b = g.standard_normal((4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(sums_along(b, 0), b.sum(axis=0, keepdims=True))

