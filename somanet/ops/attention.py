@@ -29,17 +29,48 @@ def _swap(a):
 
 
 # --------------------------------------------------------------------------- masked softmax, shared
+# Row sums of exp(scores - block maximum) below this are recomputed with the row's own maximum: above it
+# the row's largest terms are normal float32 numbers, so the shared shift loses no precision.
+_ROW_SUM_FLOOR = 1e-15
+
+
 def _masked_softmax_(scores, keep, xp):
-    """Softmax over the last axis, in place, with positions where ``keep`` is False excluded.
+    """Softmax over the last axis with positions where ``keep`` is False excluded; ``scores`` is
+    overwritten (masked positions set to -inf) and the result may share its memory.
 
     ``keep`` is a bool array broadcasting against ``scores`` (or None). A row with nothing to attend to
     (every position masked, by ``keep`` or by ``-inf`` scores) gives all-zero weights, as PyTorch's
     fused attention does, instead of NaN.
+
+    The scores are shifted by the maximum of each (L, S) block rather than of each row: NumPy reduces a
+    contiguous block about ten times faster than many short rows (15 against 163 us for ViT-tiny's
+    weights). Rows whose exponentials sum below ``_ROW_SUM_FLOOR`` (far below the block's maximum, or
+    fully masked) are redone with their own maximum, and a block holding NaN or +-inf everywhere takes
+    the per-row path whole, so the result is the per-row softmax to float32 precision.
     """
     if keep is not None:
         xp.copyto(scores, -np.inf, where=~keep)
+    if scores.ndim < 2 or scores.size == 0:
+        return _softmax_rows_(scores, keep is not None, xp)
+    shift = scores.max(axis=(-2, -1), keepdims=True)
+    if not xp.isfinite(shift).all():
+        return _softmax_rows_(scores, keep is not None, xp)
+    p = xp.subtract(scores, shift)
+    xp.exp(p, out=p)
+    denom = sums_along(p, -1)
+    low = denom[..., 0] < _ROW_SUM_FLOOR
+    if low.any():
+        p[low] = _softmax_rows_(scores[low], True, xp)
+        denom[low] = 1
+    p /= denom
+    return p
+
+
+def _softmax_rows_(scores, masked, xp):
+    """Softmax over the last axis, in place, each row shifted by its own maximum; rows with nothing to
+    attend to give zeros."""
     row_max = scores.max(axis=-1, keepdims=True)
-    masked = keep is not None or not xp.isfinite(row_max).all()
+    masked = masked or not xp.isfinite(row_max).all()
     if masked:
         row_max[~xp.isfinite(row_max)] = 0
     scores -= row_max

@@ -395,3 +395,31 @@ def test_rnn_attention_errors():
         nn.LuongAttention(4, 6, method="dot")
     with pytest.raises(ValueError, match="key_padding_mask must be bool"):
         m(somanet.randn(2, 4), somanet.randn(2, 3, 6), key_padding_mask=somanet.zeros(2, 3))
+
+
+def test_masked_softmax_with_rows_far_apart_matches_torch():
+    # The weights are shifted by each (L, S) block's maximum and rows far below it are redone with their
+    # own: a row 200 below the block's maximum, a fully masked row, a row with a NaN, and +-inf scores.
+    torch = torch_or_skip()
+    rng = np.random.default_rng(3)
+    scores = _randn(rng, 2, 3, 5, 6) * 4
+    scores[0, 0, 1] -= 200.0
+    scores[0, 1, 2] -= 60.0
+    scores[1, 2, 0] += 300.0
+    keep = np.ones(scores.shape, dtype=bool)
+    keep[1, 0, 3] = False  # a fully masked row
+    keep[0, 2, :, 4] = False
+    got = A._masked_softmax_(scores.copy(), keep, np)
+    ref = torch.softmax(torch.tensor(scores, dtype=torch.float64).masked_fill(~torch.tensor(keep), -np.inf), -1)
+    ref = torch.nan_to_num(ref, nan=0.0).numpy()
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-7)
+    # A NaN (and an infinity) in a block: that block falls back to per-row shifts; NaN stays in its row.
+    odd = _randn(rng, 2, 4, 5)
+    odd[0, 1, 2] = np.nan
+    odd[1, 3, 0] = np.inf
+    got = A._masked_softmax_(odd.copy(), None, np)
+    ref = torch.softmax(torch.tensor(odd, dtype=torch.float64), -1).numpy()
+    assert np.isnan(got[0, 1]).all() and not np.isnan(got[0, [0, 2, 3]]).any()
+    np.testing.assert_allclose(got[0, [0, 2, 3]], ref[0, [0, 2, 3]], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got[1, :3], ref[1, :3], rtol=1e-5, atol=1e-7)
