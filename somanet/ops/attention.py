@@ -45,8 +45,9 @@ def _masked_softmax_(scores, keep, xp):
     The scores are shifted by the maximum of each (L, S) block rather than of each row: NumPy reduces a
     contiguous block about ten times faster than many short rows (15 against 163 us for ViT-tiny's
     weights). Rows whose exponentials sum below ``_ROW_SUM_FLOOR`` (far below the block's maximum, or
-    fully masked) are redone with their own maximum, and a block holding NaN or +-inf everywhere takes
-    the per-row path whole, so the result is the per-row softmax to float32 precision.
+    fully masked) are redone with their own maximum, and when some block's maximum is not finite (a NaN
+    or +inf in it, or nothing to attend to at all) every row takes the per-row path, so the result is the
+    per-row softmax to float32 precision.
     """
     if keep is not None:
         xp.copyto(scores, -np.inf, where=~keep)
