@@ -23,14 +23,16 @@ SMALL_FILES = {"sampling.py": 4, "creation.py": 0, "embedding.py": 2, "dropout.p
 
 #: Module-level helpers that forward/backward call for their array math, held to the same rule.
 HELPERS = {
-    "elementwise.py": ("_sigmoid", "erf_array", "_shape_error"),
-    "reduce.py": ("_expand", "_rowdot"),
+    "elementwise.py": ("_sigmoid", "erf_array", "_shape_error", "_normal_cdf_f32", "_gelu_grad"),
+    "reduce.py": ("_expand", "_rowdot", "sums_along"),
     "linalg.py": ("_swap",),
     "shape.py": ("_pad_index",),
     "index.py": ("_index_add_rows", "_index_add_axis", "_flat_positions", "_prefix", "_index_backward",
                  "_argsort", "_target"),
-    "recurrent.py": ("_state_grad", "_gate_scale", "_input_projection", "_token_sums", "_input_grads"),
-    "attention.py": ("_masked_softmax_", "_softmax_backward", "_contiguous", "_expand_to", "_rotate"),
+    "recurrent.py": ("_state_grad", "_gate_scale", "_input_projection", "_token_sums", "_input_grads",
+                     "_row_blocks"),
+    "attention.py": ("_masked_softmax_", "_softmax_rows_", "_softmax_backward", "_contiguous", "_expand_to",
+                     "_rotate"),
     "sampling.py": ("_nearest_sources", "_linear_sources", "_segment_sum", "_shuffle", "_unshuffle"),
     "creation.py": ("_like", "zeros_like", "ones_like", "empty_like", "full_like", "bernoulli", "multinomial"),
     "embedding.py": ("scatter_add_rows", "_renorm_rows"),
@@ -38,10 +40,11 @@ HELPERS = {
     "activation.py": ("rrelu",),
     "norm.py": ("_per_channel_sums", "_per_channel_total", "_row_dots", "_row_means", "_column_sums", "_owned",
                 "_window_sum"),
-    "loss.py": ("_reduce", "_grad_scale", "_class_indices", "_class_weight"),
+    "loss.py": ("_reduce", "_grad_scale", "_class_indices", "_class_weight", "_class_sums"),
     "conv.py": ("scratch", "pad2d", "unpad2d", "windows", "im2col", "im2col_t", "to_phases", "from_phases",
                 "phases_to_image", "phase_slab", "col2im", "kw_columns", "conv_forward", "conv_weight_grad",
-                "flipped_transposed", "conv_input_grad"),
+                "flipped_transposed", "conv_input_grad", "forward_in_blocks", "input_grad_in_blocks",
+                "weight_grad_in_blocks"),
     "pool.py": ("_planes", "_avg_counts", "_adaptive_bounds", "_averaging_matrix", "_window_positions"),
 }
 

@@ -231,3 +231,22 @@ def test_exact_gelu_float32_over_a_dense_range_matches_torch():
     np.testing.assert_allclose(out.data, ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(t.grad.data, tx.grad.numpy(), rtol=1e-5, atol=2e-6)
     assert np.isnan(F.gelu(somanet.tensor(np.array([np.nan], np.float32))).data).all()
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_in_float16_is_computed_in_float32_like_torch(approximate):
+    from somanet.nn import functional as F
+
+    x = np.linspace(-6, 6, 241).astype(np.float16)
+    g = np.random.default_rng(1).standard_normal(x.shape).astype(np.float16)
+    t = somanet.tensor(x, requires_grad=True)
+    out = F.gelu(t, approximate=approximate)
+    out.backward(somanet.tensor(g))
+    tx = torch.tensor(x, requires_grad=True)
+    tout = torch.nn.functional.gelu(tx, approximate=approximate)
+    tout.backward(torch.tensor(g))
+    assert out.dtype == np.float16 and t.grad.dtype == np.float16
+    np.testing.assert_allclose(out.data.astype(np.float32), tout.detach().numpy().astype(np.float32), rtol=2e-3,
+                               atol=1e-4)
+    np.testing.assert_allclose(t.grad.data.astype(np.float32), tx.grad.numpy().astype(np.float32), rtol=4e-3,
+                               atol=1e-3)
