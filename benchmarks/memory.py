@@ -55,7 +55,7 @@ def _child(target, args, imports, steps, threads, queue):
             import torch
 
             torch.set_num_threads(threads)
-        if threads and "somanet" in imports:
+        if threads:
             import somanet
 
             somanet.set_num_threads(threads)

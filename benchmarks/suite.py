@@ -130,7 +130,7 @@ def measure_memory(wl, cfg, threads):
     # The workload modules are imported before the baseline in both children, so neither framework is
     # charged for the other's import; the children read the thread count from the environment.
     imports = ("benchmarks.workloads", "benchmarks.bench_seq", "benchmarks.bench_conv")
-    saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "SOMANET_NUM_THREADS")}
     os.environ.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                       SOMANET_NUM_THREADS=str(threads))
     try:
