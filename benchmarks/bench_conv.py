@@ -261,7 +261,8 @@ def run(quick=False, only=None, clock="wall"):
             results["speed"].append(r)
             print(harness.table([r]).splitlines()[-1], flush=True)
     if only in (None, "memory"):
-        s_mem = peak_rss("benchmarks.bench_conv:resnet20_step", ("somanet",), imports=("numpy", "somanet"), steps=3)
+        s_mem = peak_rss("benchmarks.bench_conv:resnet20_step", ("somanet",), imports=("numpy", "somanet"), steps=3,
+                         threads=THREADS)
         t_mem = peak_rss("benchmarks.bench_conv:resnet20_step", ("torch",), imports=("numpy", "torch"), steps=3,
                          threads=THREADS)
         results["memory"].append({"name": "ResNet-20 training step, batch 64 (3 steps)",
