@@ -228,14 +228,12 @@ if hasattr(os, "register_at_fork"):
 PARALLEL_MIN_WORK = 1 << 24
 
 
-def parallel_blocks(n, work, min_work=None):
+def parallel_blocks(n, work):
     """How many blocks to split a batch of ``n`` items into: ``get_num_threads()`` when ``work``
-    (multiply-adds, the op's own measure) is at least ``min_work`` (default ``PARALLEL_MIN_WORK``), else
-    1. Always 1 inside a block already running in parallel."""
+    (multiply-adds) is at least ``PARALLEL_MIN_WORK``, else 1. Always 1 inside a block already running
+    in parallel."""
     threads = get_num_threads()
-    if min_work is None:
-        min_work = PARALLEL_MIN_WORK
-    if threads < 2 or n < 2 or work < min_work or getattr(_local, "busy", False):
+    if threads < 2 or n < 2 or work < PARALLEL_MIN_WORK or getattr(_local, "busy", False):
         return 1
     return min(threads, n)
 

@@ -23,7 +23,7 @@ SMALL_FILES = {"sampling.py": 4, "creation.py": 0, "embedding.py": 2, "dropout.p
 
 #: Module-level helpers that forward/backward call for their array math, held to the same rule.
 HELPERS = {
-    "elementwise.py": ("_sigmoid", "erf_array", "_shape_error", "_normal_cdf_f32", "_gelu_grad"),
+    "elementwise.py": ("_sigmoid", "erf_array", "_shape_error", "_normal_cdf_f32", "_gelu_values", "_gelu_grad"),
     "reduce.py": ("_expand", "_rowdot", "sums_along"),
     "linalg.py": ("_swap",),
     "shape.py": ("_pad_index",),

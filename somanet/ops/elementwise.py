@@ -693,40 +693,43 @@ class Gelu(Function):
     in half precision was off by up to 8 %."""
 
     def forward(ctx, a, approximate="none"):
-        xp = array_module(a)
         ctx.approximate = approximate
         ctx.half = a.dtype == np.float16
         if ctx.half:
-            out = Gelu.forward(ctx, a.astype(np.float32), approximate)
-            ctx.half = True
-            return out.astype(np.float16)
-        if approximate == "tanh":
-            # t = tanh(c * (a + k a^3)), computed as tanh(a * (c + c k a^2)) in one buffer.
-            t = a * a
-            t *= _SQRT_2_OVER_PI * _GELU_K
-            t += _SQRT_2_OVER_PI
-            t *= a
-            xp.tanh(t, out=t)
-            out = t + 1
-            out *= a
-            out *= 0.5
-            ctx.save_for_backward(a, t)
-            return out
-        if a.dtype == np.float32:
-            cdf, gauss = _normal_cdf_f32(a)
-        else:
-            # float64 keeps the more accurate erf (finite-difference checks run in float64).
-            cdf = erf_array(a * a.dtype.type(_INV_SQRT_2))
-            cdf += 1
-            cdf *= 0.5
-            gauss = None
-        ctx.save_for_backward(a, cdf, gauss)
-        return a * cdf
+            return _gelu_values(ctx, a.astype(np.float32)).astype(np.float16)
+        return _gelu_values(ctx, a)
 
     def backward(ctx, grad):
         if ctx.half:
             return _gelu_grad(ctx, grad.astype(np.float32)).astype(np.float16)
         return _gelu_grad(ctx, grad)
+
+
+def _gelu_values(ctx, a):
+    """GELU of a float32 or float64 ``a``, saving what ``_gelu_grad`` needs on ``ctx``."""
+    xp = array_module(a)
+    if ctx.approximate == "tanh":
+        # t = tanh(c * (a + k a^3)), computed as tanh(a * (c + c k a^2)) in one buffer.
+        t = a * a
+        t *= _SQRT_2_OVER_PI * _GELU_K
+        t += _SQRT_2_OVER_PI
+        t *= a
+        xp.tanh(t, out=t)
+        out = t + 1
+        out *= a
+        out *= 0.5
+        ctx.save_for_backward(a, t)
+        return out
+    if a.dtype == np.float32:
+        cdf, gauss = _normal_cdf_f32(a)
+    else:
+        # float64 keeps the more accurate erf (finite-difference checks run in float64).
+        cdf = erf_array(a * a.dtype.type(_INV_SQRT_2))
+        cdf += 1
+        cdf *= 0.5
+        gauss = None
+    ctx.save_for_backward(a, cdf, gauss)
+    return a * cdf
 
 
 def _gelu_grad(ctx, grad):
