@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd.function import Function
+from . import winograd
 from ..autograd.tensor import Tensor
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "unfold", "fold"]
@@ -438,6 +439,9 @@ def conv_forward(x4, w4, groups, pads, stride, dilation, bias=None, out=None):
     (pt, pb), (pl, pr) = pads
     ho = _out_size(h, pt, pb, kh, stride[0], dilation[0])
     wo = _out_size(w, pl, pr, kw, stride[1], dilation[1])
+    if winograd.applies(x4, w4, groups, pads, stride, dilation):
+        out = xp.empty((n, o, ho, wo), x4.dtype) if out is None else out
+        return winograd.forward(x4, winograd.weight_transform(w4, scratch), bias, pads, out, scratch)
     ell = ho * wo
     out3 = None if out is None else out.reshape(n, o, ell)
     if kh == kw == 1 and stride == (1, 1) and pads == ((0, 0), (0, 0)):
@@ -702,6 +706,11 @@ def forward_in_blocks(x4, w4, groups, pads, stride, dilation, bias=None):
     if blocks == 1:
         return conv_forward(x4, w4, groups, pads, stride, dilation, bias)
     out = backend.array_module(x4).empty((n, w4.shape[0], ho, wo), x4.dtype)
+    if winograd.applies(x4, w4, groups, pads, stride, dilation):
+        u = winograd.weight_transform(w4, scratch)  # once, shared by the blocks
+        backend.split_batch(lambda lo, hi: winograd.forward(x4[lo:hi], u, bias, pads, out[lo:hi], scratch), n,
+                            blocks)
+        return out
     backend.split_batch(lambda lo, hi: conv_forward(x4[lo:hi], w4, groups, pads, stride, dilation, bias,
                                                     out=out[lo:hi]), n, blocks)
     return out
@@ -729,6 +738,27 @@ def weight_grad_in_blocks(g4, x4, groups, pads, stride, dilation, kernel):
     for part in parts[1:]:
         total += part
     return total
+
+
+def winograd_backward(g4, x4, w4, pads, need_x, need_w):
+    """``(dX, dW)`` of a convolution that ``winograd.applies`` to, from one shared transform of the output
+    gradient (either may be None when not needed), with the batch split over threads like the forward."""
+    u = winograd.weight_transform(w4, scratch)
+    n = x4.shape[0]
+    gx = np.empty(x4.shape, x4.dtype) if need_x else None
+
+    def block(lo, hi):
+        return winograd.backward(g4[lo:hi], x4[lo:hi], u, pads, None if gx is None else gx[lo:hi], need_w,
+                                 scratch)
+
+    parts = backend.split_batch(block, n, _blocks(x4, w4.shape, g4.shape[2:]))
+    gw = None
+    if need_w:
+        du = parts[0]
+        for part in parts[1:]:
+            du += part
+        gw = winograd.weight_from_transform(du)
+    return gx, gw
 
 
 def _check_dtypes(op, x, w, b):
@@ -774,10 +804,15 @@ class ConvNd(Function):
         x4, w4 = _as_4d(x, weight, ctx.spatial)
         g = _contiguous(grad if ctx.spatial == 2 else grad[:, :, None, :])
         gx = gw = gb = None
-        if ctx.needs(1):
-            gw = weight_grad_in_blocks(g, x4, groups, pads, stride, dilation, w4.shape[2:]).reshape(ctx.w_shape)
-        if ctx.needs(0):
-            gx = input_grad_in_blocks(g, w4, groups, pads, stride, dilation, x4.shape[2:]).reshape(ctx.x_shape)
+        if winograd.applies(x4, w4, groups, pads, stride, dilation, backward=True):
+            gx, gw = winograd_backward(g, x4, w4, pads, ctx.needs(0), ctx.needs(1))
+        else:
+            if ctx.needs(1):
+                gw = weight_grad_in_blocks(g, x4, groups, pads, stride, dilation, w4.shape[2:])
+            if ctx.needs(0):
+                gx = input_grad_in_blocks(g, w4, groups, pads, stride, dilation, x4.shape[2:])
+        gx = None if gx is None else gx.reshape(ctx.x_shape)
+        gw = None if gw is None else gw.reshape(ctx.w_shape)
         if ctx.has_bias and ctx.needs(2):
             gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb

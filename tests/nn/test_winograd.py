@@ -1,0 +1,124 @@
+"""Winograd F(2x2, 3x3) convolutions: the layers it takes are checked against PyTorch (outputs and every
+gradient), by float64 finite differences with its thresholds lowered, across threads, and its dispatch
+rules (which convolutions it may take)."""
+import numpy as np
+import pytest
+
+import somanet
+import somanet.nn as nn
+import somanet.nn.functional as F
+from somanet.autograd import gradcheck
+from somanet.ops import winograd
+from reference import compare, copy_state, torch_or_skip
+
+torch = torch_or_skip()
+TF = torch.nn.functional
+
+# Each output sums 9 * C float32 products (C up to 128) in another order than PyTorch's kernels.
+TOL = dict(rtol=1e-4, atol=2e-4)
+
+
+def _x(*shape, seed=0, scale=1.0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+
+
+def _takes(xs, ws, padding, backward=False):
+    x, w = np.empty(xs, np.float32), np.empty(ws, np.float32)
+    return winograd.applies(x, w, 1, ((padding, padding), (padding, padding)), (1, 1), (1, 1), backward)
+
+
+WINOGRAD_CASES = [
+    # (input shape, weight shape, padding): all reach the Winograd path (asserted).
+    ((2, 64, 6, 7), (128, 64, 3, 3), 1),     # odd output width: a half-empty last tile column
+    ((2, 128, 5, 5), (64, 128, 3, 3), 1),    # odd both ways, fewer outputs than inputs
+    ((3, 64, 8, 6), (128, 64, 3, 3), 0),     # valid: no padding
+    ((1, 64, 4, 9), (128, 64, 3, 3), 2),     # padding 2, batch 1, non-square
+]
+
+
+@pytest.mark.parametrize("xs, ws, padding", WINOGRAD_CASES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_winograd_conv2d_matches_torch(xs, ws, padding, bias):
+    assert _takes(xs, ws, padding) and _takes(xs, ws, padding, backward=True)
+    scale = 1 / np.sqrt(9 * ws[1])
+    arrays = [_x(*xs), _x(*ws, seed=1, scale=scale)] + ([_x(ws[0], seed=2)] if bias else [])
+    out = compare(lambda x, w, *b: F.conv2d(x, w, b[0] if b else None, padding=padding),
+                  lambda x, w, *b: TF.conv2d(x, w, b[0] if b else None, padding=padding), *arrays, **TOL)
+    assert out.dtype == np.float32
+
+
+def test_backward_only_on_one_tile_planes():
+    # 2x2 planes: the forward pass keeps the GEMMs over copied windows, the gradients take Winograd.
+    xs, ws = (4, 128, 2, 2), (128, 128, 3, 3)
+    assert not _takes(xs, ws, 1) and _takes(xs, ws, 1, backward=True)
+    compare(lambda x, w: F.conv2d(x, w, padding=1), lambda x, w: TF.conv2d(x, w, padding=1),
+            _x(*xs), _x(*ws, seed=1, scale=1 / 34), **TOL)
+
+
+def test_winograd_module_and_same_padding():
+    s_conv, t_conv = nn.Conv2d(64, 128, 3, padding="same"), torch.nn.Conv2d(64, 128, 3, padding="same")
+    copy_state(t_conv, s_conv)
+    x = _x(2, 64, 7, 7)
+    s_out, t_out = s_conv(somanet.tensor(x)), t_conv(torch.from_numpy(x))
+    np.testing.assert_allclose(s_out.data, t_out.detach().numpy(), **TOL)
+    s_out.sum().backward()
+    t_out.sum().backward()
+    np.testing.assert_allclose(s_conv.weight.grad.data, t_conv.weight.grad.numpy(), rtol=1e-4, atol=1e-3)
+    assert s_conv.weight.grad.dtype == np.float32 and s_conv.weight.grad.data.flags.c_contiguous
+
+
+def test_conv_transpose_through_winograd_matches_torch():
+    # A transposed convolution's forward is a convolution's input gradient: at stride 1 the forward kernel
+    # with the flipped weight, which takes the Winograd path at these channel counts.
+    compare(lambda x, w: F.conv_transpose2d(x, w, padding=1), lambda x, w: TF.conv_transpose2d(x, w, padding=1),
+            _x(2, 128, 5, 6), _x(128, 64, 3, 3, seed=1, scale=1 / 34), **TOL)
+
+
+def test_gradcheck_float64(monkeypatch):
+    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_CHANNEL_PAIRS", 1)
+    rng = np.random.default_rng(0)
+
+    def x64(*shape):
+        return somanet.tensor(rng.standard_normal(shape), requires_grad=True)
+
+    x, w, b = x64(2, 2, 5, 4), x64(3, 2, 3, 3), x64(3)
+    assert winograd.applies(x.data, w.data, 1, ((1, 1), (1, 1)), (1, 1), (1, 1))
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=1), (x, w, b))
+    assert gradcheck(lambda x, w: F.conv2d(x, w, padding=(2, 0)), (x64(1, 2, 4, 5), x64(2, 2, 3, 3)))
+    assert gradcheck(lambda x, w: F.conv2d(x, w), (x64(2, 3, 6, 5), x64(2, 3, 3, 3)))
+
+
+def test_two_threads_match_one():
+    # Big enough to split the batch across two threads (forward, input and weight gradients).
+    x, w = _x(4, 64, 8, 8), _x(128, 64, 3, 3, seed=1, scale=1 / 24)
+    results = []
+    previous = somanet.get_num_threads()
+    try:
+        for threads in (1, 2):
+            somanet.set_num_threads(threads)
+            xt, wt = somanet.tensor(x, requires_grad=True), somanet.tensor(w, requires_grad=True)
+            out = F.conv2d(xt, wt, padding=1)
+            (out * out).sum().backward()
+            results.append((out.data, xt.grad.data, wt.grad.data))
+    finally:
+        somanet.set_num_threads(previous)
+    for one, two in zip(*results):
+        np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("change", [
+    dict(stride=(2, 2)), dict(dilation=(2, 2)), dict(groups=2), dict(kernel=5), dict(channels=32),
+    dict(dtype=np.float16), dict(pads=((-1, -1), (1, 1))),
+])
+def test_dispatch_rules(change):
+    kernel, channels = change.get("kernel", 3), change.get("channels", 128)
+    dtype = change.get("dtype", np.float32)
+    x = np.empty((2, channels, 8, 8), dtype)
+    w = np.empty((128, channels // change.get("groups", 1), kernel, kernel), dtype)
+    args = dict(groups=1, pads=((1, 1), (1, 1)), stride=(1, 1), dilation=(1, 1))
+    args.update({k: v for k, v in change.items() if k in args})
+    assert winograd.applies(x, np.empty((128, channels, 3, 3), dtype), 1, ((1, 1), (1, 1)), (1, 1), (1, 1)) \
+        == (dtype != np.float16 and channels >= 64)
+    assert not winograd.applies(x, w, **args)
+    assert not winograd.applies(x, w, backward=True, **args)
