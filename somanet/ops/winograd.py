@@ -19,12 +19,16 @@ offsets only. They cost a few passes over four times the input, so the algorithm
 GEMMs are big against them: many channels on both sides (``applies``). Rounding stays at float32's
 level (the transforms' coefficients are 0, +-1 and +-0.5); the tests compare with PyTorch at the usual
 tolerances and check the gradients by float64 finite differences. ``docs/cnn.md`` has the measurements.
+
+Big temporaries come from ``scratch(slot, shape, dtype)``, the convolutions' per-thread workspace, which
+the callers in ``conv.py`` pass in.
 """
 import numpy as np
 
 from .. import backend
 
-# G (4x3) is the filter transform; B^T and A^T are applied by ``_bt_rows`` / ``_at_rows`` below.
+# G (4x3) is the filter transform; B^T (4x4) and A^T (2x4) are written out as adds in ``_bt_rows`` and
+# ``output_transform``, their adjoints in ``_bt_adjoint`` and ``_at_adjoint``.
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 # U[a, b] = sum_kl G[a, k] G[b, l] w[k, l], i.e. U (16) = KG (16 x 9) @ w (9).
 _KG = np.kron(_G, _G)
@@ -145,13 +149,13 @@ def output_grad_transform(g4, scratch):
     """``A dY A^T``: the output gradient (N, O, Ho, Wo) as the tiles' product gradients (16, N*T, O)."""
     n, o, ho, wo = g4.shape
     th, tw = (ho + 1) // 2, (wo + 1) // 2
-    gy = scratch("wino_gy", (n, 2 * th, 2 * tw, o), g4.dtype)
+    gy = scratch("wino_y", (n, 2 * th, 2 * tw, o), g4.dtype)
     gy[:, ho:] = 0
     gy[:, :ho, wo:] = 0
     gy[:, :ho, :wo] = g4.transpose(0, 2, 3, 1)
     # A^T = [[1, 1, 1, 0], [0, 1, -1, -1]], so the adjoint of y_a = sum_i A^T[a, i] m_i is
     # dm = (dy0, dy0 + dy1, dy0 - dy1, -dy1) along each axis.
-    q = scratch("wino_q", (4, n, th, 2 * tw, o), g4.dtype)
+    q = scratch("wino_s", (4, n, th, 2 * tw, o), g4.dtype)
     _at_adjoint(gy[:, 0::2], gy[:, 1::2], q)
     dm = scratch("wino_dm", (4, 4, n, th, tw, o), g4.dtype)
     for i in range(4):
@@ -202,7 +206,7 @@ def input_grad_transform(dv, x_shape, pads, out, scratch):
     for i in range(4):
         _bt_adjoint(dv[i], rows[i][:, :, 0::2], rows[i][:, :, 1::2], 2, tmp)
     xp = scratch("wino_in", (n, hp, wp, c), dv.dtype)
-    _bt_adjoint(rows, xp[:, 0::2], xp[:, 1::2], 1, scratch("wino_tmp_r", (n, th, wp, c), dv.dtype))
+    _bt_adjoint(rows, xp[:, 0::2], xp[:, 1::2], 1, scratch("wino_tmp", (n, th, wp, c), dv.dtype))
     out[...] = xp[:, pt:pt + h, pl:pl + w].transpose(0, 3, 1, 2)
     return out
 
