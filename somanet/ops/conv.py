@@ -441,7 +441,7 @@ def conv_forward(x4, w4, groups, pads, stride, dilation, bias=None, out=None):
     wo = _out_size(w, pl, pr, kw, stride[1], dilation[1])
     if winograd.applies(x4, w4, groups, pads, stride, dilation):
         out = xp.empty((n, o, ho, wo), x4.dtype) if out is None else out
-        return winograd.forward(x4, winograd.weight_transform(w4, scratch), bias, pads, out, scratch)
+        return winograd.forward(x4, winograd.weight_transform(w4), bias, pads, out)
     ell = ho * wo
     out3 = None if out is None else out.reshape(n, o, ell)
     if kh == kw == 1 and stride == (1, 1) and pads == ((0, 0), (0, 0)):
@@ -707,8 +707,8 @@ def forward_in_blocks(x4, w4, groups, pads, stride, dilation, bias=None):
         return conv_forward(x4, w4, groups, pads, stride, dilation, bias)
     out = backend.array_module(x4).empty((n, w4.shape[0], ho, wo), x4.dtype)
     if winograd.applies(x4, w4, groups, pads, stride, dilation):
-        u = winograd.weight_transform(w4, scratch)  # once, shared by the blocks
-        backend.split_batch(lambda lo, hi: winograd.forward(x4[lo:hi], u, bias, pads, out[lo:hi], scratch), n,
+        u = winograd.weight_transform(w4)  # once, shared by the blocks
+        backend.split_batch(lambda lo, hi: winograd.forward(x4[lo:hi], u, bias, pads, out[lo:hi]), n,
                             blocks)
         return out
     backend.split_batch(lambda lo, hi: conv_forward(x4[lo:hi], w4, groups, pads, stride, dilation, bias,
@@ -743,13 +743,12 @@ def weight_grad_in_blocks(g4, x4, groups, pads, stride, dilation, kernel):
 def winograd_backward(g4, x4, w4, pads, need_x, need_w):
     """``(dX, dW)`` of a convolution that ``winograd.applies`` to, from one shared transform of the output
     gradient (either may be None when not needed), with the batch split over threads like the forward."""
-    u = winograd.weight_transform(w4, scratch)
+    u = winograd.weight_transform(w4)
     n = x4.shape[0]
     gx = np.empty(x4.shape, x4.dtype) if need_x else None
 
     def block(lo, hi):
-        return winograd.backward(g4[lo:hi], x4[lo:hi], u, pads, None if gx is None else gx[lo:hi], need_w,
-                                 scratch)
+        return winograd.backward(g4[lo:hi], x4[lo:hi], u, pads, None if gx is None else gx[lo:hi], need_w)
 
     parts = backend.split_batch(block, n, _blocks(x4, w4.shape, g4.shape[2:]))
     gw = None
