@@ -1,9 +1,11 @@
 """Convolutional networks against PyTorch on the CPU: single convolutions, a LeNet-5 and a ResNet-20
-training step, peak memory of the ResNet-20 step, and NCHW against NHWC for the convolution kernels.
+training step, peak memory of the ResNet-20 step, NCHW against NHWC for the convolution kernels, and the
+Winograd path against the GEMMs over copied windows on VGG's and ResNet's 3x3 layers.
 
     python benchmarks/bench_conv.py            # everything; writes docs/benchmarks.md
     python benchmarks/bench_conv.py --quick    # fewer blocks, prints only
     python benchmarks/bench_conv.py --only layouts
+    python benchmarks/bench_conv.py --only winograd
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_conv.py --clock cpu   # one thread each, CPU time
 
 Both frameworks get the same float32 data and weights (copied by state_dict), PyTorch uses as many
@@ -13,6 +15,7 @@ process's CPU time instead of wall time: on a shared machine it is the steadier 
 thread it means the same thing.
 """
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -227,6 +230,61 @@ def layout_rows(blocks, timing=None):
     return rows
 
 
+# --------------------------------------------------------------------------- Winograd or windows
+# The stride-1 3x3 layers of ResNet-20 (batch 64) and of VGG-11 at 32x32 (batch 32): (N, C, H, O).
+WINOGRAD_SHAPES = [(64, 16, 32, 16), (64, 32, 16, 32), (64, 64, 8, 64), (32, 64, 16, 128), (32, 128, 8, 256),
+                   (32, 256, 8, 256), (32, 256, 4, 512), (32, 512, 4, 512), (32, 512, 2, 512)]
+
+
+@contextlib.contextmanager
+def forced_winograd(on):
+    """Every eligible 3x3 stride-1 convolution inside takes the Winograd path (``on``, its channel and tile
+    thresholds lowered to nothing) or never does."""
+    from somanet.ops import winograd
+
+    saved = {k: getattr(winograd, k) for k in ("applies", "MIN_CHANNELS", "MIN_CHANNEL_PAIRS", "MIN_TILES_FORWARD")}
+    if on:
+        winograd.MIN_CHANNELS = winograd.MIN_CHANNEL_PAIRS = winograd.MIN_TILES_FORWARD = 1
+    else:
+        winograd.applies = lambda *args, **kwargs: False
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(winograd, k, v)
+
+
+def winograd_rows(blocks, timing=None):
+    """Forward + backward of each layer in ``WINOGRAD_SHAPES``: Winograd, windows, PyTorch; and what
+    somanet's thresholds choose for it."""
+    from somanet.ops import winograd
+
+    rows = []
+    for n, c, h, o in WINOGRAD_SHAPES:
+        shape = (n, c, h, h, o, 3, 1, 1)
+        s_step, s_mod = conv_step("somanet", *shape)
+        t_step, t_mod = conv_step("torch", *shape)
+        _copy_weights(t_mod, s_mod)
+
+        def wino():
+            with forced_winograd(True):
+                s_step()
+
+        def windows():
+            with forced_winograd(False):
+                s_step()
+
+        r = harness.compare(wino, windows, blocks=blocks, **(timing or {}))
+        rt = harness.compare(wino, t_step, blocks=blocks, **(timing or {}))
+        x, w = np.empty((n, c, h, h), np.float32), np.empty((o, c, 3, 3), np.float32)
+        geometry = (1, ((1, 1), (1, 1)), (1, 1), (1, 1))
+        chosen = [name for name, backward in (("forward", False), ("backward", True))
+                  if winograd.applies(x, w, *geometry, backward=backward)]
+        rows.append({"name": f"{n}x{c}x{h}x{h} -> {o}", "winograd_s": r["somanet_s"], "windows_s": r["torch_s"],
+                     "torch_s": rt["torch_s"], "chosen": " + ".join(chosen) or "neither"})
+    return rows
+
+
 # --------------------------------------------------------------------------- run
 def _gflops(flops, seconds):
     return f"{flops / seconds / 1e9:.0f}"
@@ -235,7 +293,7 @@ def _gflops(flops, seconds):
 def run(quick=False, only=None, clock="wall"):
     """Run the selected measurements; returns their rows by kind."""
     blocks = 3 if quick else 7
-    results = {"speed": [], "memory": [], "layouts": [], "load": [os.getloadavg()[0]]}
+    results = {"speed": [], "memory": [], "layouts": [], "winograd": [], "load": [os.getloadavg()[0]]}
     timing = {} if clock == "wall" else {"clock": time.process_time}
     if only in (None, "conv"):
         for name, *shape in CONV_SHAPES:
@@ -274,6 +332,12 @@ def run(quick=False, only=None, clock="wall"):
         for r in results["layouts"]:
             print(f"{r['name']}: NCHW {harness.fmt_time(r['nchw_s'])}, NHWC {harness.fmt_time(r['nhwc_s'])}, "
                   f"NHWC with conversions {harness.fmt_time(r['nhwc_conv_s'])}", flush=True)
+    if only in (None, "winograd"):
+        results["winograd"] = winograd_rows(blocks, timing)
+        for r in results["winograd"]:
+            print(f"{r['name']}: Winograd {harness.fmt_time(r['winograd_s'])}, windows "
+                  f"{harness.fmt_time(r['windows_s'])}, PyTorch {harness.fmt_time(r['torch_s'])}; somanet takes "
+                  f"Winograd for: {r['chosen']}", flush=True)
     results["load"].append(os.getloadavg()[0])
     return results
 
@@ -305,6 +369,17 @@ def report(results, clock="wall"):
             lines.append(f"| {r['name']} | {harness.fmt_time(r['nchw_s'])} | {harness.fmt_time(r['nhwc_s'])} | "
                          f"{harness.fmt_time(r['nhwc_conv_s'])} |")
         lines.append("")
+    if results["winograd"]:
+        lines += ["Winograd F(2x2, 3x3) against the GEMMs over copied windows: forward + backward of one stride-1 "
+                  "3x3 convolution with bias (ResNet-20's layers at batch 64, VGG-11's at 32x32 and batch 32), "
+                  "each path forced, and PyTorch; the last column is what somanet's thresholds pick:", "",
+                  "| shape | Winograd | windows | windows / Winograd | PyTorch | torch / Winograd | Winograd taken for |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+        for r in results["winograd"]:
+            lines.append(f"| {r['name']} | {harness.fmt_time(r['winograd_s'])} | {harness.fmt_time(r['windows_s'])} | "
+                         f"{r['windows_s'] / r['winograd_s']:.2f} | {harness.fmt_time(r['torch_s'])} | "
+                         f"{r['torch_s'] / r['winograd_s']:.2f} | {r['chosen']} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -312,7 +387,7 @@ def main(argv=None):
     """Command-line entry: run, print, and write the docs section unless told not to."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer timed blocks; print only")
-    parser.add_argument("--only", choices=["conv", "models", "memory", "layouts"])
+    parser.add_argument("--only", choices=["conv", "models", "memory", "layouts", "winograd"])
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="time wall clock (default) or the process's CPU time (steadier on a shared machine)")

@@ -87,6 +87,7 @@ def test_gradcheck_float64(monkeypatch):
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=1), (x, w, b))
     assert gradcheck(lambda x, w: F.conv2d(x, w, padding=(2, 0)), (x64(1, 2, 4, 5), x64(2, 2, 3, 3)))
     assert gradcheck(lambda x, w: F.conv2d(x, w), (x64(2, 3, 6, 5), x64(2, 3, 3, 3)))
+    assert gradcheck(lambda x, w: F.conv2d(x, w, padding=3), (x64(1, 2, 2, 3), x64(2, 2, 3, 3)))  # pad > kernel
 
 
 def test_two_threads_match_one():
