@@ -26,8 +26,8 @@ import numpy as np
 
 from .. import backend
 from ..autograd.function import Function
-from . import winograd
 from ..autograd.tensor import Tensor
+from . import winograd
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "unfold", "fold"]
 
@@ -734,6 +734,11 @@ def weight_grad_in_blocks(g4, x4, groups, pads, stride, dilation, kernel):
     blocks = _blocks(g4, (g4.shape[1], x4.shape[1] // groups) + tuple(kernel), g4.shape[2:])
     parts = backend.split_batch(lambda lo, hi: conv_weight_grad(g4[lo:hi], x4[lo:hi], groups, pads, stride,
                                                                 dilation, kernel), g4.shape[0], blocks)
+    return _summed(parts)
+
+
+def _summed(parts):
+    """The blocks' partial weight gradients added into the first."""
     total = parts[0]
     for part in parts[1:]:
         total += part
@@ -751,13 +756,7 @@ def winograd_backward(g4, x4, w4, pads, need_x, need_w):
         return winograd.backward(g4[lo:hi], x4[lo:hi], u, pads, None if gx is None else gx[lo:hi], need_w)
 
     parts = backend.split_batch(block, n, _blocks(x4, w4.shape, g4.shape[2:]))
-    gw = None
-    if need_w:
-        du = parts[0]
-        for part in parts[1:]:
-            du += part
-        gw = winograd.weight_from_transform(du)
-    return gx, gw
+    return gx, winograd.weight_from_transform(_summed(parts)) if need_w else None
 
 
 def _check_dtypes(op, x, w, b):
