@@ -20,11 +20,10 @@ import os
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import harness  # noqa: E402
+import numpy as np  # noqa: E402  (after somanet: see benchmarks/__init__.py)
 from benchmarks.memory import fmt_bytes, peak_rss  # noqa: E402
 
 # Both libraries get the same thread count: the machine's cores, or OPENBLAS_NUM_THREADS when it is set

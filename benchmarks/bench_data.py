@@ -14,11 +14,10 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from benchmarks import harness  # noqa: E402
+import numpy as np  # noqa: E402  (after somanet: see benchmarks/__init__.py)
 
 import somanet  # noqa: E402
 from somanet.data import DataLoader, Dataset, TensorDataset  # noqa: E402

@@ -25,10 +25,9 @@ import pstats
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks import harness  # noqa: E402
+import numpy as np  # noqa: E402  (after somanet: see benchmarks/__init__.py)
 
 import somanet  # noqa: E402
 from somanet import nn, optim  # noqa: E402

@@ -28,11 +28,21 @@ def _calls_per_block(fn, target_s):
     return max(1, int(target_s / once))
 
 
-def compare(somanet_fn, torch_fn, warmup=3, blocks=7, block_s=0.2, clock=time.perf_counter):
+#: Pause between timed blocks, in seconds. After a multi-threaded call, OpenBLAS's worker threads keep
+#: spinning on their cores for about 0.1 s (2^28 cycles) and OpenMP's (PyTorch's) for a while too; a
+#: block started meanwhile shares its cores with the other framework's spinning threads. Measured
+#: without the pause at two threads, PyTorch's LSTM step took 156 ms right after somanet's blocks and
+#: 62 ms after a pause.
+SETTLE_S = 0.15
+
+
+def compare(somanet_fn, torch_fn, warmup=3, blocks=7, block_s=0.2, clock=time.perf_counter, settle_s=SETTLE_S):
     """Time two zero-argument callables; returns a dict of medians (seconds per call) and the ratio.
 
     ``clock`` is wall time by default; ``time.process_time`` (CPU time of the process) is steadier on a
-    loaded machine but only means the same thing as wall time for single-threaded runs."""
+    loaded machine but only means the same thing as wall time for single-threaded runs. ``settle_s`` is
+    slept before each block so that neither framework's idle threads are still spinning in the other's
+    block (see ``SETTLE_S``)."""
     for _ in range(warmup):
         somanet_fn()
         torch_fn()
@@ -40,10 +50,12 @@ def compare(somanet_fn, torch_fn, warmup=3, blocks=7, block_s=0.2, clock=time.pe
     n_t = _calls_per_block(torch_fn, block_s)
     times_s, times_t = [], []
     for _ in range(blocks):
+        time.sleep(settle_s)
         start = clock()
         for _ in range(n_s):
             somanet_fn()
         times_s.append((clock() - start) / n_s)
+        time.sleep(settle_s)
         start = clock()
         for _ in range(n_t):
             torch_fn()

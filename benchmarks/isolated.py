@@ -27,6 +27,8 @@ BATCH = 128
 
 _CHILD = r"""
 import json, statistics, sys, time
+if sys.argv[1] != "torch":
+    import somanet  # before NumPy: it sets OpenBLAS's thread timeout
 import numpy as np
 framework, path, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 data = np.load(path)

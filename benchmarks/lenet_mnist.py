@@ -12,9 +12,8 @@ import gzip
 import os
 import time
 
+import somanet  # before NumPy: it sets OpenBLAS's thread timeout
 import numpy as np
-
-import somanet
 from somanet import nn, optim
 from somanet.models import LeNet5
 

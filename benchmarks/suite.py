@@ -29,9 +29,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-import numpy as np  # noqa: E402
-
 import somanet  # noqa: E402
+import numpy as np  # noqa: E402  (after somanet: see benchmarks/__init__.py)
 from benchmarks import harness, memory  # noqa: E402
 from benchmarks import workloads as W  # noqa: E402
 

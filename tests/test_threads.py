@@ -1,5 +1,8 @@
 """somanet's own threads: get/set_num_threads and the batch split heavy ops run on (backend.split_batch)."""
 import multiprocessing
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -174,3 +177,39 @@ def test_an_interrupted_wait_still_waits_for_the_block_and_keeps_the_workers_con
         worker.done = real_done
         timer.cancel()
     assert backend.split_batch(lambda lo, hi: (lo, hi), 6, 2) == [(0, 3), (3, 6)]
+
+
+TIMEOUT_PROBE = """
+import ctypes, os, sys
+{first}
+from threadpoolctl import ThreadpoolController
+read = None
+for lib in ThreadpoolController().lib_controllers:
+    if lib.internal_api == "openblas":
+        fn = getattr(ctypes.CDLL(lib.filepath), "openblas_thread_timeout", None)
+        if fn is not None:
+            read = fn()
+print(os.environ.get("OPENBLAS_THREAD_TIMEOUT"), read)
+"""
+
+
+def _timeout_probe(first, **env):
+    pytest.importorskip("threadpoolctl")
+    full = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    full.update(env)
+    out = subprocess.run([sys.executable, "-c", TIMEOUT_PROBE.format(first=first)], capture_output=True,
+                         text=True, env=full, check=True)
+    env_value, read = out.stdout.split()
+    return env_value, read
+
+
+def test_somanet_first_shortens_openblas_spin():
+    env_value, read = _timeout_probe("import somanet")
+    assert env_value == backend.BLAS_THREAD_TIMEOUT
+    if read != "None":  # the BLAS is OpenBLAS and says what it read when it loaded
+        assert read == backend.BLAS_THREAD_TIMEOUT
+
+
+def test_users_timeout_is_kept_and_numpy_first_is_left_alone():
+    assert _timeout_probe("import somanet", OPENBLAS_THREAD_TIMEOUT="12")[0] == "12"
+    assert _timeout_probe("import numpy\nimport somanet")[0] == "None"
