@@ -4,6 +4,7 @@ Op math asks this module which array library its inputs live in (``array_module(
 importing NumPy directly, so that a CuPy backend can be added without rewriting ops. NumPy is the only
 backend today.
 """
+import contextlib
 import os
 import sys
 import threading
@@ -250,6 +251,24 @@ def parallel_blocks(n, work):
     return min(threads, n)
 
 
+@contextlib.contextmanager
+def one_blas_thread():
+    """Hold NumPy's BLAS to one thread inside the ``with`` block, then restore its thread count.
+
+    For the blocks of ``split_batch``, and for small products made right next to them: on several
+    threads OpenBLAS leaves its idle threads spinning afterwards (about 0.1 s unless somanet set a shorter
+    timeout, see ``BLAS_THREAD_TIMEOUT``), on the cores the blocks are about to use."""
+    libs = _blas()
+    saved = [lib.get_num_threads() for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, count in zip(libs, saved):
+            lib.set_num_threads(count)
+
+
 def split_batch(fn, n, blocks):
     """Call ``fn(lo, hi)`` on ``blocks`` contiguous ranges covering ``range(n)``, at the same time on
     ``blocks`` threads (the caller runs the first), and return their results in order. ``fn`` must
@@ -261,31 +280,26 @@ def split_batch(fn, n, blocks):
     try:
         while len(_workers) < blocks - 1:
             _workers.append(_Worker())
-        libs = _blas()
-        saved = [lib.get_num_threads() for lib in libs]
-        for lib in libs:
-            lib.set_num_threads(1)
         started = []
-        try:
-            for i in range(1, blocks):
-                _workers[i - 1].submit(fn, bounds[i], bounds[i + 1])
-                started.append(_workers[i - 1])
-            _local.busy = True
+        with one_blas_thread():
             try:
-                first = fn(bounds[0], bounds[1])
-            finally:
-                _local.busy = False
-        finally:
-            # Every block must finish before the caller's arrays are used (or an error is raised).
-            results = []
-            errors = []
-            for worker in started:
+                for i in range(1, blocks):
+                    _workers[i - 1].submit(fn, bounds[i], bounds[i + 1])
+                    started.append(_workers[i - 1])
+                _local.busy = True
                 try:
-                    results.append(worker.join())
-                except BaseException as exc:
-                    errors.append(exc)
-            for lib, count in zip(libs, saved):
-                lib.set_num_threads(count)
+                    first = fn(bounds[0], bounds[1])
+                finally:
+                    _local.busy = False
+            finally:
+                # Every block must finish before the caller's arrays are used (or an error is raised).
+                results = []
+                errors = []
+                for worker in started:
+                    try:
+                        results.append(worker.join())
+                    except BaseException as exc:
+                        errors.append(exc)
         if errors:
             raise errors[0]
         return [first] + results

@@ -108,6 +108,35 @@ def test_two_threads_match_one():
         np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-4)
 
 
+def test_weight_transforms_hold_blas_to_one_thread_beside_the_blocks(monkeypatch):
+    # On two BLAS threads OpenBLAS's idle thread would spin beside the batch blocks that follow.
+    pytest.importorskip("threadpoolctl")
+    from somanet import backend
+
+    seen = []
+    for name in ("weight_transform", "weight_from_transform"):
+        original = getattr(winograd, name)
+
+        def spy(*args, _original=original, _name=name):
+            seen.append((_name, backend.blas_threads()))
+            return _original(*args)
+
+        monkeypatch.setattr(winograd, name, spy)
+    x, w = _x(4, 64, 8, 8), _x(128, 64, 3, 3, seed=1, scale=1 / 24)
+    previous = somanet.get_num_threads()
+    try:
+        somanet.set_num_threads(2)
+        if backend.blas_threads() != 2:
+            pytest.skip("NumPy's BLAS thread count can't be set here")
+        xt, wt = somanet.tensor(x, requires_grad=True), somanet.tensor(w, requires_grad=True)
+        F.conv2d(xt, wt, padding=1).sum().backward()
+        after = backend.blas_threads()
+    finally:
+        somanet.set_num_threads(previous)
+    assert sorted(seen) == [("weight_from_transform", 1), ("weight_transform", 1), ("weight_transform", 1)]
+    assert after == 2  # restored
+
+
 @pytest.mark.parametrize("change", [
     dict(stride=(2, 2)), dict(dilation=(2, 2)), dict(groups=2), dict(kernel=5), dict(channels=32),
     dict(dtype=np.float16), dict(pads=((-1, -1), (1, 1))),
