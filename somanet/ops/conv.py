@@ -502,14 +502,19 @@ _SMALL_GEMM = 10 ** 6
 _SMALL_GEMM_OUT = 1200
 
 
+def _weight_grad_dims(g4, x4, groups, kernel):
+    """``(N, O, Ho, Wo, C/G, O/G, kh, kw)`` of a weight gradient from output gradient ``g4`` and input
+    ``x4``."""
+    n, o, ho, wo = g4.shape
+    kh, kw = kernel
+    return n, o, ho, wo, x4.shape[1] // groups, o // groups, kh, kw
+
+
 def _weight_grad_wide(g4, x4, groups, pads, kernel, dilation):
     """Stride-1 dW from the read-only wide windows of the padded input: per image and kernel offset, the
     gradient (junk columns zeroed) times the window rows; the batch is summed after."""
     xp = backend.array_module(g4)
-    n, o, ho, wo = g4.shape
-    c = x4.shape[1]
-    cg, og = c // groups, o // groups
-    kh, kw = kernel
+    n, o, ho, wo, cg, og, kh, kw = _weight_grad_dims(g4, x4, groups, kernel)
     (pt, pb), (pl, pr) = pads
     wp = x4.shape[3] + pl + pr
     xq = _wide_padded(x4, pads, kernel)
@@ -535,10 +540,7 @@ def _weight_grad_rows(g4, x4, groups, pads, stride, dilation, kernel):
     """dW from ``kw_columns``: per image and kernel row, the gradient times the rows' transpose
     (``O/G x C/G*kw`` products); the batch is summed after."""
     xp = backend.array_module(g4)
-    n, o, ho, wo = g4.shape
-    c = x4.shape[1]
-    cg, og = c // groups, o // groups
-    kh, kw = kernel
+    n, o, ho, wo, cg, og, kh, kw = _weight_grad_dims(g4, x4, groups, kernel)
     ell = ho * wo
     rows, hq = kw_columns(x4, pads, kernel, stride, dilation, (ho, wo))
     g3 = g4.reshape(n, groups, og, ell)
@@ -555,10 +557,7 @@ def _weight_grad_batch(g4, x4, groups, pads, stride, dilation, kernel):
     """dW as one GEMM per kernel row whose inner dimension is the whole batch: the windows are copied as
     ``(C*kh*kw, N*Ho*Wo)`` (the batch inside) and the gradient transposed to match."""
     xp = backend.array_module(g4)
-    n, o, ho, wo = g4.shape
-    c = x4.shape[1]
-    cg, og = c // groups, o // groups
-    kh, kw = kernel
+    n, o, ho, wo, cg, og, kh, kw = _weight_grad_dims(g4, x4, groups, kernel)
     ell = ho * wo
     cols_t = im2col_t(pad2d(x4, pads, slot="pad"), kernel, stride, dilation, (ho, wo), slot="cols")
     cols_t = cols_t.reshape(groups, cg * kh * kw, n * ell)
@@ -577,10 +576,7 @@ def _weight_grad_rows_nn(g4, x4, groups, pads, stride, dilation, kernel):
     kernel row, the rows times that (``C/G*kw x O/G`` products, both operands in the layout OpenBLAS's
     unpacked kernels take); the batch is summed after."""
     xp = backend.array_module(g4)
-    n, o, ho, wo = g4.shape
-    c = x4.shape[1]
-    cg, og = c // groups, o // groups
-    kh, kw = kernel
+    n, o, ho, wo, cg, og, kh, kw = _weight_grad_dims(g4, x4, groups, kernel)
     ell = ho * wo
     rows, hq = kw_columns(x4, pads, kernel, stride, dilation, (ho, wo))
     g_t = scratch("gt", (n, groups, ell, og), g4.dtype, xp)
@@ -606,10 +602,7 @@ def conv_weight_grad(g4, x4, groups, pads, stride, dilation, kernel):
     - few input channels (first layers): the gradient against ``kw_columns`` rows;
     - otherwise (big per-image products): one GEMM whose inner dimension is the whole batch.
     """
-    n, o, ho, wo = g4.shape
-    c = x4.shape[1]
-    cg, og = c // groups, o // groups
-    kh, kw = kernel
+    n, o, ho, wo, cg, og, kh, kw = _weight_grad_dims(g4, x4, groups, kernel)
     wp = x4.shape[3] + pads[1][0] + pads[1][1]
     if stride == (1, 1) and cg >= 4 and og * cg <= 256 and og * cg * ho * wp <= _SMALL_GEMM and ho * wo >= 128:
         return _weight_grad_wide(g4, x4, groups, pads, kernel, dilation)
