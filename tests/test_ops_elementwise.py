@@ -233,6 +233,66 @@ def test_exact_gelu_float32_over_a_dense_range_matches_torch():
     assert np.isnan(F.gelu(somanet.tensor(np.array([np.nan], np.float32))).data).all()
 
 
+def test_tanh_gelu_float32_over_a_dense_range_matches_torch_with_and_without_grad():
+    # The tanh formula runs as a / (1 + 2^(-2 log2(e) y)) (a sigmoid), and without grad as one division;
+    # both must equal PyTorch's 0.5 a (1 + tanh(y)), the far tails included, without overflow warnings.
+    import warnings
+
+    from somanet.nn import functional as F
+
+    x = np.concatenate([np.linspace(-40, 40, 200001), [0.0, -0.0, 1e-30, -1e-30]]).astype(np.float32)
+    g = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
+    tx = torch.tensor(x.astype(np.float64), requires_grad=True)
+    tout = torch.nn.functional.gelu(tx, approximate="tanh")
+    tout.backward(torch.tensor(g.astype(np.float64)))
+    ref = tout.detach().numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = somanet.tensor(x, requires_grad=True)
+        out = F.gelu(t, approximate="tanh")
+        out.backward(somanet.tensor(g))
+        with somanet.no_grad():
+            plain = F.gelu(somanet.tensor(x), approximate="tanh")
+    for y in (out, plain):
+        assert y.dtype == np.float32
+        np.testing.assert_allclose(y.data, ref, rtol=1e-5, atol=1e-6)
+    assert t.grad.dtype == np.float32
+    np.testing.assert_allclose(t.grad.data, tx.grad.numpy(), rtol=1e-5, atol=4e-6)
+    # PyTorch gives inf at +inf and NaN at -inf and NaN; so does somanet.
+    special = torch.nn.functional.gelu(torch.tensor([np.inf, -np.inf, np.nan]), approximate="tanh").numpy()
+    with np.errstate(invalid="ignore"):
+        got = F.gelu(somanet.tensor(np.array([np.inf, -np.inf, np.nan], np.float32)), approximate="tanh").data
+    np.testing.assert_array_equal(got, special)
+
+
+def test_relu_matches_numpy_maximum_at_every_size_and_layout():
+    # Large float arrays take max(x, 0) against rows of shared zeros (NumPy's vector loop); the result must
+    # be np.maximum's exactly: NaN kept, -0.0 as NumPy gives it, every tail length, any dtype and layout.
+    from somanet.ops.elementwise import _ZERO_ROW, positive_part
+
+    for n in (0, 1, _ZERO_ROW // 2 - 1, _ZERO_ROW // 2, _ZERO_ROW, _ZERO_ROW + 1, 3 * _ZERO_ROW + 77):
+        for dtype in (np.float32, np.float64, np.float16, np.int32):
+            a = (np.random.default_rng(n).standard_normal(n) * 5).astype(dtype)
+            if dtype != np.int32 and n:
+                a[::5] = -0.0
+                a[::7] = np.nan
+            got, want = positive_part(a), np.maximum(a, 0)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+            if dtype != np.int32:
+                np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    a = np.random.default_rng(0).standard_normal((3 * _ZERO_ROW, 4)).astype(np.float32)
+    np.testing.assert_array_equal(positive_part(a.T), np.maximum(a.T, 0))  # not C-contiguous
+    np.testing.assert_array_equal(positive_part(a[:, 1:]), np.maximum(a[:, 1:], 0))
+    zeros = positive_part.__globals__["_zero_rows"][np.dtype(np.float32)]
+    assert not zeros.flags.writeable and not zeros.any()
+    x = somanet.tensor(a, requires_grad=True)
+    y = somanet.nn.functional.relu(x)
+    y.backward(somanet.ones_like(y))
+    assert y.dtype == np.float32 and x.grad.dtype == np.float32
+    np.testing.assert_array_equal(x.grad.data, (a > 0).astype(np.float32))
+
+
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_gelu_in_float16_is_computed_in_float32_like_torch(approximate):
     from somanet.nn import functional as F
