@@ -32,11 +32,14 @@ def _swap(a):
 # Row sums of exp(scores - block maximum) below this are recomputed with the row's own maximum: above it
 # the row's largest terms are normal float32 numbers, so the shared shift loses no precision.
 _ROW_SUM_FLOOR = 1e-15
+_LOG2_E = math.log2(math.e)
 
 
-def _masked_softmax_(scores, keep, xp):
+def _masked_softmax_(scores, keep, xp, base2=False):
     """Softmax over the last axis with positions where ``keep`` is False excluded; ``scores`` is
-    overwritten (masked positions set to -inf) and the result may share its memory.
+    overwritten (masked positions set to -inf) and the result may share its memory. With ``base2`` the
+    scores are taken as already multiplied by log2(e) and exponentiated with exp2, which NumPy runs in
+    half the time of exp (the caller folds the factor into a scaling it does anyway).
 
     ``keep`` is a bool array broadcasting against ``scores`` (or None). A row with nothing to attend to
     (every position masked, by ``keep`` or by ``-inf`` scores) gives all-zero weights, as PyTorch's
@@ -52,30 +55,30 @@ def _masked_softmax_(scores, keep, xp):
     if keep is not None:
         xp.copyto(scores, -np.inf, where=~keep)
     if scores.ndim < 2 or scores.size == 0:
-        return _softmax_rows_(scores, keep is not None, xp)
+        return _softmax_rows_(scores, keep is not None, xp, base2)
     shift = scores.max(axis=(-2, -1), keepdims=True)
     if not xp.isfinite(shift).all():
-        return _softmax_rows_(scores, keep is not None, xp)
+        return _softmax_rows_(scores, keep is not None, xp, base2)
     p = xp.subtract(scores, shift)
-    xp.exp(p, out=p)
+    (xp.exp2 if base2 else xp.exp)(p, out=p)
     denom = sums_along(p, -1)
     low = denom[..., 0] < _ROW_SUM_FLOOR
     if low.any():
-        p[low] = _softmax_rows_(scores[low], True, xp)
+        p[low] = _softmax_rows_(scores[low], True, xp, base2)
         denom[low] = 1
     p /= denom
     return p
 
 
-def _softmax_rows_(scores, masked, xp):
+def _softmax_rows_(scores, masked, xp, base2=False):
     """Softmax over the last axis, in place, each row shifted by its own maximum; rows with nothing to
-    attend to give zeros."""
+    attend to give zeros. ``base2`` as in ``_masked_softmax_``."""
     row_max = scores.max(axis=-1, keepdims=True)
     masked = masked or not xp.isfinite(row_max).all()
     if masked:
         row_max[~xp.isfinite(row_max)] = 0
     scores -= row_max
-    xp.exp(scores, out=scores)
+    (xp.exp2 if base2 else xp.exp)(scores, out=scores)
     denom = sums_along(scores, -1)
     if masked:
         denom[denom == 0] = 1
@@ -123,8 +126,12 @@ class ScaledDotProductAttention(Function):
             v = xp.repeat(v, kv_repeat, axis=-3)
         sc = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
         scores = xp.matmul(q, _swap(k))
-        scores *= sc
         keep = None
+        # Without a mask the softmax runs in base 2 (see _masked_softmax_), log2(e) riding in the scaling
+        # pass. Masked positions are -inf, on which NumPy's exp2 leaves its vector loop (394 against 57 us
+        # on causal GPT scores, exp: 118), so masked attention keeps exp.
+        base2 = mask is None and not is_causal
+        scores *= sc * _LOG2_E if base2 else sc
         if mask is not None:
             if mask.dtype == np.bool_:
                 keep = mask
@@ -137,7 +144,7 @@ class ScaledDotProductAttention(Function):
             keep = causal if keep is None else (keep & causal)
         if keep is not None:
             scores = _expand_to(scores, np.broadcast_shapes(scores.shape, keep.shape), xp)
-        p = _masked_softmax_(scores, keep, xp)
+        p = _masked_softmax_(scores, keep, xp, base2=base2)
         drop = None
         if dropout_p > 0:
             rng = numpy_rng(generator)
