@@ -45,6 +45,22 @@ def test_max_pool2d_matches_torch(kw, make):
             lambda t: TF.max_pool2d(t, return_indices=True, **kw), x)
 
 
+@pytest.mark.parametrize("kw", POOL2D_CASES + [dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 1),
+                                                     dilation=(2, 3), ceil_mode=True)])
+def test_max_pool_without_grad_computes_values_only_and_matches_torch(kw):
+    # Under no_grad and without return_indices the op skips the argmax; the values must not change, NaN
+    # included.
+    x = _x(2, 3, 9, 10)
+    x[0, 0, 1, 1] = x[1, 2, 4, 5] = np.nan
+    with somanet.no_grad():
+        got = F.max_pool2d(somanet.tensor(x), **kw)
+        got1d = F.max_pool1d(somanet.tensor(x[:, :, 0]), 3, 2, 1)
+    assert got.dtype == np.float32 and not got.requires_grad
+    with torch.no_grad():
+        assert_close(got, TF.max_pool2d(torch.tensor(x), **kw))
+        assert_close(got1d, TF.max_pool1d(torch.tensor(x[:, :, 0]), 3, 2, 1))
+
+
 @pytest.mark.parametrize("make", [_x, _ties], ids=["random", "ties"])
 def test_max_pool2d_dilation_matches_torch(make):
     kw = dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 1), dilation=(2, 3), ceil_mode=True)
