@@ -8,7 +8,9 @@ normalisation over a set ``R`` of ``M`` elements has the input gradient
     dx = invstd * (dxhat - mean_R(dxhat) - xhat * mean_R(dxhat * xhat)),
 
 so backward needs only ``xhat`` and ``invstd`` from forward, and the affine gradients
-(``sum(grad * xhat)``, ``sum(grad)``) are reused inside it. Arrays are reshaped to a 3-D view
+(``sum(grad * xhat)``, ``sum(grad)``) are reused inside it. Batch norm keeps the centred input
+``xhat / invstd`` instead: its ``invstd`` is per channel, so it folds into the per-channel factors of
+forward's affine pass and of backward, and the normalised input is never written out. Arrays are reshaped to a 3-D view
 ``(N, C, S)`` or 2-D ``(rows, D)`` so every reduction is one NumPy call over contiguous memory.
 """
 import math
@@ -121,20 +123,21 @@ class BatchNorm(Function):
         if training:
             m = x.size // view[1]
             mean = _per_channel_total(xv, xp) / dtype.type(m)
-            xhat = xv - mean.reshape(vec)
-            var = _per_channel_sums(xhat, xhat, xp) / dtype.type(m)
+            # Backward gets the centred input and folds invstd into per-channel factors, so that the
+            # normalised input is never formed as an array of its own (one pass fewer).
+            centred = xv - mean.reshape(vec)
+            var = _per_channel_sums(centred, centred, xp) / dtype.type(m)
             invstd = 1 / xp.sqrt(var + dtype.type(eps))
-            xhat *= invstd.reshape(vec)
             if running_mean is not None:
                 # The running variance is the unbiased estimate, as in PyTorch.
                 running_mean *= 1 - momentum
                 running_mean += (momentum * mean).astype(running_mean.dtype, copy=False)
                 running_var *= 1 - momentum
                 running_var += (momentum * m / max(m - 1, 1) * var).astype(running_var.dtype, copy=False)
-            out = xhat * weight.reshape(vec) if weight is not None else xhat.copy()
+            out = centred * (invstd * weight if weight is not None else invstd).reshape(vec)
             if bias is not None:
                 out += bias.reshape(vec)
-            ctx.save_for_backward(xhat, invstd, weight)
+            ctx.save_for_backward(centred, invstd, weight)
             ctx.m = m
             return out.reshape(x.shape)
         invstd = (1 / xp.sqrt(running_var + eps)).astype(dtype, copy=False)
@@ -155,14 +158,14 @@ class BatchNorm(Function):
         need_w = ctx.has_weight and ctx.needs(1)
         need_b = ctx.has_bias and ctx.needs(2)
         if ctx.training:
-            xhat, invstd, weight = ctx.saved
+            centred, invstd, weight = ctx.saved
             gbias = _per_channel_total(gv, xp)
-            gweight = _per_channel_sums(gv, xhat, xp)
+            gweight = _per_channel_sums(gv, centred, xp) * invstd  # sum of g * xhat
             dx = None
             if ctx.needs(0):
                 m = gv.dtype.type(ctx.m)
                 dx, dv = _owned(ctx.shape, grad.dtype, ctx.view, xp)
-                xp.multiply(xhat, (-gweight / m).reshape(vec), out=dv)
+                xp.multiply(centred, (-gweight * invstd / m).reshape(vec), out=dv)
                 dv += gv
                 dv -= (gbias / m).reshape(vec)
                 k = invstd * weight if weight is not None else invstd
