@@ -86,10 +86,7 @@ class MaxPool(Function):
             best, arg = found
             padded_shape = x4.shape
         else:
-            padded = pad2d(x4, pads, value=_lowest(x.dtype), slot="pad")
-            padded_shape = padded.shape
-            phases = to_phases(padded, stride, slot="phases")
-            slabs = [phase_slab(phases, i, j, stride, dilation, out_hw) for i in range(kh) for j in range(kw)]
+            slabs, padded_shape = _padded_slabs(x4, kernel, stride, pads, dilation, out_hw)
             best = slabs[0].copy()
             for v in slabs[1:]:
                 xp.maximum(best, v, out=best)
@@ -150,6 +147,15 @@ def _tiled(kernel, stride, pads, dilation):
             and kernel[0] * kernel[1] <= 255)
 
 
+def _padded_slabs(x4, kernel, stride, pads, dilation, out_hw):
+    """``(slabs, padded_shape)``: one unit-stride ``(1, planes, Ho, Wo)`` view per kernel offset, in scan
+    order, of the input padded with the dtype's lowest value and split into its stride phases."""
+    padded = pad2d(x4, pads, value=_lowest(x4.dtype), slot="pad")
+    phases = to_phases(padded, stride, slot="phases")
+    kh, kw = kernel
+    return [phase_slab(phases, i, j, stride, dilation, out_hw) for i in range(kh) for j in range(kw)], padded.shape
+
+
 def _max_values(x4, kernel, stride, pads, dilation, out_hw):
     """The window maxima alone (NaN propagates), from strided views of the input when the windows tile it,
     else from the phase slabs of the padded input."""
@@ -159,9 +165,7 @@ def _max_values(x4, kernel, stride, pads, dilation, out_hw):
         tiles = x4[0, :, :ho * kh, :wo * kw].reshape(x4.shape[1], ho, kh, wo, kw)
         slabs = [tiles[:, :, i, :, j] for i in range(kh) for j in range(kw)]
     else:
-        padded = pad2d(x4, pads, value=_lowest(x4.dtype), slot="pad")
-        phases = to_phases(padded, stride, slot="phases")
-        slabs = [phase_slab(phases, i, j, stride, dilation, out_hw) for i in range(kh) for j in range(kw)]
+        slabs = _padded_slabs(x4, kernel, stride, pads, dilation, out_hw)[0]
     if len(slabs) == 4:
         best = xp.maximum(slabs[0], slabs[1])
         xp.maximum(best, xp.maximum(slabs[2], slabs[3]), out=best)
