@@ -14,6 +14,7 @@ from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
 from ..random import numpy_rng
+from ._util import LOG2_E
 from .reduce import sums_along
 
 __all__ = ["scaled_dot_product_attention", "apply_rotary_emb", "attention_pool"]
@@ -32,7 +33,6 @@ def _swap(a):
 # Row sums of exp(scores - block maximum) below this are recomputed with the row's own maximum: above it
 # the row's largest terms are normal float32 numbers, so the shared shift loses no precision.
 _ROW_SUM_FLOOR = 1e-15
-_LOG2_E = math.log2(math.e)
 
 
 def _masked_softmax_(scores, keep, xp, base2=False):
@@ -131,7 +131,7 @@ class ScaledDotProductAttention(Function):
         # pass. Masked positions are -inf, on which NumPy's exp2 leaves its vector loop (394 against 57 us
         # on causal GPT scores, exp: 118), so masked attention keeps exp.
         base2 = mask is None and not is_causal
-        scores *= sc * _LOG2_E if base2 else sc
+        scores *= sc * LOG2_E if base2 else sc
         if mask is not None:
             if mask.dtype == np.bool_:
                 keep = mask

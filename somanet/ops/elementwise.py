@@ -8,7 +8,7 @@ from ..autograd.function import Function
 from ..autograd.grad_mode import is_grad_enabled
 from ..autograd.tensor import Tensor
 from ..backend import array_module
-from ._util import as_operand, install
+from ._util import LOG2_E, as_operand, install
 
 __all__ = [
     "add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "pow", "neg", "negative", "abs",
@@ -682,7 +682,6 @@ _AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 # NumPy's float32 exp2 runs in half the time of its exp (60 against 127 us on 278k elements), and dividing
 # into a scalar in half the time of ``reciprocal`` (30 against 58 us); both are used below.
-_LOG2_E = math.log2(math.e)
 # The polynomial in t = 1 / (1 + p z / sqrt(2)) is rewritten in u = 1 / (r + z), r = sqrt(2) / p (t = r u),
 # which saves the pass that scales z: the coefficients become 0.5 * a_k * r^k (0.5 turns erfc into Phi).
 _AS_R = math.sqrt(2) / _AS_P
@@ -705,7 +704,7 @@ def _normal_cdf_f32(x):
         q += b
         q *= u
     gauss = xp.multiply(x, x, out=u)
-    gauss *= -0.5 * _LOG2_E
+    gauss *= -0.5 * LOG2_E
     xp.exp2(gauss, out=gauss)
     q *= gauss  # 0.5 * erfc(|x| / sqrt(2)) = Phi(-|x|)
     # Phi(x) = 0.5 + sign(x) * (0.5 - Phi(-|x|)). 0.5 - Phi(-|x|) >= 0, so giving it x's sign is an XOR of
@@ -749,8 +748,8 @@ def _gelu_values(ctx, a):
         # formed as a (c + c k a^2) with every constant times -2 log2(e): exp2 and one division in place
         # of tanh (100 us on 278k float32) and three passes (exp2: 60 us).
         e = a * a
-        e *= -2 * _LOG2_E * _SQRT_2_OVER_PI * _GELU_K
-        e += -2 * _LOG2_E * _SQRT_2_OVER_PI
+        e *= -2 * LOG2_E * _SQRT_2_OVER_PI * _GELU_K
+        e += -2 * LOG2_E * _SQRT_2_OVER_PI
         e *= a
         with np.errstate(over="ignore"):  # 2^big = inf gives the exact limit, a / inf = 0
             xp.exp2(e, out=e)

@@ -10,8 +10,9 @@ normalisation over a set ``R`` of ``M`` elements has the input gradient
 so backward needs only ``xhat`` and ``invstd`` from forward, and the affine gradients
 (``sum(grad * xhat)``, ``sum(grad)``) are reused inside it. Batch norm keeps the centred input
 ``xhat / invstd`` instead: its ``invstd`` is per channel, so it folds into the per-channel factors of
-forward's affine pass and of backward, and the normalised input is never written out. Arrays are reshaped to a 3-D view
-``(N, C, S)`` or 2-D ``(rows, D)`` so every reduction is one NumPy call over contiguous memory.
+forward's affine pass and of backward, and the normalised input is never written out. Arrays are
+reshaped to a 3-D view ``(N, C, S)`` or 2-D ``(rows, D)`` so every reduction is one NumPy call over
+contiguous memory.
 """
 import math
 
