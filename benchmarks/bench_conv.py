@@ -235,17 +235,22 @@ WINOGRAD_SHAPES = [(64, 16, 32, 16), (64, 32, 16, 32), (64, 64, 8, 64), (32, 64,
                    (32, 256, 8, 256), (32, 256, 4, 512), (32, 512, 4, 512), (32, 512, 2, 512)]
 
 
+_NAMES = {0: "windows", 2: "F(2x2)", 4: "F(4x4)"}
+
+
 @contextlib.contextmanager
-def forced_winograd(on):
-    """Every eligible 3x3 stride-1 convolution inside takes the Winograd path (``on``, its channel and tile
-    thresholds lowered to nothing) or never does."""
+def forced_winograd(tile):
+    """Every eligible 3x3 stride-1 convolution inside takes Winograd with ``tile x tile`` output tiles (4 or
+    2, the thresholds lowered to nothing) or, with 0, the windows."""
     from somanet.ops import winograd
 
-    saved = {k: getattr(winograd, k) for k in ("applies", "MIN_CHANNELS", "MIN_CHANNEL_PAIRS", "MIN_TILES_FORWARD")}
-    if on:
+    names = ("MIN_CHANNELS", "MIN_CHANNEL_PAIRS", "MIN_TILES_FORWARD", "MIN_TILES_F4", "MAX_PRODUCT_SHARE_F4")
+    saved = {k: getattr(winograd, k) for k in names}
+    if tile:
         winograd.MIN_CHANNELS = winograd.MIN_CHANNEL_PAIRS = winograd.MIN_TILES_FORWARD = 1
+        winograd.MIN_TILES_F4, winograd.MAX_PRODUCT_SHARE_F4 = (1, float("inf")) if tile == 4 else (10 ** 9, 0.0)
     else:
-        winograd.applies = lambda *args, **kwargs: False
+        winograd.MIN_CHANNELS = 10 ** 9
     try:
         yield
     finally:
@@ -254,8 +259,8 @@ def forced_winograd(on):
 
 
 def winograd_rows(blocks, timing=None):
-    """Forward + backward of each layer in ``WINOGRAD_SHAPES``: Winograd, windows, PyTorch; and what
-    somanet's thresholds choose for it."""
+    """Forward + backward of each layer in ``WINOGRAD_SHAPES``: F(4x4), F(2x2), windows and PyTorch (each
+    alternating with F(4x4)); and what somanet's thresholds choose for it."""
     from somanet.ops import winograd
 
     rows = []
@@ -265,22 +270,23 @@ def winograd_rows(blocks, timing=None):
         t_step, t_mod = conv_step("torch", *shape)
         _copy_weights(t_mod, s_mod)
 
-        def wino():
-            with forced_winograd(True):
-                s_step()
+        def forced(tile):
+            def step():
+                with forced_winograd(tile):
+                    s_step()
+            return step
 
-        def windows():
-            with forced_winograd(False):
-                s_step()
-
-        r = harness.compare(wino, windows, blocks=blocks, **(timing or {}))
-        rt = harness.compare(wino, t_step, blocks=blocks, **(timing or {}))
+        row = {"name": f"{n}x{c}x{h}x{h} -> {o}"}
+        for key, other in (("f2_s", forced(2)), ("windows_s", forced(0)), ("torch_s", t_step)):
+            r = harness.compare(forced(4), other, blocks=blocks, **(timing or {}))
+            row[key] = r["torch_s"]
+            row.setdefault("f4_s", []).append(r["somanet_s"])
+        row["f4_s"] = float(np.median(row["f4_s"]))
         x, w = np.empty((n, c, h, h), np.float32), np.empty((o, c, 3, 3), np.float32)
         geometry = (1, ((1, 1), (1, 1)), (1, 1), (1, 1))
-        chosen = [name for name, backward in (("forward", False), ("backward", True))
-                  if winograd.applies(x, w, *geometry, backward=backward)]
-        rows.append({"name": f"{n}x{c}x{h}x{h} -> {o}", "winograd_s": r["somanet_s"], "windows_s": r["torch_s"],
-                     "torch_s": rt["torch_s"], "chosen": " + ".join(chosen) or "neither"})
+        row["chosen"] = " / ".join(_NAMES[winograd.output_tile(x, w, *geometry, backward=backward)]
+                                   for backward in (False, True))
+        rows.append(row)
     return rows
 
 
@@ -334,9 +340,9 @@ def run(quick=False, only=None, clock="wall"):
     if only in (None, "winograd"):
         results["winograd"] = winograd_rows(blocks, timing)
         for r in results["winograd"]:
-            print(f"{r['name']}: Winograd {harness.fmt_time(r['winograd_s'])}, windows "
-                  f"{harness.fmt_time(r['windows_s'])}, PyTorch {harness.fmt_time(r['torch_s'])}; somanet takes "
-                  f"Winograd for: {r['chosen']}", flush=True)
+            print(f"{r['name']}: F(4x4) {harness.fmt_time(r['f4_s'])}, F(2x2) {harness.fmt_time(r['f2_s'])}, "
+                  f"windows {harness.fmt_time(r['windows_s'])}, PyTorch {harness.fmt_time(r['torch_s'])}; "
+                  f"somanet takes {r['chosen']} (forward / backward)", flush=True)
     results["load"].append(os.getloadavg()[0])
     return results
 
@@ -369,15 +375,16 @@ def report(results, clock="wall"):
                          f"{harness.fmt_time(r['nhwc_conv_s'])} |")
         lines.append("")
     if results["winograd"]:
-        lines += ["Winograd F(2x2, 3x3) against the GEMMs over copied windows: forward + backward of one stride-1 "
-                  "3x3 convolution with bias (ResNet-20's layers at batch 64, VGG-11's at 32x32 and batch 32), "
-                  "each path forced, and PyTorch; the last column is what somanet's thresholds pick:", "",
-                  "| shape | Winograd | windows | windows / Winograd | PyTorch | torch / Winograd | Winograd taken for |",
+        lines += ["Winograd F(4x4, 3x3) and F(2x2, 3x3) against the GEMMs over copied windows: forward + backward "
+                  "of one stride-1 3x3 convolution with bias (ResNet-20's layers at batch 64, VGG-11's at 32x32 and "
+                  "batch 32), each path forced, and PyTorch; the last column is what somanet's thresholds pick for "
+                  "the forward / backward pass:", "",
+                  "| shape | F(4x4) | F(2x2) | windows | PyTorch | torch / F(4x4) | somanet takes |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
         for r in results["winograd"]:
-            lines.append(f"| {r['name']} | {harness.fmt_time(r['winograd_s'])} | {harness.fmt_time(r['windows_s'])} | "
-                         f"{r['windows_s'] / r['winograd_s']:.2f} | {harness.fmt_time(r['torch_s'])} | "
-                         f"{r['torch_s'] / r['winograd_s']:.2f} | {r['chosen']} |")
+            lines.append(f"| {r['name']} | {harness.fmt_time(r['f4_s'])} | {harness.fmt_time(r['f2_s'])} | "
+                         f"{harness.fmt_time(r['windows_s'])} | {harness.fmt_time(r['torch_s'])} | "
+                         f"{r['torch_s'] / r['f4_s']:.2f} | {r['chosen']} |")
         lines.append("")
     return "\n".join(lines)
 

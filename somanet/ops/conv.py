@@ -440,9 +440,10 @@ def conv_forward(x4, w4, groups, pads, stride, dilation, bias=None, out=None):
     (pt, pb), (pl, pr) = pads
     ho = _out_size(h, pt, pb, kh, stride[0], dilation[0])
     wo = _out_size(w, pl, pr, kw, stride[1], dilation[1])
-    if winograd.applies(x4, w4, groups, pads, stride, dilation):
+    tile = winograd.output_tile(x4, w4, groups, pads, stride, dilation)
+    if tile:
         out = xp.empty((n, o, ho, wo), x4.dtype) if out is None else out
-        return winograd.forward(x4, winograd.weight_transform(w4), bias, pads, out)
+        return winograd.forward(x4, winograd.weight_transform(w4, tile), bias, pads, out)
     ell = ho * wo
     out3 = None if out is None else out.reshape(n, o, ell)
     if kh == kw == 1 and stride == (1, 1) and pads == ((0, 0), (0, 0)):
@@ -700,9 +701,10 @@ def forward_in_blocks(x4, w4, groups, pads, stride, dilation, bias=None):
     if blocks == 1:
         return conv_forward(x4, w4, groups, pads, stride, dilation, bias)
     out = backend.array_module(x4).empty((n, w4.shape[0], ho, wo), x4.dtype)
-    if winograd.applies(x4, w4, groups, pads, stride, dilation):
+    tile = winograd.output_tile(x4, w4, groups, pads, stride, dilation)
+    if tile:
         with _quiet_blas(blocks):
-            u = winograd.weight_transform(w4)  # once, shared by the blocks
+            u = winograd.weight_transform(w4, tile)  # once, shared by the blocks
         backend.split_batch(lambda lo, hi: winograd.forward(x4[lo:hi], u, bias, pads, out[lo:hi]), n,
                             blocks)
         return out
@@ -740,12 +742,13 @@ def _summed(parts):
     return total
 
 
-def winograd_backward(g4, x4, w4, pads, need_x, need_w):
-    """``(dX, dW)`` of a convolution that ``winograd.applies`` to, from one shared transform of the output
-    gradient (either may be None when not needed), with the batch split over threads like the forward."""
+def winograd_backward(g4, x4, w4, pads, tile, need_x, need_w):
+    """``(dX, dW)`` of a convolution that takes the Winograd path with ``tile x tile`` output tiles, from one
+    shared transform of the output gradient (either may be None when not needed), with the batch split over
+    threads like the forward."""
     blocks = _blocks(x4, w4.shape, g4.shape[2:])
     with _quiet_blas(blocks):
-        u = winograd.weight_transform(w4)
+        u = winograd.weight_transform(w4, tile)
     n = x4.shape[0]
     gx = np.empty(x4.shape, x4.dtype) if need_x else None
 
@@ -810,8 +813,9 @@ class ConvNd(Function):
         x4, w4 = _as_4d(x, weight, ctx.spatial)
         g = _contiguous(grad if ctx.spatial == 2 else grad[:, :, None, :])
         gx = gw = gb = None
-        if winograd.applies(x4, w4, groups, pads, stride, dilation, backward=True):
-            gx, gw = winograd_backward(g, x4, w4, pads, ctx.needs(0), ctx.needs(1))
+        tile = winograd.output_tile(x4, w4, groups, pads, stride, dilation, backward=True)
+        if tile:
+            gx, gw = winograd_backward(g, x4, w4, pads, tile, ctx.needs(0), ctx.needs(1))
         else:
             if ctx.needs(1):
                 gw = weight_grad_in_blocks(g, x4, groups, pads, stride, dilation, w4.shape[2:])
