@@ -117,18 +117,33 @@ def _tile_of(transformed):
     return {16: 2, 36: 4}[transformed.shape[0]]
 
 
-def weight_transform(w4, m=2):
+def weight_transform(w4, m=2, out=None):
     """``G w G^T`` of every (output, input) channel pair for ``m x m`` output tiles: (O, C, 3, 3) ->
-    ((m+2)^2, O, C), C-contiguous."""
+    ((m+2)^2, O, C), C-contiguous; or written into ``out``, a view of that shape whose (O, C) blocks are
+    C-contiguous (a range of output channels of a bigger result)."""
     o, c = w4.shape[:2]
     p = (m + 2) ** 2
-    return np.matmul(_matrix(f"kg{m}", w4.dtype), w4.reshape(o * c, 9).T).reshape(p, o, c)
+    if out is None:
+        out = np.empty((p, o, c), w4.dtype)
+    np.matmul(_matrix(f"kg{m}", w4.dtype), w4.reshape(o * c, 9).T, out=_flat_view(out, (p, o * c)))
+    return out
 
 
-def weight_from_transform(du):
-    """The adjoint of ``weight_transform``: ``G^T dU G`` from dU ((m+2)^2, O, C) -> (O, C, 3, 3)."""
+def weight_from_transform(du, out=None):
+    """The adjoint of ``weight_transform``: ``G^T dU G`` from dU ((m+2)^2, O, C) -> (O, C, 3, 3), fresh or
+    written into the C-contiguous ``out``."""
     p, o, c = du.shape
-    return np.matmul(du.reshape(p, o * c).T, _matrix(f"kg{_tile_of(du)}", du.dtype)).reshape(o, c, 3, 3)
+    if out is None:
+        out = np.empty((o, c, 3, 3), du.dtype)
+    np.matmul(du.reshape(p, o * c).T, _matrix(f"kg{_tile_of(du)}", du.dtype), out=_flat_view(out, (o * c, 9)))
+    return out
+
+
+def _flat_view(a, shape):
+    """``a`` reshaped as a view (writes through it land in ``a``); an error where that would need a copy."""
+    view = a.view()
+    view.shape = shape  # raises instead of copying
+    return view
 
 
 def _padded_channel_last(x4, pads, hp, wp):

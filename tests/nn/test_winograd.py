@@ -104,12 +104,17 @@ def test_gradcheck_float64(monkeypatch, tile):
     assert gradcheck(lambda x, w: F.conv2d(x, w, padding=1), (x64(1, 2, 9, 10), x64(2, 2, 3, 3)))  # 3x3 tiles
 
 
-@pytest.mark.parametrize("hw", [8, 4])
-def test_two_threads_match_one(hw):
+@pytest.mark.parametrize("hw, c, o, split", [(8, 64, 128, False), (4, 64, 128, False), (8, 128, 256, True),
+                                            (4, 256, 256, True)])
+def test_two_threads_match_one(hw, c, o, split):
     # Big enough to split the batch across two threads (forward, input and weight gradients); 8x8 planes take
-    # F(4x4), 4x4 planes F(2x2).
-    x, w = _x(4, 64, hw, hw), _x(128, 64, 3, 3, seed=1, scale=1 / 24)
-    assert _tile(x.shape, w.shape, 1) == (4 if hw == 8 else 2)
+    # F(4x4), 4x4 planes F(2x2). The bigger weights' transforms are split by output channels as well.
+    from somanet.ops import conv
+
+    x, w = _x(4, c, hw, hw), _x(o, c, 3, 3, seed=1, scale=1 / np.sqrt(9 * c))
+    tile = _tile(x.shape, w.shape, 1)
+    assert tile == (4 if hw == 8 else 2)
+    assert ((tile + 2) ** 2 * o * c >= conv.SPLIT_TRANSFORM) == split
     results = []
     previous = somanet.get_num_threads()
     try:
@@ -127,8 +132,10 @@ def test_two_threads_match_one(hw):
         np.testing.assert_allclose(two, one, rtol=0, atol=3e-5 * np.abs(one).max())
 
 
-def test_weight_transforms_hold_blas_to_one_thread_beside_the_blocks(monkeypatch):
-    # On two BLAS threads OpenBLAS's idle thread would spin beside the batch blocks that follow.
+@pytest.mark.parametrize("c, o, calls", [(64, 128, 1), (128, 256, 2)])
+def test_weight_transforms_hold_blas_to_one_thread_beside_the_blocks(monkeypatch, c, o, calls):
+    # On two BLAS threads OpenBLAS's idle thread would spin beside the batch blocks that follow. Small
+    # transforms run whole on one BLAS thread, big ones as one block of output channels per thread.
     pytest.importorskip("threadpoolctl")
     from somanet import backend
 
@@ -136,12 +143,12 @@ def test_weight_transforms_hold_blas_to_one_thread_beside_the_blocks(monkeypatch
     for name in ("weight_transform", "weight_from_transform"):
         original = getattr(winograd, name)
 
-        def spy(*args, _original=original, _name=name):
+        def spy(*args, _original=original, _name=name, **kwargs):
             seen.append((_name, backend.blas_threads()))
-            return _original(*args)
+            return _original(*args, **kwargs)
 
         monkeypatch.setattr(winograd, name, spy)
-    x, w = _x(4, 64, 8, 8), _x(128, 64, 3, 3, seed=1, scale=1 / 24)
+    x, w = _x(4, c, 8, 8), _x(o, c, 3, 3, seed=1, scale=1 / 24)
     previous = somanet.get_num_threads()
     try:
         somanet.set_num_threads(2)
@@ -152,7 +159,7 @@ def test_weight_transforms_hold_blas_to_one_thread_beside_the_blocks(monkeypatch
         after = backend.blas_threads()
     finally:
         somanet.set_num_threads(previous)
-    assert sorted(seen) == [("weight_from_transform", 1), ("weight_transform", 1), ("weight_transform", 1)]
+    assert sorted(seen) == [("weight_from_transform", 1)] * calls + [("weight_transform", 1)] * (2 * calls)
     assert after == 2  # restored
 
 
