@@ -161,6 +161,15 @@ def _padded_channel_last(x4, pads, hp, wp):
     return xp
 
 
+def _write_nchw(y, out, bias):
+    """The tiles' channel-last outputs ``y`` (N, m*th, m*tw, O), plus ``bias`` (in place), cropped into
+    ``out`` (N, O, Ho, Wo)."""
+    if bias is not None:
+        y += bias
+    out[...] = y[:, :out.shape[2], :out.shape[3]].transpose(0, 3, 1, 2)
+    return out
+
+
 def _tiled_channel_last(g4, m):
     """The output gradient (N, O, Ho, Wo) as a channel-last (N, m*th, m*tw, O) copy, zero where the tiles
     overhang the output."""
@@ -215,10 +224,7 @@ def _output_transform2(m, out, bias):
         y1 = y[:, a::2, 1::2]
         np.subtract(t[1], t[2], out=y1)
         y1 -= t[3]
-    if bias is not None:
-        y += bias
-    out[...] = y[:, :ho, :wo].transpose(0, 3, 1, 2)
-    return out
+    return _write_nchw(y, out, bias)
 
 
 def _output_grad_transform2(g4):
@@ -322,11 +328,7 @@ def _output_transform4(m, out, bias):
     y = np.matmul(at, rows).reshape(4, 4, n, th, tw, o)                        # (4a, 4b, n, th, tw, o)
     yy = np.empty((n, th, 4, tw, 4, o), m.dtype)
     yy[...] = y.transpose(2, 3, 0, 4, 1, 5)
-    yy = yy.reshape(n, 4 * th, 4 * tw, o)
-    if bias is not None:
-        yy += bias
-    out[...] = yy[:, :ho, :wo].transpose(0, 3, 1, 2)
-    return out
+    return _write_nchw(yy.reshape(n, 4 * th, 4 * tw, o), out, bias)
 
 
 def _output_grad_transform4(g4):
