@@ -100,11 +100,6 @@ def output_tile(x4, w4, groups, pads, stride, dilation, backward=False):
     return 2
 
 
-def applies(x4, w4, groups, pads, stride, dilation, backward=False):
-    """Whether the convolution takes either Winograd path (``output_tile`` is not 0)."""
-    return output_tile(x4, w4, groups, pads, stride, dilation, backward) > 0
-
-
 def tiles(in_hw, pads, m=2):
     """Output tiles (rows, columns) of ``m x m`` in a padded 3x3 correlation: ceil(Ho / m), ceil(Wo / m)."""
     (pt, pb), (pl, pr) = pads
