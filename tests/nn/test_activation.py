@@ -130,3 +130,55 @@ def test_prelu_gradcheck_and_torch():
     _g(F.prelu, x, w)
     compare(F.prelu, torch.nn.functional.prelu, x, w)
     compare(F.prelu, torch.nn.functional.prelu, x, np.array([0.25], dtype=np.float32))
+
+
+# Infinities, NaN, signed zeros, subnormals, the kinks and the softplus thresholds, repeated past the size at
+# which the piecewise activations switch from NumPy's ``where`` to branch-free arithmetic.
+_SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-40, 3, -3, 6, 0.5, -0.5, 1, -1, 17, 20, 21,
+                     -20, -21, 88, 89, -88, -89, 100, -100, 1e4, -1e4], dtype=np.float32)
+
+SPECIAL_CASES = [
+    ("relu", F.relu, lambda t: torch.relu(t)),
+    ("leaky_relu", F.leaky_relu, lambda t: torch.nn.functional.leaky_relu(t)),
+    ("leaky_relu 0", lambda t: F.leaky_relu(t, 0.0), lambda t: torch.nn.functional.leaky_relu(t, 0.0)),
+    ("leaky_relu 2", lambda t: F.leaky_relu(t, 2.0), lambda t: torch.nn.functional.leaky_relu(t, 2.0)),
+    ("leaky_relu -0.5", lambda t: F.leaky_relu(t, -0.5), lambda t: torch.nn.functional.leaky_relu(t, -0.5)),
+    ("elu", F.elu, lambda t: torch.nn.functional.elu(t)),
+    ("elu 0.5", lambda t: F.elu(t, 0.5), lambda t: torch.nn.functional.elu(t, 0.5)),
+    ("selu", F.selu, lambda t: torch.nn.functional.selu(t)),
+    ("celu", lambda t: F.celu(t, 1.5), lambda t: torch.nn.functional.celu(t, 1.5)),
+    ("silu", F.silu, lambda t: torch.nn.functional.silu(t)),
+    ("sigmoid", F.sigmoid, lambda t: torch.sigmoid(t)),
+    ("softplus", F.softplus, lambda t: torch.nn.functional.softplus(t)),
+    ("softplus beta 2 threshold 5", lambda t: F.softplus(t, 2.0, 5.0),
+     lambda t: torch.nn.functional.softplus(t, 2.0, 5.0)),
+    ("softplus threshold 1", lambda t: F.softplus(t, 1.0, 1.0), lambda t: torch.nn.functional.softplus(t, 1.0, 1.0)),
+    ("mish", F.mish, lambda t: torch.nn.functional.mish(t)),
+    ("logsigmoid", F.logsigmoid, lambda t: torch.nn.functional.logsigmoid(t)),
+    ("hardswish", F.hardswish, lambda t: torch.nn.functional.hardswish(t)),
+    ("hardtanh", F.hardtanh, lambda t: torch.nn.functional.hardtanh(t)),
+    ("softshrink", F.softshrink, lambda t: torch.nn.functional.softshrink(t)),
+    ("threshold", lambda t: F.threshold(t, 0.1, 20.0), lambda t: torch.nn.functional.threshold(t, 0.1, 20.0)),
+    ("rrelu eval", F.rrelu, lambda t: torch.nn.functional.rrelu(t)),
+    ("prelu", lambda t: F.prelu(t, somanet.tensor([0.25])), lambda t: torch.nn.functional.prelu(t, torch.tensor([0.25]))),
+    ("clamp", lambda t: t.clamp(-1.0, 2.0), lambda t: t.clamp(-1.0, 2.0)),
+    ("where", lambda t: somanet.where(t > 0, t, t * 2), lambda t: torch.where(t > 0, t, t * 2)),
+    ("masked_fill", lambda t: t.masked_fill(t > 1, -5.0), lambda t: t.masked_fill(t > 1, -5.0)),
+]
+
+
+@pytest.mark.parametrize("name,fn_s,fn_t", SPECIAL_CASES, ids=[c[0] for c in SPECIAL_CASES])
+def test_special_values_match_torch(name, fn_s, fn_t):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.tile(_SPECIAL, 200), rng.standard_normal(3000).astype(np.float32) * 5])
+    g = rng.standard_normal(x.size).astype(np.float32)
+    sx, tx = somanet.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and inf inputs are the point here
+        ys = fn_s(sx)
+        ys.backward(somanet.tensor(g))
+    yt = fn_t(tx)
+    yt.backward(torch.tensor(g))
+    for what, got, want in (("value", ys.data, yt.detach().numpy()), ("gradient", sx.grad.data, tx.grad.numpy())):
+        assert got.dtype == np.float32, (name, what, got.dtype)
+        bad = ~np.isclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)
+        assert not bad.any(), f"{name} {what} differs from PyTorch at inputs {np.unique(x[bad])}"

@@ -350,3 +350,29 @@ def test_kl_div_mean_warns_and_gradchecks():
     q = np.random.default_rng(1).dirichlet(np.ones(3), size=2)
     _gc(lambda a, b: F.kl_div(a, b, reduction="batchmean"), _x(2, 3), q)
     _gc(lambda a, b: F.kl_div(a, b, reduction="sum", log_target=True), _x(2, 3), np.log(q))
+
+
+@pytest.mark.parametrize("name", ["huber_loss", "smooth_l1_loss", "binary_cross_entropy_with_logits"])
+@pytest.mark.parametrize("param", [None, 0.5, 2.0])
+def test_branch_free_losses_match_torch_elementwise(name, param):
+    # Big arrays take the branch-free forms (Huber's c (|d| - c / 2) with c = min(|d|, delta), softplus
+    # from exp2 and log1p): every element and its gradient against PyTorch, edges and large logits included.
+    rng = np.random.default_rng(1)
+    edges = np.array([0.0, -0.0, 0.5, -0.5, 1.0, -1.0, 2.0, -2.0, 30.0, -30.0, 100.0, -100.0, 1e4, -1e4], np.float32)
+    x = np.concatenate([np.tile(edges, 300), rng.standard_normal(2000).astype(np.float32) * 3])
+    t = rng.random(x.size).astype(np.float32) if name.startswith("binary") else np.zeros_like(x)
+    kwargs = {}
+    if param is not None:
+        if name == "binary_cross_entropy_with_logits":
+            kwargs["pos_weight"] = param
+        else:
+            kwargs["delta" if name == "huber_loss" else "beta"] = param
+    s_kwargs = dict(kwargs)
+    t_kwargs = dict(kwargs)
+    if "pos_weight" in kwargs:
+        s_kwargs["pos_weight"] = somanet.tensor([param])
+        t_kwargs["pos_weight"] = torch.tensor([param])
+    for reduction in ("none", "mean"):
+        compare(lambda a, b: getattr(F, name)(a, b, reduction=reduction, **s_kwargs),
+                lambda a, b: getattr(torch.nn.functional, name)(a, b, reduction=reduction, **t_kwargs),
+                x, t, rtol=1e-5, atol=1e-5)
