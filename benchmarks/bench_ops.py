@@ -1,6 +1,8 @@
-"""Engine and op benchmarks: per-op overhead and large ops, forward + backward, against PyTorch.
+"""Engine and op benchmarks against PyTorch, forward + backward: per-op overhead and large ops
+(section "Engine and ops"), and every activation and elementwise loss on a million float32 elements
+(section "Activations and losses").
 
-    python benchmarks/bench_ops.py [--write]
+    python benchmarks/bench_ops.py [--only engine|elementwise] [--write]
 """
 import argparse
 import os
@@ -74,9 +76,88 @@ def workloads(torch):
     return out
 
 
+# (name, somanet function, torch function, input kind): "real" draws N(0, 1) values, whose sign flips at
+# random (the case that a per-element branch handles worst), "prob" values in (0.01, 0.99).
+def _activation_cases(somanet_f, torch_f, torch):
+    s, t = somanet_f, torch_f
+    return [
+        ("ReLU", s.relu, t.relu, "real"),
+        ("LeakyReLU", s.leaky_relu, t.leaky_relu, "real"),
+        ("ELU", s.elu, t.elu, "real"),
+        ("SELU", s.selu, t.selu, "real"),
+        ("CELU", s.celu, t.celu, "real"),
+        ("GELU", s.gelu, t.gelu, "real"),
+        ("GELU (tanh)", lambda x: s.gelu(x, approximate="tanh"), lambda x: t.gelu(x, approximate="tanh"), "real"),
+        ("SiLU", s.silu, t.silu, "real"),
+        ("Mish", s.mish, t.mish, "real"),
+        ("Sigmoid", s.sigmoid, torch.sigmoid, "real"),
+        ("Tanh", s.tanh, torch.tanh, "real"),
+        ("Softplus", s.softplus, t.softplus, "real"),
+        ("Hardswish", s.hardswish, t.hardswish, "real"),
+        ("Hardsigmoid", s.hardsigmoid, t.hardsigmoid, "real"),
+        ("Hardtanh", s.hardtanh, t.hardtanh, "real"),
+        ("Softsign", s.softsign, t.softsign, "real"),
+        ("LogSigmoid", s.logsigmoid, t.logsigmoid, "real"),
+        ("Softshrink", s.softshrink, t.softshrink, "real"),
+        ("Threshold", lambda x: s.threshold(x, 0.1, 0.0), lambda x: t.threshold(x, 0.1, 0.0), "real"),
+        ("softmax (rows of 4096)", lambda x: s.softmax(x, -1), lambda x: t.softmax(x, -1), "real"),
+        ("log_softmax (rows of 4096)", lambda x: s.log_softmax(x, -1), lambda x: t.log_softmax(x, -1), "real"),
+    ]
+
+
+def _loss_cases(somanet_f, torch_f, target_s, target_t):
+    s, t = somanet_f, torch_f
+    return [
+        ("MSELoss", lambda x: s.mse_loss(x, target_s), lambda x: t.mse_loss(x, target_t), "real"),
+        ("L1Loss", lambda x: s.l1_loss(x, target_s), lambda x: t.l1_loss(x, target_t), "real"),
+        ("HuberLoss", lambda x: s.huber_loss(x, target_s), lambda x: t.huber_loss(x, target_t), "real"),
+        ("SmoothL1Loss", lambda x: s.smooth_l1_loss(x, target_s), lambda x: t.smooth_l1_loss(x, target_t), "real"),
+        ("BCELoss", lambda x: s.binary_cross_entropy(x, target_s), lambda x: t.binary_cross_entropy(x, target_t),
+         "prob"),
+        ("BCEWithLogitsLoss", lambda x: s.binary_cross_entropy_with_logits(x, target_s),
+         lambda x: t.binary_cross_entropy_with_logits(x, target_t), "real"),
+    ]
+
+
+def elementwise_workloads(torch, shape=(256, 4096)):
+    """Forward + backward of every activation and elementwise loss on ``shape`` float32 inputs (a million
+    elements by default), with an upstream gradient for the activations and the mean for the losses."""
+    import somanet.nn.functional as somanet_f
+
+    rng = np.random.default_rng(0)
+    inputs = {"real": rng.standard_normal(shape, dtype=np.float32),
+              "prob": rng.random(shape, dtype=np.float32) * 0.98 + 0.01}
+    grad = rng.standard_normal(shape, dtype=np.float32)
+    target = (rng.random(shape) > 0.5).astype(np.float32)
+    cases = (_activation_cases(somanet_f, torch.nn.functional, torch)
+             + _loss_cases(somanet_f, torch.nn.functional, somanet.tensor(target), torch.tensor(target)))
+    out = []
+    for name, s_op, t_op, kind in cases:
+        sx = somanet.tensor(inputs[kind], requires_grad=True)
+        tx = torch.tensor(inputs[kind], requires_grad=True)
+        sg, tg = somanet.tensor(grad), torch.tensor(grad)
+
+        def s_fn(op=s_op, x=sx, g=sg):
+            x.grad = None
+            y = op(x)
+            y.backward() if y.ndim == 0 else y.backward(g)
+
+        def t_fn(op=t_op, x=tx, g=tg):
+            x.grad = None
+            y = op(x)
+            y.backward() if y.ndim == 0 else y.backward(g)
+
+        out.append((f"{name} fwd+bwd", s_fn, t_fn))
+    return out
+
+
+GROUPS = {"engine": ("Engine and ops", workloads), "elementwise": ("Activations and losses", elementwise_workloads)}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write", action="store_true", help="write the table into docs/benchmarks.md")
+    parser.add_argument("--write", action="store_true", help="write the tables into docs/benchmarks.md")
+    parser.add_argument("--only", choices=sorted(GROUPS), help="run one group of workloads")
     parser.add_argument("--json", help="also save the results as JSON")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for both frameworks (default: all cores); 1 is steadier on a busy machine")
@@ -92,24 +173,34 @@ def main(argv=None):
         from threadpoolctl import threadpool_limits
 
         limiter = threadpool_limits(limits=args.threads, user_api="blas")
-    rows = []
-    for name, s_fn, t_fn in workloads(torch):
-        res = harness.compare(s_fn, t_fn, clock=clock)
-        res["name"] = name
-        rows.append(res)
-        print(f"{name:45s} somanet {harness.fmt_time(res['somanet_s']):>10s}  torch {harness.fmt_time(res['torch_s']):>10s}"
-              f"  ratio {res['ratio']:.2f}")
-    if args.write:
-        threads = args.threads or "all"
-        body = (f"Measured on {harness.machine_line()}, {threads} thread(s) for both frameworks. "
-                f"{args.clock} clock. `python benchmarks/bench_ops.py --write --threads {args.threads or ''} --clock {args.clock}`. Median per call "
-                f"over alternating timed blocks; a ratio above 1 means somanet is faster. Targets: the small "
-                f"op at most 3 µs, the large ops at least PyTorch's speed.\n\n" + harness.table(rows))
-        harness.write_section("Engine and ops", body)
-    harness.save_json(rows, args.json)
+    all_rows = []
+    for group in [args.only] if args.only else sorted(GROUPS):
+        heading, make = GROUPS[group]
+        rows = []
+        for name, s_fn, t_fn in make(torch):
+            res = harness.compare(s_fn, t_fn, clock=clock)
+            res["name"] = name
+            res["group"] = group
+            rows.append(res)
+            print(f"{name:45s} somanet {harness.fmt_time(res['somanet_s']):>10s}  "
+                  f"torch {harness.fmt_time(res['torch_s']):>10s}  ratio {res['ratio']:.2f}")
+        if args.write:
+            threads = args.threads or "all"
+            target = ("Targets: the small op at most 3 µs, the large ops at least PyTorch's speed."
+                      if group == "engine" else
+                      "Inputs: 256 x 4096 float32 (N(0, 1), so signs flip at random; probabilities for BCELoss), "
+                      "an upstream gradient for the activations, the mean for the losses.")
+            command = (f"python benchmarks/bench_ops.py --only {group} --write"
+                       + (f" --threads {args.threads}" if args.threads else "") + f" --clock {args.clock}")
+            body = (f"Measured on {harness.machine_line()}, {threads} thread(s) for both frameworks, "
+                    f"{args.clock} clock. `{command}`. Median per call over alternating timed blocks; a ratio "
+                    f"above 1 means somanet is faster. {target}\n\n" + harness.table(rows))
+            harness.write_section(heading, body)
+        all_rows.extend(rows)
+    harness.save_json(all_rows, args.json)
     if limiter is not None:
         limiter.restore_original_limits()
-    return rows
+    return all_rows
 
 
 if __name__ == "__main__":

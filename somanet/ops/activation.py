@@ -12,7 +12,7 @@ from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
 from ..random import numpy_rng
-from ._util import INF, LOG2_E, normalize_dim, select
+from ._util import INF, normalize_dim, select
 from .elementwise import _leaky, _sigmoid, one_where_positive, softplus_values
 
 __all__ = [
@@ -47,27 +47,26 @@ class Hardsigmoid(Function):
 
 
 class Hardswish(Function):
-    """``x * relu6(x + 3) / 6``."""
+    """``x * relu6(x + 3) / 6``; keeps the gate ``relu6(x + 3) / 6`` for backward."""
 
     def forward(ctx, a):
-        ctx.save_for_backward(a)
         gate = a + a.dtype.type(3)
         array_module(a).clip(gate, 0, 6, out=gate)
         gate *= a.dtype.type(1 / 6)
+        ctx.save_for_backward(a, gate)
         return a * gate
 
     def backward(ctx, grad):
-        (a,) = ctx.saved
-        # Slope x/3 + 1/2 strictly inside (-3, 3), 0 from -3 down and 1 from 3 up, as PyTorch's kernel has
-        # it: the clipped slope times the inside mask, plus the upper mask (each point gets one term).
+        a, gate = ctx.saved
+        # gate + x * gate' with gate' = 1/6 strictly inside (-3, 3): x/3 + 1/2 there, 0 from -3 down and 1
+        # from 3 up, as PyTorch's kernel has it.
         xp = array_module(a)
-        slope = xp.clip(a, -3, 3)
-        slope *= a.dtype.type(1 / 3)
-        slope += a.dtype.type(0.5)
-        slope *= (xp.abs(a) < 3).astype(a.dtype)
-        slope += (a >= 3).astype(a.dtype)
-        slope *= grad
-        return slope
+        g = xp.clip(a, -3, 3)  # finite, so that the mask's zeros stay zeros at +-inf
+        g *= a.dtype.type(1 / 6)
+        g *= xp.abs(a) < 3
+        g += gate
+        g *= grad
+        return g
 
 
 class Mish(Function):
@@ -99,8 +98,8 @@ class Logsigmoid(Function):
         xp = array_module(a)
         ctx.save_for_backward(a)
         t = xp.abs(a)
-        t *= a.dtype.type(-LOG2_E)
-        xp.exp2(t, out=t)  # exp(-|x|)
+        xp.negative(t, out=t)
+        xp.exp(t, out=t)
         xp.log1p(t, out=t)
         out = xp.clip(a, -INF, 0)
         out -= t
@@ -110,9 +109,8 @@ class Logsigmoid(Function):
         (a,) = ctx.saved
         # sigmoid(-x) = 1 / (1 + exp(x)); exp overflowing to inf gives the exact limit 0.
         xp = array_module(a)
-        e = a * a.dtype.type(LOG2_E)
         with np.errstate(over="ignore"):
-            xp.exp2(e, out=e)
+            e = xp.exp(a)
         e += 1
         return xp.divide(grad, e, out=e)
 

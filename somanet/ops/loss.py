@@ -14,7 +14,7 @@ from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
-from ._util import INF, LOG2_E
+from ._util import INF
 from .elementwise import _sigmoid
 from .reduce import sums_along
 
@@ -571,8 +571,8 @@ class BinaryCrossEntropyWithLogits(Function):
         # softplus(-x) = max(-x, 0) + log1p(exp(-|x|)) never overflows.
         xp = array_module(x)
         sp = xp.abs(x)
-        sp *= x.dtype.type(-LOG2_E)
-        xp.exp2(sp, out=sp)  # exp(-|x|)
+        xp.negative(sp, out=sp)
+        xp.exp(sp, out=sp)
         xp.log1p(sp, out=sp)
         sp -= xp.clip(x, -INF, 0)
         loss = xp.subtract(1, t, dtype=x.dtype)

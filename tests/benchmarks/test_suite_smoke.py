@@ -146,3 +146,14 @@ def test_recurrent_flops_counted_per_token_even_without_module_hooks():
     fwd = 2 * tokens * ((128 + 256) * gates + (256 + 256) * gates) + 2 * tokens * 256 * 65
     assert workloads.count_flops(lstm, train=False) == fwd
     assert workloads.count_flops(lstm, train=True) == 3 * fwd
+
+
+def test_elementwise_op_benchmarks_run_both_frameworks():
+    from benchmarks import bench_ops
+
+    rows = bench_ops.elementwise_workloads(torch_or_skip(), shape=(4, 8))
+    names = [name for name, _, _ in rows]
+    assert len(names) == len(set(names)) and "LeakyReLU fwd+bwd" in names and "HuberLoss fwd+bwd" in names
+    for _, s_fn, t_fn in rows:
+        s_fn()
+        t_fn()
