@@ -131,11 +131,12 @@ def select(cond, a, b):
     arrays and other array libraries go to ``where``.
     """
     xp = backend.array_module(cond, a, b)
+    if xp is not np:
+        return xp.where(cond, a, b)
     dtype = np.result_type(a, b)  # as ``where`` promotes; Python scalars are weak
     shape = np.broadcast_shapes(np.shape(cond), np.shape(a), np.shape(b))
-    size = math.prod(shape)
-    if xp is not np or size < _SELECT_MIN or dtype.kind != "f" or dtype.itemsize not in _INT_OF_SIZE:
-        return xp.where(cond, a, b).astype(dtype, copy=False)
+    if math.prod(shape) < _SELECT_MIN or dtype.kind != "f" or dtype.itemsize not in _INT_OF_SIZE:
+        return np.where(cond, a, b).astype(dtype, copy=False)
     it = _INT_OF_SIZE[dtype.itemsize]
     a_bits = np.asarray(a, dtype).view(it)
     b_bits = np.asarray(b, dtype).view(it)

@@ -593,7 +593,7 @@ def _leaky(a, slope):
     against ``a``), without a branch per element. Slopes in (0, 1] make it ``max(a, slope * a)``, slopes of
     1 and more ``min(a, slope * a)``; 0 and negative slopes take ``select``."""
     xp = array_module(a)
-    if isinstance(slope, np.ndarray):
+    if getattr(slope, "ndim", 0):
         lo, hi = float(slope.min()), float(slope.max())
     else:
         lo = hi = float(slope)
@@ -611,7 +611,7 @@ def one_where_positive(a, factor):
     which is exact since one of the two terms is always 0, and needs no branch per element."""
     xp = array_module(a)
     m = (a > 0).astype(a.dtype)
-    if not isinstance(factor, np.ndarray) and 0 <= factor <= 1:
+    if getattr(factor, "ndim", 0) == 0 and 0 <= factor <= 1:
         return xp.clip(m, factor, INF, out=m)  # {0, 1} -> {factor, 1} in one pass
     f = xp.subtract(1, m)
     f *= factor
