@@ -131,24 +131,19 @@ def elementwise_workloads(torch, shape=(256, 4096)):
     target = (rng.random(shape) > 0.5).astype(np.float32)
     cases = (_activation_cases(somanet_f, torch.nn.functional, torch)
              + _loss_cases(somanet_f, torch.nn.functional, somanet.tensor(target), torch.tensor(target)))
-    out = []
-    for name, s_op, t_op, kind in cases:
-        sx = somanet.tensor(inputs[kind], requires_grad=True)
-        tx = torch.tensor(inputs[kind], requires_grad=True)
-        sg, tg = somanet.tensor(grad), torch.tensor(grad)
+    def step(lib, op, kind):
+        """One forward + backward of ``op`` in ``lib`` (somanet or torch), on its own copy of the input."""
+        x, g = lib.tensor(inputs[kind], requires_grad=True), lib.tensor(grad)
 
-        def s_fn(op=s_op, x=sx, g=sg):
+        def run():
             x.grad = None
             y = op(x)
             y.backward() if y.ndim == 0 else y.backward(g)
 
-        def t_fn(op=t_op, x=tx, g=tg):
-            x.grad = None
-            y = op(x)
-            y.backward() if y.ndim == 0 else y.backward(g)
+        return run
 
-        out.append((f"{name} fwd+bwd", s_fn, t_fn))
-    return out
+    return [(f"{name} fwd+bwd", step(somanet, s_op, kind), step(torch, t_op, kind))
+            for name, s_op, t_op, kind in cases]
 
 
 GROUPS = {"engine": ("Engine and ops", workloads), "elementwise": ("Activations and losses", elementwise_workloads)}

@@ -111,7 +111,6 @@ _SELECT_MIN = 1 << 12
 _INT_OF_SIZE = {2: np.int16, 4: np.int32, 8: np.int64}
 
 
-
 def _bit_mask(cond, int_type, invert=False):
     """``cond`` (bool) as integers of ``int_type``: all bits set where True (False with ``invert``), else 0."""
     m = cond.view(np.uint8).astype(int_type)

@@ -13,7 +13,7 @@ from ..autograd.tensor import Tensor
 from ..backend import array_module
 from ..random import numpy_rng
 from ._util import INF, normalize_dim, select
-from .elementwise import _leaky, _sigmoid, one_where_positive, softplus_values
+from .elementwise import _leaky, _sigmoid, log1p_exp_neg_abs, one_where_positive, softplus_values
 
 __all__ = [
     "hardsigmoid", "hardswish", "mish", "logsigmoid", "softsign", "tanhshrink", "softshrink", "hardshrink",
@@ -95,14 +95,9 @@ class Logsigmoid(Function):
     """``-softplus(-x) = min(x, 0) - log1p(exp(-|x|))``, stable for any x and without a branch."""
 
     def forward(ctx, a):
-        xp = array_module(a)
         ctx.save_for_backward(a)
-        t = xp.abs(a)
-        xp.negative(t, out=t)
-        xp.exp(t, out=t)
-        xp.log1p(t, out=t)
-        out = xp.clip(a, -INF, 0)
-        out -= t
+        out = array_module(a).clip(a, -INF, 0)
+        out -= log1p_exp_neg_abs(a)
         return out
 
     def backward(ctx, grad):

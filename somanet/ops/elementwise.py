@@ -884,6 +884,16 @@ class Elu(Function):
         return g
 
 
+def log1p_exp_neg_abs(x):
+    """``log1p(exp(-|x|))`` as a fresh array: the part of ``softplus(x) = max(x, 0) + log1p(exp(-|x|))``
+    that never overflows (log-sigmoid and the logit cross-entropy add the ``max`` side themselves)."""
+    xp = array_module(x)
+    t = xp.abs(x)
+    xp.negative(t, out=t)
+    xp.exp(t, out=t)
+    return xp.log1p(t, out=t)
+
+
 @functools.lru_cache(maxsize=64)
 def _softplus_is_linear_above(dtype, threshold):
     """Whether, in ``dtype``, softplus and its slope have reached the identity at ``threshold``:

@@ -15,7 +15,7 @@ from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
 from ._util import INF
-from .elementwise import _sigmoid
+from .elementwise import _sigmoid, log1p_exp_neg_abs
 from .reduce import sums_along
 
 __all__ = ["mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "cross_entropy", "nll_loss",
@@ -570,10 +570,7 @@ class BinaryCrossEntropyWithLogits(Function):
     def forward(ctx, x, t, w=None, pw=None, reduction="mean"):
         # softplus(-x) = max(-x, 0) + log1p(exp(-|x|)) never overflows.
         xp = array_module(x)
-        sp = xp.abs(x)
-        xp.negative(sp, out=sp)
-        xp.exp(sp, out=sp)
-        xp.log1p(sp, out=sp)
+        sp = log1p_exp_neg_abs(x)
         sp -= xp.clip(x, -INF, 0)
         loss = xp.subtract(1, t, dtype=x.dtype)
         loss *= x
