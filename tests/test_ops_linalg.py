@@ -81,3 +81,71 @@ def test_linear(shape, bias):
 def test_linear_feature_mismatch_error():
     with pytest.raises(RuntimeError, match=r"linear: input has 4 features.*expects 3"):
         somanet.linear(somanet.ones(2, 4), somanet.ones(5, 3))
+
+
+# Few-row products run as column blocks on BLAS's unpacked kernels (ops.linalg.times_weight_t).
+@pytest.mark.parametrize("m, k, n", [(8, 784, 512), (16, 300, 1003), (128, 784, 512), (300, 784, 500), (2, 2000, 700)])
+def test_weight_product_in_column_blocks_equals_the_whole_product(m, k, n):
+    from somanet.ops.linalg import _weight_column_block, times_weight_t
+    rng = np.random.default_rng(m)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    previous = somanet.get_num_threads()
+    somanet.set_num_threads(1)
+    try:
+        rb = _weight_column_block(a, w)
+        out = times_weight_t(a, w)
+        into = np.full((m, n), np.nan, np.float32)
+        times_weight_t(a, w, out=into)
+    finally:
+        somanet.set_num_threads(previous)
+    assert rb >= 4  # these shapes take the blocks, the last block narrower when rb does not divide n
+    ref = a.astype(np.float64) @ w.T.astype(np.float64)
+    for res in (out, into):
+        assert res.dtype == np.float32 and res.shape == (m, n) and res.flags.c_contiguous
+        np.testing.assert_allclose(res, ref, rtol=0, atol=2e-6 * np.abs(ref).max())
+
+
+def test_weight_product_keeps_the_whole_product_where_blocks_do_not_pay():
+    from somanet.ops.linalg import _weight_column_block
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((512, 784)).astype(np.float32)
+    previous = somanet.get_num_threads()
+    somanet.set_num_threads(1)
+    try:
+        assert _weight_column_block(np.ones((1024, 784), np.float32), w) == 0  # many rows: packed is fast
+        assert _weight_column_block(np.ones((4, 784), np.float32), w[:100]) == 0  # small already
+        assert _weight_column_block(np.ones((8, 784)), w.astype(np.float64)) == 0  # float64
+        assert _weight_column_block(np.ones((8, 1568), np.float32)[:, ::2], w) == 0  # strided rows
+        assert _weight_column_block(np.ones((8, 784), np.float32), np.asfortranarray(w)) == 0
+        assert _weight_column_block(np.ones((8, 784), np.float32), w) > 0
+        somanet.set_num_threads(2)
+        # With BLAS threads the whole product is threaded, and wins from 32 rows on.
+        assert _weight_column_block(np.ones((64, 784), np.float32), w) == 0
+        assert _weight_column_block(np.ones((8, 784), np.float32), w) > 0
+    finally:
+        somanet.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("rows", [8, 128])
+def test_linear_on_few_rows_matches_torch_with_gradients(rows):
+    # Products large enough for the blocked path, in the layer op and both gradients.
+    rng = np.random.default_rng(rows)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((rows, 784), (520, 784), (520,)))
+    previous = somanet.get_num_threads()
+    somanet.set_num_threads(1)
+    try:
+        compare(lambda *xs: somanet.linear(*xs), lambda *xs: torch.nn.functional.linear(*xs), x, w, b,
+                atol=1e-4, rtol=1e-5)
+    finally:
+        somanet.set_num_threads(previous)
+
+
+def test_matmul_with_a_transposed_weight_takes_the_blocked_product_and_matches_torch():
+    x, w = r(8, 784), r(512, 784)
+    previous = somanet.get_num_threads()
+    somanet.set_num_threads(1)
+    try:
+        compare(lambda a, b: a @ b.T, lambda a, b: a @ b.T, x, w, atol=1e-4, rtol=1e-5)
+    finally:
+        somanet.set_num_threads(previous)

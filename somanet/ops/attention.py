@@ -15,6 +15,7 @@ from ..autograd.tensor import Tensor
 from ..backend import array_module
 from ..random import numpy_rng
 from ._util import LOG2_E
+from .linalg import times_weight_t
 from .reduce import sums_along
 
 __all__ = ["scaled_dot_product_attention", "apply_rotary_emb", "attention_pool"]
@@ -279,12 +280,11 @@ class HeadProjection(Function):
     def forward(ctx, x, weight, bias, rows=None, bias_rows=None, chunks=1, num_heads=1, batch_first=False):
         lo, hi = rows if rows is not None else (0, weight.shape[0])
         blo, bhi = bias_rows if bias_rows is not None else (lo, hi)
-        xp = array_module(x)
         E = (hi - lo) // chunks
         hd = E // num_heads
         a, b = (x.shape[0], x.shape[1])
         x2d = x.reshape(a * b, x.shape[-1])
-        y = xp.matmul(x2d, weight[lo:hi].T)
+        y = times_weight_t(x2d, weight[lo:hi])
         if bias is not None:
             y += bias[blo:bhi]
         y = y.reshape(a, b, chunks, num_heads, hd)
@@ -338,7 +338,7 @@ class MergeHeadsProjection(Function):
         xp = array_module(a)
         merged = a.transpose(0, 2, 1, 3) if batch_first else a.transpose(2, 0, 1, 3)
         a2d = _contiguous(merged, xp).reshape(N * L, h * hd)
-        y = xp.matmul(a2d, weight.T)
+        y = times_weight_t(a2d, weight)
         if bias is not None:
             y += bias
         ctx.save_for_backward(a2d, weight)
