@@ -1,8 +1,9 @@
 """Engine and op benchmarks against PyTorch, forward + backward: per-op overhead and large ops
-(section "Engine and ops"), and every activation and elementwise loss on a million float32 elements
-(section "Activations and losses").
+(section "Engine and ops"), every activation and elementwise loss on a million float32 elements
+(section "Activations and losses"), and a linear layer from one row to 512 (section "Linear layers by
+batch size").
 
-    python benchmarks/bench_ops.py [--only engine|elementwise] [--write]
+    python benchmarks/bench_ops.py [--only engine|elementwise|linear] [--write]
 """
 import argparse
 import os
@@ -146,7 +147,46 @@ def elementwise_workloads(torch, shape=(256, 4096)):
             for name, s_op, t_op, kind in cases]
 
 
-GROUPS = {"engine": ("Engine and ops", workloads), "elementwise": ("Activations and losses", elementwise_workloads)}
+def linear_workloads(torch, features=(784, 512), batches=(1, 8, 32, 128, 512), train_batches=(8, 32, 128)):
+    """A ``Linear(*features)`` layer (weights copied from PyTorch's) on ``batches`` rows: the forward under
+    ``no_grad``, and forward + backward (input and parameter gradients) on ``train_batches`` rows."""
+    import somanet.nn as somanet_nn
+
+    torch.manual_seed(0)
+    t_lin = torch.nn.Linear(*features)
+    s_lin = somanet_nn.Linear(*features)
+    s_lin.load_state_dict({k: v.detach().numpy().copy() for k, v in t_lin.state_dict().items()})
+    rng = np.random.default_rng(0)
+    out = []
+
+    def infer(lib, layer, x):
+        def run():
+            with lib.no_grad():
+                layer(x)
+        return run
+
+    def train(lib, layer, x, g):
+        def run():
+            layer.zero_grad()
+            x.grad = None
+            layer(x).backward(g)
+        return run
+
+    for n in batches:
+        x = rng.standard_normal((n, features[0]), dtype=np.float32)
+        out.append((f"Linear {features[0]} -> {features[1]}, {n} rows, forward (no_grad)",
+                    infer(somanet, s_lin, somanet.tensor(x)), infer(torch, t_lin, torch.tensor(x))))
+    for n in train_batches:
+        x = rng.standard_normal((n, features[0]), dtype=np.float32)
+        g = rng.standard_normal((n, features[1]), dtype=np.float32)
+        out.append((f"Linear {features[0]} -> {features[1]}, {n} rows, fwd+bwd",
+                    train(somanet, s_lin, somanet.tensor(x, requires_grad=True), somanet.tensor(g)),
+                    train(torch, t_lin, torch.tensor(x, requires_grad=True), torch.tensor(g))))
+    return out
+
+
+GROUPS = {"engine": ("Engine and ops", workloads), "elementwise": ("Activations and losses", elementwise_workloads),
+          "linear": ("Linear layers by batch size", linear_workloads)}
 
 
 def main(argv=None):
@@ -181,10 +221,13 @@ def main(argv=None):
                   f"torch {harness.fmt_time(res['torch_s']):>10s}  ratio {res['ratio']:.2f}")
         if args.write:
             threads = args.threads or "all"
-            target = ("Targets: the small op at most 3 µs, the large ops at least PyTorch's speed."
-                      if group == "engine" else
-                      "Inputs: 256 x 4096 float32 (N(0, 1), so signs flip at random; probabilities for BCELoss), "
-                      "an upstream gradient for the activations, the mean for the losses.")
+            target = {
+                "engine": "Targets: the small op at most 3 µs, the large ops at least PyTorch's speed.",
+                "elementwise": "Inputs: 256 x 4096 float32 (N(0, 1), so signs flip at random; probabilities for "
+                               "BCELoss), an upstream gradient for the activations, the mean for the losses.",
+                "linear": "One Linear(784, 512) with PyTorch's initial weights; float32 N(0, 1) inputs; fwd+bwd "
+                          "computes the input, weight and bias gradients.",
+            }[group]
             command = (f"python benchmarks/bench_ops.py --only {group} --write"
                        + (f" --threads {args.threads}" if args.threads else "") + f" --clock {args.clock}")
             body = (f"Measured on {harness.machine_line()}, {threads} thread(s) for both frameworks, "

@@ -83,69 +83,67 @@ def test_linear_feature_mismatch_error():
         somanet.linear(somanet.ones(2, 4), somanet.ones(5, 3))
 
 
-# Few-row products run as column blocks on BLAS's unpacked kernels (ops.linalg.times_weight_t).
-@pytest.mark.parametrize("m, k, n", [(8, 784, 512), (16, 300, 1003), (128, 784, 512), (300, 784, 500), (2, 2000, 700)])
-def test_weight_product_in_column_blocks_equals_the_whole_product(m, k, n):
-    from somanet.ops.linalg import _weight_column_block, times_weight_t
-    rng = np.random.default_rng(m)
-    a = rng.standard_normal((m, k)).astype(np.float32)
-    w = rng.standard_normal((n, k)).astype(np.float32)
+# Few-row products run as column blocks on BLAS's unpacked kernels (ops.linalg.few_row_matmul).
+@pytest.fixture
+def one_thread():
     previous = somanet.get_num_threads()
     somanet.set_num_threads(1)
-    try:
-        rb = _weight_column_block(a, w)
-        out = times_weight_t(a, w)
-        into = np.full((m, n), np.nan, np.float32)
-        times_weight_t(a, w, out=into)
-    finally:
-        somanet.set_num_threads(previous)
-    assert rb >= 4  # these shapes take the blocks, the last block narrower when rb does not divide n
-    ref = a.astype(np.float64) @ w.T.astype(np.float64)
+    yield
+    somanet.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("transposed", [True, False])
+@pytest.mark.parametrize("m, k, n", [(8, 784, 512), (16, 300, 1003), (128, 784, 512), (300, 784, 500),
+                                     (2, 2000, 700), (8, 512, 784)])
+def test_few_row_product_in_column_blocks_equals_the_whole_product(one_thread, transposed, m, k, n):
+    from somanet.ops.linalg import _column_block, few_row_matmul
+    rng = np.random.default_rng(m)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    # A linear layer's forward multiplies by a transposed C-ordered weight, its input gradient by the weight.
+    b = rng.standard_normal((n, k)).astype(np.float32).T if transposed else rng.standard_normal((k, n)).astype(np.float32)
+    rb = _column_block(a, b)
+    out = few_row_matmul(a, b)
+    into = np.full((m, n), np.nan, np.float32)
+    few_row_matmul(a, b, out=into)
+    # Blocked except g @ W on 128 rows or more; (16, 300, 1003) and (8, 512, 784) end in a narrower block.
+    assert (rb > 0) == (transposed or m < 128)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
     for res in (out, into):
         assert res.dtype == np.float32 and res.shape == (m, n) and res.flags.c_contiguous
         np.testing.assert_allclose(res, ref, rtol=0, atol=2e-6 * np.abs(ref).max())
 
 
-def test_weight_product_keeps_the_whole_product_where_blocks_do_not_pay():
-    from somanet.ops.linalg import _weight_column_block
+def test_few_row_product_stays_whole_where_blocks_do_not_pay(one_thread):
+    from somanet.ops.linalg import _column_block
     rng = np.random.default_rng(0)
     w = rng.standard_normal((512, 784)).astype(np.float32)
-    previous = somanet.get_num_threads()
-    somanet.set_num_threads(1)
-    try:
-        assert _weight_column_block(np.ones((1024, 784), np.float32), w) == 0  # many rows: packed is fast
-        assert _weight_column_block(np.ones((4, 784), np.float32), w[:100]) == 0  # small already
-        assert _weight_column_block(np.ones((8, 784)), w.astype(np.float64)) == 0  # float64
-        assert _weight_column_block(np.ones((8, 1568), np.float32)[:, ::2], w) == 0  # strided rows
-        assert _weight_column_block(np.ones((8, 784), np.float32), np.asfortranarray(w)) == 0
-        assert _weight_column_block(np.ones((8, 784), np.float32), w) > 0
-        somanet.set_num_threads(2)
-        # With BLAS threads the whole product is threaded, and wins from 32 rows on.
-        assert _weight_column_block(np.ones((64, 784), np.float32), w) == 0
-        assert _weight_column_block(np.ones((8, 784), np.float32), w) > 0
-    finally:
-        somanet.set_num_threads(previous)
+    x = np.ones((8, 784), np.float32)
+    assert _column_block(np.ones((1024, 784), np.float32), w.T) == 0  # many rows: the packed path is fast
+    assert _column_block(np.ones((4, 784), np.float32), w[:100].T) == 0  # small enough already
+    assert _column_block(x.astype(np.float64), w.T.astype(np.float64)) == 0  # float64
+    assert _column_block(np.ones((8, 1568), np.float32)[:, ::2], w.T) == 0  # strided rows
+    assert _column_block(x, w[:, ::2].T[::2]) == 0  # neither rows nor columns in place
+    assert _column_block(x, w.T) > 0
+    assert _column_block(np.ones((8, 512), np.float32), w) > 0  # g @ W
+    assert _column_block(np.ones((64, 512), np.float32), w) == 0
+    somanet.set_num_threads(2)
+    # With BLAS threads the whole product is threaded, and wins from 32 rows on (16 for g @ W).
+    assert _column_block(np.ones((64, 784), np.float32), w.T) == 0
+    assert _column_block(x, w.T) > 0
+    assert _column_block(np.ones((16, 512), np.float32), w) == 0
+    assert _column_block(np.ones((8, 512), np.float32), w) > 0
 
 
 @pytest.mark.parametrize("rows", [8, 128])
-def test_linear_on_few_rows_matches_torch_with_gradients(rows):
+def test_linear_on_few_rows_matches_torch_with_gradients(one_thread, rows):
     # Products large enough for the blocked path, in the layer op and both gradients.
     rng = np.random.default_rng(rows)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((rows, 784), (520, 784), (520,)))
-    previous = somanet.get_num_threads()
-    somanet.set_num_threads(1)
-    try:
-        compare(lambda *xs: somanet.linear(*xs), lambda *xs: torch.nn.functional.linear(*xs), x, w, b,
-                atol=1e-4, rtol=1e-5)
-    finally:
-        somanet.set_num_threads(previous)
+    compare(lambda *xs: somanet.linear(*xs), lambda *xs: torch.nn.functional.linear(*xs), x, w, b,
+            atol=1e-4, rtol=1e-5)
 
 
-def test_matmul_with_a_transposed_weight_takes_the_blocked_product_and_matches_torch():
-    x, w = r(8, 784), r(512, 784)
-    previous = somanet.get_num_threads()
-    somanet.set_num_threads(1)
-    try:
-        compare(lambda a, b: a @ b.T, lambda a, b: a @ b.T, x, w, atol=1e-4, rtol=1e-5)
-    finally:
-        somanet.set_num_threads(previous)
+def test_few_row_matmul_in_either_orientation_matches_torch_with_gradients(one_thread):
+    x, w, v = r(8, 784), r(512, 784), r(784, 512)
+    compare(lambda a, b: a @ b.T, lambda a, b: a @ b.T, x, w, atol=1e-4, rtol=1e-5)
+    compare(lambda a, b: a @ b, lambda a, b: a @ b, x, v, atol=1e-4, rtol=1e-5)

@@ -15,7 +15,7 @@ from ..autograd.tensor import Tensor
 from ..backend import array_module
 from ..random import numpy_rng
 from ._util import LOG2_E
-from .linalg import times_weight_t
+from .linalg import few_row_matmul, times_weight_t
 from .reduce import sums_along
 
 __all__ = ["scaled_dot_product_attention", "apply_rotary_emb", "attention_pool"]
@@ -313,7 +313,7 @@ class HeadProjection(Function):
             else:
                 dy5[:, :, c] = g.transpose(0, 2, 1, 3) if ctx.batch_first else g.transpose(2, 0, 1, 3)
         lo, hi = ctx.lo, ctx.hi
-        dx = (dy2d @ weight[lo:hi]).reshape(ctx.x_shape) if _needs(ctx, 0) else None
+        dx = few_row_matmul(dy2d, weight[lo:hi]).reshape(ctx.x_shape) if _needs(ctx, 0) else None
         dw = db = None
         if _needs(ctx, 1):
             dw_rows = dy2d.T @ x2d
@@ -351,7 +351,7 @@ class MergeHeadsProjection(Function):
         g2d = grad.reshape(N * L, grad.shape[-1])
         da = None
         if _needs(ctx, 0):
-            da = (g2d @ weight).reshape((N, L, h, hd) if ctx.batch_first else (L, N, h, hd))
+            da = few_row_matmul(g2d, weight).reshape((N, L, h, hd) if ctx.batch_first else (L, N, h, hd))
             da = da.transpose(0, 2, 1, 3) if ctx.batch_first else da.transpose(1, 2, 0, 3)
         dw = g2d.T @ a2d if _needs(ctx, 1) else None
         db = g2d.sum(0) if ctx.has_bias and _needs(ctx, 2) else None

@@ -22,63 +22,82 @@ def _swap(x):
     return x.swapaxes(-1, -2)
 
 
-# ``a @ w.T`` with a C-ordered weight ``w`` (N, K) is the product of every linear layer. OpenBLAS packs
-# both operands of a product above 10^6 multiply-adds and then runs this orientation slowly on few rows:
-# 25 GFLOP/s at 8 rows, 40 at 16, 60 at 32 and 90 at 128 (K = 784, N = 512, one thread), where a square
-# product reaches 104. Its unpacked small-matrix kernels take this orientation at up to 10^6
-# multiply-adds and 1200 outputs per product, and there run at 95-112 GFLOP/s. So the output is
-# computed as column blocks of ``rb`` weight rows, each one such small product, all in one ``matmul``
-# call writing straight into the output's columns: 2.5-4x faster at 8-16 rows, 1.2-1.3x at 128-256.
-# From about 384 rows no block of 4 or more columns fits 1200 outputs, and the packed product is fast
-# anyway (95-104). Under 128 input features the whole product already runs well (82 against 77).
-# With several BLAS threads OpenBLAS threads the whole product but not the blocks, which then only win
-# below 32 rows.
+# Few-row products. OpenBLAS packs both operands of any product above 10^6 multiply-adds, and on few
+# rows the packed path is slow: ``x @ W.T`` with a C-ordered weight (N, K), every linear layer's forward,
+# runs at 25 GFLOP/s on 8 rows, 40 on 16, 60 on 32 and 90 on 128 (K = 784, N = 512, one thread), and
+# ``g @ W``, its input gradient, at 30-60 on 8 rows, where a large square product reaches 104. OpenBLAS's
+# unpacked small-matrix kernels run both at 95-112 GFLOP/s, on products of at most 10^6 multiply-adds
+# (and, for ``x @ W.T``, at most 1200 outputs). So ``few_row_matmul`` computes the output as blocks of
+# ``rb`` columns, each one such small product, all in one ``matmul`` call writing straight into the
+# output's columns. Measured block widths:
+# - ``x @ W.T``: 2.5-4x faster at 8-16 rows, 1.2-1.3x at 128-256. From about 300 rows no block of 4
+#   columns fits 1200 outputs, and the packed product is fast there anyway (95-104). Under 128 input
+#   features the whole product already runs well (82 against 77 at 128 rows).
+# - ``g @ W``: blocks of 32-128 columns, 1.2-3x faster at 8-32 rows. Blocks of 16 ran slower than the
+#   whole product on some shapes (19 against 30 GFLOP/s).
+# With several BLAS threads OpenBLAS threads the whole product but not the blocks, which then win only
+# below 32 rows for ``x @ W.T`` and at 8 rows for ``g @ W``.
 _SMALL_WORK = 10 ** 6
 _SMALL_OUT = 1200
-_MIN_BLOCK = 4
 _MIN_FEATURES = 128
-_THREADED_MAX_ROWS = 24
+_T_MIN_BLOCK, _T_THREADED_ROWS = 4, 24
+_N_MIN_BLOCK, _N_MAX_BLOCK, _N_THREADED_ROWS = 32, 128, 8
 
 
-def _weight_column_block(a, w):
-    """Columns per block for ``times_weight_t(a, w)``, or 0 to multiply whole."""
+def _column_block(a, b):
+    """Columns per block for ``few_row_matmul(a, b)``, or 0 to multiply whole."""
     m, k = a.shape
-    n = w.shape[0]
-    if (m * k * n <= _SMALL_WORK or k < _MIN_FEATURES or a.dtype != np.float32 or w.dtype != np.float32
-            or type(a) is not np.ndarray or type(w) is not np.ndarray):
+    n = b.shape[1]
+    if (b.shape[0] != k or m * k * n <= _SMALL_WORK or a.dtype != np.float32 or b.dtype != np.float32
+            or type(a) is not np.ndarray or type(b) is not np.ndarray):
         return 0
-    rb = min(n, _SMALL_OUT // m, _SMALL_WORK // (m * k))
-    rb = rb - rb % 8 if rb >= 8 else rb
-    if rb < _MIN_BLOCK:
+    # BLAS reads each block in place only with unit-stride rows (of a, and of b or of b.T); NumPy would
+    # otherwise copy every block.
+    size = a.itemsize
+    if a.strides[1] != size or a.strides[0] < k * size:
         return 0
-    # BLAS reads each block in place only with unit-stride rows; otherwise NumPy would copy every block.
-    if not w.flags.c_contiguous or a.strides[1] != a.itemsize or a.strides[0] < k * a.itemsize:
+    if b.strides[1] == size and b.strides[0] >= n * size:  # g @ W
+        rb = min(_N_MAX_BLOCK, _SMALL_WORK // (m * k))
+        rb = 1 << (rb.bit_length() - 1) if rb > 0 else 0
+        least, threaded_rows = _N_MIN_BLOCK, _N_THREADED_ROWS
+    elif b.strides[0] == size and b.strides[1] >= k * size and k >= _MIN_FEATURES:  # x @ W.T
+        rb = min(_SMALL_OUT // m, _SMALL_WORK // (m * k))
+        rb = rb - rb % 8 if rb >= 8 else rb
+        least, threaded_rows = _T_MIN_BLOCK, _T_THREADED_ROWS
+    else:
         return 0
-    if m > _THREADED_MAX_ROWS and backend.blas_threads() > 1:
+    if rb < least or (m > threaded_rows and backend.blas_threads() > 1):
         return 0
     return rb
 
 
-def times_weight_t(a, w, out=None):
-    """``a @ w.T`` for ``a`` (M, K) and a weight ``w`` (N, K) -> (M, N), a fresh C-contiguous array or
-    ``out`` when given (C-contiguous). Few-row float32 products run as column blocks on BLAS's unpacked
-    kernels (see above); the result is the same product, summed in BLAS's order for that kernel."""
-    xp = array_module(a, w)
-    rb = _weight_column_block(a, w)
+def few_row_matmul(a, b, out=None):
+    """``a @ b`` for 2-D ``a`` (M, K) and ``b`` (K, N) -> (M, N), a fresh C-contiguous array or ``out``
+    (C-contiguous) when given. Few-row float32 products run as column blocks on BLAS's unpacked kernels
+    (see above); each output element is still one dot product over the whole K."""
+    xp = array_module(a, b)
+    rb = _column_block(a, b)
     if not rb:
-        return xp.matmul(a, w.T, out=out)
+        return xp.matmul(a, b, out=out)
     m, k = a.shape
-    n = w.shape[0]
+    n = b.shape[1]
     if out is None:
         out = xp.empty((m, n), np.float32)
     nb = n // rb
     main = nb * rb
-    # Block ``b`` is the (M, rb) matrix of columns ``b*rb:(b+1)*rb``, read by BLAS with the output's row pitch.
-    blocks = np.lib.stride_tricks.as_strided(out, (nb, m, rb), (rb * out.itemsize, out.strides[0], out.itemsize))
-    xp.matmul(a, w[:main].reshape(nb, rb, k).transpose(0, 2, 1), out=blocks)
+    strided = np.lib.stride_tricks.as_strided
+    # Block ``i`` is columns ``i*rb:(i+1)*rb`` of ``b`` and of the output, each read in place.
+    b_blocks = strided(b, (nb, k, rb), (rb * b.strides[1], b.strides[0], b.strides[1]), writeable=False)
+    out_blocks = strided(out, (nb, m, rb), (rb * out.strides[1], out.strides[0], out.strides[1]))
+    xp.matmul(a, b_blocks, out=out_blocks)
     if main < n:
-        xp.matmul(a, w[main:].T, out=out[:, main:])
+        xp.matmul(a, b[:, main:], out=out[:, main:])
     return out
+
+
+def times_weight_t(a, w, out=None):
+    """``a @ w.T`` for ``a`` (M, K) and a weight ``w`` (N, K): ``few_row_matmul(a, w.T)``."""
+    return few_row_matmul(a, w.T, out=out)
 
 
 class MatMul(Function):
@@ -86,8 +105,8 @@ class MatMul(Function):
         if a.ndim == 0 or b.ndim == 0:
             raise RuntimeError(f"matmul: both arguments need at least 1 dimension, got shapes {a.shape} and {b.shape}")
         ctx.save_for_backward(a, b)
-        if a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[0] and b.T.flags.c_contiguous:
-            return times_weight_t(a, b.T)  # ``x @ W.T`` written out by hand
+        if a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[0]:
+            return few_row_matmul(a, b)
         try:
             return array_module(a, b).matmul(a, b)
         except ValueError:
@@ -107,7 +126,7 @@ class MatMul(Function):
             g = xp.expand_dims(g, -1)
         ga = gb = None
         if ctx.needs(0):
-            ga = xp.matmul(g, _swap(b2))
+            ga = few_row_matmul(g, b2.T) if g.ndim == 2 and b2.ndim == 2 else xp.matmul(g, _swap(b2))
             if a.ndim == 1:
                 ga = ga.reshape(ga.shape[:-2] + ga.shape[-1:]) if ga.ndim > 2 else ga.reshape(-1)
         if ctx.needs(1):
@@ -145,7 +164,7 @@ class Linear(Function):
         g2 = grad.reshape(-1, grad.shape[-1]) if grad.ndim != 2 else grad
         gx = gw = gb = None
         if ctx.needs(0):
-            gx = (g2 @ weight).reshape(x.shape)
+            gx = few_row_matmul(g2, weight).reshape(x.shape)
         if ctx.needs(1):
             x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
             gw = g2.T @ x2

@@ -157,3 +157,15 @@ def test_elementwise_op_benchmarks_run_both_frameworks():
     for _, s_fn, t_fn in rows:
         s_fn()
         t_fn()
+
+
+def test_linear_benchmarks_run_both_frameworks_on_the_same_weights():
+    from benchmarks import bench_ops
+
+    torch = torch_or_skip()
+    rows = bench_ops.linear_workloads(torch, features=(6, 5), batches=(1, 3), train_batches=(2,))
+    assert [name for name, _, _ in rows] == ["Linear 6 -> 5, 1 rows, forward (no_grad)",
+                                             "Linear 6 -> 5, 3 rows, forward (no_grad)", "Linear 6 -> 5, 2 rows, fwd+bwd"]
+    for _, s_fn, t_fn in rows:
+        s_fn()
+        t_fn()
