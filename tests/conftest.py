@@ -16,6 +16,25 @@ def _seed():
     yield
 
 
+def _with_threads(count):
+    previous = somanet.get_num_threads()
+    somanet.set_num_threads(count)
+    yield
+    somanet.set_num_threads(previous)
+
+
+@pytest.fixture
+def one_thread():
+    """somanet and NumPy's BLAS on one thread for the test (restored after)."""
+    yield from _with_threads(1)
+
+
+@pytest.fixture
+def two_threads():
+    """somanet and NumPy's BLAS on two threads for the test (restored after)."""
+    yield from _with_threads(2)
+
+
 @pytest.fixture
 def data_dir():
     if not os.path.isdir(DATA_DIR):

@@ -84,14 +84,6 @@ def test_linear_feature_mismatch_error():
 
 
 # Few-row products run as column blocks on BLAS's unpacked kernels (ops.linalg.few_row_matmul).
-@pytest.fixture
-def one_thread():
-    previous = somanet.get_num_threads()
-    somanet.set_num_threads(1)
-    yield
-    somanet.set_num_threads(previous)
-
-
 @pytest.mark.parametrize("transposed", [True, False])
 @pytest.mark.parametrize("m, k, n", [(8, 784, 512), (16, 300, 1003), (128, 784, 512), (300, 784, 500),
                                      (2, 2000, 700), (8, 512, 784)])

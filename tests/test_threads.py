@@ -12,14 +12,6 @@ import somanet
 from somanet import backend
 
 
-@pytest.fixture
-def two_threads():
-    previous = somanet.get_num_threads()
-    somanet.set_num_threads(2)
-    yield
-    somanet.set_num_threads(previous)
-
-
 def test_set_num_threads_validates_and_round_trips(two_threads):
     assert somanet.get_num_threads() == 2
     for bad in (0, -1, 1.5, "2", True, None):
