@@ -79,27 +79,23 @@ def workloads(torch):
 
 # (name, somanet function, torch function, input kind): "real" draws N(0, 1) values, whose sign flips at
 # random (the case that a per-element branch handles worst), "prob" values in (0.01, 0.99).
+# Activations called by the same name in ``somanet.nn.functional`` and ``torch.nn.functional``, with their
+# table labels; ``_activation_cases`` adds the ones that take arguments in their table places.
+_SAME_NAME = (("ReLU", "relu"), ("LeakyReLU", "leaky_relu"), ("ELU", "elu"), ("SELU", "selu"), ("CELU", "celu"),
+              ("GELU", "gelu"), ("SiLU", "silu"), ("Mish", "mish"), ("Sigmoid", "sigmoid"), ("Tanh", "tanh"),
+              ("Softplus", "softplus"), ("Hardswish", "hardswish"), ("Hardsigmoid", "hardsigmoid"),
+              ("Hardtanh", "hardtanh"), ("Softsign", "softsign"), ("LogSigmoid", "logsigmoid"),
+              ("Softshrink", "softshrink"))
+
+
 def _activation_cases(somanet_f, torch_f, torch):
     s, t = somanet_f, torch_f
-    return [
-        ("ReLU", s.relu, t.relu, "real"),
-        ("LeakyReLU", s.leaky_relu, t.leaky_relu, "real"),
-        ("ELU", s.elu, t.elu, "real"),
-        ("SELU", s.selu, t.selu, "real"),
-        ("CELU", s.celu, t.celu, "real"),
-        ("GELU", s.gelu, t.gelu, "real"),
-        ("GELU (tanh)", lambda x: s.gelu(x, approximate="tanh"), lambda x: t.gelu(x, approximate="tanh"), "real"),
-        ("SiLU", s.silu, t.silu, "real"),
-        ("Mish", s.mish, t.mish, "real"),
-        ("Sigmoid", s.sigmoid, torch.sigmoid, "real"),
-        ("Tanh", s.tanh, torch.tanh, "real"),
-        ("Softplus", s.softplus, t.softplus, "real"),
-        ("Hardswish", s.hardswish, t.hardswish, "real"),
-        ("Hardsigmoid", s.hardsigmoid, t.hardsigmoid, "real"),
-        ("Hardtanh", s.hardtanh, t.hardtanh, "real"),
-        ("Softsign", s.softsign, t.softsign, "real"),
-        ("LogSigmoid", s.logsigmoid, t.logsigmoid, "real"),
-        ("Softshrink", s.softshrink, t.softshrink, "real"),
+    # PyTorch's sigmoid and tanh are torch's own functions (their functional aliases are deprecated).
+    cases = [(label, getattr(s, name), getattr(torch if name in ("sigmoid", "tanh") else t, name), "real")
+             for label, name in _SAME_NAME]
+    cases.insert(6, ("GELU (tanh)", lambda x: s.gelu(x, approximate="tanh"),
+                     lambda x: t.gelu(x, approximate="tanh"), "real"))
+    return cases + [
         ("Threshold", lambda x: s.threshold(x, 0.1, 0.0), lambda x: t.threshold(x, 0.1, 0.0), "real"),
         ("softmax (rows of 4096)", lambda x: s.softmax(x, -1), lambda x: t.softmax(x, -1), "real"),
         ("log_softmax (rows of 4096)", lambda x: s.log_softmax(x, -1), lambda x: t.log_softmax(x, -1), "real"),
