@@ -60,6 +60,10 @@ class SGD(Optimizer):
     def _needs_state(self, group):
         return group["momentum"] != 0
 
+    def _state_complete(self, group, state):
+        # The momentum buffer is made from the first step's gradient.
+        return group["momentum"] == 0 or "momentum_buffer" in state
+
     def _update(self, group, param, grad, state, step, tmp):
         xp = array_module(param)
         lr = float(group["lr"])

@@ -136,6 +136,49 @@ def test_automatic_choice_flattens_small_parameters_only(name, kw):
     _assert_params(sp, tp, f"{name} with automatic flattening")
 
 
+def _train_big(name, kw, foreach, inits, grads):
+    params = [somanet.tensor(a.copy(), requires_grad=True) for a in inits]
+    opt = getattr(optim, name)(params, foreach=foreach, **kw)
+    for gs in grads:
+        for p, g in zip(params, gs):
+            p.grad = somanet.tensor(g)
+        opt.step()
+    states = [{k: np.array(v, copy=True) for k, v in opt.state[p].items()} for p in params]
+    return [p.data.copy() for p in params], states
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("name,kw", CONFIGS, ids=IDS)
+def test_large_updates_on_two_threads_are_identical(name, kw, foreach, monkeypatch):
+    from somanet import backend
+    from somanet.optim import optimizer as optimizer_module
+    # One parameter at the threading threshold and an odd-sized one above it (uneven row blocks), plus
+    # a small one; with foreach=True all three run as one flat array, which is split too.
+    n = optimizer_module._PARALLEL_MIN_ELEMENTS
+    inits, grads = _data(steps=3, seed=3, shapes=[(n // 256, 256), (n // 256 + 3, 257), (7,)])
+    saved = somanet.get_num_threads()
+    somanet.set_num_threads(1)
+    try:
+        ref_params, ref_states = _train_big(name, kw, foreach, inits, grads)
+        somanet.set_num_threads(2)
+        blocks = []
+        real_split = backend.split_batch
+        monkeypatch.setattr(backend, "split_batch", lambda fn, n, b: blocks.append(b) or real_split(fn, n, b))
+        params, states = _train_big(name, kw, foreach, inits, grads)
+    finally:
+        somanet.set_num_threads(saved)
+    # SGD with momentum makes its buffer on the first step, which therefore runs whole.
+    first_whole = name == "SGD" and kw.get("momentum", 0) > 0
+    expected = (len(grads) - first_whole) * (1 if foreach else 2)
+    assert blocks == [2] * expected
+    for a, b in zip(ref_params, params):
+        np.testing.assert_array_equal(a, b)
+    for sa, sb in zip(ref_states, states):
+        assert sorted(sa) == sorted(sb)
+        for key in sa:
+            np.testing.assert_array_equal(sa[key], sb[key], err_msg=f"state {key}")
+
+
 @pytest.mark.parametrize("name,kw", CONFIGS, ids=IDS)
 def test_state_dict_round_trip_mid_training(name, kw):
     inits, grads = _data(steps=20, seed=1)
