@@ -94,18 +94,22 @@ def test_25_steps_match_pytorch(name, kw, foreach):
                 assert_close(s_state[idx][key], tv, RTOL, ATOL, what=f"state {key} of parameter {idx}")
 
 
+def _train(name, kw, foreach, inits, grads):
+    """Params and state (copies) after one optimizer has stepped through ``grads``."""
+    params = [somanet.tensor(a.copy(), requires_grad=True) for a in inits]
+    opt = getattr(optim, name)(params, foreach=foreach, **kw)
+    for gs in grads:
+        for p, g in zip(params, gs):
+            p.grad = somanet.tensor(g)
+        opt.step()
+    states = [{k: np.array(v, copy=True) for k, v in opt.state[p].items()} for p in params]
+    return [p.data.copy() for p in params], states
+
+
 @pytest.mark.parametrize("name,kw", CONFIGS, ids=IDS)
 def test_flat_and_per_parameter_updates_are_identical(name, kw):
     inits, grads = _data(steps=6, shapes=[(3, 4), (4,), (2, 2), (5,), (1,)])
-    runs = []
-    for foreach in (False, True):
-        params = [somanet.tensor(a.copy(), requires_grad=True) for a in inits]
-        opt = getattr(optim, name)(params, foreach=foreach, **kw)
-        for gs in grads:
-            for p, g in zip(params, gs):
-                p.grad = somanet.tensor(g)
-            opt.step()
-        runs.append([p.data.copy() for p in params])
+    runs = [_train(name, kw, foreach, inits, grads)[0] for foreach in (False, True)]
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
 
@@ -136,17 +140,6 @@ def test_automatic_choice_flattens_small_parameters_only(name, kw):
     _assert_params(sp, tp, f"{name} with automatic flattening")
 
 
-def _train_big(name, kw, foreach, inits, grads):
-    params = [somanet.tensor(a.copy(), requires_grad=True) for a in inits]
-    opt = getattr(optim, name)(params, foreach=foreach, **kw)
-    for gs in grads:
-        for p, g in zip(params, gs):
-            p.grad = somanet.tensor(g)
-        opt.step()
-    states = [{k: np.array(v, copy=True) for k, v in opt.state[p].items()} for p in params]
-    return [p.data.copy() for p in params], states
-
-
 @pytest.mark.parametrize("foreach", [False, True])
 @pytest.mark.parametrize("name,kw", CONFIGS, ids=IDS)
 def test_large_updates_on_two_threads_are_identical(name, kw, foreach, monkeypatch):
@@ -159,12 +152,12 @@ def test_large_updates_on_two_threads_are_identical(name, kw, foreach, monkeypat
     saved = somanet.get_num_threads()
     somanet.set_num_threads(1)
     try:
-        ref_params, ref_states = _train_big(name, kw, foreach, inits, grads)
+        ref_params, ref_states = _train(name, kw, foreach, inits, grads)
         somanet.set_num_threads(2)
         blocks = []
         real_split = backend.split_batch
         monkeypatch.setattr(backend, "split_batch", lambda fn, n, b: blocks.append(b) or real_split(fn, n, b))
-        params, states = _train_big(name, kw, foreach, inits, grads)
+        params, states = _train(name, kw, foreach, inits, grads)
     finally:
         somanet.set_num_threads(saved)
     # SGD with momentum makes its buffer on the first step, which therefore runs whole.
