@@ -397,7 +397,7 @@ class LSTMSequence(Function):
             stack = xp.empty((T + 1, P + I + (bias is not None), B), dtype)
             x_slots = stack[1:, P:P + I] if reverse else stack[:T, P:P + I]
             xp.copyto(x_slots, x.transpose(0, 2, 1))
-            stack[T if not reverse else 0, P:] = 0  # the slot no step starts from
+            stack[0 if reverse else T, P:] = 0  # the slot no step starts from
             if bias is not None:
                 stack[:, P + I] = 1
             parts = [w_hh_s, w_ih * scale[:, None]] + ([] if bias is None else [bias[:, None]])
