@@ -811,16 +811,16 @@ def _gelu_values(ctx, a):
     if is_grad_enabled():
         # The derivative Phi(a) + a phi(a) is formed here, while its inputs are still in cache, and saved
         # alone: backward is then one product with the gradient instead of four passes over three saved
-        # arrays that a training step has long evicted, and the input
-        # and Phi are not kept alive until backward.
+        # arrays that a training step has long evicted, and the input and Phi are not kept alive for it.
         if gauss is None:
             gauss = a * a
             gauss *= -0.5
             xp.exp(gauss, out=gauss)
-        gauss *= a
-        gauss *= a.dtype.type(_INV_SQRT_2PI)
-        gauss += cdf
-        ctx.save_for_backward(gauss)
+        deriv = gauss  # exp(-a^2 / 2), turned into the derivative in place
+        deriv *= a
+        deriv *= a.dtype.type(_INV_SQRT_2PI)
+        deriv += cdf
+        ctx.save_for_backward(deriv)
     cdf *= a
     return cdf
 

@@ -385,7 +385,6 @@ class LSTMSequence(Function):
         T, B, N = lay.T, lay.B, lay.N
         scale = _gate_scale(4, H, (0, 1, 3), dtype, xp)
         bias = None if b_ih is None else (b_ih + b_hh) * scale
-        w_hh_s = w_hh * scale[:, None]
         # Dense padded input: each step's input rides in the recurrent GEMM, ``[W_hh | W_ih | b] @ [h; x_t; 1]``
         # over a stack whose slot holds a state and the input of the step that starts from it. That GEMM
         # (1024 x 513 x 32 for H = I = 256, B = 32) takes 297 us in row blocks, against 150 us for the
@@ -400,13 +399,17 @@ class LSTMSequence(Function):
             stack[0 if reverse else T, P:] = 0  # the slot no step starts from
             if bias is not None:
                 stack[:, P + I] = 1
-            parts = [w_hh_s, w_ih * scale[:, None]] + ([] if bias is None else [bias[:, None]])
-            w_step = xp.concatenate(parts, axis=1)
+            # [W_hh | W_ih | b], gate rows scaled, written in place.
+            w_step = xp.empty((4 * H, stack.shape[1]), dtype)
+            xp.multiply(w_hh, scale[:, None], out=w_step[:, :P])
+            xp.multiply(w_ih, scale[:, None], out=w_step[:, P:P + I])
+            if bias is not None:
+                w_step[:, P + I] = bias
             hs = lay.states(h0, P, dtype, xp, S=stack[:, :P])
             operand = stack
         else:
             gx, x_saved = _input_projection(x, lay, w_ih, scale, bias, emb, xp)
-            w_step = w_hh_s
+            w_step = w_hh * scale[:, None]
             hs = lay.states(h0, P, dtype, xp)
             operand = hs
         cs = lay.states(c0, H, dtype, xp)

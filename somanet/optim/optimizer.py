@@ -319,6 +319,8 @@ class Optimizer:
         of the state arrays shaped like it and of ``tmp``."""
         blocks = 1
         if param.size >= _PARALLEL_MIN_ELEMENTS and param.ndim and array_module(param) is np:
+            # The size test is this update's work threshold; parallel_blocks adds the thread count and
+            # whether a block is already running.
             blocks = backend.parallel_blocks(param.shape[0], backend.PARALLEL_MIN_WORK)
         if blocks < 2 or (state is not None and not self._state_complete(group, state)):
             self._update(group, param, grad, state, step, tmp)
