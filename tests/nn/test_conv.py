@@ -405,3 +405,62 @@ def test_weight_gradients_are_c_contiguous(xs, ws, kw):
                           ((kw.get("padding", 0),) * 2,) * 2, (kw.get("stride", 1),) * 2, (1, 1), ws[2:])
     assert gw.flags.c_contiguous
     np.testing.assert_allclose(gw, w.grad.data, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture
+def cache_blocks(monkeypatch):
+    """Convolution passes cut into cache blocks far smaller than real ones: ``images`` per block (a
+    fraction makes uneven blocks). Returns the list of range counts every split was asked for."""
+    from somanet.ops import conv
+
+    seen = []
+    original = conv._cache_ranges
+
+    def limit(images):
+        def spy(xp, n, per_image):
+            monkeypatch.setattr(conv, "CACHE_BLOCK_BYTES", int(images * per_image))
+            ranges = original(xp, n, per_image)
+            seen.append(len(ranges))
+            return ranges
+
+        monkeypatch.setattr(conv, "_cache_ranges", spy)
+        return seen
+
+    return limit
+
+
+BLOCKED_CASES = [  # batch 5: blocks of one image, or of one, two and two; the passes that block
+    ((5, 8, 12, 12), (8, 8, 3, 3), dict(padding=1), 2),                  # forward, dX by the adjoint (dW wide)
+    ((5, 8, 14, 14), (12, 8, 3, 3), dict(padding=1, stride=2), 3),       # dX in column space, dW from rows
+    ((5, 2, 9, 9), (6, 2, 3, 3), dict(padding=1), 3),                    # dW from rows x gradient
+    ((5, 4, 15, 15), (120, 4, 3, 3), dict(stride=2, padding=1), 3),      # dW over the whole batch
+    ((5, 8, 9, 9), (220, 4, 3, 3), dict(groups=2, padding=1), 3),        # the same, grouped
+    ((5, 6, 9, 9), (4, 6, 3, 3), dict(padding=1, dilation=(2, 1), stride=(1, 2)), 3),
+]
+
+
+@pytest.mark.parametrize("images, blocks", [(1, 5), (2.5, 3)])
+@pytest.mark.parametrize("xs, ws, kw, passes", BLOCKED_CASES)
+def test_cache_blocks_match_torch(cache_blocks, images, blocks, xs, ws, kw, passes):
+    seen = cache_blocks(images)
+    arrays = [_x(*xs), _x(*ws, seed=1), _x(ws[0], seed=2)]
+    compare(lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: TF.conv2d(x, w, b, **kw), *arrays, **TOL)
+    # A block's own pass then runs whole.
+    assert seen.count(blocks) == passes and set(seen) <= {blocks, 1}
+
+
+def test_cache_blocks_in_transposed_convolutions_threads_and_float64(cache_blocks, threaded):
+    seen = cache_blocks(1)
+    kw = dict(stride=2, padding=1, output_padding=1)
+    compare(lambda x, w, b: F.conv_transpose2d(x, w, b, **kw), lambda x, w, b: TF.conv_transpose2d(x, w, b, **kw),
+            _x(5, 4, 5, 6), _x(4, 3, 3, 3, seed=1), _x(3, seed=2), **TOL)
+    compare(lambda x, w, b: F.conv2d(x, w, b, padding=1), lambda x, w, b: TF.conv2d(x, w, b, padding=1),
+            _x(5, 3, 7, 9), _x(4, 3, 3, 3, seed=1), _x(4, seed=2), **TOL)
+    assert threaded.count(2) >= 6 and seen.count(2) + seen.count(3) >= 6  # each thread's block of 2 or 3 images
+    somanet.set_num_threads(1)
+
+    def x64(*s, seed=0):
+        return somanet.tensor(_x(*s, seed=seed).astype(np.float64), requires_grad=True)
+
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), padding=1), (x64(3, 2, 5, 6),
+                     x64(3, 2, 3, 3, seed=1), x64(3, seed=2)))

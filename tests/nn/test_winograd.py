@@ -215,3 +215,58 @@ def test_f4_rounding_against_float64():
                       (wt.grad.data, tw.grad.numpy())):
         assert mine.dtype == np.float32
         assert np.abs(mine - ref).max() <= 2e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("xs, ws, tile", [((5, 64, 8, 8), (64, 64, 3, 3), 4), ((5, 64, 4, 4), (128, 64, 3, 3), 2)])
+def test_cache_blocks_match_torch(monkeypatch, threads, xs, ws, tile):
+    # Batch blocks of one image, each reading the transformed weight again; across two threads each
+    # thread's images are blocked in turn.
+    from somanet import backend
+    from somanet.ops import conv
+
+    seen = []
+    original_ranges, original_cache_ranges = conv._winograd_ranges, conv._cache_ranges
+
+    def spy(x4, u, pads, backward=False):
+        ranges = original_ranges(x4, u, pads, backward)
+        seen.append([hi - lo for lo, hi in ranges])
+        return ranges
+
+    def one_image(xp, n, per_image):
+        monkeypatch.setattr(conv, "CACHE_BLOCK_BYTES", per_image)
+        return original_cache_ranges(xp, n, per_image)
+
+    monkeypatch.setattr(conv, "_winograd_ranges", spy)
+    monkeypatch.setattr(conv, "_cache_ranges", one_image)
+    monkeypatch.setattr(conv, "WINOGRAD_WEIGHT_READS", 1e9)
+    monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)
+    assert _tile(xs, ws, 1) == tile
+    previous = somanet.get_num_threads()
+    try:
+        somanet.set_num_threads(threads)
+        compare(lambda x, w, b: F.conv2d(x, w, b, padding=1), lambda x, w, b: TF.conv2d(x, w, b, padding=1),
+                _x(*xs), _x(*ws, seed=1, scale=1 / 24), _x(ws[0], seed=2), **TOL)
+    finally:
+        somanet.set_num_threads(previous)
+    # Forward and backward, per thread block; every block one image.
+    assert len(seen) == 2 * threads and sum(map(len, seen)) == 2 * xs[0]
+    assert {size for sizes in seen for size in sizes} == {1}
+
+
+@pytest.mark.parametrize("xs, o, blocked", [
+    ((32, 64, 16, 16), 128, True),     # VGG-11's second layer: 20 MB of activations, a 1.2 MB weight transform
+    ((32, 256, 8, 8), 256, False),     # a 9.4 MB weight transform: re-reading it per block costs more
+    ((4, 64, 16, 16), 128, False),     # the whole batch fits
+])
+def test_cache_blocks_only_where_activations_outweigh_the_weight(xs, o, blocked):
+    from somanet.ops import conv
+
+    x = np.empty(xs, np.float32)
+    tile = _tile(xs, (o, xs[1], 3, 3), 1)
+    u = np.empty(((tile + 2) ** 2, o, xs[1]), np.float32)
+    for backward in (False, True):
+        ranges = conv._winograd_ranges(x, u, ((1, 1), (1, 1)), backward)
+        assert ranges[0][0] == 0 and ranges[-1][1] == xs[0]
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert (len(ranges) > 1) == blocked
