@@ -231,7 +231,7 @@ def layout_rows(blocks, timing=None):
 
 # --------------------------------------------------------------------------- Winograd or windows
 # The stride-1 3x3 layers of ResNet-20 (batch 64) and of VGG-11 at 32x32 (batch 32): (N, C, H, O).
-WINOGRAD_SHAPES = [(64, 16, 32, 16), (64, 32, 16, 32), (64, 64, 8, 64), (32, 64, 16, 128), (32, 128, 8, 256),
+WINOGRAD_SHAPES = [(64, 16, 32, 16), (64, 32, 16, 32), (64, 32, 28, 64), (64, 64, 8, 64), (32, 64, 16, 128), (32, 128, 8, 256),
                    (32, 256, 8, 256), (32, 256, 4, 512), (32, 512, 4, 512), (32, 512, 2, 512)]
 
 
@@ -244,13 +244,15 @@ def forced_winograd(tile):
     2, the thresholds lowered to nothing) or, with 0, the windows."""
     from somanet.ops import winograd
 
-    names = ("MIN_CHANNELS", "MIN_CHANNEL_PAIRS", "MIN_TILES_FORWARD", "MIN_TILES_F4", "MAX_PRODUCT_SHARE_F4")
+    names = ("MIN_CHANNELS", "MIN_CHANNEL_PAIRS", "MIN_TILES_FORWARD", "MIN_TILES_F4", "MAX_PRODUCT_SHARE_F4",
+             "MIN_CHANNELS_F4", "MIN_CHANNEL_PAIRS_F4_FORWARD")
     saved = {k: getattr(winograd, k) for k in names}
     if tile:
         winograd.MIN_CHANNELS = winograd.MIN_CHANNEL_PAIRS = winograd.MIN_TILES_FORWARD = 1
+        winograd.MIN_CHANNELS_F4 = winograd.MIN_CHANNEL_PAIRS_F4_FORWARD = 1
         winograd.MIN_TILES_F4, winograd.MAX_PRODUCT_SHARE_F4 = (1, float("inf")) if tile == 4 else (10 ** 9, 0.0)
     else:
-        winograd.MIN_CHANNELS = 10 ** 9
+        winograd.MIN_CHANNELS = winograd.MIN_CHANNELS_F4 = 10 ** 9
     try:
         yield
     finally:

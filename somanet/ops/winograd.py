@@ -50,9 +50,17 @@ _MATRICES = {"kg2": np.kron(_G2, _G2), "kg4": np.kron(_G4, _G4), "bt4": _BT4, "b
              "a4": _AT4.T}
 _CACHE = {}
 
-#: Fewest input and output channels for either tile size: below them the GEMMs (``K = C``) are too thin
-#: for OpenBLAS and the transforms too large a share (docs/cnn.md: 16 and 32 channels lose to the windows).
+#: Fewest input and output channels for F(2x2): below them its GEMMs (``K = C``) are too thin for OpenBLAS
+#: and its transforms too large a share (docs/cnn.md: 16 and 32 channels lose to the windows).
 MIN_CHANNELS = 64
+#: Fewest input and output channels for F(4x4), whose tiles need 36 products for 16 outputs where F(2x2)
+#: needs 16 for 4: with the passes run in cache blocks it beats the windows from 32 channels up (ResNet-20's
+#: 32 -> 32 layer, forward and backward 10.3 -> 8.3 ms at one thread), but not at 16 (12.8 -> 18.6 ms).
+MIN_CHANNELS_F4 = 32
+#: Fewest channel pairs for F(4x4)'s forward pass; the backward pass, which shares one transform of the
+#: output gradient between both gradients, gains with fewer (32 -> 32 channels: forward 0.85-1.06x the
+#: windows' speed, backward 1.26-1.37x; 32 -> 48 forward 1.02-1.22x).
+MIN_CHANNEL_PAIRS_F4_FORWARD = 32 * 48
 #: Fewest channel pairs for F(2x2) (64 -> 64 channels is a tie with the windows, 64 -> 128 gains).
 MIN_CHANNEL_PAIRS = 64 * 128
 #: Fewest F(2x2) output tiles per image for the forward pass: at one tile (2x2 outputs) the weight transform
@@ -87,15 +95,16 @@ def output_tile(x4, w4, groups, pads, stride, dilation, backward=False):
     if min(pads[0] + pads[1]) < 0:
         return 0
     o, c = w4.shape[:2]
-    if c < MIN_CHANNELS or o < MIN_CHANNELS:
+    if min(c, o) < min(MIN_CHANNELS, MIN_CHANNELS_F4):
         return 0
     th, tw = tiles(x4.shape[2:], pads)
     if th <= 0 or tw <= 0:
         return 0
     th4, tw4 = tiles(x4.shape[2:], pads, 4)
     if th4 * tw4 >= MIN_TILES_F4 and 36 * th4 * tw4 <= MAX_PRODUCT_SHARE_F4 * 16 * th * tw:
-        return 4
-    if c * o < MIN_CHANNEL_PAIRS or not (backward or th * tw >= MIN_TILES_FORWARD):
+        if min(c, o) >= MIN_CHANNELS_F4 and (backward or c * o >= MIN_CHANNEL_PAIRS_F4_FORWARD):
+            return 4
+    if min(c, o) < MIN_CHANNELS or c * o < MIN_CHANNEL_PAIRS or not (backward or th * tw >= MIN_TILES_FORWARD):
         return 0
     return 2
 

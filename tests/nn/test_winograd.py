@@ -54,6 +54,17 @@ def test_winograd_conv2d_matches_torch(xs, ws, padding, tile, bias):
     assert out.dtype == np.float32
 
 
+@pytest.mark.parametrize("xs, ws, forward", [
+    ((2, 32, 8, 8), (32, 32, 3, 3), 0),         # 32 -> 32: the forward pass keeps the windows
+    ((2, 32, 9, 7), (48, 32, 3, 3), 4),         # overhanging tiles
+    ((3, 48, 8, 8), (32, 48, 3, 3), 4),
+])
+def test_f4_on_32_channel_layers_matches_torch(xs, ws, forward):
+    assert _tile(xs, ws, 1) == forward and _tile(xs, ws, 1, backward=True) == 4
+    compare(lambda x, w, b: F.conv2d(x, w, b, padding=1), lambda x, w, b: TF.conv2d(x, w, b, padding=1),
+            _x(*xs), _x(*ws, seed=1, scale=1 / np.sqrt(9 * ws[1])), _x(ws[0], seed=2), **TOL)
+
+
 def test_backward_only_on_one_tile_planes():
     # 2x2 planes: the forward pass keeps the GEMMs over copied windows, the gradients take Winograd.
     xs, ws = (4, 128, 2, 2), (128, 128, 3, 3)
@@ -85,6 +96,8 @@ def test_conv_transpose_through_winograd_matches_torch():
 def test_gradcheck_float64(monkeypatch, tile):
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
     monkeypatch.setattr(winograd, "MIN_CHANNEL_PAIRS", 1)
+    monkeypatch.setattr(winograd, "MIN_CHANNELS_F4", 1)
+    monkeypatch.setattr(winograd, "MIN_CHANNEL_PAIRS_F4_FORWARD", 1)
     if tile == 4:
         monkeypatch.setattr(winograd, "MIN_TILES_F4", 1)
         monkeypatch.setattr(winograd, "MAX_PRODUCT_SHARE_F4", 100.0)
@@ -164,7 +177,7 @@ def test_weight_transforms_hold_blas_to_one_thread_beside_the_blocks(monkeypatch
 
 
 @pytest.mark.parametrize("change", [
-    dict(stride=(2, 2)), dict(dilation=(2, 2)), dict(groups=2), dict(kernel=5), dict(channels=32),
+    dict(stride=(2, 2)), dict(dilation=(2, 2)), dict(groups=2), dict(kernel=5), dict(channels=16),
     dict(dtype=np.float16), dict(pads=((-1, -1), (1, 1))),
 ])
 def test_dispatch_rules(change):
@@ -175,7 +188,7 @@ def test_dispatch_rules(change):
     args = dict(groups=1, pads=((1, 1), (1, 1)), stride=(1, 1), dilation=(1, 1))
     args.update({k: v for k, v in change.items() if k in args})
     assert winograd.output_tile(x, np.empty((128, channels, 3, 3), dtype), 1, ((1, 1), (1, 1)), (1, 1), (1, 1)) \
-        == (4 if dtype != np.float16 and channels >= 64 else 0)
+        == (4 if dtype != np.float16 and channels >= 32 else 0)
     assert not winograd.output_tile(x, w, **args)
     assert not winograd.output_tile(x, w, backward=True, **args)
 
@@ -188,7 +201,12 @@ def test_dispatch_rules(change):
     (6, (64, 64), 0, 0),
     (4, (128, 128), 2, 2),    # one 4x4 tile: F(2x2)'s smaller weight transform wins
     (2, (128, 128), 0, 2),    # one 2x2 tile: the forward pass keeps the windows
-    (16, (48, 128), 0, 0),    # too few input channels
+    (16, (16, 128), 0, 0),    # too few input channels
+    (16, (32, 32), 0, 4),     # 32 -> 32: F(4x4) for the gradients only
+    (16, (32, 48), 4, 4),     # enough channel pairs for the forward pass too
+    (28, (32, 64), 4, 4),
+    (16, (48, 32), 4, 4),
+    (16, (128, 16), 0, 0),    # too few output channels
 ])
 def test_tile_size_rules(hw, channels, forward, backward):
     c, o = channels
