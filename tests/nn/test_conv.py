@@ -69,7 +69,17 @@ KERNEL_CHOICE_CASES = [
     ((2, 6, 8, 8), (4, 6, 3, 3), dict(padding=(2, 1), dilation=(2, 1))),  # same width, taller output
     ((3, 6, 4, 4), (5, 6, 3, 3), dict(padding=1)),                        # small planes: whole-batch GEMMs
     ((2, 8, 3, 5), (6, 4, 3, 3), dict(groups=2, padding=1)),
+    ((2, 64, 16, 16), (128, 64, 3, 3), dict(stride=2, padding=1)),       # forward and dX in weight row blocks
 ]
+
+
+def test_gemm_blocks_split_columns_then_rows():
+    from somanet.ops.conv import _gemm_blocks
+
+    assert _gemm_blocks(32, 96, 784, 1) == (4, 1)      # column chunks of 196 when some fit
+    assert _gemm_blocks(128, 192, 64, 1) == (1, 2)     # too few columns to chunk: two row blocks of 64
+    assert _gemm_blocks(128, 192, 64, 2) == (1, 1)     # grouped: whole
+    assert _gemm_blocks(16, 48, 1024, 1) == (1, 1)     # already small
 
 
 @pytest.mark.parametrize("xs, ws, kw", KERNEL_CHOICE_CASES)
