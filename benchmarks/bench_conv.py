@@ -409,32 +409,34 @@ def main(argv=None):
     print(f"({time.perf_counter() - start:.0f} s)")
 
 
-NOTES = """Reading the table: PyTorch's CPU convolutions are oneDNN's JIT-compiled direct kernels, and on the
-two single-convolution rows they run at 92-101 GFLOP/s, the speed of NumPy's own large square sgemm on
-this machine (about 104 GFLOP/s): the machine's peak. somanet's convolutions are BLAS GEMMs over copied
-windows (the project's rule), one GEMM per image and kernel row over a buffer of ``kw`` column shifts
-(``docs/cnn.md``). Those GEMMs alone reach 80-100 GFLOP/s on ResNet-20's layers; the copies, the partial
-sums of the kernel rows and the cache misses between passes bring single passes to 40-95 GFLOP/s and
-whole training steps to 55-65. A workload that is all convolution therefore stays below PyTorch (0.6-0.7
-here): at best the GEMMs would tie oneDNN, and the copies come on top. A ResNet-20 step is 15.5 GFLOP of
-convolutions and linear layers (a third of it on 16-channel layers) plus about 60 ms of batch norm, ReLU,
-additions and autograd in somanet (measured around the convolution ops): even GEMMs at 104 GFLOP/s with
-free copies would only bring the step to about 210 ms, PyTorch's time. LeNet-5 is small enough that
-PyTorch's fixed costs and its slow NCHW max pooling dominate, and somanet is faster there. Peak memory
-is below PyTorch's because backward rebuilds the windows instead of keeping them, and the column buffers
-are ``kw`` times the input instead of ``kh * kw``.
+NOTES = """Reading the table: PyTorch's CPU convolutions are oneDNN's JIT-compiled direct kernels, running at
+92-101 GFLOP/s on these rows, the machine's peak (NumPy's large square sgemm does about 105). somanet's
+convolutions are BLAS GEMMs (``docs/cnn.md``): over copied windows, one GEMM per image and kernel row
+over a buffer of ``kw`` column shifts, or, for 3x3 stride-1 layers with at least 32 channels on each
+side, over Winograd F(4x4) tiles, 36 products for 16 outputs where the windows need 144. Every pass runs
+over blocks of images whose buffers fit the cache. The first row takes F(4x4) both ways and is 1.4x
+faster than PyTorch; its GFLOP/s counts the direct method's multiply-adds, hence above the machine's
+peak. The strided row keeps the windows: its GEMMs run at about 110 GFLOP/s (in two row blocks of the
+weight), and the strided window copies, the kernel rows' partial sums and col2im's additions come on
+top. ResNet-20's five 64 -> 64 layers and the backward passes of its five 32 -> 32 layers take F(4x4);
+its 16-channel layers and two strided ones keep the windows (F(4x4) is 1.4x slower there, its GEMMs
+having ``K = 16``), and with about 60 ms of batch norm, ReLU, additions and autograd the step stays
+below PyTorch. LeNet-5 is small enough that PyTorch's fixed costs and its slow NCHW max pooling
+dominate, and somanet is faster there. Peak memory is below PyTorch's because backward rebuilds the
+windows instead of keeping them, and the column buffers are ``kw`` times the input instead of
+``kh * kw``.
 
-Before the current kernels (full im2col with one GEMM per image, max pooling through a padded,
-phase-split copy), alternating runs of both versions under the same conditions gave 0.55-0.60,
-0.60-0.62, 0.57-0.58 and 0.52-0.53 on the four rows above, and 160 MiB of peak memory (2026-11-21).
+Before the cache blocks and F(4x4) on 32-channel layers the four rows gave 0.62, 0.66, 1.13 and 0.70 in
+the same kind of run; before the current window kernels (full im2col with one GEMM per image, max
+pooling through a padded, phase-split copy) 0.55-0.60, 0.60-0.62, 0.57-0.58 and 0.52-0.53, with 160 MiB
+of peak memory.
 
 The table is one thread per framework, timed by process CPU time (``OPENBLAS_NUM_THREADS=1 python
 benchmarks/bench_conv.py --clock cpu``); ``python benchmarks/bench_conv.py`` runs both with the machine's
 cores. With two threads every convolution pass of at least 2^24 multiply-adds splits its batch into one
-block per thread (``docs/cnn.md``); one such run (wall time, 2026-11-21) gave 0.65, 0.70, 1.17 and 0.63
-(somanet's ResNet-20 step 197 ms, PyTorch's 124 ms; before the split somanet's step did not get faster
-with a second thread at all, 274 ms). Two-thread timings on this machine swing between runs by up to
-a third for both libraries, so compare ratios from one run only."""
+block per thread (``docs/cnn.md``); the suite's Summary in this file has ResNet-20 at two threads.
+Two-thread timings on this machine swing between runs for both libraries, so compare ratios from one
+run only."""
 
 
 if __name__ == "__main__":
