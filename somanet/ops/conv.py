@@ -358,6 +358,12 @@ def _shifted_planes(x4, flat_rows, planes, pt, pl, dw):
             planes[:, :, j, 0, pt:pt + h, :-shift] = 0
 
 
+def kw_columns_size(x4, pads, kw, stride, wo):
+    """Elements per image of the ``kw_columns`` buffer (without the row of ones)."""
+    hq = -(-(x4.shape[2] + pads[0][0] + pads[0][1]) // stride[0])
+    return x4.shape[1] * kw * stride[0] * hq * wo
+
+
 def kernel_row_offset(i, stride, dilation, hq, wo):
     """Where kernel row ``i``'s first output row starts inside a ``kw_columns`` row (phase, then row)."""
     r = i * dilation[0]
@@ -542,8 +548,7 @@ def conv_forward(x4, w4, groups, pads, stride, dilation, bias=None, out=None):
         return out3.reshape(n, o, ho, wo)
     if ell <= _FOLD_PIXELS:
         return _conv_forward_folded(x4, w4, groups, pads, stride, dilation, bias, (ho, wo), out=out)
-    rows_per_image = c * kw * stride[0] * -(-(h + pt + pb) // stride[0]) * wo
-    ranges = _cache_ranges(xp, n, x4.itemsize * (rows_per_image + 2 * o * ell))
+    ranges = _cache_ranges(xp, n, x4.itemsize * (kw_columns_size(x4, pads, kw, stride, wo) + 2 * o * ell))
     if len(ranges) > 1:
         out = xp.empty((n, o, ho, wo), x4.dtype) if out is None else out
         for lo, hi in ranges:
@@ -706,14 +711,13 @@ def conv_weight_grad(g4, x4, groups, pads, stride, dilation, kernel):
     wp = x4.shape[3] + pads[1][0] + pads[1][1]
     if stride == (1, 1) and cg >= 4 and og * cg <= 256 and og * cg * ho * wp <= _SMALL_GEMM and ho * wo >= 128:
         return _weight_grad_wide(g4, x4, groups, pads, kernel, dilation)
-    c, ell = x4.shape[1], ho * wo
-    hq = -(-(x4.shape[2] + pads[0][0] + pads[0][1]) // stride[0])
+    ell = ho * wo
     if cg * kw >= 16 and cg * kw * og * ell <= _SMALL_GEMM:
-        path, per_image = _weight_grad_rows_nn, c * kw * stride[0] * hq * wo + 2 * o * ell
+        path, per_image = _weight_grad_rows_nn, kw_columns_size(x4, pads, kw, stride, wo) + 2 * o * ell
     elif og * cg * kw <= _SMALL_GEMM_OUT:
-        path, per_image = _weight_grad_rows, c * kw * stride[0] * hq * wo + o * ell
+        path, per_image = _weight_grad_rows, kw_columns_size(x4, pads, kw, stride, wo) + o * ell
     else:
-        path, per_image = _weight_grad_batch, c * kh * kw * ell + o * ell
+        path, per_image = _weight_grad_batch, x4.shape[1] * kh * kw * ell + o * ell
     ranges = _cache_ranges(backend.array_module(g4), n, g4.itemsize * per_image)
     return _summed([path(g4[lo:hi], x4[lo:hi], groups, pads, stride, dilation, kernel) for lo, hi in ranges])
 
