@@ -269,14 +269,19 @@ def one_blas_thread():
             lib.set_num_threads(count)
 
 
+def batch_ranges(n, blocks):
+    """``blocks`` consecutive ``(lo, hi)`` ranges of near-equal size covering ``range(n)``."""
+    return [(n * i // blocks, n * (i + 1) // blocks) for i in range(blocks)]
+
+
 def split_batch(fn, n, blocks):
     """Call ``fn(lo, hi)`` on ``blocks`` contiguous ranges covering ``range(n)``, at the same time on
     ``blocks`` threads (the caller runs the first), and return their results in order. ``fn`` must
     only write memory of its own range. BLAS runs single-threaded meanwhile. When another thread is
     already using the workers, the ranges run one after another in the caller."""
-    bounds = [n * i // blocks for i in range(blocks + 1)]
+    ranges = batch_ranges(n, blocks)
     if blocks <= 1 or not _workers_busy.acquire(blocking=False):
-        return [fn(bounds[i], bounds[i + 1]) for i in range(blocks)]
+        return [fn(lo, hi) for lo, hi in ranges]
     try:
         while len(_workers) < blocks - 1:
             _workers.append(_Worker())
@@ -284,11 +289,11 @@ def split_batch(fn, n, blocks):
         with one_blas_thread():
             try:
                 for i in range(1, blocks):
-                    _workers[i - 1].submit(fn, bounds[i], bounds[i + 1])
+                    _workers[i - 1].submit(fn, *ranges[i])
                     started.append(_workers[i - 1])
                 _local.busy = True
                 try:
-                    first = fn(bounds[0], bounds[1])
+                    first = fn(*ranges[0])
                 finally:
                     _local.busy = False
             finally:

@@ -451,12 +451,7 @@ def _cache_ranges(xp, n, per_image):
     if xp is not np:
         return [(0, n)]
     per_block = max(1, CACHE_BLOCK_BYTES // max(per_image, 1))
-    return _ranges(n, max(1, -(-n // per_block)))
-
-
-def _ranges(n, blocks):
-    """``blocks`` consecutive ``(lo, hi)`` ranges of near-equal size covering ``range(n)``."""
-    return [(n * i // blocks, n * (i + 1) // blocks) for i in range(blocks)]
+    return backend.batch_ranges(n, max(1, -(-n // per_block)))
 
 
 #: Most bytes of transformed-weight reads per byte of activations that Winograd's cache blocks may cost.
@@ -485,7 +480,7 @@ def _winograd_ranges(x4, u, pads, backward=False):
     ranges = _cache_ranges(np, n, per_image)
     most = max(1, int(n * per_image * WINOGRAD_WEIGHT_READS // u.nbytes))
     if len(ranges) > most:
-        ranges = _ranges(n, most)
+        ranges = backend.batch_ranges(n, most)
     return ranges
 
 
