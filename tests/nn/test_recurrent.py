@@ -410,3 +410,121 @@ def test_gradcheck_token_input(kind):
     else:
         fn = lambda e, h, *w: R.rnn_sequence(tokens, h, *w, embedding=e)  # noqa: E731
     assert gradcheck(fn, [emb, h0, *w])
+
+
+# --------------------------------------------------------------------------- batch blocks on threads
+@pytest.fixture
+def batch_blocks(monkeypatch):
+    """Two threads and no minimum size, so every padded sequence runs as batch blocks; yields the list of
+    block counts the sequence Functions ran with (0: whole)."""
+    from somanet import backend
+
+    runs = []
+    for cls in (R.RNNSequence, R.LSTMSequence, R.GRUSequence):
+        forward = cls.forward
+
+        def spy(ctx, *args, _forward=forward, **kw):
+            out = _forward(ctx, *args, **kw)
+            if ctx.batch_blocks:  # the blocks' own contexts run whole and are not counted
+                runs.append(ctx.n_blocks)
+            return out
+
+        monkeypatch.setattr(cls, "forward", spy)
+    monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)
+    previous = somanet.get_num_threads()
+    somanet.set_num_threads(2)
+    yield runs
+    somanet.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("kind,extra", [("rnn", {}), ("rnn", {"nonlinearity": "relu"}), ("lstm", {}), ("gru", {}),
+                                        ("lstm", {"proj_size": 3})])
+@pytest.mark.parametrize("batch", [2, 5])
+def test_batch_blocks_match_torch(batch_blocks, kind, extra, batch):
+    """A padded batch split over two threads (uneven blocks at 5) gives PyTorch's outputs, final states and
+    every gradient, through two bidirectional layers from given initial states."""
+    rng = np.random.default_rng(30)
+    s_mod, t_mod = _pair(kind, input_size=I, hidden_size=H, num_layers=2, bidirectional=True, batch_first=True,
+                         **extra)
+    out_h = extra.get("proj_size", H)
+    arrays = [_randn(rng, batch, T, I), _randn(rng, 4, batch, out_h)]
+    if kind == "lstm":
+        arrays.append(_randn(rng, 4, batch, H))
+
+    def forward(m, x, h0, *c0):
+        out, state = m(x, (h0, c0[0]) if c0 else h0)
+        states = state if isinstance(state, tuple) else (state,)
+        return out.sum() + sum((s * s).sum() for s in states)  # gradients reach h_n (and c_n) too
+
+    compare_modules(s_mod, t_mod, *arrays, forward=forward)
+    assert batch_blocks and set(batch_blocks) == {2}
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_batch_blocks_token_input_and_inference(batch_blocks, kind):
+    """Token input in blocks: the embedding's gradient is summed over the blocks; without grad recording
+    (one step's buffers reused) the blocks give the same output."""
+    torch = torch_or_skip()
+    rng = np.random.default_rng(31)
+    V = 7
+    s_rnn, t_rnn = _pair(kind, input_size=I, hidden_size=H, num_layers=2)
+    t_emb = torch.nn.Embedding(V, I)
+    s_emb = nn.Embedding(V, I)
+    copy_state(t_emb, s_emb)
+    tokens = rng.integers(0, V, (T, 4))
+    s_out, _ = s_rnn.forward_embedding(somanet.tensor(tokens), s_emb)
+    t_out, _ = t_rnn(t_emb(torch.tensor(tokens)))
+    assert_close(s_out, t_out, what="output")
+    s_out.sum().backward()
+    t_out.sum().backward()
+    assert_close(s_emb.weight.grad, t_emb.weight.grad, what="embedding gradient")
+    for name, tp in t_rnn.named_parameters():
+        assert_close(dict(s_rnn.named_parameters())[name].grad, tp.grad, what=name)
+    with somanet.no_grad():
+        assert_close(s_rnn.forward_embedding(somanet.tensor(tokens), s_emb)[0], t_out, what="no-grad output")
+    assert set(batch_blocks) == {2}
+
+
+def test_batch_blocks_leave_packed_cells_and_single_entries_whole(batch_blocks):
+    rng = np.random.default_rng(32)
+    lstm = nn.LSTM(I, H)
+    seqs = [somanet.tensor(_randn(rng, n, I)) for n in (4, 3, 1)]
+    lstm(nn.utils.rnn.pack_sequence(seqs, enforce_sorted=False))
+    lstm(somanet.tensor(_randn(rng, T, 1, I)))
+    assert batch_blocks == [0, 0]
+    cell = nn.LSTMCell(I, H)
+    cell(somanet.tensor(_randn(rng, 4, I)))
+    assert batch_blocks == [0, 0]
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_gradcheck_batch_blocks(batch_blocks, kind):
+    rng = np.random.default_rng(33)
+    x, h0 = _f64(rng, 3, 3, 2), _f64(rng, 3, 3)
+    w = _weights(rng, {"rnn": 1, "lstm": 4, "gru": 3}[kind], 2, 3)
+    if kind == "lstm":
+        fn = lambda x, h, *w: R.lstm_sequence(x, h, h * 0.5, *w, reverse=True)  # noqa: E731
+    elif kind == "gru":
+        fn = lambda x, h, *w: R.gru_sequence(x, h, *w)  # noqa: E731
+    else:
+        fn = lambda x, h, *w: R.rnn_sequence(x, h, *w)  # noqa: E731
+    assert gradcheck(fn, [x, h0, *w])
+    assert set(batch_blocks) == {2}
+
+
+def test_batch_blocks_keep_in_place_checks_and_free_after_backward(batch_blocks):
+    rng = np.random.default_rng(34)
+    w = _weights(rng, 4, 2, 3)
+    x = somanet.tensor(_randn(rng, 3, 4, 2), requires_grad=True)
+    out, h, c = R.lstm_sequence(x, None, None, *w)
+    with somanet.no_grad():
+        w[1].mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an in-place"):
+        out.sum().backward()
+    out, h, c = R.lstm_sequence(x, None, None, *w)
+    out.sum().backward(retain_graph=True)
+    first = x.grad.data.copy()
+    out.sum().backward()
+    assert_close(x.grad, 2 * first)
+    with pytest.raises(RuntimeError, match="second time"):
+        out.sum().backward()
