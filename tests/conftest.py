@@ -36,6 +36,14 @@ def two_threads():
 
 
 @pytest.fixture
+def split_always(monkeypatch, two_threads):
+    """Two threads and no least work for a split: every op that can split its batch over threads does."""
+    from somanet import backend
+
+    monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)
+
+
+@pytest.fixture
 def data_dir():
     if not os.path.isdir(DATA_DIR):
         pytest.skip(f"real data folder not found at {DATA_DIR}")

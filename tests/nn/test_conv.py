@@ -334,8 +334,8 @@ def test_empty_batch_and_non_contiguous_input():
 
 # ------------------------------------------------------------------ the batch split across threads
 @pytest.fixture
-def threaded(monkeypatch):
-    """Two threads and no minimum size, so every convolution below splits its batch; yields the list
+def threaded(monkeypatch, split_always):
+    """Two threads and no minimum size, so every convolution below splits its batch; returns the list
     of block counts the split ran with."""
     from somanet import backend
 
@@ -347,11 +347,7 @@ def threaded(monkeypatch):
         return split(fn, n, blocks)
 
     monkeypatch.setattr(backend, "split_batch", spy)
-    monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)
-    previous = somanet.get_num_threads()
-    somanet.set_num_threads(2)
-    yield calls
-    somanet.set_num_threads(previous)
+    return calls
 
 
 THREADED_CASES = [

@@ -414,11 +414,9 @@ def test_gradcheck_token_input(kind):
 
 # --------------------------------------------------------------------------- batch blocks on threads
 @pytest.fixture
-def batch_blocks(monkeypatch):
-    """Two threads and no minimum size, so every padded sequence runs as batch blocks; yields the list of
+def batch_blocks(monkeypatch, split_always):
+    """Two threads and no minimum size, so every padded sequence runs as batch blocks; returns the list of
     block counts the sequence Functions ran with (0: whole)."""
-    from somanet import backend
-
     runs = []
     for cls in (R.RNNSequence, R.LSTMSequence, R.GRUSequence):
         forward = cls.forward
@@ -430,11 +428,7 @@ def batch_blocks(monkeypatch):
             return out
 
         monkeypatch.setattr(cls, "forward", spy)
-    monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)
-    previous = somanet.get_num_threads()
-    somanet.set_num_threads(2)
-    yield runs
-    somanet.set_num_threads(previous)
+    return runs
 
 
 @pytest.mark.parametrize("kind,extra", [("rnn", {}), ("rnn", {"nonlinearity": "relu"}), ("lstm", {}), ("gru", {}),
