@@ -6,7 +6,9 @@ Every Function here runs one layer in one direction over the whole sequence:
 - the loop computes only the recurrent part ``h_{t-1} @ W_hh^T`` and the gate nonlinearities, writing
   into buffers allocated once per call;
 - backward-through-time is written by hand in the same Function: the loop only propagates the
-  gradient through the recurrence; the weight gradients are one GEMM each over all steps afterwards.
+  gradient through the recurrence; the weight gradients are one GEMM each over all steps afterwards;
+- with several threads a padded batch runs as one such layer per block of batch entries and thread
+  (see "batch blocks on threads" below).
 
 Sequences come either padded, ``(T, B, I)`` time-major, or packed: ``(N, I)`` rows with
 ``batch_sizes`` (PyTorch's ``PackedSequence`` layout: step ``t`` owns the next ``batch_sizes[t]`` rows,
