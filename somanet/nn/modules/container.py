@@ -1,6 +1,7 @@
 """Containers: ``Sequential``, ``ModuleList``, ``ModuleDict``, ``ParameterList``, ``ParameterDict``."""
 from collections import OrderedDict
 
+from ...autograd.grad_mode import is_grad_enabled
 from .module import Module, Parameter
 
 
@@ -61,6 +62,11 @@ class Sequential(_ModuleSequence):
     """Run modules one after another: ``Sequential(a, b, c)(x) == c(b(a(x)))``.
 
     Also accepts one ``OrderedDict`` of named modules. Supports indexing, slicing, ``len`` and ``append``.
+
+    In evaluation mode under ``no_grad`` a convolution or ``Linear`` directly followed by a batch norm runs
+    as one call with the batch norm folded into its weights (``nn.utils.fusion.run_folded``): the same
+    result up to float rounding, one pass over the activations fewer. Hooks or training mode on either
+    module keep the two calls.
     """
 
     def __init__(self, *args):
@@ -76,6 +82,11 @@ class Sequential(_ModuleSequence):
         return Sequential(OrderedDict(items))
 
     def forward(self, input):
+        if not self.training and not is_grad_enabled():
+            # Inference: a convolution or linear layer followed by a batch norm runs as one call with the
+            # batch norm folded into its weights (nn.utils.fusion; same result up to rounding).
+            from ..utils.fusion import run_folded
+            return run_folded(self._modules.values(), input)
         for module in self._modules.values():
             input = module(input)
         return input

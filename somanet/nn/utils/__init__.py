@@ -4,3 +4,5 @@ from .clip_grad import (clip_grad_norm_, clip_grad_norm, clip_grad_value_, get_t
 from .convert_parameters import parameters_to_vector, vector_to_parameters  # noqa: F401
 from .regularization import regularized_parameters, l1_penalty, l2_penalty  # noqa: F401
 from . import rnn  # noqa: F401
+from .fusion import fuse_conv_bn_eval, fuse_conv_bn_weights, fuse_linear_bn_eval, fuse_linear_bn_weights  # noqa: F401
+from . import fusion  # noqa: F401
