@@ -126,9 +126,7 @@ def fuse_conv_bn_eval(conv, bn, transpose=False):
                         f"got {type(conv).__name__}")
     _check_bn("fuse_conv_bn_eval", bn, conv.out_channels, "convolution")
     fused = copy.deepcopy(conv)
-    fw, fb = _fold(conv.weight.data, None if conv.bias is None else conv.bias.data, bn.running_mean.data,
-                   bn.running_var.data, bn.eps, None if bn.weight is None else bn.weight.data,
-                   None if bn.bias is None else bn.bias.data, 1 if transpose else 0, conv.groups)
+    fw, fb = _folded(conv, bn, 1 if transpose else 0, conv.groups)
     fused.weight = Parameter(fw, requires_grad=conv.weight.requires_grad)
     fused.bias = Parameter(fb, requires_grad=_requires_grad(conv.bias, conv.weight))
     return fused
@@ -143,9 +141,7 @@ def fuse_linear_bn_eval(linear, bn):
         raise TypeError(f"fuse_linear_bn_eval(): expected a Linear module, got {type(linear).__name__}")
     _check_bn("fuse_linear_bn_eval", bn, linear.out_features, "linear layer")
     fused = copy.deepcopy(linear)
-    fw, fb = _fold(linear.weight.data, None if linear.bias is None else linear.bias.data, bn.running_mean.data,
-                   bn.running_var.data, bn.eps, None if bn.weight is None else bn.weight.data,
-                   None if bn.bias is None else bn.bias.data, 0)
+    fw, fb = _folded(linear, bn)
     fused.weight = Parameter(fw, requires_grad=linear.weight.requires_grad)
     fused.bias = Parameter(fb, requires_grad=_requires_grad(linear.bias, linear.weight))
     return fused
@@ -174,10 +170,11 @@ def _pays(weight_size, output_size):
     return weight_size <= output_size
 
 
-def _folded(layer, bn, channel_axis=0):
+def _folded(layer, bn, channel_axis=0, groups=1):
+    """``_fold`` of a layer module's weight and bias with a batch-norm module's statistics and affine."""
     return _fold(layer.weight.data, None if layer.bias is None else layer.bias.data, bn.running_mean.data,
                  bn.running_var.data, bn.eps, None if bn.weight is None else bn.weight.data,
-                 None if bn.bias is None else bn.bias.data, channel_axis)
+                 None if bn.bias is None else bn.bias.data, channel_axis, groups)
 
 
 def conv_bn(conv, bn, x):
