@@ -8,6 +8,7 @@ activations fewer. ``fuse_conv_bn_eval`` / ``fuse_linear_bn_eval`` and the ``*_w
 folds the current weights and running statistics, so nothing goes stale.
 """
 import copy
+import math
 
 import numpy as np
 
@@ -57,7 +58,7 @@ def _fold(w, b, rm, rv, eps, gamma, beta, channel_axis, groups=1):
         per_group = out_channels // groups
         view = w.reshape((groups, w.shape[0] // groups, per_group) + w.shape[2:])
         fw = (view * xp.asarray(s.reshape((groups, 1, per_group) + (1,) * (w.ndim - 2)), dtype=dtype)).reshape(w.shape)
-    return fw.astype(dtype, copy=False), xp.asarray(shift, dtype=b.dtype if b is not None else dtype)
+    return fw, xp.asarray(shift, dtype=b.dtype if b is not None else dtype)
 
 
 def _check_bn(op, bn, channels, what):
@@ -156,13 +157,6 @@ def _foldable(layer, layer_forward, bn, channels, x):
             and layer.weight.data.dtype == bn.running_var.data.dtype and len(getattr(x, "shape", ())) in bn._dims)
 
 
-def _prod(values):
-    out = 1
-    for v in values:
-        out *= int(v)
-    return out
-
-
 def _pays(weight_size, output_size):
     """Folding costs a pass over the weights and saves the batch norm's two over the output (measured on
     VGG-11-BN at 32x32: its 512-channel layers on 2x2 planes, 2.4 M weights against 65 k outputs, ran
@@ -188,7 +182,7 @@ def conv_bn(conv, bn, x):
     """
     if not (isinstance(conv, _Conv) and _foldable(conv, _Conv.forward, bn, conv.out_channels, x)
             and _pays(conv.weight.data.size,
-                      x.shape[0] * conv.out_channels * _prod(x.shape[2:]) // _prod(conv.stride))):
+                      x.shape[0] * conv.out_channels * math.prod(x.shape[2:]) // math.prod(conv.stride))):
         return bn(conv(x))
     conv._check_input(x)
     fw, fb = _folded(conv, bn)
