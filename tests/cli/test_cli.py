@@ -173,6 +173,9 @@ def test_mnist_lenet_with_a_data_dir(data_dir, tmp_path, monkeypatch, capsys):
     assert re.match(r"sample 0: predicted \d \(p=[0-9.]+\); top-3: ", capsys.readouterr().out)
 
 
+# NumPy's own overflow warnings are expected on the way to the report: non-finite values are reported, not hidden.
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")
 def test_a_diverging_run_exits_1_with_the_report(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code = main(["train", "--set", "optimizer.name=sgd", "--set", "optimizer.lr=1e30", "--out", "nan",
