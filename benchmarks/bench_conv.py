@@ -151,7 +151,7 @@ def model_flops(model_name, batch=64):
     def hook(m, args, out):
         per_output = m.in_features if isinstance(m, nn.Linear) else (
             m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1])
-        fwd = 2.0 * out.data.size * per_output
+        fwd = 2.0 * out.array.size * per_output
         total[0] += fwd * (3 if args[0].requires_grad else 2)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]

@@ -89,7 +89,7 @@ def somanet_workloads(images, batches):
     crop, norm = T.RandomCrop(28, padding=2), T.Normalize((MEAN,), (STD,))
 
     def batch_aug(batch):
-        x = batch[0].data[:, None].astype(np.float32) * np.float32(1 / 255)
+        x = batch[0].array[:, None].astype(np.float32) * np.float32(1 / 255)
         return norm(crop(x))
 
     plain = TensorDataset(somanet.from_numpy(images), somanet.from_numpy(np.arange(len(images)) % 10))

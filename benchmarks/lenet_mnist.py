@@ -50,7 +50,7 @@ def accuracy(model, x, y, batch=1000):
     correct = 0
     with somanet.no_grad():
         for i in range(0, len(x), batch):
-            correct += int((model(somanet.tensor(x[i:i + batch])).data.argmax(1) == y[i:i + batch]).sum())
+            correct += int((model(somanet.tensor(x[i:i + batch])).array.argmax(1) == y[i:i + batch]).sum())
     model.train()
     return correct / len(x)
 
@@ -65,8 +65,8 @@ def main(argv=None):
     parser.add_argument("--validate", action="store_true", help="train on 0-6,999 and score 7,000-7,999 instead")
     args = parser.parse_args(argv)
 
-    images = read_idx(os.path.join(args.data, "mnist", "t10k-images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(args.data, "mnist", "t10k-labels-idx1-ubyte.gz")).astype(np.int64)
+    images = read_idx(os.path.join(args.array, "mnist", "t10k-images-idx3-ubyte.gz"))
+    labels = read_idx(os.path.join(args.array, "mnist", "t10k-labels-idx1-ubyte.gz")).astype(np.int64)
     x = ((images.astype(np.float32) / 255.0 - 0.1307) / 0.3081)[:, None]
     if args.validate:
         x_train, y_train, x_eval, y_eval, split = x[:7000], labels[:7000], x[7000:8000], labels[7000:8000], "7,000-7,999"

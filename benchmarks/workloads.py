@@ -367,17 +367,17 @@ def count_flops(wl, train=True):
             total[0] += fwd * (2 if input_needs_grad else 1)
 
     def linear_hook(m, args, out):
-        rows = out.data.size // m.out_features
+        rows = out.array.size // m.out_features
         add(2.0 * rows * m.in_features * m.out_features, args[0].requires_grad)
 
     def conv_hook(m, args, out):
         kh, kw = m.kernel_size
-        add(2.0 * out.data.size * (m.in_channels // m.groups) * kh * kw, args[0].requires_grad)
+        add(2.0 * out.array.size * (m.in_channels // m.groups) * kh * kw, args[0].requires_grad)
 
     def mha_hook(m, args, out):
         q, k = args[0], args[1]
         e = m.embed_dim
-        lq, lk = q.data.size // e, k.data.size // e
+        lq, lk = q.array.size // e, k.array.size // e
         seq_q = q.shape[1] if m.batch_first else q.shape[0]
         seq_k = k.shape[1] if m.batch_first else k.shape[0]
         batch = lq // seq_q
@@ -399,7 +399,7 @@ def count_flops(wl, train=True):
 
     def rnn_hook(m, args, out):
         fired.add(id(m))
-        rnn_flops(m, args[0].data.size // m.input_size, args[0].requires_grad)
+        rnn_flops(m, args[0].array.size // m.input_size, args[0].requires_grad)
 
     handles = []
     for mod in model.modules():

@@ -35,7 +35,7 @@ def main(hidden=128, steps=3000, lr=0.1, momentum=0.9, seed=0):
     W2 = (somanet.randn(hidden, 1) * math.sqrt(1.0 / hidden)).requires_grad_()
     b2 = somanet.zeros(1, requires_grad=True)
     params = [W1, b1, W2, b2]
-    velocity = [np.zeros_like(p.data) for p in params]
+    velocity = [somanet.zeros_like(p) for p in params]
 
     start = time.perf_counter()
     for step in range(steps + 1):
@@ -48,9 +48,8 @@ def main(hidden=128, steps=3000, lr=0.1, momentum=0.9, seed=0):
         loss.backward()
         with somanet.no_grad():
             for p, v in zip(params, velocity):
-                v *= momentum
-                v += p.grad.data
-                p.data -= lr * v
+                v.mul_(momentum).add_(p.grad)
+                p -= lr * v  # in place, as in PyTorch: p stays the same leaf tensor
         if step % 500 == 0:
             accuracy = ((logits.detach() > 0).float() == target).float().mean().item()
             print(f"step {step:5d}  loss {loss.item():.4f}  train accuracy {accuracy:.2%}")

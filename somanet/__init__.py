@@ -9,10 +9,12 @@ tensor([2., 4.])
 from .backend import (float16, float32, float64, int8, int16, int32, int64, uint8, bool_)
 from .backend import bool_ as bool  # noqa: A001  - PyTorch spells it somanet.bool
 from .backend import get_num_threads, set_num_threads
+from . import backend
 from .autograd import (Tensor, Function, no_grad, enable_grad, set_grad_enabled, inference_mode,
                        is_grad_enabled)
 from . import autograd
 from .random import Generator, manual_seed, seed, initial_seed, get_rng_state, set_rng_state
+from .devices import device, set_default_device, get_default_device
 from . import ops
 from .ops.creation import *  # noqa: F401,F403
 from .ops.elementwise import *  # noqa: F401,F403
@@ -28,3 +30,47 @@ long = int64
 int = int32  # noqa: A001
 
 __version__ = "0.1.0"
+
+
+def set_default_dtype(d):
+    """Make ``d`` (float32 or float64; float16 too) the dtype of Python floats and float creation functions."""
+    d = backend.to_dtype(d)
+    if d.kind != "f":
+        raise TypeError(f"set_default_dtype(): only floating point dtypes are supported, got {d}")
+    backend.default_float = d
+
+
+def get_default_dtype():
+    """The dtype Python floats and float creation functions take (float32 unless changed)."""
+    return backend.default_float
+
+
+# Submodules that PyTorch makes attributes of ``torch``: imported on first use, so ``import somanet`` stays
+# fast (``import somanet.nn`` works as usual too).
+_LAZY_SUBMODULES = frozenset({
+    "nn", "optim", "utils", "data", "distributions", "onnx", "backends", "cuda", "accelerator", "vision", "train",
+    "models", "func", "amp", "distributed", "special", "linalg", "fft", "testing", "serialization",
+})
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"somanet.{name} is not implemented yet (PyTorch's torch.{name})") from None
+    if name == "bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise AttributeError("somanet.bfloat16 needs the ml_dtypes package: pip install 'somanet[bf16]'") from None
+        return backend.np.dtype(ml_dtypes.bfloat16)
+    raise AttributeError(f"module 'somanet' has no attribute '{name}'")
+
+
+def __dir__():
+    return sorted(set(globals()) | _LAZY_SUBMODULES | {"bfloat16"})

@@ -7,9 +7,17 @@ import numpy as np
 
 
 class Generator:
-    """A seedable random source, like ``torch.Generator``; wraps ``numpy.random.Generator``."""
+    """A seedable random source, like ``torch.Generator``; wraps ``numpy.random.Generator``.
 
-    def __init__(self, seed=None):
+    ``Generator(device="cpu")`` as in PyTorch; ``Generator(seed)`` with an int seeds it at once.
+    """
+
+    def __init__(self, device="cpu", seed=None):
+        if isinstance(device, (int, np.integer)) and not isinstance(device, bool):
+            device, seed = "cpu", int(device)
+        from . import devices
+
+        self.device = devices.resolve(device, "Generator")
         self.manual_seed(seed)
 
     def manual_seed(self, seed):
@@ -29,7 +37,7 @@ class Generator:
         self.np.bit_generator.state = state["bit_generator"]
 
 
-_default = Generator(None)
+_default = Generator()
 
 
 def default_generator():

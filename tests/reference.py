@@ -38,7 +38,7 @@ def to_numpy(t):
     if torch is not None and isinstance(t, torch.Tensor):
         return t.detach().cpu().numpy()
     if isinstance(t, somanet.Tensor):
-        return t.data
+        return t.array
     return np.asarray(t)
 
 
@@ -100,7 +100,7 @@ def compare(fn_somanet, fn_torch, *arrays, requires_grad=None, rtol=1e-4, atol=1
     for i, (si, ti) in enumerate(zip(s_in, t_in)):
         if isinstance(ti, th.Tensor) and ti.requires_grad:
             if ti.grad is None:
-                assert si.grad is None or not np.any(si.grad.data), f"input {i}: somanet has a gradient, reference has none"
+                assert si.grad is None or not np.any(si.grad.array), f"input {i}: somanet has a gradient, reference has none"
                 continue
             assert si.grad is not None, f"input {i}: somanet has no gradient, reference does"
             assert_close(si.grad, ti.grad, gr, ga, what=f"gradient of input {i}", check_dtype=check_dtype)
@@ -131,7 +131,7 @@ def compare_modules(s_mod, t_mod, *arrays, rtol=1e-4, atol=1e-5, grad_rtol=None,
         assert name in s_params, f"parameter {name} missing in somanet module"
         sp = s_params[name]
         if tp.grad is None:
-            assert sp.grad is None or not np.any(sp.grad.data), f"{name}: somanet has a gradient, reference has none"
+            assert sp.grad is None or not np.any(sp.grad.array), f"{name}: somanet has a gradient, reference has none"
             continue
         assert sp.grad is not None, f"{name}: no gradient in somanet"
         assert_close(sp.grad, tp.grad, gr, ga, what=f"gradient of parameter {name}")

@@ -48,28 +48,28 @@ def test_gradients_accumulate_until_zeroed():
     x = somanet.tensor([1.0, 2.0], requires_grad=True)
     (x * 3).sum().backward()
     (x * 3).sum().backward()
-    np.testing.assert_array_equal(x.grad.data, [6.0, 6.0])
+    np.testing.assert_array_equal(x.grad.array, [6.0, 6.0])
     x.grad = None
     (x * 3).sum().backward()
-    np.testing.assert_array_equal(x.grad.data, [3.0, 3.0])
+    np.testing.assert_array_equal(x.grad.array, [3.0, 3.0])
 
 
 def test_leaf_grads_never_share_memory():
     w = somanet.tensor([1.0, 2.0], requires_grad=True)
     b = somanet.tensor([1.0, 2.0], requires_grad=True)
     (w + b).sum().backward()
-    assert not np.shares_memory(w.grad.data, b.grad.data)
-    w.grad.data *= 10
-    np.testing.assert_array_equal(b.grad.data, [1.0, 1.0])
+    assert not np.shares_memory(w.grad.array, b.grad.array)
+    w.grad.array *= 10
+    np.testing.assert_array_equal(b.grad.array, [1.0, 1.0])
 
 
 def test_retain_graph_allows_second_backward():
     x = somanet.tensor([1.0, 2.0], requires_grad=True)
     y = (x.exp() * x).sum()
     y.backward(retain_graph=True)
-    first = x.grad.data.copy()
+    first = x.grad.array.copy()
     y.backward()
-    np.testing.assert_allclose(x.grad.data, 2 * first)
+    np.testing.assert_allclose(x.grad.array, 2 * first)
 
 
 def test_second_backward_through_freed_graph_raises():
@@ -125,7 +125,7 @@ def test_in_place_on_saved_tensor_raises():
     x = somanet.tensor([1.0, 2.0], requires_grad=True)
     y = x.exp()  # saves its output
     z = y.sum()
-    y.data += 1  # raw array change is invisible; the version counter is how in-place ops report it
+    y.array += 1  # raw array change is invisible; the version counter is how in-place ops report it
     y._version[0] += 1
     with pytest.raises(RuntimeError, match="Exp backward.*modified by an in-place operation"):
         (y * z).sum().backward()
@@ -134,17 +134,17 @@ def test_in_place_on_saved_tensor_raises():
 def test_hooks_on_leaf_and_intermediate():
     x = somanet.tensor([1.0, 2.0], requires_grad=True)
     seen = []
-    x.register_hook(lambda g: seen.append(g.data.copy()))
+    x.register_hook(lambda g: seen.append(g.array.copy()))
     y = x * 3
     h = y.register_hook(lambda g: g * 10)
     y.sum().backward()
-    np.testing.assert_array_equal(x.grad.data, [30.0, 30.0])
+    np.testing.assert_array_equal(x.grad.array, [30.0, 30.0])
     np.testing.assert_array_equal(seen[0], [30.0, 30.0])
     h.remove()
     x.grad = None
     y2 = x * 3
     y2.sum().backward()
-    np.testing.assert_array_equal(x.grad.data, [3.0, 3.0])
+    np.testing.assert_array_equal(x.grad.array, [3.0, 3.0])
 
 
 def test_retain_grad_on_non_leaf():
@@ -152,7 +152,7 @@ def test_retain_grad_on_non_leaf():
     y = x * 2
     y.retain_grad()
     (y * y).sum().backward()
-    np.testing.assert_array_equal(y.grad.data, [4.0, 8.0])
+    np.testing.assert_array_equal(y.grad.array, [4.0, 8.0])
     assert not y.is_leaf and x.is_leaf
 
 
@@ -160,7 +160,7 @@ def test_autograd_grad_function():
     x = somanet.tensor([1.0, 2.0], requires_grad=True)
     y = (x ** 2).sum()
     (g,) = somanet.autograd.grad(y, x)
-    np.testing.assert_array_equal(g.data, [2.0, 4.0])
+    np.testing.assert_array_equal(g.array, [2.0, 4.0])
     assert x.grad is None
 
 
@@ -249,7 +249,7 @@ def test_detach_cuts_graph():
     assert not y.requires_grad and y.grad_fn is None
     z = (x * 2).detach() * x
     z.sum().backward()
-    np.testing.assert_array_equal(x.grad.data, [2.0, 2.0])
+    np.testing.assert_array_equal(x.grad.array, [2.0, 2.0])
 
 
 def test_leaf_gradient_takes_the_c_order_of_its_leaf():
@@ -257,5 +257,5 @@ def test_leaf_gradient_takes_the_c_order_of_its_leaf():
     # PyTorch's gradients follow their parameter's strides), so optimizers run on matching layouts.
     v = somanet.tensor(np.ones((3, 2), dtype=np.float32), requires_grad=True)
     v.T.backward(somanet.tensor(np.arange(6, dtype=np.float32).reshape(2, 3)))
-    assert v.grad.data.flags.c_contiguous
-    np.testing.assert_array_equal(v.grad.data, np.arange(6, dtype=np.float32).reshape(2, 3).T)
+    assert v.grad.array.flags.c_contiguous
+    np.testing.assert_array_equal(v.grad.array, np.arange(6, dtype=np.float32).reshape(2, 3).T)

@@ -230,10 +230,10 @@ def test_exact_gelu_float32_over_a_dense_range_matches_torch():
     tout.backward(torch.tensor(g.astype(np.float64)))
     assert out.dtype == np.float32 and t.grad.dtype == np.float32
     ref = tout.detach().numpy()
-    assert np.abs(out.data - ref).max() <= 4e-7 * 12
-    np.testing.assert_allclose(out.data, ref, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(t.grad.data, tx.grad.numpy(), rtol=1e-5, atol=2e-6)
-    assert np.isnan(F.gelu(somanet.tensor(np.array([np.nan], np.float32))).data).all()
+    assert np.abs(out.array - ref).max() <= 4e-7 * 12
+    np.testing.assert_allclose(out.array, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(t.grad.array, tx.grad.numpy(), rtol=1e-5, atol=2e-6)
+    assert np.isnan(F.gelu(somanet.tensor(np.array([np.nan], np.float32))).array).all()
 
 
 def test_tanh_gelu_float32_over_a_dense_range_matches_torch_with_and_without_grad():
@@ -258,13 +258,13 @@ def test_tanh_gelu_float32_over_a_dense_range_matches_torch_with_and_without_gra
             plain = F.gelu(somanet.tensor(x), approximate="tanh")
     for y in (out, plain):
         assert y.dtype == np.float32
-        np.testing.assert_allclose(y.data, ref, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(y.array, ref, rtol=1e-5, atol=1e-6)
     assert t.grad.dtype == np.float32
-    np.testing.assert_allclose(t.grad.data, tx.grad.numpy(), rtol=1e-5, atol=4e-6)
+    np.testing.assert_allclose(t.grad.array, tx.grad.numpy(), rtol=1e-5, atol=4e-6)
     # PyTorch gives inf at +inf and NaN at -inf and NaN; so does somanet.
     special = torch.nn.functional.gelu(torch.tensor([np.inf, -np.inf, np.nan]), approximate="tanh").numpy()
     with np.errstate(invalid="ignore"):
-        got = F.gelu(somanet.tensor(np.array([np.inf, -np.inf, np.nan], np.float32)), approximate="tanh").data
+        got = F.gelu(somanet.tensor(np.array([np.inf, -np.inf, np.nan], np.float32)), approximate="tanh").array
     np.testing.assert_array_equal(got, special)
 
 
@@ -291,7 +291,7 @@ def test_relu_matches_numpy_maximum_at_every_size_and_layout():
     y = somanet.nn.functional.relu(x)
     y.backward(somanet.ones_like(y))
     assert y.dtype == np.float32 and x.grad.dtype == np.float32
-    np.testing.assert_array_equal(x.grad.data, (a > 0).astype(np.float32))
+    np.testing.assert_array_equal(x.grad.array, (a > 0).astype(np.float32))
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
@@ -307,9 +307,9 @@ def test_gelu_in_float16_is_computed_in_float32_like_torch(approximate):
     tout = torch.nn.functional.gelu(tx, approximate=approximate)
     tout.backward(torch.tensor(g))
     assert out.dtype == np.float16 and t.grad.dtype == np.float16
-    np.testing.assert_allclose(out.data.astype(np.float32), tout.detach().numpy().astype(np.float32), rtol=2e-3,
+    np.testing.assert_allclose(out.array.astype(np.float32), tout.detach().numpy().astype(np.float32), rtol=2e-3,
                                atol=1e-4)
-    np.testing.assert_allclose(t.grad.data.astype(np.float32), tx.grad.numpy().astype(np.float32), rtol=4e-3,
+    np.testing.assert_allclose(t.grad.array.astype(np.float32), tx.grad.numpy().astype(np.float32), rtol=4e-3,
                                atol=1e-3)
 
 

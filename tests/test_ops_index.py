@@ -47,12 +47,12 @@ def test_basic_getitem_matches_torch(shape, data):
         # PyTorch has no negative steps: check against NumPy's result and the matching scatter.
         x = somanet.tensor(a, requires_grad=True)
         y = x[key]
-        np.testing.assert_array_equal(y.data, a[key])
+        np.testing.assert_array_equal(y.array, a[key])
         v = r(*y.shape)
         (y * somanet.tensor(v)).sum().backward()
         expect = np.zeros_like(a)
         expect[key] = v
-        np.testing.assert_array_equal(x.grad.data, expect)
+        np.testing.assert_array_equal(x.grad.array, expect)
         return
     compare(lambda x: x[key], lambda x: x[key], a)
 
@@ -60,7 +60,7 @@ def test_basic_getitem_matches_torch(shape, data):
 def test_basic_getitem_is_a_view():
     x = somanet.tensor(r(3, 4))
     y = x[1:, ::2]
-    assert np.shares_memory(y.data, x.data) and y._version is x._version
+    assert np.shares_memory(y.array, x.array) and y._version is x._version
     compare(lambda x: x[-2:, -3:-1], lambda x: x[-2:, -3:-1], r(3, 4))
     compare(lambda x: x[..., None, 1], lambda x: x[..., None, 1], r(2, 3, 4))
 
@@ -108,7 +108,7 @@ def test_advanced_getitem_forms():
     compare(lambda x: x[somanet.tensor(2)], lambda x: x[torch.tensor(2)], a)
     compare(lambda x: x[[[0, 1], [1, 1]], [2, 2]], lambda x: x[[[0, 1], [1, 1]], [2, 2]], a)
     x = somanet.tensor(a)
-    assert not np.shares_memory(x[[0, 1]].data, x.data)
+    assert not np.shares_memory(x[[0, 1]].array, x.array)
 
 
 @pytest.mark.parametrize("size,n", [(10, 200), (1000, 3), (6, 0)])
@@ -178,13 +178,13 @@ def test_setitem_into_plain_buffer_records_graph():
 
 def test_setitem_without_grad_is_in_place():
     x = somanet.zeros(3, 4)
-    data = x.data
+    data = x.array
     x[1, 2] = 5
     x[0] = somanet.tensor([1.0, 2.0, 3.0, 4.0])
     x[x > 4.5] = -1
     x[[2, 2], [0, 1]] = 7
-    assert x.data is data and x._version[0] == 4
-    np.testing.assert_array_equal(x.data, [[1, 2, 3, 4], [0, 0, -1, 0], [7, 7, 0, 0]])
+    assert x.array is data and x._version[0] == 4
+    np.testing.assert_array_equal(x.array, [[1, 2, 3, 4], [0, 0, -1, 0], [7, 7, 0, 0]])
     ints = somanet.zeros(3, dtype=somanet.int64)
     ints[0] = 2.7
     assert ints.dtype == np.int64 and ints.tolist() == [2, 0, 0]
@@ -196,7 +196,7 @@ def test_setitem_rules_and_errors():
         leaf[0] = 1.0
     with somanet.no_grad():
         leaf[0] = 1.0
-    assert leaf.data[0] == 1.0
+    assert leaf.array[0] == 1.0
     with pytest.raises(RuntimeError, match="__setitem__.*read-only"):
         somanet.zeros(3).expand(2, 3)[0, 0] = 1.0
     with pytest.raises(RuntimeError, match="__setitem__"):
@@ -440,11 +440,11 @@ def test_inplace_on_non_leaf_matches_torch(name):
 @pytest.mark.parametrize("name", sorted(INPLACE))
 def test_inplace_without_grad_is_truly_in_place(name):
     x = somanet.tensor(r(3, 4))
-    data, before = x.data, x.data.copy()
+    data, before = x.array, x.array.copy()
     with somanet.no_grad():
         out = INPLACE[name](x, somanet.tensor(r(4) + 3))
-    assert out is x and x.data is data and x.dtype == np.float32
-    assert x._version[0] >= 1 and not np.array_equal(x.data, before)
+    assert out is x and x.array is data and x.dtype == np.float32
+    assert x._version[0] >= 1 and not np.array_equal(x.array, before)
 
 
 def test_inplace_on_saved_tensor_raises_naming_the_op():
@@ -475,13 +475,13 @@ def test_inplace_leaf_rules():
             call()
     with somanet.no_grad():
         x.mul_(0).add_(2)
-    np.testing.assert_array_equal(x.data, [2, 2, 2])
+    np.testing.assert_array_equal(x.array, [2, 2, 2])
     assert x.requires_grad and x.is_leaf and x._version[0] == 2
     v = x.detach()
     with pytest.raises(RuntimeError, match="add_.*view"):
         (x * 1).view(3).add_(1)
     v.add_(1)
-    assert x.data[0] == 3  # detach shares memory
+    assert x.array[0] == 3  # detach shares memory
 
 
 def test_inplace_twice_and_with_grad_operand_match_torch():
@@ -550,7 +550,7 @@ def test_iteration():
     rows = list(x)
     assert len(rows) == 3 and rows[1].shape == (2,)
     sum(r_.sum() * (i + 1) for i, r_ in enumerate(rows)).backward()
-    np.testing.assert_array_equal(x.grad.data, [[1, 1], [2, 2], [3, 3]])
+    np.testing.assert_array_equal(x.grad.array, [[1, 1], [2, 2], [3, 3]])
     with pytest.raises(TypeError, match="0-d"):
         iter(somanet.tensor(1.0))
 

@@ -49,15 +49,15 @@ def test_reshape_matches_torch(shape, data):
 def test_reshape_view_and_copy_share_or_own_memory():
     x = somanet.tensor(r(2, 3))
     v = x.view(3, 2)
-    assert np.shares_memory(v.data, x.data) and v._version is x._version
+    assert np.shares_memory(v.array, x.array) and v._version is x._version
     v2 = x.view(-1)
-    assert np.shares_memory(v2.data, x.data)
+    assert np.shares_memory(v2.array, x.array)
     # A transposed tensor cannot be viewed flat: reshape copies, and the copy has its own version counter.
     xt = x.t()
     with pytest.raises(RuntimeError, match=r"view\(\).*reshape"):
         xt.view(6)
     c = xt.reshape(6)
-    assert not np.shares_memory(c.data, x.data) and c._version is not x._version
+    assert not np.shares_memory(c.array, x.array) and c._version is not x._version
     compare(lambda a: a.t().reshape(6), lambda a: a.t().reshape(6), r(2, 3))
 
 
@@ -76,7 +76,7 @@ def test_reshape_errors_name_op_and_shapes():
 def test_view_dtype_and_as():
     x = somanet.tensor(np.arange(4, dtype=np.float32))
     assert x.view(somanet.int32).dtype == np.int32
-    np.testing.assert_array_equal(x.view(somanet.int32).data, np.arange(4, dtype=np.float32).view(np.int32))
+    np.testing.assert_array_equal(x.view(somanet.int32).array, np.arange(4, dtype=np.float32).view(np.int32))
     compare(lambda a, b: a.view_as(b), lambda a, b: a.view_as(b), r(2, 6), r(3, 4), requires_grad=[True, False])
     compare(lambda a, b: a.t().reshape_as(b), lambda a, b: a.t().reshape_as(b), r(2, 6), r(3, 4),
             requires_grad=[True, False])
@@ -158,7 +158,7 @@ def test_t_and_T_and_errors():
     with pytest.raises(IndexError, match=r"transpose\(\): dimension 2"):
         somanet.zeros(2, 3).transpose(0, 2)
     x = somanet.tensor(r(2, 3))
-    assert np.shares_memory(x.t().data, x.data) and x.permute(1, 0)._version is x._version
+    assert np.shares_memory(x.t().array, x.array) and x.permute(1, 0)._version is x._version
 
 
 # --------------------------------------------------------------------------- broadcasting and repetition
@@ -216,7 +216,7 @@ def test_flip_and_roll_match_torch(shape, data):
 
 def test_flip_copies_and_fliplr_flipud():
     x = somanet.tensor(r(3, 4))
-    assert not np.shares_memory(x.flip(0).data, x.data)
+    assert not np.shares_memory(x.flip(0).array, x.array)
     compare(lambda x: x.fliplr(), lambda x: x.fliplr(), r(3, 4))
     compare(lambda x: somanet.flipud(x), lambda x: torch.flipud(x), r(3, 4))
     with pytest.raises(RuntimeError, match="roll.*same length"):
@@ -312,7 +312,7 @@ def test_chunk_sizes_and_unused_outputs():
 def test_split_views_share_version_and_errors():
     x = somanet.tensor(r(4, 3))
     parts = x.split(2)
-    assert all(p._version is x._version and np.shares_memory(p.data, x.data) for p in parts)
+    assert all(p._version is x._version and np.shares_memory(p.array, x.array) for p in parts)
     assert all(u._version is x._version for u in x.unbind(1))
     with pytest.raises(RuntimeError, match=r"split\(\).*sum exactly to 4"):
         x.split([1, 2])
@@ -328,7 +328,7 @@ def test_narrow_matches_torch():
     compare(lambda x: somanet.narrow(x, -1, -4, 2), lambda x: torch.narrow(x, -1, -4, 2), a)
     compare(lambda x: x.narrow(0, 3, 0), lambda x: x.narrow(0, 3, 0), a)
     x = somanet.tensor(a)
-    assert np.shares_memory(x.narrow(1, 1, 2).data, x.data)
+    assert np.shares_memory(x.narrow(1, 1, 2).array, x.array)
     with pytest.raises(RuntimeError, match=r"narrow\(\).*exceeds"):
         x.narrow(1, 4, 3)
 
@@ -340,7 +340,7 @@ def test_clone_contiguous():
     assert x.contiguous() is x and x.is_contiguous() and not x.t().is_contiguous()
     assert x.t().contiguous().is_contiguous()
     c = somanet.clone(x)
-    assert not np.shares_memory(c.data, x.data)
+    assert not np.shares_memory(c.array, x.array)
 
 
 # --------------------------------------------------------------------------- padding

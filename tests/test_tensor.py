@@ -41,11 +41,11 @@ def test_tensor_copies_but_from_numpy_shares():
     a = np.zeros(3, dtype=np.float32)
     t = somanet.tensor(a)
     a[0] = 1
-    assert t.data[0] == 0
+    assert t.array[0] == 0
     s = somanet.from_numpy(a)
     a[1] = 2
-    assert s.data[1] == 2
-    assert somanet.as_tensor(a).data is a
+    assert s.array[1] == 2
+    assert somanet.as_tensor(a).array is a
 
 
 def test_seeded_randomness_is_reproducible():
@@ -54,17 +54,17 @@ def test_seeded_randomness_is_reproducible():
     somanet.manual_seed(123)
     b = (somanet.randn(4), somanet.rand(3), somanet.randint(0, 9, (5,)), somanet.randperm(6))
     for x, y in zip(a, b):
-        np.testing.assert_array_equal(x.data, y.data)
+        np.testing.assert_array_equal(x.array, y.array)
     somanet.manual_seed(124)
-    assert not np.array_equal(somanet.randn(4).data, a[0].data)
+    assert not np.array_equal(somanet.randn(4).array, a[0].array)
     g = somanet.Generator(5)
     r1 = somanet.randn(3, generator=g)
     g.manual_seed(5)
-    np.testing.assert_array_equal(somanet.randn(3, generator=g).data, r1.data)
+    np.testing.assert_array_equal(somanet.randn(3, generator=g).array, r1.array)
     state = somanet.get_rng_state()
     x1 = somanet.rand(3)
     somanet.set_rng_state(state)
-    np.testing.assert_array_equal(somanet.rand(3).data, x1.data)
+    np.testing.assert_array_equal(somanet.rand(3).array, x1.array)
 
 
 def test_attributes_and_conversion():
@@ -78,8 +78,8 @@ def test_attributes_and_conversion():
     assert t.to(somanet.float64).dtype == np.float64
     assert t.long().dtype == np.int64 and t.long().float().dtype == np.float32
     c = t.clone()
-    c.data[0, 0] = 9
-    assert t.data[0, 0] == 1
+    c.array[0, 0] = 9
+    assert t.array[0, 0] == 1
     with pytest.raises(ValueError, match="one-element"):
         t.item()
     r = somanet.ones(2, requires_grad=True)
@@ -108,9 +108,9 @@ def test_multinomial_and_bernoulli():
     somanet.manual_seed(0)
     w = somanet.tensor([0.0, 1.0, 3.0])
     draws = somanet.multinomial(w, 2000, replacement=True)
-    counts = np.bincount(draws.data, minlength=3)
+    counts = np.bincount(draws.array, minlength=3)
     assert counts[0] == 0 and 0.65 < counts[2] / 2000 < 0.85
     no_rep = somanet.multinomial(somanet.ones(5), 5)
     assert sorted(no_rep.tolist()) == [0, 1, 2, 3, 4]
     b = somanet.bernoulli(somanet.full((1000,), 0.3))
-    assert b.dtype == np.float32 and 0.2 < b.data.mean() < 0.4
+    assert b.dtype == np.float32 and 0.2 < b.array.mean() < 0.4

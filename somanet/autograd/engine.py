@@ -89,11 +89,11 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
             # The gradient takes a C-ordered leaf's layout, as PyTorch's gradients follow their parameter's
             # strides: an optimizer's elementwise passes over a C-ordered parameter and a transposed
             # gradient run several times slower.
-            if not g.flags.c_contiguous and leaf.data.flags.c_contiguous:
+            if not g.flags.c_contiguous and leaf.array.flags.c_contiguous:
                 g = np.ascontiguousarray(g)
             leaf.grad = _wrap(g, False, None, 0)
         else:
-            leaf.grad.data += g
+            leaf.grad.array += g
 
     for t, g in zip(tensors, grad_tensors):
         if not t.requires_grad:
@@ -102,20 +102,20 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
                 "did you create it under no_grad, or forget requires_grad=True on an input?"
             )
         if g is None:
-            if t.data.size != 1:
+            if t.array.size != 1:
                 raise RuntimeError(
                     f"backward(): grad can be implicitly created only for scalar outputs; this tensor has shape "
-                    f"{tuple(t.data.shape)}, so pass gradient= with that shape"
+                    f"{tuple(t.array.shape)}, so pass gradient= with that shape"
                 )
-            g = np.ones_like(t.data)
+            g = np.ones_like(t.array)
         else:
-            g = g.data if isinstance(g, Tensor) else np.asarray(g, dtype=t.data.dtype)
-            if g.shape != t.data.shape:
+            g = g.array if isinstance(g, Tensor) else np.asarray(g, dtype=t.array.dtype)
+            if g.shape != t.array.shape:
                 raise RuntimeError(
-                    f"backward(): gradient has shape {tuple(g.shape)} but the tensor has shape {tuple(t.data.shape)}"
+                    f"backward(): gradient has shape {tuple(g.shape)} but the tensor has shape {tuple(t.array.shape)}"
                 )
-            if g.dtype != t.data.dtype:
-                g = g.astype(t.data.dtype)
+            if g.dtype != t.array.dtype:
+                g = g.astype(t.array.dtype)
             handed.add(id(g if g.base is None else g.base))
         node = t.grad_fn
         if node is None:

@@ -60,7 +60,7 @@ class Function:
         need_grad = False
         for x in inputs:
             if isinstance(x, Tensor):
-                append(x.data)
+                append(x.array)
                 if x.requires_grad:
                     need_grad = True
             else:
@@ -83,7 +83,7 @@ class Function:
         checks = None
         for x in inputs:
             if isinstance(x, Tensor):
-                data = x.data
+                data = x.array
                 if x.requires_grad:
                     fn = x.grad_fn
                     if fn is None:
@@ -116,7 +116,7 @@ class Function:
             if saved:
                 for o in outs:
                     for s in saved:
-                        if o.data is s:
+                        if o.array is s:
                             if checks is None:
                                 checks = []
                             checks.append((o._version, o._version[0]))
@@ -124,7 +124,7 @@ class Function:
             return outs
         ctx.n_out = 1
         t = _new(Tensor)
-        t.data = out
+        t.array = out
         t.grad = None
         t.requires_grad = True
         t.grad_fn = ctx

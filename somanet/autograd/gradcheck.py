@@ -25,11 +25,11 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
     checked = []
     for i, x in enumerate(inputs):
         if isinstance(x, Tensor) and x.requires_grad:
-            t = Tensor(x.data.astype(np.float64), requires_grad=True)
+            t = Tensor(x.array.astype(np.float64), requires_grad=True)
             inputs[i] = t
             checked.append(i)
-        elif isinstance(x, Tensor) and x.data.dtype.kind == "f":
-            inputs[i] = Tensor(x.data.astype(np.float64))
+        elif isinstance(x, Tensor) and x.array.dtype.kind == "f":
+            inputs[i] = Tensor(x.array.astype(np.float64))
     if not checked:
         raise ValueError("gradcheck(): no input requires grad")
     rng = np.random.default_rng(0)
@@ -40,7 +40,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
     def scalar():
         with grad_mode.no_grad():
             os_ = _flat_outputs(fn(*inputs))
-        return sum(float(np.sum(o.data.astype(np.float64) * v)) for o, v in zip(os_, projections))
+        return sum(float(np.sum(o.array.astype(np.float64) * v)) for o, v in zip(os_, projections))
 
     for i in checked:
         inputs[i].grad = None
@@ -50,15 +50,15 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
         for o, v in zip(outs, projections):
             if not o.requires_grad:
                 continue
-            term = (o * Tensor(v.astype(o.data.dtype))).sum()
+            term = (o * Tensor(v.astype(o.array.dtype))).sum()
             total = term if total is None else total + term
     if total is not None:
         total.backward()
     for i in checked:
         x = inputs[i]
-        analytic = np.zeros_like(x.data) if x.grad is None else x.grad.data
-        numeric = np.zeros_like(x.data)
-        flat = x.data.reshape(-1)
+        analytic = np.zeros_like(x.array) if x.grad is None else x.grad.array
+        numeric = np.zeros_like(x.array)
+        flat = x.array.reshape(-1)
         num_flat = numeric.reshape(-1)
         for k in range(flat.size):
             orig = flat[k]

@@ -5,7 +5,7 @@ the class by ``somanet.ops`` so that this file only holds what every tensor need
 """
 import numpy as np
 
-from .. import backend
+from .. import backend, devices
 from . import grad_mode
 
 
@@ -15,15 +15,15 @@ class Tensor:
     ``Tensor(data, requires_grad=False)`` behaves like ``somanet.tensor`` but never copies an ndarray.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "grad_fn", "_out_index", "_version", "_hooks", "_retains", "__weakref__")
+    __slots__ = ("array", "grad", "requires_grad", "grad_fn", "_out_index", "_version", "_hooks", "_retains", "__weakref__")
     # ndarray <op> Tensor defers to Tensor's reflected operators instead of making an object array.
     __array_ufunc__ = None
 
     def __init__(self, data, requires_grad=False, dtype=None):
         if isinstance(data, Tensor):
-            data = data.data
+            data = data.array
         arr = backend.as_array(data, backend.to_dtype(dtype))
-        self.data = arr
+        self.array = arr
         self.grad = None
         self.grad_fn = None
         self._out_index = 0
@@ -36,35 +36,50 @@ class Tensor:
 
     # ----------------------------------------------------------------- basic attributes
     @property
+    def data(self):
+        """This tensor's values as a new tensor that shares its memory and is cut from the graph.
+
+        As in PyTorch, changes made through ``.data`` (``p.data.add_(u)``) are not seen by autograd:
+        use it to update parameters by hand. Assigning ``p.data = t`` swaps the values. The raw
+        NumPy array is ``.array``.
+        """
+        return _wrap(self.array, False, None, 0)
+
+    @data.setter
+    def data(self, value):
+        arr = value.array if isinstance(value, Tensor) else backend.as_array(value)
+        self.array = arr
+
+    @property
     def shape(self):
-        return self.data.shape
+        return self.array.shape
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     def dim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     def size(self, dim=None):
         if dim is None:
-            return self.data.shape
-        return self.data.shape[dim]
+            return self.array.shape
+        return self.array.shape[dim]
 
     def numel(self):
-        return self.data.size
+        return self.array.size
 
     def nelement(self):
-        return self.data.size
+        return self.array.size
 
     def __len__(self):
-        if self.data.ndim == 0:
+        if self.array.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self.array.shape[0]
 
     @property
     def is_leaf(self):
@@ -72,36 +87,49 @@ class Tensor:
 
     @property
     def device(self):
-        return "cpu"
+        """The device that holds this tensor: ``device(type='cpu')``."""
+        return devices.CPU
+
+    @property
+    def is_cuda(self):
+        return False
+
+    @property
+    def is_cpu(self):
+        return True
+
+    def get_device(self):
+        """The device index, -1 for the CPU (as in PyTorch)."""
+        return -1
 
     def is_floating_point(self):
-        return self.data.dtype.kind == "f"
+        return self.array.dtype.kind == "f"
 
     def element_size(self):
-        return self.data.itemsize
+        return self.array.itemsize
 
     @property
     def itemsize(self):
-        return self.data.itemsize
+        return self.array.itemsize
 
     # ----------------------------------------------------------------- conversion
     def item(self):
-        if self.data.size != 1:
-            raise ValueError(f"item(): only a one-element tensor can be converted to a Python scalar, got shape {tuple(self.data.shape)}")
-        return self.data.item()
+        if self.array.size != 1:
+            raise ValueError(f"item(): only a one-element tensor can be converted to a Python scalar, got shape {tuple(self.array.shape)}")
+        return self.array.item()
 
     def tolist(self):
-        return self.data.tolist()
+        return self.array.tolist()
 
     def numpy(self):
         if self.requires_grad and grad_mode._state.enabled:
             raise RuntimeError("numpy(): can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()")
-        return self.data
+        return self.array
 
     def __array__(self, dtype=None, copy=None):
         if dtype is not None:
-            return self.data.astype(dtype)
-        return self.data
+            return self.array.astype(dtype)
+        return self.array
 
     def __float__(self):
         return float(self.item())
@@ -110,23 +138,23 @@ class Tensor:
         return int(self.item())
 
     def __bool__(self):
-        if self.data.size != 1:
-            raise RuntimeError(f"the truth value of a tensor with {self.data.size} elements is ambiguous")
-        return bool(self.data.item())
+        if self.array.size != 1:
+            raise RuntimeError(f"the truth value of a tensor with {self.array.size} elements is ambiguous")
+        return bool(self.array.item())
 
     def __index__(self):
-        if self.data.dtype.kind not in "iu" or self.data.size != 1:
+        if self.array.dtype.kind not in "iu" or self.array.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
-        return int(self.data.item())
+        return int(self.array.item())
 
     def __hash__(self):
         return id(self)
 
     # ----------------------------------------------------------------- autograd
     def requires_grad_(self, requires_grad=True):
-        if requires_grad and self.data.dtype.kind not in "fc":
+        if requires_grad and self.array.dtype.kind not in "fc":
             raise RuntimeError(
-                f"requires_grad_(): only floating point tensors can require gradients, got dtype {self.data.dtype}"
+                f"requires_grad_(): only floating point tensors can require gradients, got dtype {self.array.dtype}"
             )
         if not requires_grad and self.grad_fn is not None:
             raise RuntimeError("requires_grad_(False): can only change requires_grad of leaf tensors; use detach()")
@@ -135,7 +163,7 @@ class Tensor:
 
     def detach(self):
         """A new tensor sharing this one's data, cut from the graph."""
-        t = _wrap(self.data, False, None, 0)
+        t = _wrap(self.array, False, None, 0)
         t._version = self._version
         return t
 
@@ -161,7 +189,7 @@ class Tensor:
                 if t.grad is None:
                     t.grad = _wrap(grad.copy(), False, None, 0)
                 else:
-                    t.grad.data = t.grad.data + grad
+                    t.grad.array = t.grad.array + grad
             return None
 
         self._add_node_hook(_retain)
@@ -182,7 +210,7 @@ class Tensor:
             out = hook(_wrap(grad, False, None, 0))
             if out is None:
                 return None
-            return out.data if isinstance(out, Tensor) else np.asarray(out, dtype=grad.dtype)
+            return out.array if isinstance(out, Tensor) else np.asarray(out, dtype=grad.dtype)
 
         if self.grad_fn is None:
             if self._hooks is None:
@@ -208,14 +236,14 @@ class Tensor:
     # ----------------------------------------------------------------- printing
     def __repr__(self):
         body = np.array2string(
-            self.data, separator=", ", prefix="tensor(", precision=4, threshold=1000, edgeitems=3,
+            self.array, separator=", ", prefix="tensor(", precision=4, threshold=1000, edgeitems=3,
             floatmode="maxprec",
         )
         extras = []
-        if self.data.dtype != backend.default_float and not (self.data.dtype == np.int64) and not self.data.dtype == np.bool_:
-            extras.append(f"dtype=somanet.{self.data.dtype}")
-        if self.data.size == 0 and self.data.ndim != 1:
-            extras.append(f"size={tuple(self.data.shape)}")
+        if self.array.dtype != backend.default_float and not (self.array.dtype == np.int64) and not self.array.dtype == np.bool_:
+            extras.append(f"dtype=somanet.{self.array.dtype}")
+        if self.array.size == 0 and self.array.ndim != 1:
+            extras.append(f"size={tuple(self.array.shape)}")
         if self.grad_fn is not None:
             extras.append(f"grad_fn=<{type(self.grad_fn).__name__}Backward>")
         elif self.requires_grad:
@@ -241,7 +269,7 @@ _new = object.__new__
 def _wrap(data, requires_grad, grad_fn, index, version=None):
     """Make a Tensor around ``data`` without any checks: the fast path used by every op."""
     t = _new(Tensor)
-    t.data = data
+    t.array = data
     t.grad = None
     t.requires_grad = requires_grad
     t.grad_fn = grad_fn

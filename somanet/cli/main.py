@@ -148,8 +148,8 @@ def _dataset_arrays(dataset, batch_size=512):
     from ..data import DataLoader
     xs, ys = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        xs.append(np.asarray(batch[0].data))
-        ys.append(np.asarray(batch[1].data))
+        xs.append(np.asarray(batch[0].array))
+        ys.append(np.asarray(batch[1].array))
     return np.concatenate(xs), np.concatenate(ys)
 
 

@@ -57,7 +57,7 @@ def default_collate(batch):
         raise ValueError("default_collate(): got an empty batch")
     elem = batch[0]
     if isinstance(elem, Tensor):
-        return from_numpy(_stack([b.data for b in batch], "tensors"))
+        return from_numpy(_stack([b.array for b in batch], "tensors"))
     if isinstance(elem, np.ndarray):
         if elem.dtype.kind in "USOV":
             raise _unsupported(elem)

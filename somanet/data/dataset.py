@@ -53,7 +53,7 @@ class IterableDataset(Dataset):
 
 def _as_array(t, cls, position):
     if isinstance(t, Tensor):
-        return t.data
+        return t.array
     if isinstance(t, np.ndarray):
         return t
     raise TypeError(f"{cls}(): argument {position} must be a somanet Tensor or NumPy array, "

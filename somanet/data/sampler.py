@@ -125,7 +125,7 @@ class WeightedRandomSampler(Sampler):
         self.num_samples = _check_int(num_samples, "num_samples", "WeightedRandomSampler")
         if not isinstance(replacement, bool):
             raise ValueError(f"WeightedRandomSampler: replacement should be a boolean value, got {replacement!r}")
-        w = np.asarray(weights.data if isinstance(weights, Tensor) else weights, dtype=np.float64)
+        w = np.asarray(weights.array if isinstance(weights, Tensor) else weights, dtype=np.float64)
         if w.ndim != 1:
             raise ValueError(f"WeightedRandomSampler: weights should be a 1-d sequence, got shape {w.shape}")
         if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:

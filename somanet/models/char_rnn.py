@@ -74,9 +74,9 @@ class CharRNN(nn.Module):
             self.eval()
             try:
                 logits, state = self(idx)
-                seqs = [idx.data]
+                seqs = [idx.array]
                 for _ in range(max_new_tokens):
-                    nxt = _sample(logits.data[:, -1], temperature, top_k, generator)
+                    nxt = _sample(logits.array[:, -1], temperature, top_k, generator)
                     seqs.append(nxt[:, None])
                     logits, state = self(Tensor(nxt[:, None]), state)
             finally:

@@ -78,7 +78,7 @@ class GPT(nn.Module):
             raise ValueError(f"GPT: sequence length {T} exceeds block_size={self.block_size} (input shape "
                              f"{tuple(idx.shape)})")
         x = self.drop(self.pos_emb(self.tok_emb(idx)))
-        mask = Tensor(self.causal_mask.data[:T, :T])
+        mask = Tensor(self.causal_mask.array[:T, :T])
         for block in self.blocks:
             x = block(x, src_mask=mask, is_causal=True)
         return self.head(self.ln_f(x))
@@ -86,14 +86,14 @@ class GPT(nn.Module):
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
         """Continue ``idx`` (N, T0) by sampling ``max_new_tokens`` symbols (the context is cropped to
         ``block_size``); returns (N, T0 + max_new_tokens)."""
-        seq = idx.data
+        seq = idx.array
         with grad_mode.no_grad():
             was_training = self.training
             self.eval()
             try:
                 for _ in range(max_new_tokens):
                     logits = self(Tensor(seq[:, -self.block_size:]))
-                    nxt = _sample(logits.data[:, -1], temperature, top_k, generator)
+                    nxt = _sample(logits.array[:, -1], temperature, top_k, generator)
                     seq = np.concatenate([seq, nxt[:, None]], axis=1)
             finally:
                 self.train(was_training)

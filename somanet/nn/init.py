@@ -57,7 +57,7 @@ def _check(tensor, op):
 
 def _fill(tensor, values):
     """Write ``values`` into the tensor's own array (no new array, no graph) and bump its version."""
-    tensor.data[...] = values
+    tensor.array[...] = values
     tensor._version[0] += 1
     return tensor
 
@@ -117,7 +117,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
                       "may be incorrect.", stacklevel=2)
     rng = numpy_rng(generator)
     dtype = _draw_dtype(tensor)
-    out = np.empty(tensor.data.size, dtype=dtype)
+    out = np.empty(tensor.array.size, dtype=dtype)
     if std <= 0:
         out[:] = min(max(mean, a), b)
         return _fill(tensor, out.reshape(tensor.shape))
@@ -235,10 +235,10 @@ def orthogonal_(tensor, gain=1, generator=None):
     if tensor.ndim < 2:
         raise ValueError(f"init.orthogonal_(): only tensors with 2 or more dimensions are supported, got shape "
                          f"{tuple(tensor.shape)}")
-    if tensor.data.size == 0:
+    if tensor.array.size == 0:
         return tensor
     rows = tensor.shape[0]
-    cols = tensor.data.size // rows
+    cols = tensor.array.size // rows
     rng = numpy_rng(generator)
     flat = rng.standard_normal((rows, cols), dtype=_draw_dtype(tensor))
     if rows < cols:

@@ -2,4 +2,4 @@
 
 Importing a family installs its Tensor methods.
 """
-from . import elementwise, reduce, shape, index, linalg, creation  # noqa: F401
+from . import elementwise, reduce, shape, index, linalg, creation, inplace  # noqa: F401

@@ -319,8 +319,8 @@ def prelu(input, weight):
     ``input`` ``(N, C, *)``."""
     input = _as_tensor(input, "prelu")
     weight = _as_tensor(weight, "prelu")
-    n = weight.data.size
-    if weight.data.ndim > 1:
+    n = weight.array.size
+    if weight.array.ndim > 1:
         raise ValueError(f"prelu(): weight must be 1-D or a scalar, got shape {tuple(weight.shape)}")
     if n > 1:
         channels = input.shape[1] if input.ndim >= 2 else (input.shape[0] if input.ndim == 1 else 1)
@@ -342,7 +342,7 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False, ge
         slopes = rng.random(input.shape, dtype=np.float32 if dtype == np.float32 else np.float64)
         slopes = (slopes * (upper - lower) + lower).astype(dtype, copy=False)
     else:
-        slopes = array_module(input.data).asarray((lower + upper) / 2, dtype=dtype)
+        slopes = array_module(input.array).asarray((lower + upper) / 2, dtype=dtype)
     return Rrelu.apply(input, slopes)
 
 

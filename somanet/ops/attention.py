@@ -421,8 +421,8 @@ def _rotate(x, cos, sin, interleaved, sign, xp):
 def apply_rotary_emb(x, cos, sin, interleaved=True):
     """Rotary position embedding (RoPE): rotate feature pairs of ``x`` (..., L, D) by angles whose
     ``cos``/``sin`` (L, R/2) are given per position; the first R features are rotated."""
-    c = cos.data if isinstance(cos, Tensor) else backend.as_array(cos)
-    s = sin.data if isinstance(sin, Tensor) else backend.as_array(sin)
+    c = cos.array if isinstance(cos, Tensor) else backend.as_array(cos)
+    s = sin.array if isinstance(sin, Tensor) else backend.as_array(sin)
     if c.shape != s.shape or c.shape[-1] * 2 > x.shape[-1]:
         raise ValueError(f"apply_rotary_emb(): cos {tuple(c.shape)} and sin {tuple(s.shape)} must have the same shape "
                          f"(L, R/2) with R <= x's last dim ({tuple(x.shape)})")
@@ -495,7 +495,7 @@ def attention_pool(scores, values, mask=None):
     """
     keep = None
     if mask is not None:
-        keep = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+        keep = mask.array if isinstance(mask, Tensor) else np.asarray(mask)
         if keep.dtype != np.bool_:
             raise TypeError(f"attention_pool(): mask must be bool (True = attend), got dtype {keep.dtype}")
     return AttentionPool.apply(scores, values, keep)

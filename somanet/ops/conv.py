@@ -1013,11 +1013,11 @@ def _check_conv_args(op, spatial, input, weight, bias, groups, transposed=False)
         raise TypeError(f"{op}: input and weight must be Tensors, got {type(input).__name__} and "
                         f"{type(weight).__name__}")
     dims = "(N, C, L)" if spatial == 1 else "(N, C, H, W)"
-    x_nd = input.data.ndim
+    x_nd = input.array.ndim
     if x_nd not in (spatial + 1, spatial + 2):
         raise ValueError(f"{op}: expected a {spatial + 1}-D (unbatched) or {spatial + 2}-D (batched) input "
                          f"of shape {dims}, got shape {tuple(input.shape)}")
-    if weight.data.ndim != spatial + 2:
+    if weight.array.ndim != spatial + 2:
         kdims = "(O, C/groups, k)" if spatial == 1 else "(O, C/groups, kh, kw)"
         if transposed:
             kdims = "(C_in, C_out/groups, k)" if spatial == 1 else "(C_in, C_out/groups, kh, kw)"
@@ -1047,7 +1047,7 @@ def _check_conv_args(op, spatial, input, weight, bias, groups, transposed=False)
         if tuple(bias.shape) != (n_out,):
             raise ValueError(f"{op}: bias must have shape ({n_out},) to match {n_out} output channels, got "
                              f"{tuple(bias.shape)}")
-    _check_dtypes(op, input.data, weight.data, None if bias is None else bias.data)
+    _check_dtypes(op, input.array, weight.array, None if bias is None else bias.array)
     return x_nd == spatial + 2
 
 
@@ -1248,10 +1248,10 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     """Extract sliding local blocks: ``(N, C, H, W) -> (N, C * kh * kw, L)`` with ``L`` the number of blocks
     (PyTorch's ``F.unfold``, also known as im2col)."""
     kernel, dilation, pads, stride = _fold_args("unfold", kernel_size, dilation, padding, stride)
-    if not isinstance(input, Tensor) or input.data.ndim not in (3, 4):
+    if not isinstance(input, Tensor) or input.array.ndim not in (3, 4):
         raise ValueError(f"unfold: expected a 3-D (unbatched) or 4-D input of shape (N, C, H, W), got "
                          f"{tuple(np.shape(input))}")
-    batched = input.data.ndim == 4
+    batched = input.array.ndim == 4
     for size, (lo, hi), k, d in zip(input.shape[-2:], pads, kernel, dilation):
         if size + lo + hi < d * (k - 1) + 1:
             raise ValueError(f"unfold: the (dilated) kernel {kernel} does not fit the padded input (input shape "
@@ -1264,10 +1264,10 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     (N, C, *output_size)`` (PyTorch's ``F.fold``, col2im; the adjoint of ``unfold``)."""
     kernel, dilation, pads, stride = _fold_args("fold", kernel_size, dilation, padding, stride)
     output_size = _tuple(output_size, 2, "output_size", "fold")
-    if not isinstance(input, Tensor) or input.data.ndim not in (2, 3):
+    if not isinstance(input, Tensor) or input.array.ndim not in (2, 3):
         raise ValueError(f"fold: expected a 2-D (unbatched) or 3-D input of shape (N, C * kh * kw, L), got "
                          f"{tuple(np.shape(input))}")
-    batched = input.data.ndim == 3
+    batched = input.array.ndim == 3
     kk = kernel[0] * kernel[1]
     ckk, ell = input.shape[-2:]
     blocks = 1

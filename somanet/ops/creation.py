@@ -3,7 +3,7 @@ import builtins
 
 import numpy as np
 
-from .. import backend
+from .. import backend, devices
 from ..autograd.tensor import Tensor, _wrap
 from ..backend import array_module
 from ..random import numpy_rng
@@ -27,7 +27,9 @@ def _size(size, op):
     return size
 
 
-def _finish(arr, requires_grad):
+def _finish(arr, requires_grad, device=None):
+    if device is not None:
+        devices.resolve(device, "tensor")
     t = _wrap(arr, False, None, 0)
     if requires_grad:
         t.requires_grad_(True)
@@ -43,19 +45,21 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     (1, 2)
     """
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     if isinstance(data, (list, tuple)) and data and any(isinstance(d, Tensor) for d in data):
-        data = [d.data if isinstance(d, Tensor) else d for d in data]
+        data = [d.array if isinstance(d, Tensor) else d for d in data]
     arr = backend.as_array(data, backend.to_dtype(dtype), copy=True)
     if arr is data:
         arr = arr.copy()
-    return _finish(arr, requires_grad)
+    return _finish(arr, requires_grad, device)
 
 
 def as_tensor(data, dtype=None, device=None):
     """Make a tensor sharing memory with ``data`` where possible (an ndarray of the right dtype)."""
+    if device is not None:
+        devices.resolve(device, "as_tensor")
     if isinstance(data, Tensor):
-        if dtype is None or data.data.dtype == backend.to_dtype(dtype):
+        if dtype is None or data.array.dtype == backend.to_dtype(dtype):
             return data
         return data.to(dtype)
     return _finish(backend.as_array(data, backend.to_dtype(dtype)), False)
@@ -77,48 +81,48 @@ def _float_dtype(dtype):
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False):
-    return _finish(np.zeros(_size(size, "zeros"), dtype=_float_dtype(dtype)), requires_grad)
+    return _finish(np.zeros(_size(size, "zeros"), dtype=_float_dtype(dtype)), requires_grad, device)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False):
-    return _finish(np.ones(_size(size, "ones"), dtype=_float_dtype(dtype)), requires_grad)
+    return _finish(np.ones(_size(size, "ones"), dtype=_float_dtype(dtype)), requires_grad, device)
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False):
-    return _finish(np.empty(_size(size, "empty"), dtype=_float_dtype(dtype)), requires_grad)
+    return _finish(np.empty(_size(size, "empty"), dtype=_float_dtype(dtype)), requires_grad, device)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):
     """A tensor of ``size`` filled with ``fill_value``; the dtype follows the value (float32 for floats)."""
     if dtype is None:
         dtype = backend.as_array(fill_value).dtype
-    return _finish(np.full(_size((size,), "full"), fill_value, dtype=backend.to_dtype(dtype)), requires_grad)
+    return _finish(np.full(_size((size,), "full"), fill_value, dtype=backend.to_dtype(dtype)), requires_grad, device)
 
 
 def _like(input, dtype):
     """The array behind ``input`` (its library makes the ``*_like`` fills) and the dtype they take."""
-    arr = input.data if isinstance(input, Tensor) else array_module(input).asarray(input)
+    arr = input.array if isinstance(input, Tensor) else array_module(input).asarray(input)
     return arr, (arr.dtype if dtype is None else backend.to_dtype(dtype))
 
 
 def zeros_like(input, dtype=None, device=None, requires_grad=False):
     arr, dt = _like(input, dtype)
-    return _finish(array_module(arr).zeros(arr.shape, dtype=dt), requires_grad)
+    return _finish(array_module(arr).zeros(arr.shape, dtype=dt), requires_grad, device)
 
 
 def ones_like(input, dtype=None, device=None, requires_grad=False):
     arr, dt = _like(input, dtype)
-    return _finish(array_module(arr).ones(arr.shape, dtype=dt), requires_grad)
+    return _finish(array_module(arr).ones(arr.shape, dtype=dt), requires_grad, device)
 
 
 def empty_like(input, dtype=None, device=None, requires_grad=False):
     arr, dt = _like(input, dtype)
-    return _finish(array_module(arr).empty(arr.shape, dtype=dt), requires_grad)
+    return _finish(array_module(arr).empty(arr.shape, dtype=dt), requires_grad, device)
 
 
 def full_like(input, fill_value, dtype=None, device=None, requires_grad=False):
     arr, dt = _like(input, dtype)
-    return _finish(array_module(arr).full(arr.shape, fill_value, dtype=dt), requires_grad)
+    return _finish(array_module(arr).full(arr.shape, fill_value, dtype=dt), requires_grad, device)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
@@ -137,26 +141,26 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
         arr = (start + step * np.arange(n, dtype=np.float64)).astype(dtype)
     else:
         arr = np.arange(start, end, step, dtype=dtype)
-    return _finish(arr, requires_grad)
+    return _finish(arr, requires_grad, device)
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
-    return _finish(np.linspace(start, end, steps, dtype=np.float64).astype(_float_dtype(dtype)), requires_grad)
+    return _finish(np.linspace(start, end, steps, dtype=np.float64).astype(_float_dtype(dtype)), requires_grad, device)
 
 
 def logspace(start, end, steps, base=10.0, dtype=None, device=None, requires_grad=False):
-    return _finish(np.logspace(start, end, steps, base=base).astype(_float_dtype(dtype)), requires_grad)
+    return _finish(np.logspace(start, end, steps, base=base).astype(_float_dtype(dtype)), requires_grad, device)
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
-    return _finish(np.eye(n, m, dtype=_float_dtype(dtype)), requires_grad)
+    return _finish(np.eye(n, m, dtype=_float_dtype(dtype)), requires_grad, device)
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
     """Uniform samples in [0, 1)."""
     dt = _float_dtype(dtype)
     arr = numpy_rng(generator).random(_size(size, "rand"), dtype=np.float64 if dt == np.float64 else np.float32)
-    return _finish(arr.astype(dt, copy=False), requires_grad)
+    return _finish(arr.astype(dt, copy=False), requires_grad, device)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
@@ -164,7 +168,7 @@ def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
     dt = _float_dtype(dtype)
     arr = numpy_rng(generator).standard_normal(_size(size, "randn"),
                                                dtype=np.float64 if dt == np.float64 else np.float32)
-    return _finish(arr.astype(dt, copy=False), requires_grad)
+    return _finish(arr.astype(dt, copy=False), requires_grad, device)
 
 
 def randint(low, high=None, size=None, generator=None, dtype=None, device=None, requires_grad=False):
@@ -179,13 +183,13 @@ def randint(low, high=None, size=None, generator=None, dtype=None, device=None, 
         raise ValueError(f"randint(): high ({high}) must be greater than low ({low})")
     dt = backend.default_int if dtype is None else backend.to_dtype(dtype)
     arr = numpy_rng(generator).integers(low, high, size=_size((size,), "randint"), dtype=np.int64)
-    return _finish(arr.astype(dt, copy=False), requires_grad)
+    return _finish(arr.astype(dt, copy=False), requires_grad, device)
 
 
 def randperm(n, generator=None, dtype=None, device=None, requires_grad=False):
     """A random permutation of ``0 .. n-1`` (int64)."""
     dt = backend.default_int if dtype is None else backend.to_dtype(dtype)
-    return _finish(numpy_rng(generator).permutation(n).astype(dt), requires_grad)
+    return _finish(numpy_rng(generator).permutation(n).astype(dt), requires_grad, device)
 
 
 def rand_like(input, dtype=None, generator=None):
@@ -205,8 +209,8 @@ def randint_like(input, low, high=None, dtype=None, generator=None):
 
 def normal(mean=0.0, std=1.0, size=None, generator=None, dtype=None):
     """Normal samples with the given mean and std (numbers or tensors, broadcast)."""
-    m = mean.data if isinstance(mean, Tensor) else mean
-    s = std.data if isinstance(std, Tensor) else std
+    m = mean.array if isinstance(mean, Tensor) else mean
+    s = std.array if isinstance(std, Tensor) else std
     if size is None:
         size = np.broadcast_shapes(np.shape(m), np.shape(s))
     dt = _float_dtype(dtype)
@@ -216,7 +220,7 @@ def normal(mean=0.0, std=1.0, size=None, generator=None, dtype=None):
 
 def bernoulli(input, p=None, generator=None):
     """Draw 0/1 with probability ``input`` (or ``p``), same dtype as ``input``."""
-    probs = input.data if isinstance(input, Tensor) else array_module(input).asarray(input, dtype=np.float32)
+    probs = input.array if isinstance(input, Tensor) else array_module(input).asarray(input, dtype=np.float32)
     if p is not None:
         probs = array_module(probs).full(probs.shape, p, dtype=probs.dtype)
     draws = numpy_rng(generator).random(probs.shape, dtype=np.float32) < probs
@@ -225,7 +229,7 @@ def bernoulli(input, p=None, generator=None):
 
 def multinomial(input, num_samples, replacement=False, generator=None):
     """Sample category indices from rows of non-negative weights ``(C,)`` or ``(N, C)``."""
-    w = input.data if isinstance(input, Tensor) else array_module(input).asarray(input)
+    w = input.array if isinstance(input, Tensor) else array_module(input).asarray(input)
     xp = array_module(w)
     w2 = xp.atleast_2d(w).astype(np.float64)
     if (w2 < 0).any() or not xp.isfinite(w2).all():

@@ -63,13 +63,13 @@ def _keep_mask(shape, p, dtype, generator):
 def _apply(input, p, training, mask_shape, generator, op, alpha=False):
     _check_p(p, op)
     input = _as_float_tensor(input, op)
-    if not training or p == 0.0 or input.data.size == 0:
+    if not training or p == 0.0 or input.array.size == 0:
         return input
     dtype = input.dtype
     if p < 1.0:
         keep = _keep_mask(mask_shape, p, dtype, generator)
     else:
-        keep = array_module(input.data).zeros(mask_shape, dtype=dtype)
+        keep = array_module(input.array).zeros(mask_shape, dtype=dtype)
     if not alpha:
         if p < 1.0:
             keep *= dtype.type(1.0 / (1.0 - p))

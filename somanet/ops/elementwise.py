@@ -29,22 +29,22 @@ def _binary_operands(a, b, op):
     ta = isinstance(a, Tensor)
     tb = isinstance(b, Tensor)
     # An integer or bool tensor meeting a Python float becomes float32 (NumPy would pick float64).
-    if ta and not tb and isinstance(b, float) and a.data.dtype.kind in "biu":
+    if ta and not tb and isinstance(b, float) and a.array.dtype.kind in "biu":
         a = _cast(a, backend.default_float)
-    elif tb and not ta and isinstance(a, float) and b.data.dtype.kind in "biu":
+    elif tb and not ta and isinstance(a, float) and b.array.dtype.kind in "biu":
         b = _cast(b, backend.default_float)
     elif ta and tb:
-        ka, kb = a.data.dtype.kind, b.data.dtype.kind
+        ka, kb = a.array.dtype.kind, b.array.dtype.kind
         # A 0-d tensor does not widen a dimensioned tensor of the same category (PyTorch's rule).
-        if ka == "f" and kb == "f" and a.data.dtype != b.data.dtype:
-            if b.data.ndim == 0 and a.data.ndim > 0:
-                b = _cast(b, a.data.dtype)
-            elif a.data.ndim == 0 and b.data.ndim > 0:
-                a = _cast(a, b.data.dtype)
+        if ka == "f" and kb == "f" and a.array.dtype != b.array.dtype:
+            if b.array.ndim == 0 and a.array.ndim > 0:
+                b = _cast(b, a.array.dtype)
+            elif a.array.ndim == 0 and b.array.ndim > 0:
+                a = _cast(a, b.array.dtype)
         elif ka == "f" and kb in "biu":
-            b = _cast(b, a.data.dtype)
+            b = _cast(b, a.array.dtype)
         elif kb == "f" and ka in "biu":
-            a = _cast(a, b.data.dtype)
+            a = _cast(a, b.array.dtype)
     return a, b
 
 
@@ -56,7 +56,7 @@ def _cast(t, dtype):
 
 def _float_operand(x):
     """Integer tensors used in float math (exp, sqrt, true division) become float32, like PyTorch."""
-    if isinstance(x, Tensor) and x.data.dtype.kind in "biu":
+    if isinstance(x, Tensor) and x.array.dtype.kind in "biu":
         return _cast(x, backend.default_float)
     return x
 
@@ -223,7 +223,7 @@ def div(input, other, rounding_mode=None):
 
 def pow(input, exponent):
     a, b = _binary_operands(input, exponent, "pow")
-    if isinstance(a, Tensor) and a.data.dtype.kind in "iu" and isinstance(b, int) and b < 0:
+    if isinstance(a, Tensor) and a.array.dtype.kind in "iu" and isinstance(b, int) and b < 0:
         raise RuntimeError("pow(): integers to negative integer powers are not allowed")
     return Pow.apply(a, b)
 
@@ -244,7 +244,7 @@ def where(condition, input=None, other=None):
         from .index import nonzero
 
         return nonzero(condition, as_tuple=True)
-    cond = condition.data if isinstance(condition, Tensor) else array_module(condition).asarray(condition)
+    cond = condition.array if isinstance(condition, Tensor) else array_module(condition).asarray(condition)
     if cond.dtype != np.bool_:
         cond = cond.astype(bool)
     a, b = _binary_operands(input, other, "where")
@@ -1060,7 +1060,7 @@ def clamp(input, min=None, max=None):  # noqa: A002
             out = minimum(out, max)
         return out
     x = input if isinstance(input, Tensor) else Tensor(backend.as_array(input))
-    if x.data.dtype.kind in "iu" and (isinstance(min, float) or isinstance(max, float)):
+    if x.array.dtype.kind in "iu" and (isinstance(min, float) or isinstance(max, float)):
         x = _float_operand(x)
     return Clamp.apply(x, min=min, max=max)
 
@@ -1094,8 +1094,8 @@ def _rmod(self, other):
 
 
 def _invert(self):
-    if self.data.dtype != np.bool_:
-        raise TypeError(f"~ (bitwise not) is only supported on bool tensors here, got dtype {self.data.dtype}")
+    if self.array.dtype != np.bool_:
+        raise TypeError(f"~ (bitwise not) is only supported on bool tensors here, got dtype {self.array.dtype}")
     return logical_not(self)
 
 

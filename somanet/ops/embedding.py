@@ -56,7 +56,7 @@ class Embedding(Function):
 def _renorm_rows(weight, indices, max_norm, norm_type):
     """Scale the referenced rows of ``weight`` whose ``norm_type``-norm exceeds ``max_norm`` back to it,
     in place and without recording, as PyTorch does."""
-    w = weight.data
+    w = weight.array
     xp = array_module(w)
     rows = xp.unique(indices)
     norms = xp.linalg.norm(w[rows], ord=norm_type, axis=1)
@@ -86,7 +86,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
     if weight.ndim != 2:
         raise ValueError(f"embedding(): weight must be 2-D (num_embeddings, embedding_dim), got shape "
                          f"{tuple(weight.shape)}")
-    idx = input.data if isinstance(input, Tensor) else array_module(input).asarray(input)
+    idx = input.array if isinstance(input, Tensor) else array_module(input).asarray(input)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding(): expected integer indices (dtype int64 or int32), got dtype {idx.dtype}")
     num = weight.shape[0]

@@ -20,7 +20,7 @@ from ._util import as_operand, ensure_tensor, install, normalize_dim, select
 from .shape import Expand, Slice, _reshape, clone, to_dtype, unbind
 
 __all__ = [
-    "index_select", "gather", "scatter", "scatter_add", "masked_fill", "masked_select", "take_along_dim",
+    "index_select", "index_add", "index_copy", "index_fill", "gather", "scatter", "scatter_add", "masked_fill", "masked_select", "take_along_dim",
     "one_hot", "tril", "triu", "outer", "ger", "nonzero", "argwhere", "topk", "sort", "argsort", "unique",
 ]
 
@@ -38,7 +38,7 @@ def _int_result(arr):
 
 def _index_array(index, op, name="index"):
     """The integer array behind an index argument (a tensor, array or list), with a clear dtype error."""
-    arr = index.data if isinstance(index, Tensor) else array_module(index).asarray(index)
+    arr = index.array if isinstance(index, Tensor) else array_module(index).asarray(index)
     if arr.size == 0 and arr.dtype.kind == "f":
         arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
@@ -114,9 +114,9 @@ def _convert_key(key, data):
     advanced = False
     for k in items:
         if isinstance(k, Tensor):
-            k = k.data
+            k = k.array
         elif isinstance(k, list):
-            k = array_module(data).asarray([e.data if isinstance(e, Tensor) else e for e in k])
+            k = array_module(data).asarray([e.array if isinstance(e, Tensor) else e for e in k])
             if k.size == 0:
                 k = k.astype(np.intp)
         if _is_array(k):
@@ -195,7 +195,7 @@ class AdvancedIndex(Function):
 def _getitem(self, key):
     """``x[key]``: ints, slices (any step), None, Ellipsis, integer tensors/arrays/lists (broadcast together,
     mixed with slices) and bool masks, with NumPy's (= PyTorch's) rules. Basic indexing gives a view."""
-    k, advanced = _convert_key(key, self.data)
+    k, advanced = _convert_key(key, self.array)
     try:
         if not advanced:
             return Slice.apply(self, k)
@@ -203,12 +203,12 @@ def _getitem(self, key):
         x = Slice.apply(self, steps[0]) if len(steps) == 2 else self
         return AdvancedIndex.apply(x, key=steps[-1])
     except IndexError as exc:
-        raise IndexError(f"__getitem__: {exc} (tensor of shape {tuple(self.data.shape)})") from None
+        raise IndexError(f"__getitem__: {exc} (tensor of shape {tuple(self.array.shape)})") from None
 
 
 def _iter(self):
     """Iterate over dimension 0: one view per row, each linked to ``self`` in the graph."""
-    if self.data.ndim == 0:
+    if self.array.ndim == 0:
         raise TypeError("iteration over a 0-d tensor")
     return iter(unbind(self, 0))
 
@@ -217,7 +217,7 @@ def _iter(self):
 def _inplace(self, op, array_op, graph_op, other=None):
     """Apply the in-place op ``op`` to ``self`` with PyTorch's autograd rules; returns ``self``.
 
-    ``array_op(data)`` changes ``self.data`` itself with NumPy; ``graph_op(old)`` computes the same op out
+    ``array_op(data)`` changes ``self.array`` itself with NumPy; ``graph_op(old)`` computes the same op out
     of place, differentiably, from a tensor standing for ``self`` before the change.
 
     * A leaf that requires grad cannot change while grad mode is on (its gradient would lose its meaning).
@@ -231,7 +231,7 @@ def _inplace(self, op, array_op, graph_op, other=None):
         raise RuntimeError(f"a leaf tensor that requires grad is being used in an in-place operation ({op}); "
                            f"wrap it in somanet.no_grad() or clone() it first")
     if not recording or not (self.requires_grad or (isinstance(other, Tensor) and other.requires_grad)):
-        data = self.data
+        data = self.array
         if not data.flags.writeable:
             raise RuntimeError(f"{op}(): this tensor's memory is read-only (for example an expand()ed view, where "
                                f"several elements share one memory location); clone() it before changing it")
@@ -249,20 +249,20 @@ def _inplace(self, op, array_op, graph_op, other=None):
             f"supported while recording gradients, because the change would not reach the base tensor; use the "
             f"out-of-place op, or clone() the view first"
         )
-    old = _wrap(self.data, self.requires_grad, node, self._out_index)
+    old = _wrap(self.array, self.requires_grad, node, self._out_index)
     result = graph_op(old)
-    if result.data.dtype != self.data.dtype:
-        result = to_dtype(result, self.data.dtype)
-    if result.data.shape != self.data.shape:
-        raise RuntimeError(f"{op}(): output with shape {tuple(self.data.shape)} doesn't match the broadcast shape "
-                           f"{tuple(result.data.shape)}")
+    if result.array.dtype != self.array.dtype:
+        result = to_dtype(result, self.array.dtype)
+    if result.array.shape != self.array.shape:
+        raise RuntimeError(f"{op}(): output with shape {tuple(self.array.shape)} doesn't match the broadcast shape "
+                           f"{tuple(result.array.shape)}")
     self._version[0] += 1
     new_node = result.grad_fn
     if new_node is not None and new_node.version_checks:
         # The node may have saved its output, which from now on is this tensor's data.
         new_node.version_checks = [(self._version, self._version[0]) if c is result._version else (c, v)
                                    for c, v in new_node.version_checks]
-    self.data = result.data
+    self.array = result.array
     self.grad_fn = new_node
     self._out_index = result._out_index
     self.requires_grad = result.requires_grad
@@ -270,7 +270,7 @@ def _inplace(self, op, array_op, graph_op, other=None):
 
 
 def _raw(x):
-    return x.data if isinstance(x, Tensor) else x
+    return x.array if isinstance(x, Tensor) else x
 
 
 def _add_(self, other, alpha=1):
@@ -312,7 +312,7 @@ def _div_(self, other, rounding_mode=None):
             xp.true_divide(data, _raw(o), out=data)
         else:
             res = elementwise.div(_wrap(data, False, None, 0), o, rounding_mode=rounding_mode)
-            xp.copyto(data, res.data, casting="same_kind")
+            xp.copyto(data, res.array, casting="same_kind")
 
     return _inplace(self, "div_", array_op, lambda old: elementwise.div(old, o, rounding_mode=rounding_mode), o)
 
@@ -341,9 +341,9 @@ class Fill(Function):
 
 def _fill_value(value, op):
     if isinstance(value, Tensor):
-        if value.data.ndim:
+        if value.array.ndim:
             raise RuntimeError(f"{op}(): only supports a 0-dimensional value tensor, got shape "
-                               f"{tuple(value.data.shape)}")
+                               f"{tuple(value.array.shape)}")
         return value
     return as_operand(value)
 
@@ -381,7 +381,7 @@ def _copy_(self, src, non_blocking=False):
 
 
 def _mask_array(mask, op):
-    m = mask.data if isinstance(mask, Tensor) else array_module(mask).asarray(mask)
+    m = mask.array if isinstance(mask, Tensor) else array_module(mask).asarray(mask)
     if m.dtype != np.bool_:
         raise RuntimeError(f"{op}(): only boolean masks are supported, got a mask with dtype {m.dtype}")
     return m
@@ -426,7 +426,7 @@ class SetItem(Function):
 
 def _setitem(self, key, value):
     """``x[key] = value`` in place (same keys as ``x[key]``); value broadcasts and is cast to x's dtype."""
-    k, advanced = _convert_key(key, self.data)
+    k, advanced = _convert_key(key, self.array)
     steps = _steps(k, advanced)
     v = as_operand(value)
 
@@ -436,7 +436,7 @@ def _setitem(self, key, value):
     try:
         _inplace(self, "__setitem__", array_op, lambda old: SetItem.apply(old, v, steps=steps), v)
     except IndexError as exc:
-        raise IndexError(f"__setitem__: {exc} (tensor of shape {tuple(self.data.shape)})") from None
+        raise IndexError(f"__setitem__: {exc} (tensor of shape {tuple(self.array.shape)})") from None
 
 
 # --------------------------------------------------------------------------- index_select, gather, scatter
@@ -459,15 +459,111 @@ def index_select(input, dim, index):
     idx = _index_array(index, "index_select")
     if idx.ndim > 1:
         raise RuntimeError(f"index_select(): index must be a 1-d tensor, got shape {tuple(idx.shape)}")
-    if x.data.ndim == 0:
+    if x.array.ndim == 0:
         normalize_dim(dim, 0, "index_select")
         if idx.size != 1:
             raise RuntimeError(f"index_select(): indexing a 0-d tensor takes exactly one index, got {idx.size}")
         _check_bounds(idx, 1, "index_select", 0)
         return clone(x)
-    d = normalize_dim(dim, x.data.ndim, "index_select")
-    _check_bounds(idx, x.data.shape[d], "index_select", d)
+    d = normalize_dim(dim, x.array.ndim, "index_select")
+    _check_bounds(idx, x.array.shape[d], "index_select", d)
     return IndexSelect.apply(x, d, idx.reshape(-1))
+
+
+class IndexAdd(Function):
+    """``input`` with ``alpha * source`` added at positions ``index`` along ``dim``; repeats add up."""
+
+    def forward(ctx, a, source, dim, index, alpha):
+        xp = array_module(a)
+        ctx.dim, ctx.index, ctx.alpha = dim, index, alpha
+        added = _index_add_axis(a.shape, dim, index, source if alpha == 1 else source * alpha)
+        return xp.add(a, added.astype(a.dtype, copy=False))
+
+    def backward(ctx, grad):
+        xp = array_module(grad)
+        g_source = xp.take(grad, ctx.index, axis=ctx.dim) if ctx.needs(1) else None
+        if g_source is not None and ctx.alpha != 1:
+            g_source = g_source * ctx.alpha
+        return grad, g_source
+
+
+class IndexCopy(Function):
+    """``input`` with the slices at positions ``index`` along ``dim`` replaced by ``source``'s."""
+
+    def forward(ctx, a, source, dim, index):
+        out = a.copy()
+        moved = array_module(a).moveaxis(out, dim, 0)
+        moved[index] = array_module(a).moveaxis(source, dim, 0)
+        ctx.dim, ctx.index = dim, index
+        return out
+
+    def backward(ctx, grad):
+        xp = array_module(grad)
+        g_input = grad.copy()
+        xp.moveaxis(g_input, ctx.dim, 0)[ctx.index] = 0
+        return g_input, xp.take(grad, ctx.index, axis=ctx.dim)
+
+
+class IndexFill(Function):
+    """``input`` with the slices at positions ``index`` along ``dim`` set to ``value`` (a 0-d array or number)."""
+
+    def forward(ctx, a, value, dim, index):
+        out = a.copy()
+        array_module(a).moveaxis(out, dim, 0)[index] = value
+        ctx.dim, ctx.index = dim, index
+        return out
+
+    def backward(ctx, grad):
+        xp = array_module(grad)
+        g_input = grad.copy()
+        xp.moveaxis(g_input, ctx.dim, 0)[ctx.index] = 0
+        g_value = xp.moveaxis(grad, ctx.dim, 0)[xp.unique(ctx.index)].sum() if ctx.needs(1) else None
+        return g_input, g_value
+
+
+def _index_args(input, dim, index, op):
+    x = ensure_tensor(input)
+    idx = _index_array(index, op)
+    if idx.ndim > 1:
+        raise RuntimeError(f"{op}(): index must be a 1-d tensor, got shape {tuple(idx.shape)}")
+    idx = idx.reshape(-1)
+    if x.array.ndim == 0:
+        raise RuntimeError(f"{op}(): needs a tensor with at least one dimension, got a 0-d tensor")
+    d = normalize_dim(dim, x.array.ndim, op)
+    _check_bounds(idx, x.array.shape[d], op, d)
+    return x, d, idx
+
+
+def _check_source(x, src, d, idx, op):
+    expected = x.array.shape[:d] + (idx.size,) + x.array.shape[d + 1:]
+    if tuple(src.array.shape) != expected:
+        raise RuntimeError(f"{op}(): source has shape {tuple(src.array.shape)}, expected {expected} (the input's "
+                           f"shape with dimension {d} the length of index)")
+
+
+def index_add(input, dim, index, source, *, alpha=1):
+    """``input`` with ``alpha * source`` added at positions ``index`` along ``dim`` (repeats accumulate).
+
+    ``source`` has ``input``'s shape except ``len(index)`` in dimension ``dim``.
+    """
+    x, d, idx = _index_args(input, dim, index, "index_add")
+    src = ensure_tensor(source, "index_add")
+    _check_source(x, src, d, idx, "index_add")
+    return IndexAdd.apply(x, src, d, idx, alpha)
+
+
+def index_copy(input, dim, index, source):
+    """``input`` with the slices at ``index`` along ``dim`` replaced by the slices of ``source``."""
+    x, d, idx = _index_args(input, dim, index, "index_copy")
+    src = ensure_tensor(source, "index_copy")
+    _check_source(x, src, d, idx, "index_copy")
+    return IndexCopy.apply(x, src, d, idx)
+
+
+def index_fill(input, dim, index, value):
+    """``input`` with the slices at ``index`` along ``dim`` set to ``value`` (a number or 0-d tensor)."""
+    x, d, idx = _index_args(input, dim, index, "index_fill")
+    return IndexFill.apply(x, _fill_value(value, "index_fill"), d, idx)
 
 
 class Gather(Function):
@@ -506,12 +602,12 @@ def gather(input, dim, index, *, sparse_grad=False):
     """
     x = ensure_tensor(input)
     idx = _index_array(index, "gather")
-    if x.data.ndim == 0:
+    if x.array.ndim == 0:
         normalize_dim(dim, 0, "gather")
         _check_bounds(idx, 1, "gather", 0)
         return _reshape(Gather.apply(_reshape(x, (1,)), 0, idx.reshape(-1)), idx.shape)
-    d = normalize_dim(dim, x.data.ndim, "gather")
-    _check_gather_shapes(x.data.shape, idx, d, "gather")
+    d = normalize_dim(dim, x.array.ndim, "gather")
+    _check_gather_shapes(x.array.shape, idx, d, "gather")
     return Gather.apply(x, d, idx)
 
 
@@ -553,20 +649,20 @@ class ScatterAdd(Function):
 def _scatter_args(input, dim, index, src, op):
     x = ensure_tensor(input)
     idx = _index_array(index, op)
-    if x.data.ndim == 0:
+    if x.array.ndim == 0:
         raise RuntimeError(f"{op}(): input must have at least one dimension")
-    d = normalize_dim(dim, x.data.ndim, op)
+    d = normalize_dim(dim, x.array.ndim, op)
     if isinstance(src, Tensor) or isinstance(src, (np.ndarray, list)):
         s = ensure_tensor(src, op)
-        if s.data.dtype != x.data.dtype:
-            raise RuntimeError(f"{op}(): expected src to have the same dtype as input ({x.data.dtype}), got "
-                               f"{s.data.dtype}")
-        if s.data.ndim != idx.ndim:
+        if s.array.dtype != x.array.dtype:
+            raise RuntimeError(f"{op}(): expected src to have the same dtype as input ({x.array.dtype}), got "
+                               f"{s.array.dtype}")
+        if s.array.ndim != idx.ndim:
             raise RuntimeError(f"{op}(): src must have the same number of dimensions as index: src has shape "
-                               f"{tuple(s.data.shape)}, index has shape {tuple(idx.shape)}")
-        _check_gather_shapes(x.data.shape, idx, d, op, s.data.shape)
+                               f"{tuple(s.array.shape)}, index has shape {tuple(idx.shape)}")
+        _check_gather_shapes(x.array.shape, idx, d, op, s.array.shape)
         return x, s, d, idx
-    _check_gather_shapes(x.data.shape, idx, d, op)
+    _check_gather_shapes(x.array.shape, idx, d, op)
     return x, as_operand(src), d, idx
 
 
@@ -601,7 +697,7 @@ def _scatter_(self, dim, index, src=None, value=None, *, reduce=None):
     s = src if src is not None else value
     return _inplace(self, "scatter_",
                     lambda data: array_module(data).copyto(data, scatter(_wrap(data, False, None, 0), dim, index,
-                                                                         _raw_keep(s), reduce=reduce).data),
+                                                                         _raw_keep(s), reduce=reduce).array),
                     lambda old: scatter(old, dim, index, s, reduce=reduce), s)
 
 
@@ -609,13 +705,13 @@ def _scatter_add_(self, dim, index, src):
     """In-place ``scatter_add``."""
     return _inplace(self, "scatter_add_",
                     lambda data: array_module(data).copyto(data, scatter_add(_wrap(data, False, None, 0), dim,
-                                                                             index, _raw_keep(src)).data),
+                                                                             index, _raw_keep(src)).array),
                     lambda old: scatter_add(old, dim, index, src), src)
 
 
 def _raw_keep(x):
     # A detached stand-in for a tensor operand, so the array path records nothing.
-    return _wrap(x.data, False, None, 0) if isinstance(x, Tensor) else x
+    return _wrap(x.array, False, None, 0) if isinstance(x, Tensor) else x
 
 
 # --------------------------------------------------------------------------- masks
@@ -638,10 +734,10 @@ def masked_fill(input, mask, value):
     m = _mask_array(mask, "masked_fill")
     v = _fill_value(value, "masked_fill")
     try:
-        np.broadcast_shapes(x.data.shape, m.shape)
+        np.broadcast_shapes(x.array.shape, m.shape)
     except ValueError:
         raise RuntimeError(f"masked_fill(): mask of shape {tuple(m.shape)} does not broadcast with input of shape "
-                           f"{tuple(x.data.shape)}") from None
+                           f"{tuple(x.array.shape)}") from None
     return MaskedFill.apply(x, v, mask=m)
 
 
@@ -665,10 +761,10 @@ def masked_select(input, mask):
     x = ensure_tensor(input)
     m = _mask_array(mask, "masked_select")
     try:
-        np.broadcast_shapes(x.data.shape, m.shape)
+        np.broadcast_shapes(x.array.shape, m.shape)
     except ValueError:
         raise RuntimeError(f"masked_select(): mask of shape {tuple(m.shape)} does not broadcast with input of "
-                           f"shape {tuple(x.data.shape)}") from None
+                           f"shape {tuple(x.array.shape)}") from None
     return MaskedSelect.apply(x, mask=m)
 
 
@@ -678,31 +774,31 @@ def take_along_dim(input, indices, dim=None):
     x = ensure_tensor(input)
     idx = _index_array(indices, "take_along_dim", "indices")
     if dim is None:
-        x = _reshape(x, (x.data.size,))
+        x = _reshape(x, (x.array.size,))
         idx = idx.reshape(-1)
         d = 0
     else:
-        if x.data.ndim != idx.ndim:
+        if x.array.ndim != idx.ndim:
             raise RuntimeError(f"take_along_dim(): input and indices should have the same number of dimensions, "
-                               f"got shapes {tuple(x.data.shape)} and {tuple(idx.shape)}")
-        if x.data.ndim == 0:
+                               f"got shapes {tuple(x.array.shape)} and {tuple(idx.shape)}")
+        if x.array.ndim == 0:
             return gather(x, dim, idx)
-        d = normalize_dim(dim, x.data.ndim, "take_along_dim")
-    n = x.data.shape[d]
+        d = normalize_dim(dim, x.array.ndim, "take_along_dim")
+    n = x.array.shape[d]
     _check_bounds(idx, n, "take_along_dim", d, allow_negative=True)
     xp = array_module(idx)
     if idx.size and idx.min() < 0:
         idx = xp.where(idx < 0, idx + n, idx)
-    xs, js = list(x.data.shape), list(idx.shape)
+    xs, js = list(x.array.shape), list(idx.shape)
     xs[d] = js[d] = 1
     try:
         common = list(np.broadcast_shapes(tuple(xs), tuple(js)))
     except ValueError:
-        raise RuntimeError(f"take_along_dim(): input of shape {tuple(x.data.shape)} and indices of shape "
+        raise RuntimeError(f"take_along_dim(): input of shape {tuple(x.array.shape)} and indices of shape "
                            f"{tuple(idx.shape)} do not broadcast outside dimension {d}") from None
     x_shape, i_shape = list(common), list(common)
     x_shape[d], i_shape[d] = n, idx.shape[d]
-    if tuple(x_shape) != x.data.shape:
+    if tuple(x_shape) != x.array.shape:
         x = Expand.apply(x, tuple(x_shape))
     return Gather.apply(x, d, xp.broadcast_to(idx, i_shape))
 
@@ -725,26 +821,26 @@ def tril(input, diagonal=0):
     ``(*, m, n) -> (*, m, n)``; ``diagonal > 0`` keeps more diagonals above, ``< 0`` fewer.
     """
     x = ensure_tensor(input)
-    if x.data.ndim < 2:
-        raise RuntimeError(f"tril(): input tensor must have at least 2 dimensions, got shape {tuple(x.data.shape)}")
+    if x.array.ndim < 2:
+        raise RuntimeError(f"tril(): input tensor must have at least 2 dimensions, got shape {tuple(x.array.shape)}")
     return Triangle.apply(x, builtins.int(diagonal), False)
 
 
 def triu(input, diagonal=0):
     """The upper triangle of the last two dimensions (on and above ``diagonal``); the rest is zero."""
     x = ensure_tensor(input)
-    if x.data.ndim < 2:
-        raise RuntimeError(f"triu(): input tensor must have at least 2 dimensions, got shape {tuple(x.data.shape)}")
+    if x.array.ndim < 2:
+        raise RuntimeError(f"triu(): input tensor must have at least 2 dimensions, got shape {tuple(x.array.shape)}")
     return Triangle.apply(x, builtins.int(diagonal), True)
 
 
 def outer(input, vec2):
     """Outer product of two 1-d tensors: ``(n,), (m,) -> (n, m)``."""
     a, b = ensure_tensor(input), ensure_tensor(vec2)
-    if a.data.ndim != 1 or b.data.ndim != 1:
-        raise RuntimeError(f"outer(): expected two 1-d tensors, got shapes {tuple(a.data.shape)} and "
-                           f"{tuple(b.data.shape)}")
-    return elementwise.mul(_reshape(a, (a.data.size, 1)), _reshape(b, (1, b.data.size)))
+    if a.array.ndim != 1 or b.array.ndim != 1:
+        raise RuntimeError(f"outer(): expected two 1-d tensors, got shapes {tuple(a.array.shape)} and "
+                           f"{tuple(b.array.shape)}")
+    return elementwise.mul(_reshape(a, (a.array.size, 1)), _reshape(b, (1, b.array.size)))
 
 
 def ger(input, vec2):
@@ -769,7 +865,7 @@ def one_hot(tensor, num_classes=-1):
 def nonzero(input, *, as_tuple=False):
     """Indices of the nonzero elements: an ``(n, ndim)`` int64 tensor, or with ``as_tuple=True`` a tuple of
     ``ndim`` 1-d tensors (a 0-d input counts as 1-d)."""
-    a = ensure_tensor(input).data
+    a = ensure_tensor(input).array
     xp = array_module(a)
     if as_tuple:
         return tuple(_int_result(i) for i in xp.nonzero(xp.atleast_1d(a)))
@@ -801,23 +897,23 @@ def sort(input, dim=-1, descending=False, stable=False):
     The sort is always stable; NaN counts as larger than every number, as in PyTorch.
     """
     x = ensure_tensor(input)
-    if x.data.ndim == 0:
+    if x.array.ndim == 0:
         normalize_dim(dim, 0, "sort")
-        xp = array_module(x.data)
+        xp = array_module(x.array)
         return _SortResult(gather(x, 0, xp.zeros((), np.int64)), _int_result(xp.zeros((), np.int64)))
-    d = normalize_dim(dim, x.data.ndim, "sort")
-    idx = _argsort(x.data, d, descending)
+    d = normalize_dim(dim, x.array.ndim, "sort")
+    idx = _argsort(x.array, d, descending)
     return _SortResult(Gather.apply(x, d, idx), _int_result(idx))
 
 
 def argsort(input, dim=-1, descending=False, stable=False):
     """int64 indices that sort ``input`` along ``dim`` (stable)."""
     x = ensure_tensor(input)
-    if x.data.ndim == 0:
+    if x.array.ndim == 0:
         normalize_dim(dim, 0, "argsort")
-        return _int_result(array_module(x.data).zeros((), np.int64))
-    d = normalize_dim(dim, x.data.ndim, "argsort")
-    return _int_result(_argsort(x.data, d, descending))
+        return _int_result(array_module(x.array).zeros((), np.int64))
+    d = normalize_dim(dim, x.array.ndim, "argsort")
+    return _int_result(_argsort(x.array, d, descending))
 
 
 def topk(input, k, dim=-1, largest=True, sorted=True):  # noqa: A002
@@ -826,7 +922,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True):  # noqa: A002
     ``(*, n, *) -> (*, k, *)``; values are differentiable, indices int64.
     """
     x = ensure_tensor(input)
-    a = x.data
+    a = x.array
     k = builtins.int(k)
     if a.ndim == 0:
         normalize_dim(dim, 0, "topk")
@@ -857,7 +953,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True):  # noqa: A002
 def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):  # noqa: A002
     """The sorted distinct values of ``input`` (flattened, or distinct slices along ``dim``); optionally the
     int64 ``inverse`` (where each element went) and ``counts``. No gradient."""
-    a = ensure_tensor(input).data
+    a = ensure_tensor(input).array
     xp = array_module(a)
     if dim is None:
         vals, inv, cnt = xp.unique(a.reshape(-1), return_inverse=True, return_counts=True)
@@ -878,7 +974,8 @@ def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=No
 
 install(
     __getitem__=_getitem, __setitem__=_setitem, __iter__=_iter,
-    index_select=index_select, gather=gather, scatter=scatter, scatter_add=scatter_add, masked_fill=masked_fill,
+    index_select=index_select, index_add=index_add, index_copy=index_copy, index_fill=index_fill, gather=gather,
+    scatter=scatter, scatter_add=scatter_add, masked_fill=masked_fill,
     masked_select=masked_select, take_along_dim=take_along_dim, tril=tril, triu=triu, outer=outer, ger=ger,
     nonzero=nonzero, argwhere=argwhere, topk=topk, sort=sort, argsort=argsort, unique=unique,
     add_=_add_, sub_=_sub_, mul_=_mul_, div_=_div_, clamp_=_clamp_, clip_=_clamp_, zero_=_zero_, fill_=_fill_,

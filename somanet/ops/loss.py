@@ -273,7 +273,7 @@ def _class_sums(p):
 
 def _class_indices(input, target, op, ignore_index, index_shape, c):
     """Check an index target: integer dtype, right shape, every value a class or ``ignore_index``."""
-    t = target.data if isinstance(target, Tensor) else array_module(target).asarray(target)
+    t = target.array if isinstance(target, Tensor) else array_module(target).asarray(target)
     if t.dtype.kind not in "iu":
         if t.dtype.kind == "f":
             raise TypeError(f"{op}(): expected class indices as an integer tensor (dtype int64) of shape "
@@ -295,7 +295,7 @@ def _class_indices(input, target, op, ignore_index, index_shape, c):
 def _class_weight(weight, c, dtype, op):
     if weight is None:
         return None
-    w = weight.data if isinstance(weight, Tensor) else array_module(weight).asarray(weight)
+    w = weight.array if isinstance(weight, Tensor) else array_module(weight).asarray(weight)
     if w.shape != (c,):
         raise ValueError(f"{op}(): weight must have shape ({c},), one value per class, got {tuple(w.shape)}")
     return w.astype(dtype, copy=False)
@@ -550,7 +550,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(f"{op}(): target of shape {tuple(target.shape)} must have the same shape as the input "
                          f"{tuple(input.shape)}")
-    x = input.data
+    x = input.array
     if x.size and (np.nanmin(x) < 0 or np.nanmax(x) > 1 or np.isnan(x).any()):
         raise ValueError(f"{op}(): all elements of input should be probabilities between 0 and 1 (got values in "
                          f"[{np.nanmin(x):g}, {np.nanmax(x):g}]); for logits use binary_cross_entropy_with_logits")

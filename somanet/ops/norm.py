@@ -27,7 +27,7 @@ __all__ = ["batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm"
 
 
 def _data(t):
-    return None if t is None else (t.data if isinstance(t, Tensor) else t)
+    return None if t is None else (t.array if isinstance(t, Tensor) else t)
 
 
 # Below this many positions per channel, a dot product along the last axis has too little work per
@@ -210,7 +210,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     for what, arr in (("running_mean", rm), ("running_var", rv), ("weight", _data(weight)), ("bias", _data(bias))):
         _check_channels("batch_norm", input, c, what, arr)
     if training:
-        per_channel = input.data.size // max(c, 1)
+        per_channel = input.array.size // max(c, 1)
         if per_channel <= 1:
             raise ValueError(f"batch_norm(): expected more than 1 value per channel when training, got input of "
                              f"shape {tuple(input.shape)}")
@@ -433,7 +433,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
             raise ValueError("instance_norm(): running_mean and running_var are required when use_input_stats=False")
         # Normalising by fixed per-channel statistics is batch norm's evaluation path.
         return BatchNorm.apply(input, weight, bias, rm, rv, training=False, momentum=momentum, eps=eps)
-    spatial = input.data.size // max(n * c, 1)
+    spatial = input.array.size // max(n * c, 1)
     if spatial <= 1:
         raise ValueError(f"instance_norm(): expected more than 1 spatial element when training, got input of "
                          f"shape {tuple(input.shape)}")

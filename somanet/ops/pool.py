@@ -248,7 +248,7 @@ def _check_input(op, input, spatial):
     if not isinstance(input, Tensor):
         raise TypeError(f"{op}: expected a Tensor input, got {type(input).__name__}")
     dims = "(N, C, L)" if spatial == 1 else "(N, C, H, W)"
-    if input.data.ndim not in (spatial + 1, spatial + 2):
+    if input.array.ndim not in (spatial + 1, spatial + 2):
         raise ValueError(f"{op}: expected a {spatial + 1}-D (unbatched) or {spatial + 2}-D (batched) input of shape "
                          f"{dims}, got shape {tuple(input.shape)}")
     if any(s == 0 for s in input.shape[-spatial - 1:]):
@@ -374,7 +374,7 @@ def _avg_pool(op, spatial, input, kernel_size, stride, padding, ceil_mode, count
     _check_input(op, input, spatial)
     kernel, stride, pads, dilation, out_hw = _pool_geometry(op, input, spatial, kernel_size, stride, padding, 1,
                                                             ceil_mode)
-    dtype = input.data.dtype
+    dtype = input.array.dtype
     if dtype.kind != "f":
         raise TypeError(f"{op}: expected a floating-point input, got dtype {dtype}")
     if divisor_override is not None:
@@ -383,7 +383,7 @@ def _avg_pool(op, spatial, input, kernel_size, stride, padding, ceil_mode, count
         divisor = dtype.type(int(divisor_override))
     else:
         size = (1,) * (2 - spatial) + tuple(input.shape[-spatial:])
-        xp = backend.array_module(input.data)
+        xp = backend.array_module(input.array)
         counts = [_avg_counts(n, k, s, p[0], o, count_include_pad, xp)
                   for n, k, s, p, o in zip(size, kernel, stride, pads, out_hw)]
         grid = counts[0][:, None] * counts[1][None, :]
@@ -543,8 +543,8 @@ def adaptive_avg_pool2d(input, output_size):
     ``[floor(i*H/H_out), ceil((i+1)*H/H_out))``. ``output_size`` may hold None to keep a dimension."""
     _check_input("adaptive_avg_pool2d", input, 2)
     out = _adaptive_size("adaptive_avg_pool2d", input, 2, output_size)
-    if input.data.dtype.kind != "f":
-        raise TypeError(f"adaptive_avg_pool2d: expected a floating-point input, got dtype {input.data.dtype}")
+    if input.array.dtype.kind != "f":
+        raise TypeError(f"adaptive_avg_pool2d: expected a floating-point input, got dtype {input.array.dtype}")
     return AdaptiveAvgPool.apply(input, out, 2)
 
 
@@ -605,7 +605,7 @@ class MaxUnpool(Function):
 
 def _max_unpool(op, spatial, input, indices, kernel_size, stride, padding, output_size):
     _check_input(op, input, spatial)
-    idx = indices.data if isinstance(indices, Tensor) else np.asarray(indices)
+    idx = indices.array if isinstance(indices, Tensor) else np.asarray(indices)
     if idx.shape != tuple(input.shape):
         raise ValueError(f"{op}: indices of shape {tuple(idx.shape)} must match the input shape "
                          f"{tuple(input.shape)}")

@@ -92,7 +92,7 @@ def sum(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=False
     """Sum over ``dim`` (an int, a tuple, or None for all); bool and integer inputs sum to int64."""
     x = ensure_tensor(input, "sum")
     dims = normalize_dims(pick_dim(dim, axis, "sum"), x.ndim, "sum")
-    if dtype is None and x.data.dtype.kind in "bui":
+    if dtype is None and x.array.dtype.kind in "bui":
         dtype = np.int64
     return Sum.apply(x, dims, _keep(keepdim, keepdims), backend.to_dtype(dtype))
 
@@ -102,8 +102,8 @@ def mean(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=Fals
     x = ensure_tensor(input, "mean")
     if dtype is not None:
         x = x.to(dtype)
-    if x.data.dtype.kind != "f":
-        raise RuntimeError(f"mean(): input dtype must be floating point, got {x.data.dtype}; pass dtype=somanet.float32")
+    if x.array.dtype.kind != "f":
+        raise RuntimeError(f"mean(): input dtype must be floating point, got {x.array.dtype}; pass dtype=somanet.float32")
     dims = normalize_dims(pick_dim(dim, axis, "mean"), x.ndim, "mean")
     return Mean.apply(x, dims, _keep(keepdim, keepdims))
 
@@ -228,12 +228,12 @@ def _extreme(name, largest):
         if d is None:
             return Extreme.apply(x, None, False, largest)
         d = normalize_dim(d, x.ndim, name)
-        xp = array_module(x.data)
-        if x.data.ndim == 0:
+        xp = array_module(x.array)
+        if x.array.ndim == 0:
             return values_indices(x.clone() if hasattr(x, "clone") else x, Tensor(xp.zeros((), dtype=np.int64)))
-        if x.data.shape[d] == 0:
+        if x.array.shape[d] == 0:
             raise IndexError(f"{name}(): cannot reduce dimension {d} of size 0 (shape {tuple(x.shape)})")
-        index = xp.expand_dims(getattr(xp, arg)(x.data, axis=d), d)
+        index = xp.expand_dims(getattr(xp, arg)(x.array, axis=d), d)
         values = ExtremeDim.apply(x, d, keep, index)
         idx = index if keep else xp.squeeze(index, axis=d)
         return values_indices(values, Tensor(idx.astype(np.int64)))
@@ -418,8 +418,8 @@ def _float_input(input, dtype, op):
     x = ensure_tensor(input, op)
     if dtype is not None:
         x = x.to(dtype)
-    if x.data.dtype.kind != "f":
-        raise RuntimeError(f"{op}(): expected a floating point input, got dtype {x.data.dtype}")
+    if x.array.dtype.kind != "f":
+        raise RuntimeError(f"{op}(): expected a floating point input, got dtype {x.array.dtype}")
     return x
 
 

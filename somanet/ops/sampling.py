@@ -170,7 +170,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
                          f"bicubic and trilinear (got mode={mode!r})")
     if antialias:
         raise NotImplementedError(f"{op}: antialias=True is not supported")
-    nd = input.data.ndim
+    nd = input.array.ndim
     if nd not in (3, 4):
         raise NotImplementedError(f"{op}: supports 3-D (N, C, L) and 4-D (N, C, H, W) inputs, got shape "
                                   f"{tuple(input.shape)}")
@@ -181,7 +181,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         raise ValueError(f"{op}: mode 'linear' needs a 3-D input (N, C, L), got shape {tuple(input.shape)}")
     if mode == "bilinear" and spatial != 2:
         raise ValueError(f"{op}: mode 'bilinear' needs a 4-D input (N, C, H, W), got shape {tuple(input.shape)}")
-    dtype = input.data.dtype
+    dtype = input.array.dtype
     if dtype.kind != "f" and mode not in ("nearest", "nearest-exact"):
         raise TypeError(f"{op}: mode {mode!r} needs a floating-point input, got dtype {dtype}")
     in_size, sizes, scales = _output_size(op, input, spatial, size, scale_factor, recompute_scale_factor)
@@ -189,7 +189,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         from .pool import adaptive_avg_pool1d, adaptive_avg_pool2d
 
         return (adaptive_avg_pool1d if spatial == 1 else adaptive_avg_pool2d)(input, sizes)
-    xp = array_module(input.data)
+    xp = array_module(input.array)
     plans = []
     for n_in, n_out, scale in zip(in_size, sizes, scales):
         if mode in ("nearest", "nearest-exact"):
@@ -250,7 +250,7 @@ def _check_shuffle(op, input, factor, name):
         raise TypeError(f"{op}: expected a Tensor input, got {type(input).__name__}")
     if not isinstance(factor, (int, np.integer)) or factor < 1:
         raise ValueError(f"{op}: {name} must be a positive int, got {factor!r}")
-    if input.data.ndim < 3:
+    if input.array.ndim < 3:
         raise ValueError(f"{op}: expected an input of shape (*, C, H, W) with at least 3 dimensions, got shape "
                          f"{tuple(input.shape)}")
 

@@ -11,7 +11,7 @@ from itertools import accumulate
 
 import numpy as np
 
-from .. import backend
+from .. import backend, devices
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
@@ -38,7 +38,7 @@ class Cast(Function):
 def to_dtype(input, dtype):
     """``input`` converted to ``dtype`` (differentiable between float dtypes)."""
     dtype = backend.to_dtype(dtype)
-    if input.data.dtype == dtype:
+    if input.array.dtype == dtype:
         return input
     if dtype.kind != "f" and input.requires_grad:
         from ..autograd import grad_mode
@@ -48,21 +48,27 @@ def to_dtype(input, dtype):
     return Cast.apply(input, dtype)
 
 
-def _to(self, *args, dtype=None, device=None, copy=False, non_blocking=False):
+def _to(self, *args, dtype=None, device=None, copy=False, non_blocking=False, memory_format=None):
+    """``x.to(dtype)``, ``x.to(device)``, ``x.to(device, dtype)``, ``x.to(other)`` (other's dtype and device)."""
     for a in args:
-        if isinstance(a, str):
-            if a not in ("cpu",):
-                raise RuntimeError(f"to(): device {a!r} is not available; somanet runs on 'cpu'")
-        elif isinstance(a, Tensor):
-            dtype = a.dtype
+        if isinstance(a, Tensor):
+            dtype, device = a.dtype, a.device
+        elif devices.is_device_like(a):
+            device = a
         else:
             dtype = a
+    if device is not None:
+        devices.resolve(device, "to")
     if dtype is None:
         return self.clone() if copy else self
     out = to_dtype(self, dtype)
     if copy and out is self:
         return self.clone()
     return out
+
+
+def _cuda(self, device=None, non_blocking=False):
+    return _to(self, "cuda" if device is None else device)
 
 
 # --------------------------------------------------------------------------- argument helpers
@@ -126,10 +132,10 @@ class ReshapeCopy(Reshape):
 
 def _reshape(x, shape):
     """Apply the reshape Function that matches what NumPy will do (view or copy)."""
-    if x.data.flags.c_contiguous:
+    if x.array.flags.c_contiguous:
         return Reshape.apply(x, shape)
     try:
-        array_module(x.data).reshape(x.data, shape, copy=False)
+        array_module(x.array).reshape(x.array, shape, copy=False)
     except ValueError:
         return ReshapeCopy.apply(x, shape)
     return Reshape.apply(x, shape)
@@ -141,13 +147,13 @@ def reshape(input, shape):
     ``(2, 3, 4) -> reshape(input, (6, -1)) -> (6, 4)``.
     """
     x = ensure_tensor(input)
-    shape = _infer_shape(_size_args((shape,), "reshape"), x.data.size, x.data.shape, "reshape")
+    shape = _infer_shape(_size_args((shape,), "reshape"), x.array.size, x.array.shape, "reshape")
     return _reshape(x, shape)
 
 
 def _reshape_method(self, *shape):
     """``x.reshape(*shape)`` or ``x.reshape(shape)``; see ``reshape``."""
-    shape = _infer_shape(_size_args(shape, "reshape"), self.data.size, self.data.shape, "reshape")
+    shape = _infer_shape(_size_args(shape, "reshape"), self.array.size, self.array.shape, "reshape")
     return _reshape(self, shape)
 
 
@@ -166,15 +172,15 @@ def _view(self, *shape):
     """
     if len(shape) == 1 and not isinstance(shape[0], (builtins.int, np.integer, tuple, list, Tensor)):
         return ViewDtype.apply(self, backend.to_dtype(shape[0]))
-    shape = _infer_shape(_size_args(shape, "view"), self.data.size, self.data.shape, "view")
-    if self.data.flags.c_contiguous:
+    shape = _infer_shape(_size_args(shape, "view"), self.array.size, self.array.shape, "view")
+    if self.array.flags.c_contiguous:
         return Reshape.apply(self, shape)
     try:
-        array_module(self.data).reshape(self.data, shape, copy=False)
+        array_module(self.array).reshape(self.array, shape, copy=False)
     except ValueError:
         raise RuntimeError(
             f"view(): the view shape {list(shape)} is not compatible with the input's shape "
-            f"{tuple(self.data.shape)} and strides {self.data.strides} (at least one dimension spans "
+            f"{tuple(self.array.shape)} and strides {self.array.strides} (at least one dimension spans "
             f"non-contiguous memory); use .reshape(...) instead"
         ) from None
     return Reshape.apply(self, shape)
@@ -196,8 +202,8 @@ def flatten(input, start_dim=0, end_dim=-1):
     ``(N, C, H, W) -> flatten(x, 1) -> (N, C*H*W)``.
     """
     x = ensure_tensor(input)
-    shape = x.data.shape
-    if x.data.ndim == 0:
+    shape = x.array.shape
+    if x.array.ndim == 0:
         return _reshape(x, (1,))
     s = normalize_dim(start_dim, len(shape), "flatten")
     e = normalize_dim(end_dim, len(shape), "flatten")
@@ -212,9 +218,9 @@ def flatten(input, start_dim=0, end_dim=-1):
 def unflatten(input, dim, sizes):
     """Split dimension ``dim`` into ``sizes`` (one may be -1): ``(N, 12) -> unflatten(x, 1, (3, 4)) -> (N, 3, 4)``."""
     x = ensure_tensor(input)
-    shape = x.data.shape
+    shape = x.array.shape
     d = normalize_dim(dim, len(shape), "unflatten")
-    if x.data.ndim == 0:
+    if x.array.ndim == 0:
         raise RuntimeError("unflatten(): cannot unflatten a 0-d tensor")
     sizes = _size_args((sizes,), "unflatten")
     if not sizes:
@@ -229,12 +235,12 @@ def squeeze(input, dim=None):
     Naming a dimension whose size is not 1 leaves it in place, as in PyTorch.
     """
     x = ensure_tensor(input)
-    shape = x.data.shape
+    shape = x.array.shape
     if dim is None:
         dims = range(len(shape))
     else:
         dims = normalize_dims(dim, len(shape), "squeeze")
-        if x.data.ndim == 0:
+        if x.array.ndim == 0:
             dims = ()
     drop = {d for d in dims if shape[d] == 1}
     return _reshape(x, tuple(n for i, n in enumerate(shape) if i not in drop))
@@ -248,7 +254,7 @@ def _squeeze_method(self, dim=None, *more):
 def unsqueeze(input, dim):
     """Insert a dimension of size 1 at ``dim`` (in ``[-ndim - 1, ndim]``): ``(3,) -> unsqueeze(x, 0) -> (1, 3)``."""
     x = ensure_tensor(input)
-    shape = x.data.shape
+    shape = x.array.shape
     d = _new_dim(dim, len(shape), "unsqueeze")
     return _reshape(x, shape[:d] + (1,) + shape[d:])
 
@@ -269,11 +275,11 @@ class Permute(Function):
 def permute(input, dims):
     """Reorder dimensions: ``(N, H, W, C) -> permute(x, (0, 3, 1, 2)) -> (N, C, H, W)``; a view."""
     x = ensure_tensor(input)
-    nd = x.data.ndim
+    nd = x.array.ndim
     dims = _size_args((dims,), "permute")
     if len(dims) != nd:
         raise RuntimeError(f"permute(): got {len(dims)} dims {list(dims)} for a tensor with {nd} dimensions "
-                           f"(shape {tuple(x.data.shape)})")
+                           f"(shape {tuple(x.array.shape)})")
     norm = tuple(normalize_dim(d, nd, "permute") for d in dims) if nd else ()
     if len(set(norm)) != len(norm):
         raise RuntimeError(f"permute(): dims {list(dims)} repeat a dimension")
@@ -288,7 +294,7 @@ def _permute_method(self, *dims):
 def transpose(input, dim0, dim1):
     """Swap dimensions ``dim0`` and ``dim1``; a view. ``(N, T, C) -> transpose(x, 1, 2) -> (N, C, T)``."""
     x = ensure_tensor(input)
-    nd = x.data.ndim
+    nd = x.array.ndim
     a = normalize_dim(dim0, nd, "transpose")
     b = normalize_dim(dim1, nd, "transpose")
     if nd == 0:
@@ -311,29 +317,29 @@ def swapdims(input, dim0, dim1):
 def t(input):
     """Transpose a matrix ``(m, n) -> (n, m)``; 0-d and 1-d tensors come back unchanged (as views)."""
     x = ensure_tensor(input)
-    if x.data.ndim > 2:
-        raise RuntimeError(f"t(): expects a tensor with <= 2 dimensions, but got a {x.data.ndim}-D tensor "
-                           f"of shape {tuple(x.data.shape)}; use transpose(dim0, dim1) or mT")
-    return Permute.apply(x, tuple(range(x.data.ndim))[::-1])
+    if x.array.ndim > 2:
+        raise RuntimeError(f"t(): expects a tensor with <= 2 dimensions, but got a {x.array.ndim}-D tensor "
+                           f"of shape {tuple(x.array.shape)}; use transpose(dim0, dim1) or mT")
+    return Permute.apply(x, tuple(range(x.array.ndim))[::-1])
 
 
 def _T(self):
     """``x.T``: all dimensions reversed (a view)."""
-    return Permute.apply(self, tuple(range(self.data.ndim))[::-1])
+    return Permute.apply(self, tuple(range(self.array.ndim))[::-1])
 
 
 def _mT(self):
     """``x.mT``: the last two dimensions swapped, for batches of matrices (a view)."""
-    if self.data.ndim < 2:
-        raise RuntimeError(f"mT: only supported on matrices or batches of matrices, got a {self.data.ndim}-D "
-                           f"tensor of shape {tuple(self.data.shape)}")
+    if self.array.ndim < 2:
+        raise RuntimeError(f"mT: only supported on matrices or batches of matrices, got a {self.array.ndim}-D "
+                           f"tensor of shape {tuple(self.array.shape)}")
     return transpose(self, -2, -1)
 
 
 def movedim(input, source, destination):
     """Move dimension(s) ``source`` to position(s) ``destination``, keeping the others in order; a view."""
     x = ensure_tensor(input)
-    nd = x.data.ndim
+    nd = x.array.ndim
     src = (source,) if isinstance(source, (builtins.int, np.integer)) else tuple(source)
     dst = (destination,) if isinstance(destination, (builtins.int, np.integer)) else tuple(destination)
     if len(src) != len(dst):
@@ -399,18 +405,18 @@ def _expand_shape(shape, sizes, op):
 
 def _expand_method(self, *sizes):
     """``x.expand(*sizes)``: a broadcast view (-1 keeps a size); size-1 dims stretch, new dims lead."""
-    return Expand.apply(self, _expand_shape(self.data.shape, sizes, "expand"))
+    return Expand.apply(self, _expand_shape(self.array.shape, sizes, "expand"))
 
 
 def broadcast_to(input, size):
     """``input`` broadcast to ``size`` as a read-only view (like ``expand``)."""
     x = ensure_tensor(input)
-    return Expand.apply(x, _expand_shape(x.data.shape, (size,), "broadcast_to"))
+    return Expand.apply(x, _expand_shape(x.array.shape, (size,), "broadcast_to"))
 
 
 def _expand_as(self, other):
     """``self.expand(other.shape)``."""
-    return Expand.apply(self, _expand_shape(self.data.shape, (tuple(other.shape),), "expand_as"))
+    return Expand.apply(self, _expand_shape(self.array.shape, (tuple(other.shape),), "expand_as"))
 
 
 class Repeat(Function):
@@ -435,9 +441,9 @@ def _repeat_method(self, *sizes):
     """``x.repeat(*sizes)``: tile the tensor ``sizes[i]`` times along each dimension (PyTorch's repeat,
     NumPy's tile); ``len(sizes)`` must be at least ``x.ndim``. ``(2, 3).repeat(2, 1, 2) -> (2, 2, 6)``."""
     sizes = _size_args(sizes, "repeat")
-    if len(sizes) < self.data.ndim:
+    if len(sizes) < self.array.ndim:
         raise RuntimeError(f"repeat(): the number of repeat dims ({len(sizes)}) can not be smaller than the "
-                           f"number of dimensions of the tensor ({self.data.ndim}, shape {tuple(self.data.shape)})")
+                           f"number of dimensions of the tensor ({self.array.ndim}, shape {tuple(self.array.shape)})")
     if any(s < 0 for s in sizes):
         raise RuntimeError(f"repeat(): repeats must be non-negative, got {list(sizes)}")
     return Repeat.apply(self, sizes)
@@ -447,7 +453,7 @@ def tile(input, dims):
     """Repeat ``input`` along each dimension; ``dims`` shorter than ``input.ndim`` is padded with leading 1s."""
     x = ensure_tensor(input)
     dims = _size_args((dims,), "tile")
-    dims = (1,) * (x.data.ndim - len(dims)) + dims
+    dims = (1,) * (x.array.ndim - len(dims)) + dims
     return _repeat_method(x, *dims)
 
 
@@ -472,8 +478,8 @@ class Flip(Function):
 def flip(input, dims):
     """Reverse the order of elements along ``dims`` (an int or a sequence); a copy."""
     x = ensure_tensor(input)
-    dims = normalize_dims(dims, x.data.ndim, "flip")
-    if x.data.ndim == 0:
+    dims = normalize_dims(dims, x.array.ndim, "flip")
+    if x.array.ndim == 0:
         return Flip.apply(x, None)
     return Flip.apply(x, dims)
 
@@ -486,15 +492,15 @@ def _flip_method(self, *dims):
 def fliplr(input):
     """Flip a tensor of at least 2 dimensions left to right (dimension 1)."""
     x = ensure_tensor(input)
-    if x.data.ndim < 2:
-        raise RuntimeError(f"fliplr(): input must be >= 2-d, got shape {tuple(x.data.shape)}")
+    if x.array.ndim < 2:
+        raise RuntimeError(f"fliplr(): input must be >= 2-d, got shape {tuple(x.array.shape)}")
     return flip(x, 1)
 
 
 def flipud(input):
     """Flip a tensor of at least 1 dimension up to down (dimension 0)."""
     x = ensure_tensor(input)
-    if x.data.ndim < 1:
+    if x.array.ndim < 1:
         raise RuntimeError("flipud(): input must be >= 1-d, got a 0-d tensor")
     return flip(x, 0)
 
@@ -530,7 +536,7 @@ def roll(input, shifts, dims=None):
     shifts_t = (shifts,) if isinstance(shifts, (builtins.int, np.integer)) else tuple(shifts)
     if len(shifts_t) != len(dims_t):
         raise RuntimeError(f"roll(): shifts {list(shifts_t)} and dims {list(dims_t)} must have the same length")
-    nd = x.data.ndim
+    nd = x.array.ndim
     dims_t = tuple(normalize_dim(d, nd, "roll") for d in dims_t)
     if nd == 0:
         return Roll.apply(x, 0, None)
@@ -541,7 +547,7 @@ def roll(input, shifts, dims=None):
 def _promote(tensors, op):
     """Cast a list of tensors to their common dtype, PyTorch's way: any float wins over integers
     (int64 with float32 gives float32, where NumPy would give float64)."""
-    dtypes = [t.data.dtype for t in tensors]
+    dtypes = [t.array.dtype for t in tensors]
     if all(d == dtypes[0] for d in dtypes):
         return tensors
     floats = [d for d in dtypes if d.kind == "f"]
@@ -579,18 +585,18 @@ def cat(tensors, dim=0):
     """
     ts = _promote(_tensor_list(tensors, "cat"), "cat")
     # PyTorch still accepts shape (0,) tensors next to tensors of any rank, and ignores them.
-    skip = tuple(t.data.shape == (0,) for t in ts)
+    skip = tuple(t.array.shape == (0,) for t in ts)
     if all(skip):
         skip = (False,) * len(ts)
     kept = [t for t, s in zip(ts, skip) if not s]
-    ref = kept[0].data.shape
+    ref = kept[0].array.shape
     if len(ref) == 0:
         raise RuntimeError("cat(): zero-dimensional tensor (at position 0) cannot be concatenated")
     d = normalize_dim(dim, len(ref), "cat")
     for i, t in enumerate(ts):
         if skip[i]:
             continue
-        s = t.data.shape
+        s = t.array.shape
         if len(s) != len(ref):
             raise RuntimeError(f"cat(): tensors must have the same number of dimensions: got {len(ref)} and "
                                f"{len(s)} (tensor 0 has shape {tuple(ref)}, tensor {i} has shape {tuple(s)})")
@@ -624,18 +630,18 @@ class Stack(Function):
 def stack(tensors, dim=0):
     """Join equal-shape tensors along a new dimension ``dim``: ``3 x (2, 4) -> stack(ts, 1) -> (2, 3, 4)``."""
     ts = _promote(_tensor_list(tensors, "stack"), "stack")
-    ref = ts[0].data.shape
+    ref = ts[0].array.shape
     for i, t in enumerate(ts):
-        if t.data.shape != ref:
+        if t.array.shape != ref:
             raise RuntimeError(f"stack(): expects each tensor to be equal size, but got {tuple(ref)} at entry 0 "
-                               f"and {tuple(t.data.shape)} at entry {i}")
+                               f"and {tuple(t.array.shape)} at entry {i}")
     return Stack.apply(*ts, dim=_new_dim(dim, len(ref), "stack"))
 
 
 def hstack(tensors):
     """Join along dimension 1 (dimension 0 for 1-d tensors)."""
     ts = [_atleast_1d(t) for t in _tensor_list(tensors, "hstack")]
-    return cat(ts, 0 if ts[0].data.ndim == 1 else 1)
+    return cat(ts, 0 if ts[0].array.ndim == 1 else 1)
 
 
 def vstack(tensors):
@@ -643,12 +649,12 @@ def vstack(tensors):
     ts = []
     for t in _tensor_list(tensors, "vstack"):
         t = _atleast_1d(t)
-        ts.append(_reshape(t, (1,) + t.data.shape) if t.data.ndim == 1 else t)
+        ts.append(_reshape(t, (1,) + t.array.shape) if t.array.ndim == 1 else t)
     return cat(ts, 0)
 
 
 def _atleast_1d(x):
-    return _reshape(x, (1,)) if x.data.ndim == 0 else x
+    return _reshape(x, (1,)) if x.array.ndim == 0 else x
 
 
 # --------------------------------------------------------------------------- splitting
@@ -710,10 +716,10 @@ def split(tensor, split_size_or_sections, dim=0):
     """Split ``tensor`` into views along ``dim``: chunks of ``split_size_or_sections`` elements (the last may
     be smaller) when it is an int, or pieces of exactly the listed sizes (which must sum to the dim's size)."""
     x = ensure_tensor(tensor)
-    if x.data.ndim == 0:
+    if x.array.ndim == 0:
         raise RuntimeError("split(): cannot split a 0-d tensor")
-    d = normalize_dim(dim, x.data.ndim, "split")
-    n = x.data.shape[d]
+    d = normalize_dim(dim, x.array.ndim, "split")
+    n = x.array.shape[d]
     if isinstance(split_size_or_sections, (builtins.int, np.integer)):
         size = builtins.int(split_size_or_sections)
         if size < 0 or (size == 0 and n != 0):
@@ -726,7 +732,7 @@ def split(tensor, split_size_or_sections, dim=0):
         sizes = [builtins.int(s) for s in split_size_or_sections]
         if any(s < 0 for s in sizes) or sum(sizes) != n:
             raise RuntimeError(f"split(): split sizes {sizes} must be non-negative and sum exactly to {n}, the size "
-                               f"of dimension {d} of the tensor with shape {tuple(x.data.shape)}")
+                               f"of dimension {d} of the tensor with shape {tuple(x.array.shape)}")
     return _split_sizes(x, sizes, d, "split")
 
 
@@ -737,10 +743,10 @@ def chunk(input, chunks, dim=0):
     chunks = builtins.int(chunks)
     if chunks <= 0:
         raise RuntimeError(f"chunk(): chunks must be greater than 0, got {chunks}")
-    if x.data.ndim == 0:
+    if x.array.ndim == 0:
         raise RuntimeError("chunk(): cannot chunk a 0-d tensor")
-    d = normalize_dim(dim, x.data.ndim, "chunk")
-    n = x.data.shape[d]
+    d = normalize_dim(dim, x.array.ndim, "chunk")
+    n = x.array.shape[d]
     if n == 0:
         return _split_sizes(x, [0] * chunks, d, "chunk")
     return split(x, -(-n // chunks), d)
@@ -773,19 +779,19 @@ class Unbind(Function):
 def unbind(input, dim=0):
     """A tuple of views, one per index along ``dim``, with that dimension removed."""
     x = ensure_tensor(input)
-    if x.data.ndim == 0:
+    if x.array.ndim == 0:
         raise IndexError("unbind(): dimension specified as 0 but the tensor has no dimensions")
-    d = normalize_dim(dim, x.data.ndim, "unbind")
+    d = normalize_dim(dim, x.array.ndim, "unbind")
     return _share_version(Unbind.apply(x, d), x)
 
 
 def narrow(input, dim, start, length):
     """The view ``input[..., start:start + length, ...]`` along ``dim``; ``start`` may be negative."""
     x = ensure_tensor(input)
-    if x.data.ndim == 0:
+    if x.array.ndim == 0:
         raise RuntimeError("narrow(): cannot be applied to a 0-d tensor")
-    d = normalize_dim(dim, x.data.ndim, "narrow")
-    n = x.data.shape[d]
+    d = normalize_dim(dim, x.array.ndim, "narrow")
+    n = x.array.shape[d]
     start = builtins.int(start)
     length = builtins.int(length)
     if not -n <= start <= n:
@@ -818,14 +824,14 @@ def clone(input, memory_format=None):
 
 def _contiguous(self, memory_format=None):
     """``self`` when its memory is already C-contiguous, else a contiguous copy."""
-    if self.data.flags.c_contiguous:
+    if self.array.flags.c_contiguous:
         return self
     return Clone.apply(self)
 
 
 def _is_contiguous(self, memory_format=None):
     """Whether the data is laid out in C order without gaps."""
-    return bool(self.data.flags.c_contiguous)
+    return bool(self.array.flags.c_contiguous)
 
 
 # --------------------------------------------------------------------------- padding
@@ -909,16 +915,16 @@ def pad(input, pad, mode="constant", value=None):
     if mode not in _PAD_MODES:
         raise ValueError(f"pad(): mode must be one of {_PAD_MODES}, got {mode!r}")
     pad = _size_args((pad,), "pad")
-    nd = x.data.ndim
+    nd = x.array.ndim
     if len(pad) % 2:
         raise RuntimeError(f"pad(): padding length must be divisible by 2, got {len(pad)} values {list(pad)}")
     if len(pad) // 2 > nd:
         raise RuntimeError(f"pad(): padding length {len(pad)} is more than two times the number of dimensions "
-                           f"of the input (shape {tuple(x.data.shape)})")
+                           f"of the input (shape {tuple(x.array.shape)})")
     widths = [(0, 0)] * nd
     for k in range(len(pad) // 2):
         widths[nd - 1 - k] = (pad[2 * k], pad[2 * k + 1])
-    shape = x.data.shape
+    shape = x.array.shape
     for d, (lo, hi) in enumerate(widths):
         if shape[d] + lo + hi < 0:
             raise RuntimeError(f"pad(): the input size {shape[d]} of dimension {d}, plus padding {lo} and {hi}, "
@@ -927,7 +933,7 @@ def pad(input, pad, mode="constant", value=None):
         return ConstantPad.apply(x, widths, 0 if value is None else value)
     if value not in (None, 0):
         raise RuntimeError(f"pad(): padding mode {mode!r} does not take a value argument, got value={value}")
-    xp = array_module(x.data)
+    xp = array_module(x.array)
     axes, maps = [], []
     for d, (lo, hi) in enumerate(widths):
         if lo == 0 and hi == 0:
@@ -956,7 +962,7 @@ install(
     float=lambda self: to_dtype(self, np.float32), double=lambda self: to_dtype(self, np.float64),
     half=lambda self: to_dtype(self, np.float16), long=lambda self: to_dtype(self, np.int64),
     int=lambda self: to_dtype(self, np.int32), bool=lambda self: to_dtype(self, np.bool_),
-    cpu=lambda self: self,
+    cpu=lambda self, memory_format=None: self, cuda=_cuda,
     reshape=_reshape_method, view=_view, view_as=_view_as, reshape_as=_reshape_as, flatten=flatten,
     unflatten=unflatten, squeeze=_squeeze_method, unsqueeze=unsqueeze, permute=_permute_method,
     transpose=transpose, swapaxes=swapaxes, swapdims=swapdims, t=t, T=property(_T), mT=property(_mT),

@@ -57,9 +57,9 @@ class Adagrad(Optimizer):
                 self._init_state(group, p, self.state[p])
 
     def _init_state(self, group, param, state):
-        xp = array_module(param.data)
+        xp = array_module(param.array)
         state["step"] = new_step()
-        state["sum"] = xp.full_like(param.data, group["initial_accumulator_value"])
+        state["sum"] = xp.full_like(param.array, group["initial_accumulator_value"])
 
     def _update(self, group, param, grad, state, step, tmp):
         xp = array_module(param)

@@ -69,12 +69,12 @@ class Adam(Optimizer):
         super().__init__(params, defaults)
 
     def _init_state(self, group, param, state):
-        xp = array_module(param.data)
+        xp = array_module(param.array)
         state["step"] = new_step()
-        state["exp_avg"] = xp.zeros_like(param.data)
-        state["exp_avg_sq"] = xp.zeros_like(param.data)
+        state["exp_avg"] = xp.zeros_like(param.array)
+        state["exp_avg_sq"] = xp.zeros_like(param.array)
         if group["amsgrad"]:
-            state["max_exp_avg_sq"] = xp.zeros_like(param.data)
+            state["max_exp_avg_sq"] = xp.zeros_like(param.array)
 
     def _update(self, group, param, grad, state, step, tmp):
         xp = array_module(param)

@@ -80,9 +80,9 @@ def check_hyper(owner, ok, message, expected):
 def as_scalar(owner, name, value):
     """A hyperparameter as a Python float (a one-element Tensor or array is accepted, like PyTorch)."""
     if isinstance(value, Tensor):
-        if value.data.size != 1:
-            raise ValueError(f"{owner}: Tensor {name} must be 1-element, got shape {tuple(value.data.shape)}")
-        return float(value.data.reshape(()))
+        if value.array.size != 1:
+            raise ValueError(f"{owner}: Tensor {name} must be 1-element, got shape {tuple(value.array.shape)}")
+        return float(value.array.reshape(()))
     if isinstance(value, np.ndarray) and value.size == 1:
         return float(value.reshape(()))
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -222,7 +222,7 @@ class Optimizer:
                         if p.grad.grad_fn is not None:
                             p.grad.detach_()
                         p.grad.requires_grad = False
-                        p.grad.data[...] = 0
+                        p.grad.array[...] = 0
 
     # ------------------------------------------------------------------ hooks
     def register_step_pre_hook(self, hook):
@@ -274,8 +274,8 @@ class Optimizer:
             g = p.grad
             if g is None:
                 continue
-            garr = g.data
-            parr = p.data
+            garr = g.array
+            parr = p.array
             if garr.shape != parr.shape:
                 raise RuntimeError(f"{name}.step(): a parameter of shape {tuple(parr.shape)} has a gradient of shape "
                                    f"{tuple(garr.shape)}; expected the same shape")
@@ -309,7 +309,7 @@ class Optimizer:
                 if counter is not None:
                     counter += 1
                     step = float(counter)
-            parr = p.data
+            parr = p.array
             self._run_update(group, parr, g, state, step, self._temps(parr))
             _bump_version(p)
 
@@ -366,7 +366,7 @@ class Optimizer:
             mode = group.get("fused")
         if mode is None:
             limit = self.flat_max_size
-            small = [i for i, p in enumerate(params) if p.data.size <= limit]
+            small = [i for i, p in enumerate(params) if p.array.size <= limit]
             return small if len(small) >= _FLAT_MIN_PARAMS else ()
         return range(len(params)) if mode else ()
 
@@ -380,9 +380,9 @@ class Optimizer:
             for p, s in zip(params, states):
                 if not s:
                     self._init_state(group, p, s)
-        dtype = params[0].data.dtype
+        dtype = params[0].array.dtype
         for p in params:
-            if p.data.dtype != dtype:
+            if p.array.dtype != dtype:
                 return False
         step = 0.0
         if states is not None:
@@ -403,13 +403,13 @@ class Optimizer:
             for s in states:
                 s["step"] += 1
         xp = array_module(cache.param)
-        xp.concatenate([p.data.reshape(-1) for p in params], out=cache.param)
+        xp.concatenate([p.array.reshape(-1) for p in params], out=cache.param)
         xp.concatenate([g.reshape(-1) for g in grads], out=cache.grad)
         self._run_update(group, cache.param, cache.grad, cache.state, step, self._temps(cache.param))
         if states is not None:
             cache.share_new_state(states)
         for p, view in zip(params, cache.param_views):
-            xp.copyto(p.data, view)
+            xp.copyto(p.array, view)
             _bump_version(p)
         return True
 
@@ -513,12 +513,12 @@ class _FlatGroup:
 
     def __init__(self, params, states):
         self.ids = [id(p) for p in params]
-        self.shapes = [p.data.shape for p in params]
-        sizes = [p.data.size for p in params]
+        self.shapes = [p.array.shape for p in params]
+        sizes = [p.array.size for p in params]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).tolist()
         total = self.offsets[-1]
-        dtype = params[0].data.dtype
-        xp = array_module(params[0].data)
+        dtype = params[0].array.dtype
+        xp = array_module(params[0].array)
         self.param = xp.empty(total, dtype=dtype)
         self.grad = xp.empty(total, dtype=dtype)
         self.param_views = self._views(self.param)
@@ -546,7 +546,7 @@ class _FlatGroup:
         if len(params) != len(self.ids):
             return False
         for p, i, shape in zip(params, self.ids, self.shapes):
-            if id(p) != i or p.data.shape != shape:
+            if id(p) != i or p.array.shape != shape:
                 return False
         if states is not None:
             for key, views in self.state_views.items():
@@ -572,7 +572,7 @@ def _bump_version(p):
 
 def _copy_value(v):
     if isinstance(v, Tensor):
-        return v.data.copy()
+        return v.array.copy()
     if isinstance(v, np.ndarray):
         return v.copy()
     if hasattr(v, "__array_namespace__") or hasattr(v, "__cuda_array_interface__"):
@@ -584,14 +584,14 @@ def _cast_value(param, key, value):
     """A loaded state value as an owned array: floating state takes the parameter's dtype; ``step``
     stays a float32 scalar array as in PyTorch."""
     if isinstance(value, Tensor):
-        value = value.data
+        value = value.array
     elif hasattr(value, "detach") and hasattr(value, "numpy"):
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
         if key == "step":
             return np.array(value, dtype=np.float32).reshape(())
-        if value.dtype.kind == "f" and param.data.dtype.kind == "f":
-            return np.array(value, dtype=param.data.dtype)
+        if value.dtype.kind == "f" and param.array.dtype.kind == "f":
+            return np.array(value, dtype=param.array.dtype)
         return value.copy()
     if key == "step" and isinstance(value, numbers.Real):
         return np.array(value, dtype=np.float32)

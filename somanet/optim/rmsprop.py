@@ -58,13 +58,13 @@ class RMSprop(Optimizer):
         super().__init__(params, defaults)
 
     def _init_state(self, group, param, state):
-        xp = array_module(param.data)
+        xp = array_module(param.array)
         state["step"] = new_step()
-        state["square_avg"] = xp.zeros_like(param.data)
+        state["square_avg"] = xp.zeros_like(param.array)
         if group["momentum"] > 0:
-            state["momentum_buffer"] = xp.zeros_like(param.data)
+            state["momentum_buffer"] = xp.zeros_like(param.array)
         if group["centered"]:
-            state["grad_avg"] = xp.zeros_like(param.data)
+            state["grad_avg"] = xp.zeros_like(param.array)
 
     def _update(self, group, param, grad, state, step, tmp):
         xp = array_module(param)

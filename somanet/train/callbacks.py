@@ -214,7 +214,7 @@ class EarlyStopping(Callback):
             self.best_epoch = epoch
             self.wait = 0
             if self.restore_best_weights:
-                self.best_weights = {k: np.array(v.data, copy=True) for k, v in model.state_dict().items()}
+                self.best_weights = {k: np.array(v.array, copy=True) for k, v in model.state_dict().items()}
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -400,9 +400,9 @@ class TerminateOnNaN(Callback):
     def _bad_parameter(self, trainer):
         for name, p in trainer.named_parameters:
             g = p.grad
-            if g is not None and not np.isfinite(g.data).all():
-                bad = int(g.data.size - np.count_nonzero(np.isfinite(g.data)))
-                return name, bad, g.data.size
+            if g is not None and not np.isfinite(g.array).all():
+                bad = int(g.array.size - np.count_nonzero(np.isfinite(g.array)))
+                return name, bad, g.array.size
         return None
 
     def on_fit_start(self, trainer, model):
@@ -422,7 +422,7 @@ class TerminateOnNaN(Callback):
             for p in self._params:
                 g = p.grad
                 if g is not None:
-                    d = g.data
+                    d = g.array
                     total += vdot(d, d)
             if math.isfinite(total):
                 return

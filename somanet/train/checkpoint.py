@@ -62,7 +62,7 @@ def encode_state(obj, arrays, path="state"):
     if isinstance(obj, (int, float)) and not isinstance(obj, np.generic):
         return obj
     if isinstance(obj, Tensor):
-        arrays[path] = _contiguous(obj.data)
+        arrays[path] = _contiguous(obj.array)
         return {"__tensor__": path, "requires_grad": bool(obj.requires_grad)}
     if isinstance(obj, np.ndarray):
         if obj.dtype == object:
@@ -121,7 +121,7 @@ def _sha256(data):
 
 
 def _model_arrays(model):
-    return {k: _contiguous(v.data) for k, v in model.state_dict().items()}
+    return {k: _contiguous(v.array) for k, v in model.state_dict().items()}
 
 
 def _json_bytes(obj):

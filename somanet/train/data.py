@@ -32,7 +32,7 @@ def as_loader(data, *, batch_size, shuffle, dtype, what, generator=None):
         dataset = data
     elif _is_array(data) or (isinstance(data, (tuple, list)) and data and all(_is_array(a) for a in data)):
         arrays = [data] if _is_array(data) else list(data)
-        arrays = [a.data if isinstance(a, Tensor) else a for a in arrays]
+        arrays = [a.array if isinstance(a, Tensor) else a for a in arrays]
         lengths = [a.shape[0] if a.ndim else None for a in arrays]
         if None in lengths or len(set(lengths)) != 1:
             raise ValueError(f"{what}: the arrays must share their first (sample) dimension; got shapes "

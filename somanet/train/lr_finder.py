@@ -95,7 +95,7 @@ def lr_find(model, train_data, *, loss, optimizer="sgd", min_lr=1e-7, max_lr=10.
     saved_rng = get_rng_state()
     dtype = Trainer._model_dtype(model)
     loader = as_loader(train_data, batch_size=batch_size, shuffle=True, dtype=dtype, what="lr_find(): train_data")
-    saved_weights = {k: np.array(v.data, copy=True) for k, v in model.state_dict().items()}
+    saved_weights = {k: np.array(v.array, copy=True) for k, v in model.state_dict().items()}
     saved_opt = copy.deepcopy(optimizer.state_dict())
     saved_loss, saved_model = trainer.loss_fn, trainer.model
     trainer.loss_fn, trainer.model = get_loss(loss), model
@@ -120,7 +120,7 @@ def lr_find(model, train_data, *, loss, optimizer="sgd", min_lr=1e-7, max_lr=10.
             out = trainer.training_step(model, batch, step)
             loss_t = out["loss"] if isinstance(out, dict) else out
             loss_t.backward()
-            value = float(loss_t.data)
+            value = float(loss_t.array)
             if not math.isfinite(value):
                 stopped_early = True
                 break

@@ -26,7 +26,7 @@ __all__ = ["Metric", "Accuracy", "Precision", "Recall", "F1Score", "ConfusionMat
 
 def _np(x, what):
     if isinstance(x, Tensor):
-        return x.data
+        return x.array
     if isinstance(x, np.ndarray):
         return x
     if isinstance(x, (list, tuple, int, float, np.generic)):

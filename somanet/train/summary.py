@@ -15,7 +15,7 @@ __all__ = ["summary", "ModelSummary"]
 
 def _shapes(out):
     if isinstance(out, Tensor):
-        return [tuple(out.shape)], out.data.nbytes
+        return [tuple(out.shape)], out.array.nbytes
     if isinstance(out, np.ndarray):
         return [tuple(out.shape)], out.nbytes
     if isinstance(out, (list, tuple)):
@@ -112,7 +112,7 @@ def summary(model, input_shape, batch_size=1, dtype=None):
         raise ValueError(f"summary(): input_shape must hold positive sizes (one sample, without the batch), "
                          f"got {input_shape!r}")
     if dtype is None:
-        dtype = next((p.data.dtype for p in model.parameters() if p.data.dtype.kind == "f"), np.dtype(np.float32))
+        dtype = next((p.array.dtype for p in model.parameters() if p.array.dtype.kind == "f"), np.dtype(np.float32))
     inputs = [Tensor(np.zeros((batch_size, *s), dtype=dtype)) for s in shapes]
 
     records = {}
@@ -147,8 +147,8 @@ def summary(model, input_shape, batch_size=1, dtype=None):
         if module is model:
             continue
         own = list(module.parameters(recurse=False))
-        params = sum(p.data.size for p in own)
-        trainable = sum(p.data.size for p in own if p.requires_grad)
+        params = sum(p.array.size for p in own)
+        trainable = sum(p.array.size for p in own if p.requires_grad)
         out_shapes, nbytes = records.get(name, ([], 0))
         if not any(True for _ in module.children()):
             activation += nbytes
@@ -156,13 +156,13 @@ def summary(model, input_shape, batch_size=1, dtype=None):
                      "output_shapes": out_shapes, "params": params, "trainable": trainable,
                      "called": name in records})
     unique = {id(p): p for p in model.parameters()}
-    total = sum(p.data.size for p in unique.values())
-    trainable = sum(p.data.size for p in unique.values() if p.requires_grad)
-    param_bytes = sum(p.data.nbytes for p in unique.values())
+    total = sum(p.array.size for p in unique.values())
+    trainable = sum(p.array.size for p in unique.values() if p.requires_grad)
+    param_bytes = sum(p.array.nbytes for p in unique.values())
     if not rows:
         out_shapes, nbytes = _shapes(output)
         activation = nbytes
         rows.append({"name": "(self)", "type": type(model).__name__, "depth": 1, "output_shapes": out_shapes,
                      "params": total, "trainable": trainable, "called": True})
     return ModelSummary(type(model).__name__, rows, shapes[0] if len(shapes) == 1 else shapes, batch_size, total,
-                        trainable, param_bytes, activation, sum(x.data.nbytes for x in inputs), _shapes(output)[0])
+                        trainable, param_bytes, activation, sum(x.array.nbytes for x in inputs), _shapes(output)[0])

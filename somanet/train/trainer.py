@@ -75,14 +75,14 @@ def get_optimizer(spec, params, **kwargs):
 
 def _scalar(value):
     if isinstance(value, Tensor):
-        return float(value.data) if value.data.size == 1 else None
+        return float(value.array) if value.array.size == 1 else None
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         return float(value)
     return None
 
 
 def _array(x):
-    return x.data if isinstance(x, Tensor) else x
+    return x.array if isinstance(x, Tensor) else x
 
 
 _NO_EXTRAS = {}
@@ -552,7 +552,7 @@ class Trainer:
                 x, y = batch
                 output = model(x)
                 loss = loss_fn(output, y)
-                n = y.data.shape[0] if y.data.ndim else 1
+                n = y.array.shape[0] if y.array.ndim else 1
             else:
                 loss, output, y = self._supervised_parts(model, batch, "training_step")
                 n = batch_size_of(batch)
@@ -560,7 +560,7 @@ class Trainer:
                 raise TypeError(_LOSS_TYPE_ERROR + type(loss).__name__
                                 + (" without grad" if isinstance(loss, Tensor) else ""))
             loss.backward()
-            value = float(loss.data)
+            value = float(loss.array)
             self._loss_sum += value * n
             self._loss_count += n
             if metrics:
@@ -614,7 +614,7 @@ class Trainer:
                     raise TypeError(_LOSS_TYPE_ERROR + type(loss).__name__
                                     + (" without grad" if isinstance(loss, Tensor) else ""))
                 (loss if last == 0 else loss * (n / total)).backward()
-                value = float(loss.data)
+                value = float(loss.array)
             window_loss += value * n
             self._loss_sum += value * n
             self._loss_count += n
@@ -786,8 +786,8 @@ class Trainer:
     @staticmethod
     def _model_dtype(model):
         for p in model.parameters():
-            if p.data.dtype.kind == "f":
-                return p.data.dtype
+            if p.array.dtype.kind == "f":
+                return p.array.dtype
         return np.dtype(np.float32)
 
     def _check_first_batch(self, batch):

@@ -15,7 +15,7 @@ def test_numbers_and_arrays_dtypes():
     assert default_collate([1, 2, 3]).dtype == np.int64
     floats = default_collate([0.5, 1.5])
     assert floats.dtype == np.float32  # somanet's default float; PyTorch would give float64
-    np.testing.assert_array_equal(floats.data, [0.5, 1.5])
+    np.testing.assert_array_equal(floats.array, [0.5, 1.5])
     assert default_collate([True, False]).dtype == np.bool_
     u8 = default_collate([np.zeros((2, 2), np.uint8), np.ones((2, 2), np.uint8)])
     assert u8.shape == (2, 2, 2) and u8.dtype == np.uint8
@@ -23,7 +23,7 @@ def test_numbers_and_arrays_dtypes():
     assert f64.dtype == np.float64  # NumPy arrays keep their dtype, as in PyTorch
     assert default_collate([np.float32(1), np.float32(2)]).dtype == np.float32
     t = default_collate([somanet.tensor([1.0, 2.0]), somanet.tensor([3.0, 4.0])])
-    np.testing.assert_array_equal(t.data, [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(t.array, [[1, 2], [3, 4]])
     assert default_collate(["a", "b"]) == ["a", "b"]
 
 
@@ -35,13 +35,13 @@ def test_nested_structures_match_pytorch():
     ours = default_collate(batch)
     ref = torch.utils.data.default_collate(batch)
     assert set(ours) == set(ref)
-    np.testing.assert_array_equal(ours["image"].data, ref["image"].numpy())
+    np.testing.assert_array_equal(ours["image"].array, ref["image"].numpy())
     assert isinstance(ours["meta"], list) and isinstance(ref["meta"], list)
-    np.testing.assert_array_equal(ours["meta"][0].data, ref["meta"][0].numpy())
+    np.testing.assert_array_equal(ours["meta"][0].array, ref["meta"][0].numpy())
     assert isinstance(ours["meta"][1], list) and len(ours["meta"][1]) == 2
-    np.testing.assert_array_equal(ours["meta"][1][1].data, ref["meta"][1][1].numpy())
+    np.testing.assert_array_equal(ours["meta"][1][1].array, ref["meta"][1][1].numpy())
     assert isinstance(ours["point"], Point)
-    np.testing.assert_array_equal(ours["point"].y.data, ref["point"].y.numpy())
+    np.testing.assert_array_equal(ours["point"].y.array, ref["point"].y.numpy())
     assert ours["point"].x.dtype == np.float32
     assert ours["name"] == ref["name"]
 
@@ -49,7 +49,7 @@ def test_nested_structures_match_pytorch():
 def test_tuple_samples_become_list_of_batches():
     out = default_collate([(np.zeros(2, np.float32), 1), (np.ones(2, np.float32), 0)])
     assert isinstance(out, list) and len(out) == 2
-    assert out[0].shape == (2, 2) and out[1].data.tolist() == [1, 0]
+    assert out[0].shape == (2, 2) and out[1].array.tolist() == [1, 0]
 
 
 def test_collate_errors_are_clear():

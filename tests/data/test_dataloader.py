@@ -48,7 +48,7 @@ class WorkerStream(IterableDataset):
 
 
 def _collect(loader):
-    return [[b.data.copy() if isinstance(b, somanet.Tensor) else b for b in batch] for batch in loader]
+    return [[b.array.copy() if isinstance(b, somanet.Tensor) else b for b in batch] for batch in loader]
 
 
 def _same(a, b):
@@ -64,7 +64,7 @@ def test_batches_shapes_dtypes_and_len():
     assert len(loader) == 3 and [len(b[1]) for b in batches] == [4, 4, 2]
     x, y = batches[0]
     assert x.shape == (4, 2, 3) and x.dtype == np.float32 and y.dtype == np.int64
-    assert y.data.tolist() == [0, 1, 4, 9]
+    assert y.array.tolist() == [0, 1, 4, 9]
     assert len(DataLoader(Squares(10), batch_size=4, drop_last=True)) == 2
     single = list(DataLoader(Squares(3), batch_size=None))
     assert single[1][1] == 1 and isinstance(single[1][0], somanet.Tensor)
@@ -83,12 +83,12 @@ def test_tensor_dataset_fast_path_matches_per_sample_collate():
 def test_shuffle_reproducible_and_seed_dependent():
     def order(seed):
         somanet.manual_seed(seed)
-        return [b[1].data.tolist() for b in DataLoader(Squares(20), batch_size=5, shuffle=True)]
+        return [b[1].array.tolist() for b in DataLoader(Squares(20), batch_size=5, shuffle=True)]
 
     assert order(1) == order(1)
     assert order(1) != order(2)
     epochs = DataLoader(Squares(20), batch_size=20, shuffle=True, generator=somanet.Generator(0))
-    assert next(iter(epochs))[1].data.tolist() != next(iter(epochs))[1].data.tolist()
+    assert next(iter(epochs))[1].array.tolist() != next(iter(epochs))[1].array.tolist()
 
 
 def test_argument_errors():
@@ -123,10 +123,10 @@ def test_workers_match_in_process_batches():
     # The default generator advanced the same way in both modes.
     somanet.manual_seed(3)
     list(DataLoader(Squares(), **kwargs))
-    after_ref = somanet.rand(3).data
+    after_ref = somanet.rand(3).array
     somanet.manual_seed(3)
     list(DataLoader(Squares(), num_workers=2, **kwargs))
-    np.testing.assert_array_equal(after_ref, somanet.rand(3).data)
+    np.testing.assert_array_equal(after_ref, somanet.rand(3).array)
 
 
 def test_worker_seeding_reproducible_per_worker_and_init_fn():
@@ -180,9 +180,9 @@ def test_persistent_workers_and_iterable_dataset():
     assert not any(w.is_alive() for w in it._workers)
 
     stream = DataLoader(WorkerStream(10), batch_size=3, num_workers=2)
-    values = sorted(v for b in stream for v in b.data.tolist())
+    values = sorted(v for b in stream for v in b.array.tolist())
     assert values == list(range(10))
-    assert [b.data.tolist() for b in DataLoader(WorkerStream(7), batch_size=3)] == [[0, 1, 2], [3, 4, 5], [6]]
+    assert [b.array.tolist() for b in DataLoader(WorkerStream(7), batch_size=3)] == [[0, 1, 2], [3, 4, 5], [6]]
 
 
 class DiesInWorker(Squares):
@@ -198,5 +198,5 @@ def test_dead_worker_is_reported_not_waited_for():
 
 
 def test_out_of_order_delivery_gives_every_batch_once():
-    batches = [b[1].data.tolist() for b in DataLoader(Squares(10), batch_size=2, num_workers=2, in_order=False)]
+    batches = [b[1].array.tolist() for b in DataLoader(Squares(10), batch_size=2, num_workers=2, in_order=False)]
     assert sorted(batches) == [[0, 1], [4, 9], [16, 25], [36, 49], [64, 81]]

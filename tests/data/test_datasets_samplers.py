@@ -41,8 +41,8 @@ def test_tensor_dataset_items_and_errors():
     assert len(ds) == 6
     xi, yi = ds[4]
     assert isinstance(xi, somanet.Tensor) and xi.shape == (2,) and xi.dtype == np.float32
-    np.testing.assert_array_equal(xi.data, x[4])
-    assert yi.shape == () and yi.dtype == np.int64 and int(yi.data) == 4
+    np.testing.assert_array_equal(xi.array, x[4])
+    assert yi.shape == () and yi.dtype == np.int64 and int(yi.array) == 4
     with pytest.raises(ValueError, match="size mismatch"):
         TensorDataset(somanet.zeros(3, 2), somanet.zeros(4))
     with pytest.raises(TypeError, match="TensorDataset"):

@@ -38,7 +38,7 @@ def test_mnist_test_split_facts(data_dir):
     assert x.shape == (8, 1, 28, 28) and x.dtype == np.float32 and y.dtype == np.int64
     # Without transforms the loader takes one fancy index per batch: same batch as per-sample collation.
     fast = next(iter(DataLoader(ds, batch_size=8)))
-    np.testing.assert_array_equal(fast[0].data, np.stack([ds[i][0] for i in range(8)]))
+    np.testing.assert_array_equal(fast[0].array, np.stack([ds[i][0] for i in range(8)]))
 
 
 def test_mnist_missing_files_say_where_to_put_them(tmp_path):

@@ -50,7 +50,7 @@ def test_lm_windows_and_loader_batches():
     assert x.tolist() == list(range(8, 16)) and y.tolist() == list(range(9, 17))
     xb, yb = next(iter(DataLoader(ds, batch_size=4, shuffle=True, generator=somanet.Generator(0))))
     assert xb.shape == (4, 8) and xb.dtype == np.int64
-    np.testing.assert_array_equal(yb.data, xb.data + 1)
+    np.testing.assert_array_equal(yb.array, xb.array + 1)
     dense = LMWindows(ids, seq_len=8, stride=1)
     assert len(dense) == 42 and dense[41][1].tolist()[-1] == 49
     with pytest.raises(IndexError):
@@ -64,10 +64,10 @@ def test_batchify_and_bptt_streams_are_contiguous():
     it = BPTTIterator(ids, batch_size=4, bptt=7)
     batches = list(it)
     assert len(batches) == len(it) == 4 and [b[0].shape[1] for b in batches] == [7, 7, 7, 3]
-    row = np.concatenate([b[0].data[2] for b in batches])
+    row = np.concatenate([b[0].array[2] for b in batches])
     np.testing.assert_array_equal(row, np.arange(50, 74))  # stream 2, without its last id (only a target)
     for x, y in batches:
-        np.testing.assert_array_equal(y.data, x.data + 1)
+        np.testing.assert_array_equal(y.array, x.array + 1)
 
 
 def test_spirals_structure_and_seeds():
@@ -143,4 +143,4 @@ def test_seq2seq_tasks():
     assert tgt[0] == ds.tgt_vocab["<sos>"] and tgt[-1] == src[-1] == ds.tgt_vocab["<eos>"]
     assert ds.decode(tgt) == rev[0][1] and ds.decode(src, target=False) == rev[0][0]
     s, t = next(iter(DataLoader(ds, batch_size=4, collate_fn=ds.collate)))
-    assert s.dtype == np.int64 and t.shape[0] == 4 and (s.data == ds.pad_index).any()
+    assert s.dtype == np.int64 and t.shape[0] == 4 and (s.array == ds.pad_index).any()

@@ -21,11 +21,11 @@ def test_to_tensor_and_normalize():
     hwc = np.array([[[0, 255, 51]], [[102, 204, 0]]], dtype=np.uint8)  # (2, 1, 3)
     t = T.ToTensor()(hwc)
     assert isinstance(t, somanet.Tensor) and t.shape == (3, 2, 1) and t.dtype == np.float32
-    np.testing.assert_allclose(t.data[:, 0, 0], [0.0, 1.0, 0.2], atol=1e-7)
-    np.testing.assert_allclose(t.data[:, 1, 0], [0.4, 0.8, 0.0], atol=1e-7)
+    np.testing.assert_allclose(t.array[:, 0, 0], [0.0, 1.0, 0.2], atol=1e-7)
+    np.testing.assert_allclose(t.array[:, 1, 0], [0.4, 0.8, 0.0], atol=1e-7)
     assert T.ToTensor()(np.zeros((5, 6), np.uint8)).shape == (1, 5, 6)
     n = T.Normalize((0.5, 0.0, 1.0), (0.5, 2.0, 1.0))(t)
-    np.testing.assert_allclose(n.data[:, 0, 0], [-1.0, 0.5, -0.8], atol=1e-6)
+    np.testing.assert_allclose(n.array[:, 0, 0], [-1.0, 0.5, -0.8], atol=1e-6)
     batch = np.ones((2, 3, 2, 2), np.float32)
     np.testing.assert_allclose(T.Normalize((1, 0, 0), (1, 1, 0.5))(batch)[:, 2], 2.0)
     with pytest.raises(TypeError, match="float"):
@@ -209,9 +209,9 @@ def test_mixup_and_cutmix():
     x1, y1, x2, y2 = cut.last_box
     inside = np.zeros((8, 8), bool)
     inside[y1:y2, x1:x2] = True
-    np.testing.assert_array_equal(cx.data[:, :, inside], np.roll(x, 1, axis=0)[:, :, inside])
-    np.testing.assert_array_equal(cx.data[:, :, ~inside], x[:, :, ~inside])
-    np.testing.assert_allclose(cy.data[0, 0], 1 - inside.mean(), atol=1e-6)
+    np.testing.assert_array_equal(cx.array[:, :, inside], np.roll(x, 1, axis=0)[:, :, inside])
+    np.testing.assert_array_equal(cx.array[:, :, ~inside], x[:, :, ~inside])
+    np.testing.assert_allclose(cy.array[0, 0], 1 - inside.mean(), atol=1e-6)
     with pytest.raises(ValueError, match="num_classes"):
         T.MixUp()(x, y)
 
@@ -250,7 +250,7 @@ def test_batches_draw_per_image_and_keep_types(make):
     same = np.repeat(np.random.default_rng(0).random((1, 3, 8, 8)).astype(np.float32), 8, axis=0)
     out = make(somanet.Generator(0))(somanet.tensor(same))
     assert isinstance(out, somanet.Tensor) and out.dtype == np.float32 and out.shape[:2] == (8, 3)
-    assert len({out.data[i].tobytes() for i in range(8)}) > 1
+    assert len({out.array[i].tobytes() for i in range(8)}) > 1
     single = make(somanet.Generator(0))(same[0])
     assert isinstance(single, np.ndarray) and single.ndim == 3
 

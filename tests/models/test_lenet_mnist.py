@@ -35,7 +35,7 @@ def accuracy(model, x, y, batch=1000):
     correct = 0
     with somanet.no_grad():
         for i in range(0, len(x), batch):
-            correct += int((model(somanet.tensor(x[i:i + batch])).data.argmax(1) == y[i:i + batch]).sum())
+            correct += int((model(somanet.tensor(x[i:i + batch])).array.argmax(1) == y[i:i + batch]).sum())
     model.train()
     return correct / len(x)
 

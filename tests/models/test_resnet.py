@@ -112,7 +112,7 @@ def _randomise_norms(t_model, seed=0):
 
 
 def _state_arrays(module):
-    return {k: (v.data if hasattr(v, "data") else v) for k, v in module.state_dict().items()}
+    return {k: (v.array if hasattr(v, "data") else v) for k, v in module.state_dict().items()}
 
 
 # --------------------------------------------------------------------------- tests
@@ -190,11 +190,11 @@ def test_other_zoo_models_build_and_run():
 
 def test_resnet_init_follows_torchvision():
     model = resnet20()
-    conv = model.layer2[0].conv1.weight.data  # (32, 16, 3, 3): fan_out = 32 * 9
+    conv = model.layer2[0].conv1.weight.array  # (32, 16, 3, 3): fan_out = 32 * 9
     assert abs(conv.std() - np.sqrt(2.0 / (32 * 9))) < 0.1 * np.sqrt(2.0 / (32 * 9))
-    assert np.all(model.bn1.weight.data == 1) and np.all(model.bn1.bias.data == 0)
+    assert np.all(model.bn1.weight.array == 1) and np.all(model.bn1.bias.array == 0)
     zero = resnet20(zero_init_residual=True)
-    assert np.all(zero.layer1[0].bn2.weight.data == 0)
+    assert np.all(zero.layer1[0].bn2.weight.array == 0)
     assert all(p.dtype == np.float32 for p in model.parameters())
 
 

@@ -86,10 +86,10 @@ def test_generation_and_errors():
     for model in (rnn, gpt):
         out = model.generate(prompt, 12, temperature=0.8, top_k=3)
         assert out.shape == (2, 15) and out.dtype == np.int64
-        assert np.array_equal(out.data[:, :3], prompt.data)
-        assert out.data.min() >= 0 and out.data.max() < 10
+        assert np.array_equal(out.array[:, :3], prompt.array)
+        assert out.array.min() >= 0 and out.array.max() < 10
         greedy = model.generate(prompt, 4, temperature=0)
-        assert np.array_equal(greedy.data, model.generate(prompt, 4, temperature=0).data)
+        assert np.array_equal(greedy.array, model.generate(prompt, 4, temperature=0).array)
     with pytest.raises(ValueError, match=r"GPT: sequence length 9 exceeds block_size=8"):
         gpt(somanet.zeros(1, 9, dtype=somanet.int64))
     with pytest.raises(ValueError, match="CharRNN: expected integer symbols of shape"):

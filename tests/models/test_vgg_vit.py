@@ -66,13 +66,13 @@ def test_vgg_dropout_is_identity_in_eval_and_active_in_train():
     x = somanet.tensor(_x(4, 3, 8, 8))
     model.eval()
     with somanet.no_grad():
-        a, b = model(x).data, model(x).data
+        a, b = model(x).array, model(x).array
     np.testing.assert_array_equal(a, b)
     model.train()
     somanet.manual_seed(1)
-    c = model(x).data
+    c = model(x).array
     somanet.manual_seed(2)
-    d = model(x).data
+    d = model(x).array
     assert not np.allclose(c, d)
 
 

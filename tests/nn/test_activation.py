@@ -66,7 +66,7 @@ def test_extreme_inputs_stay_finite():
                        (F.softplus, torch.nn.functional.softplus), (F.sigmoid, torch.sigmoid),
                        (F.silu, torch.nn.functional.silu), (F.celu, torch.nn.functional.celu)]:
         out = compare(fn_s, fn_t, x)
-        assert np.all(np.isfinite(out.data)), fn_s.__name__
+        assert np.all(np.isfinite(out.array)), fn_s.__name__
 
 
 def test_inplace_flag_is_accepted_and_shown():
@@ -74,7 +74,7 @@ def test_inplace_flag_is_accepted_and_shown():
     assert repr(nn.LeakyReLU(0.2, inplace=True)) == repr(tnn.LeakyReLU(0.2, inplace=True))
     x = somanet.tensor([-1.0, 2.0])
     y = nn.ReLU(inplace=True)(x)
-    np.testing.assert_array_equal(y.data, [0.0, 2.0])
+    np.testing.assert_array_equal(y.array, [0.0, 2.0])
 
 
 def test_softmax_default_dim_follows_torch_legacy_rule():
@@ -82,22 +82,22 @@ def test_softmax_default_dim_follows_torch_legacy_rule():
     for mod_s, mod_t in [(nn.Softmax(), tnn.Softmax()), (nn.LogSoftmax(), tnn.LogSoftmax())]:
         with pytest.warns(UserWarning):
             expected = mod_t(torch.tensor(x))
-        np.testing.assert_allclose(mod_s(somanet.tensor(x)).data, expected.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(mod_s(somanet.tensor(x)).array, expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_rrelu_training_draws_slopes_within_bounds_and_backprops_them():
     x = somanet.tensor(-np.abs(_input((200, 50))) - 0.1, requires_grad=True)
     mod = nn.RReLU(0.1, 0.3)
     y = mod(x)
-    slopes = y.data / x.data
+    slopes = y.array / x.array
     assert slopes.min() >= 0.1 and slopes.max() <= 0.3
     assert abs(slopes.mean() - 0.2) < 0.005  # uniform mean, 10,000 draws
     y.backward(somanet.ones(*y.shape))
-    np.testing.assert_allclose(x.grad.data, slopes, rtol=1e-6)
+    np.testing.assert_allclose(x.grad.array, slopes, rtol=1e-6)
     somanet.manual_seed(3)
-    a = mod(x).data
+    a = mod(x).array
     somanet.manual_seed(3)
-    np.testing.assert_array_equal(mod(x).data, a)
+    np.testing.assert_array_equal(mod(x).array, a)
 
 
 def test_prelu_rejects_wrong_slope_count():
@@ -178,7 +178,7 @@ def test_special_values_match_torch(name, fn_s, fn_t):
         ys.backward(somanet.tensor(g))
     yt = fn_t(tx)
     yt.backward(torch.tensor(g))
-    for what, got, want in (("value", ys.data, yt.detach().numpy()), ("gradient", sx.grad.data, tx.grad.numpy())):
+    for what, got, want in (("value", ys.array, yt.detach().numpy()), ("gradient", sx.grad.array, tx.grad.numpy())):
         assert got.dtype == np.float32, (name, what, got.dtype)
         bad = ~np.isclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)
         assert not bad.any(), f"{name} {what} differs from PyTorch at inputs {np.unique(x[bad])}"

@@ -82,12 +82,12 @@ def test_sdpa_fully_masked_rows_give_zeros_like_torch():
     mask = np.ones((4, 5), bool)
     mask[2] = False
     out = compare(*_sdpa_pair(attn_mask=mask), q, k, v)
-    assert np.all(out.data[:, 2] == 0)
+    assert np.all(out.array[:, 2] == 0)
     fmask = np.zeros((4, 5), np.float32)
     fmask[1] = -np.inf
     out = F.scaled_dot_product_attention(somanet.tensor(q), somanet.tensor(k), somanet.tensor(v),
                                          attn_mask=somanet.tensor(fmask))
-    assert np.all(out.data[:, 1] == 0) and np.isfinite(out.data).all()
+    assert np.all(out.array[:, 1] == 0) and np.isfinite(out.array).all()
 
 
 def test_sdpa_grouped_query_attention_matches_torch():
@@ -114,15 +114,15 @@ def test_sdpa_dtypes_and_errors():
 def test_sdpa_dropout_keeps_expectation_and_is_seeded():
     somanet.manual_seed(0)
     q = somanet.randn(4, 8, 16, 8)
-    ref = F.scaled_dot_product_attention(q, q, q).data
-    outs = np.stack([F.scaled_dot_product_attention(q, q, q, dropout_p=0.3).data for _ in range(200)])
+    ref = F.scaled_dot_product_attention(q, q, q).array
+    outs = np.stack([F.scaled_dot_product_attention(q, q, q, dropout_p=0.3).array for _ in range(200)])
     assert not np.allclose(outs[0], outs[1])
     # Inverted dropout: the average over many draws approaches the output without dropout.
     assert np.abs(outs.mean(0) - ref).mean() < 0.03
     somanet.manual_seed(5)
-    a = F.scaled_dot_product_attention(q, q, q, dropout_p=0.5).data
+    a = F.scaled_dot_product_attention(q, q, q, dropout_p=0.5).array
     somanet.manual_seed(5)
-    b = F.scaled_dot_product_attention(q, q, q, dropout_p=0.5).data
+    b = F.scaled_dot_product_attention(q, q, q, dropout_p=0.5).array
     assert np.array_equal(a, b)
 
 
@@ -262,9 +262,9 @@ def test_mha_attention_dropout_drops_returned_weights():
     _, w_eval = mha(x, x, x, average_attn_weights=False)
     mha.train()
     _, w_train = mha(x, x, x, average_attn_weights=False)
-    dropped = w_train.data == 0
+    dropped = w_train.array == 0
     assert 0.35 < dropped.mean() < 0.65
-    np.testing.assert_allclose(w_train.data[~dropped], 2 * w_eval.data[~dropped], rtol=1e-5)
+    np.testing.assert_allclose(w_train.array[~dropped], 2 * w_eval.array[~dropped], rtol=1e-5)
 
 
 def test_mha_parameters_and_init_match_torch_layout():
@@ -277,10 +277,10 @@ def test_mha_parameters_and_init_match_torch_layout():
         for (n, p), (_, tp) in zip(s.named_parameters(), t.named_parameters()):
             assert tuple(p.shape) == tuple(tp.shape), n
     s = nn.MultiheadAttention(16, 4)
-    assert not np.any(s.in_proj_bias.data) and not np.any(s.out_proj.bias.data)
+    assert not np.any(s.in_proj_bias.array) and not np.any(s.out_proj.bias.array)
     bound = math.sqrt(6 / (16 + 48))
-    assert np.abs(s.in_proj_weight.data).max() <= bound
-    assert np.abs(s.in_proj_weight.data).max() > 0.9 * bound
+    assert np.abs(s.in_proj_weight.array).max() <= bound
+    assert np.abs(s.in_proj_weight.array).max() > 0.9 * bound
 
 
 def test_mha_errors():
@@ -309,8 +309,8 @@ def _softmax_np(s, keep=None):
 
 
 def _bahdanau_np(m, q, k, v, keep):
-    Wq, Wk, bk, va = (m.query_proj.weight.data, m.key_proj.weight.data, m.key_proj.bias.data,
-                      m.score_proj.weight.data[0])
+    Wq, Wk, bk, va = (m.query_proj.weight.array, m.key_proj.weight.array, m.key_proj.bias.array,
+                      m.score_proj.weight.array[0])
     e = np.tanh((q @ Wq.T)[:, :, None, :] + (k @ Wk.T + bk)[:, None, :, :])
     w = _softmax_np(e @ va, keep)
     return w @ v, w
@@ -320,12 +320,12 @@ def _luong_np(m, q, k, v, keep):
     if m.method == "dot":
         s = q @ k.transpose(0, 2, 1)
     elif m.method == "general":
-        s = q @ (k @ m.key_proj.weight.data.T).transpose(0, 2, 1)
+        s = q @ (k @ m.key_proj.weight.array.T).transpose(0, 2, 1)
     else:
-        W = m.concat_proj.weight.data
+        W = m.concat_proj.weight.array
         L, S = q.shape[1], k.shape[1]
         both = np.concatenate([np.repeat(q[:, :, None, :], S, 2), np.repeat(k[:, None, :, :], L, 1)], -1)
-        s = np.tanh(both @ W.T) @ m.score_proj.weight.data[0]
+        s = np.tanh(both @ W.T) @ m.score_proj.weight.array[0]
     w = _softmax_np(s, keep)
     return w @ v, w
 
@@ -347,11 +347,11 @@ def test_rnn_attention_matches_numpy_formula(module):
     ctx_ref, w_ref = ref(m, q, k, v, ~pad[:, None, :])
     assert_close(w, w_ref.astype(np.float32), what="weights")
     assert_close(ctx, ctx_ref.astype(np.float32), what="context")
-    assert np.all(w.data[1, :, 3:] == 0)
+    assert np.all(w.array[1, :, 3:] == 0)
     # A single decoder step (N, D_q) gives the first row of the sequence result.
     ctx1, w1 = m(somanet.tensor(q[:, 0]), somanet.tensor(k), somanet.tensor(v), key_padding_mask=somanet.tensor(pad))
-    assert_close(ctx1, ctx.data[:, 0])
-    assert_close(w1, w.data[:, 0])
+    assert_close(ctx1, ctx.array[:, 0])
+    assert_close(w1, w.array[:, 0])
 
 
 @pytest.mark.parametrize("module", ["bahdanau", "dot", "general", "concat"])

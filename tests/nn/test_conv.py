@@ -154,8 +154,8 @@ def test_dtypes_do_not_drift():
     x = somanet.randn(2, 3, 6, 6)
     w = somanet.randn(4, 3, 3, 3)
     assert F.conv2d(x, w).dtype == np.float32
-    x64 = somanet.tensor(x.data.astype(np.float64), requires_grad=True)
-    w64 = somanet.tensor(w.data.astype(np.float64), requires_grad=True)
+    x64 = somanet.tensor(x.array.astype(np.float64), requires_grad=True)
+    w64 = somanet.tensor(w.array.astype(np.float64), requires_grad=True)
     y = F.conv2d(x64, w64, padding=1)
     y.sum().backward()
     assert y.dtype == np.float64 and x64.grad.dtype == np.float64 and w64.grad.dtype == np.float64
@@ -213,14 +213,14 @@ def test_parameter_layout_and_default_init():
             assert tuple(s_state[k].shape) == tuple(t_state[k].shape), k
     conv = nn.Conv2d(64, 128, 3)
     bound = 1 / math.sqrt(64 * 9)
-    w, b = conv.weight.data, conv.bias.data
+    w, b = conv.weight.array, conv.bias.array
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.95 * bound
     assert abs(w.std() - bound / math.sqrt(3)) < 0.02 * bound  # U(-a, a) has std a / sqrt(3)
     assert np.abs(b).max() <= bound
     # A transposed convolution's fan-in is weight.size(1) * kernel area, as in PyTorch.
     tconv = nn.ConvTranspose2d(64, 16, 3)
-    assert np.abs(tconv.weight.data).max() <= 1 / math.sqrt(16 * 9)
-    assert np.abs(tconv.weight.data).max() > 0.9 / math.sqrt(16 * 9)
+    assert np.abs(tconv.weight.array).max() <= 1 / math.sqrt(16 * 9)
+    assert np.abs(tconv.weight.array).max() > 0.9 / math.sqrt(16 * 9)
 
 
 def test_torch_state_dict_loads_and_matches():
@@ -259,7 +259,7 @@ def test_errors_name_the_op_and_the_shapes():
     _raises(lambda: F.conv2d(x, w, somanet.randn(5)), "conv2d", "bias", "(4,)", "(5,)")
     _raises(lambda: F.conv2d(x, w, stride=2, padding="same"), "padding='same'", "strided")
     _raises(lambda: F.conv2d(somanet.randn(1, 3, 2, 2), w), "conv2d", "larger than the padded input")
-    _raises(lambda: F.conv2d(x, somanet.tensor(w.data.astype(np.float64))), "conv2d", "float32", "float64")
+    _raises(lambda: F.conv2d(x, somanet.tensor(w.array.astype(np.float64))), "conv2d", "float32", "float64")
     _raises(lambda: F.conv2d(x, w, stride=0), "stride", "positive")
     _raises(lambda: F.conv2d(somanet.randn(2, 4, 8, 8), somanet.randn(3, 2, 3, 3), groups=2), "divisible by groups")
     _raises(lambda: nn.Conv2d(3, 8, 3, groups=2), "in_channels (3)", "groups (2)")
@@ -299,7 +299,7 @@ def test_small_cnn_with_norm_layers_train_and_eval():
     for name, value in s_mod.state_dict().items():
         np.testing.assert_allclose(value.data if hasattr(value, "data") else value, t_state[name].numpy(), rtol=1e-5,
                                    atol=1e-6, err_msg=name)
-    assert int(s_mod[1].num_batches_tracked.data) == 2
+    assert int(s_mod[1].num_batches_tracked.array) == 2
     s_mod.eval()
     t_mod.eval()
     compare_modules(s_mod, t_mod, _x(3, 3, 10, 10, seed=5), rtol=1e-4, atol=2e-4)
@@ -311,15 +311,15 @@ def test_dropout2d_zeroes_whole_channels_in_a_cnn():
     x = somanet.randn(8, 4, 6, 6, requires_grad=True)
     y = conv(x)
     z = drop(y)
-    planes = z.data.reshape(8, 32, -1)
+    planes = z.array.reshape(8, 32, -1)
     dropped = np.all(planes == 0, axis=2)
     kept = ~dropped
     assert 0.3 < dropped.mean() < 0.7
-    np.testing.assert_allclose(planes[kept], 2 * y.data.reshape(8, 32, -1)[kept], rtol=1e-6)
+    np.testing.assert_allclose(planes[kept], 2 * y.array.reshape(8, 32, -1)[kept], rtol=1e-6)
     z.sum().backward()
     assert x.grad is not None and conv.weight.grad is not None
     drop.eval()
-    np.testing.assert_array_equal(drop(y).data, y.data)
+    np.testing.assert_array_equal(drop(y).array, y.array)
 
 
 def test_empty_batch_and_non_contiguous_input():
@@ -388,13 +388,13 @@ def test_split_gives_the_same_bits_as_one_thread(threaded):
     out.backward(somanet.tensor(_x(6, 16, 10, 10, seed=3)))
     assert threaded
     somanet.set_num_threads(1)
-    x1 = somanet.tensor(x.data, requires_grad=True)
-    w1 = somanet.tensor(w.data, requires_grad=True)
+    x1 = somanet.tensor(x.array, requires_grad=True)
+    w1 = somanet.tensor(w.array, requires_grad=True)
     out1 = F.conv2d(x1, w1, padding=1)
     out1.backward(somanet.tensor(_x(6, 16, 10, 10, seed=3)))
-    np.testing.assert_array_equal(out.data, out1.data)
-    np.testing.assert_array_equal(x.grad.data, x1.grad.data)
-    np.testing.assert_allclose(w.grad.data, w1.grad.data, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out.array, out1.array)
+    np.testing.assert_array_equal(x.grad.array, x1.grad.array)
+    np.testing.assert_allclose(w.grad.array, w1.grad.array, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("xs, ws, kw", KERNEL_CHOICE_CASES[:6])
@@ -404,13 +404,13 @@ def test_weight_gradients_are_c_contiguous(xs, ws, kw):
     w = somanet.tensor(_x(*ws, seed=1), requires_grad=True)
     g = F.conv2d(x, w, **kw)
     g.sum().backward()
-    assert w.grad.data.flags.c_contiguous
+    assert w.grad.array.flags.c_contiguous
     from somanet.ops.conv import conv_weight_grad
 
-    gw = conv_weight_grad(np.ones(g.shape, np.float32), x.data, kw.get("groups", 1),
+    gw = conv_weight_grad(np.ones(g.shape, np.float32), x.array, kw.get("groups", 1),
                           ((kw.get("padding", 0),) * 2,) * 2, (kw.get("stride", 1),) * 2, (1, 1), ws[2:])
     assert gw.flags.c_contiguous
-    np.testing.assert_allclose(gw, w.grad.data, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gw, w.grad.array, rtol=1e-5, atol=1e-5)
 
 
 @pytest.fixture

@@ -20,11 +20,11 @@ def _ones_input(*shape):
 def test_dropout_mask_statistics_and_scaling(p):
     x = _ones_input(400, 250)
     y = nn.Dropout(p)(x)
-    dropped = y.data == 0
+    dropped = y.array == 0
     n = dropped.size
     # Binomial(n, p): 5 standard deviations.
     assert abs(dropped.mean() - p) < 5 * math.sqrt(p * (1 - p) / n)
-    np.testing.assert_allclose(y.data[~dropped], x.data[~dropped] / (1 - p), rtol=1e-6)
+    np.testing.assert_allclose(y.array[~dropped], x.array[~dropped] / (1 - p), rtol=1e-6)
     assert y.dtype == np.float32
 
 
@@ -34,8 +34,8 @@ def test_dropout_gradient_is_mask_times_scale():
     y = F.dropout(x, p)
     g = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
     y.backward(somanet.tensor(g))
-    kept = y.data != 0
-    np.testing.assert_allclose(x.grad.data, g * kept / (1 - p), rtol=1e-6)
+    kept = y.array != 0
+    np.testing.assert_allclose(x.grad.array, g * kept / (1 - p), rtol=1e-6)
 
 
 def test_dropout_is_identity_in_eval_mode_and_without_training():
@@ -63,9 +63,9 @@ def test_dropout_matches_torch_where_deterministic():
 def test_dropout_edge_probabilities_and_errors():
     x = _ones_input(6, 7)
     y = F.dropout(x, 1.0)
-    assert not y.data.any()
+    assert not y.array.any()
     y.sum().backward()
-    assert not x.grad.data.any()
+    assert not x.grad.array.any()
     assert F.dropout(x, 0.0) is x
     with pytest.raises(ValueError, match="between 0 and 1, but got 1.5"):
         nn.Dropout(1.5)
@@ -76,12 +76,12 @@ def test_dropout_edge_probabilities_and_errors():
 def test_dropout_reproducible_under_manual_seed_and_generator():
     x = _ones_input(30, 30)
     somanet.manual_seed(11)
-    a = F.dropout(x, 0.5).data
+    a = F.dropout(x, 0.5).array
     somanet.manual_seed(11)
-    np.testing.assert_array_equal(F.dropout(x, 0.5).data, a)
-    assert not np.array_equal(F.dropout(x, 0.5).data, a)
+    np.testing.assert_array_equal(F.dropout(x, 0.5).array, a)
+    assert not np.array_equal(F.dropout(x, 0.5).array, a)
     g1, g2 = somanet.Generator(5), somanet.Generator(5)
-    np.testing.assert_array_equal(F.dropout(x, 0.5, generator=g1).data, F.dropout(x, 0.5, generator=g2).data)
+    np.testing.assert_array_equal(F.dropout(x, 0.5, generator=g1).array, F.dropout(x, 0.5, generator=g2).array)
 
 
 @pytest.mark.parametrize("cls,shape,channel_axes", [
@@ -96,21 +96,21 @@ def test_channel_dropout_zeroes_whole_channels(cls, shape, channel_axes):
     x = _ones_input(*shape)
     y = cls(p)(x)
     spatial = tuple(i for i in range(len(shape)) if i not in channel_axes)
-    zero = (y.data == 0).all(axis=spatial)
-    nonzero = (y.data != 0).all(axis=spatial)
+    zero = (y.array == 0).all(axis=spatial)
+    nonzero = (y.array != 0).all(axis=spatial)
     assert np.all(zero | nonzero), "a channel was partly dropped"
     assert abs(zero.mean() - p) < 5 * math.sqrt(p * (1 - p) / zero.size)
-    np.testing.assert_allclose(y.data[y.data != 0], x.data[y.data != 0] / (1 - p), rtol=1e-6)
+    np.testing.assert_allclose(y.array[y.array != 0], x.array[y.array != 0] / (1 - p), rtol=1e-6)
     y.backward(somanet.ones(*shape))
-    np.testing.assert_allclose(x.grad.data, (y.data != 0) / (1 - p), rtol=1e-6)
+    np.testing.assert_allclose(x.grad.array, (y.array != 0) / (1 - p), rtol=1e-6)
 
 
 def test_dropout2d_on_3d_input_is_channelwise_per_sample_with_a_warning():
     x = _ones_input(50, 20, 6)
     with pytest.warns(UserWarning, match="3-D input"):
         y = F.dropout2d(x, 0.5)
-    zero = (y.data == 0).all(axis=2)
-    assert np.all(zero | (y.data != 0).all(axis=2))
+    zero = (y.array == 0).all(axis=2)
+    assert np.all(zero | (y.array != 0).all(axis=2))
 
 
 def test_dropout1d_rejects_wrong_rank():
@@ -125,29 +125,29 @@ def test_alpha_dropout_keeps_mean_and_variance_of_standard_input():
     x = somanet.tensor(data, requires_grad=True)
     p = 0.2
     y = nn.AlphaDropout(p)(x)
-    assert abs(float(y.data.mean())) < 0.02
-    assert abs(float(y.data.std()) - 1) < 0.02
+    assert abs(float(y.array.mean())) < 0.02
+    assert abs(float(y.array.std()) - 1) < 0.02
     # Dropped units all take one value: a * (-alpha') + alpha' * a * p.
     alpha = 1.7580993408473766
     a = 1 / math.sqrt((alpha ** 2 * p + 1) * (1 - p))
     dropped_value = -alpha * a + alpha * a * p
-    dropped = np.isclose(y.data, dropped_value, atol=1e-6)
+    dropped = np.isclose(y.array, dropped_value, atol=1e-6)
     assert abs(dropped.mean() - p) < 0.01
     kept = ~dropped
-    np.testing.assert_allclose(y.data[kept], a * x.data[kept] + alpha * a * p, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y.array[kept], a * x.array[kept] + alpha * a * p, rtol=1e-5, atol=1e-6)
     y.backward(somanet.ones(*y.shape))
-    np.testing.assert_allclose(x.grad.data, kept * a, rtol=1e-6)
+    np.testing.assert_allclose(x.grad.array, kept * a, rtol=1e-6)
 
 
 def test_feature_alpha_dropout_drops_whole_channels():
     x = _ones_input(20, 10, 6)
     y = nn.FeatureAlphaDropout(0.5)(x)
-    first = y.data[..., :1]
+    first = y.array[..., :1]
     p = 0.5
     alpha = 1.7580993408473766
     a = 1 / math.sqrt((alpha ** 2 * p + 1) * (1 - p))
     dropped = np.isclose(first, -alpha * a + alpha * a * p).all(axis=2)
-    chan_dropped = np.isclose(y.data, -alpha * a + alpha * a * p).all(axis=2)
+    chan_dropped = np.isclose(y.array, -alpha * a + alpha * a * p).all(axis=2)
     np.testing.assert_array_equal(dropped, chan_dropped)
     assert 0.3 < chan_dropped.mean() < 0.7
 
@@ -162,9 +162,9 @@ def test_dropout_in_sequential_follows_train_and_eval():
     x = somanet.randn(64, 4)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        train_zeros = (model(x).data == 0).mean()
+        train_zeros = (model(x).array == 0).mean()
     model.eval()
-    assert (model(x).data == 0).mean() == 0
+    assert (model(x).array == 0).mean() == 0
     assert train_zeros > 0.8
 
 

@@ -36,8 +36,8 @@ def test_embedding_gradient_accumulates_repeated_rows_and_skips_padding():
     out.sum().backward()
     counts = np.bincount(INDICES.reshape(-1), minlength=10).astype(np.float32)
     counts[0] = 0
-    np.testing.assert_array_equal(emb.weight.grad.data, np.repeat(counts[:, None], 3, axis=1))
-    assert not emb.weight.data[0].any()
+    np.testing.assert_array_equal(emb.weight.grad.array, np.repeat(counts[:, None], 3, axis=1))
+    assert not emb.weight.array[0].any()
 
 
 def test_embedding_max_norm_renormalises_looked_up_rows_like_torch():
@@ -46,10 +46,10 @@ def test_embedding_max_norm_renormalises_looked_up_rows_like_torch():
     copy_state(t_mod, s_mod)
     compare_modules(s_mod, t_mod, INDICES)
     assert_close(s_mod.weight, t_mod.weight, what="weight after renorm")
-    norms = np.linalg.norm(s_mod.weight.data[np.unique(INDICES)], axis=1)
+    norms = np.linalg.norm(s_mod.weight.array[np.unique(INDICES)], axis=1)
     assert norms.max() <= 1.0 + 1e-6
     untouched = [i for i in range(10) if i not in INDICES]
-    assert np.linalg.norm(s_mod.weight.data[untouched], axis=1).max() > 1.0
+    assert np.linalg.norm(s_mod.weight.array[untouched], axis=1).max() > 1.0
 
 
 def test_embedding_functional_gradcheck_and_torch():
@@ -62,7 +62,7 @@ def test_embedding_functional_gradcheck_and_torch():
 
 def test_embedding_default_init_is_standard_normal_like_torch():
     s, t = nn.Embedding(1000, 64, padding_idx=3), tnn.Embedding(1000, 64, padding_idx=3)
-    w = s.weight.data
+    w = s.weight.array
     assert w.dtype == np.float32
     assert abs(w.mean()) < 0.02 and abs(w.std() - t.weight.detach().numpy().std()) < 0.02
     assert not w[3].any()
@@ -72,13 +72,13 @@ def test_from_pretrained_freezes_and_shares():
     pre = somanet.randn(5, 3)
     emb = nn.Embedding.from_pretrained(pre)
     assert not emb.weight.requires_grad
-    assert emb.weight.data is pre.data
+    assert emb.weight.array is pre.array
     out = emb(somanet.tensor([1, 4]))
-    np.testing.assert_array_equal(out.data, pre.data[[1, 4]])
+    np.testing.assert_array_equal(out.array, pre.array[[1, 4]])
     assert not out.requires_grad
     trainable = nn.Embedding.from_pretrained(pre, freeze=False, padding_idx=0)
     assert trainable.weight.requires_grad and trainable.padding_idx == 0
-    t = tnn.Embedding.from_pretrained(torch.tensor(pre.data), freeze=False, padding_idx=0)
+    t = tnn.Embedding.from_pretrained(torch.tensor(pre.array), freeze=False, padding_idx=0)
     assert repr(trainable) == repr(t)
 
 

@@ -63,7 +63,7 @@ def test_fuse_conv_bn_eval_matches_torch(name, args, kwargs, shape, transpose, a
         assert_close(s_fused.bias, t_fused.bias, rtol=1e-6, atol=1e-6)
     # A copy: the originals keep their weights, and the fused module is an ordinary one that trains.
     assert s_fused is not s_conv and s_fused.weight is not s_conv.weight
-    np.testing.assert_array_equal(s_conv.weight.data, t_conv.weight.detach().numpy())
+    np.testing.assert_array_equal(s_conv.weight.array, t_conv.weight.detach().numpy())
     assert s_fused.weight.dtype == np.float32 and s_fused.bias.dtype == np.float32
     assert s_fused.weight.requires_grad and s_fused.bias.requires_grad
 
@@ -78,8 +78,8 @@ def test_fuse_linear_bn_eval_and_weights_match_torch(affine):
     s_w, s_b = fusion.fuse_linear_bn_weights(s_lin.weight, s_lin.bias, s_bn.running_mean, s_bn.running_var,
                                              s_bn.eps, s_bn.weight, s_bn.bias)
     assert isinstance(s_w, nn.Parameter) and isinstance(s_b, nn.Parameter)
-    np.testing.assert_array_equal(s_w.data, s_fused.weight.data)
-    np.testing.assert_array_equal(s_b.data, s_fused.bias.data)
+    np.testing.assert_array_equal(s_w.array, s_fused.weight.array)
+    np.testing.assert_array_equal(s_b.array, s_fused.bias.array)
     if affine:  # torch's linear fusion needs the affine parameters
         t_fused = torch.nn.utils.fusion.fuse_linear_bn_eval(t_lin, t_bn)
         assert_close(s_fused.weight, t_fused.weight, rtol=1e-6, atol=1e-6)
@@ -153,7 +153,7 @@ def test_sequential_folds_in_inference_and_matches_torch():
     with somanet.no_grad():
         for m in s_seq:
             plain = m(plain)
-    np.testing.assert_allclose(out.data, plain.data, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out.array, plain.array, rtol=1e-5, atol=1e-5)
 
 
 def _spy_bn_calls(bn):
@@ -235,11 +235,11 @@ def test_resnet_blocks_fold_in_inference_and_match_unfolded():
     rng = np.random.default_rng(0)
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.data[...] = rng.standard_normal(m.num_features) * 0.1
-            m.running_var.data[...] = rng.uniform(0.5, 1.5, m.num_features)
+            m.running_mean.array[...] = rng.standard_normal(m.num_features) * 0.1
+            m.running_var.array[...] = rng.uniform(0.5, 1.5, m.num_features)
     x = somanet.tensor(_x(3, 3, 32, 32))
     with somanet.no_grad():
         folded = model(x)
     out = model(x)  # gradient recording on: the modules run one by one
     assert folded.dtype == np.float32
-    np.testing.assert_allclose(folded.data, out.data, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(folded.array, out.array, rtol=1e-4, atol=1e-4)

@@ -40,11 +40,11 @@ def test_fan_in_and_fan_out_match_torch(shape):
 
 def _check_in_place(fn, *args, **kwargs):
     w = nn.Parameter(somanet.zeros(64, 32))
-    array = w.data
+    array = w.array
     out = fn(w, *args, **kwargs)
-    assert out is w and w.data is array, "init must fill in place and return the tensor"
+    assert out is w and w.array is array, "init must fill in place and return the tensor"
     assert w.dtype == np.float32 and w.grad_fn is None and w.requires_grad
-    return w.data
+    return w.array
 
 
 # (name, args, expected mean, expected std, bounds) of each random init on a (512, 256) tensor.
@@ -70,7 +70,7 @@ def test_random_init_distribution_matches_torch(name, args, kwargs, mean, std, b
     s, t = _pair(FAN_OUT, FAN_IN)
     getattr(init, name)(s, *args, **kwargs)
     getattr(tinit, name)(t, *args, **kwargs)
-    a, ref = s.data, t.numpy()
+    a, ref = s.array, t.numpy()
     n = a.size
     assert a.dtype == np.float32
     # Sample std of 131,072 draws is within ~0.5 % of the truth; the torch sample is the same size.
@@ -101,13 +101,13 @@ def test_inits_fill_in_place_without_recording():
 def test_inits_are_seeded_by_manual_seed_and_generators():
     for fn in (init.uniform_, init.normal_, init.trunc_normal_, init.kaiming_uniform_, init.orthogonal_):
         somanet.manual_seed(3)
-        a = fn(somanet.empty(20, 10)).data.copy()
+        a = fn(somanet.empty(20, 10)).array.copy()
         somanet.manual_seed(3)
-        np.testing.assert_array_equal(fn(somanet.empty(20, 10)).data, a)
-        assert not np.array_equal(fn(somanet.empty(20, 10)).data, a)
+        np.testing.assert_array_equal(fn(somanet.empty(20, 10)).array, a)
+        assert not np.array_equal(fn(somanet.empty(20, 10)).array, a)
         g1, g2 = somanet.Generator(9), somanet.Generator(9)
-        np.testing.assert_array_equal(fn(somanet.empty(5, 4), generator=g1).data,
-                                      fn(somanet.empty(5, 4), generator=g2).data)
+        np.testing.assert_array_equal(fn(somanet.empty(5, 4), generator=g1).array,
+                                      fn(somanet.empty(5, 4), generator=g2).array)
 
 
 def test_deterministic_inits_equal_torch():
@@ -117,13 +117,13 @@ def test_deterministic_inits_equal_torch():
         s, t = _pair(*shape)
         getattr(init, fn)(s, *args)
         getattr(tinit, fn)(t, *args)
-        np.testing.assert_array_equal(s.data, t.numpy(), err_msg=f"{fn}{shape}")
+        np.testing.assert_array_equal(s.array, t.numpy(), err_msg=f"{fn}{shape}")
         assert s.dtype == np.float32
 
 
 @pytest.mark.parametrize("shape", [(6, 10), (10, 6), (4, 3, 2, 2)])
 def test_orthogonal_gives_orthonormal_rows_or_columns(shape):
-    w = init.orthogonal_(somanet.empty(*shape), gain=1.5).data
+    w = init.orthogonal_(somanet.empty(*shape), gain=1.5).array
     flat = w.reshape(shape[0], -1)
     small = flat @ flat.T if flat.shape[0] <= flat.shape[1] else flat.T @ flat
     np.testing.assert_allclose(small, 2.25 * np.eye(small.shape[0]), atol=1e-5)
@@ -131,7 +131,7 @@ def test_orthogonal_gives_orthonormal_rows_or_columns(shape):
 
 
 def test_sparse_zeroes_the_requested_fraction_of_each_column():
-    w = init.sparse_(somanet.empty(10, 50), sparsity=0.3, std=0.5).data
+    w = init.sparse_(somanet.empty(10, 50), sparsity=0.3, std=0.5).array
     assert np.all((w == 0).sum(axis=0) == 3)
     assert 0.3 < w[w != 0].std() < 0.7
 
@@ -154,7 +154,7 @@ def test_default_layer_init_matches_torch(make):
     s_state, t_state = s_mod.state_dict(), t_mod.state_dict()
     assert list(s_state) == list(t_state)
     for key, tv in t_state.items():
-        a, ref = s_state[key].data, tv.numpy()
+        a, ref = s_state[key].array, tv.numpy()
         assert a.shape == ref.shape and a.dtype == ref.dtype, key
         if ref.dtype.kind != "f" or ref.std() == 0:
             np.testing.assert_array_equal(a, ref, err_msg=key)

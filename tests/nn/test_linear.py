@@ -43,7 +43,7 @@ def test_linear_default_init_statistics_match_torch():
     s, t = nn.Linear(256, 512), tnn.Linear(256, 512)
     bound = 1 / math.sqrt(256)
     for sp, tp in [(s.weight, t.weight), (s.bias, t.bias)]:
-        a = sp.data
+        a = sp.array
         ref = tp.detach().numpy()
         assert a.min() >= -bound and a.max() <= bound
         # Uniform(-b, b): std b/sqrt(3). 131,072 weight draws put the sample std within 1 % of it.
@@ -57,10 +57,10 @@ def test_linear_default_init_statistics_match_torch():
 
 def test_linear_init_is_reproducible_under_manual_seed():
     somanet.manual_seed(7)
-    a = nn.Linear(10, 10).weight.data.copy()
+    a = nn.Linear(10, 10).weight.array.copy()
     somanet.manual_seed(7)
-    np.testing.assert_array_equal(nn.Linear(10, 10).weight.data, a)
-    assert not np.array_equal(nn.Linear(10, 10).weight.data, a)
+    np.testing.assert_array_equal(nn.Linear(10, 10).weight.array, a)
+    assert not np.array_equal(nn.Linear(10, 10).weight.array, a)
 
 
 def test_linear_wrong_input_size_names_module_and_shapes():
@@ -78,7 +78,7 @@ def test_bilinear_matches_torch(mode):
     compare_modules(s_mod, t_mod, _x(6, 3), _x(6, 4, seed=1))
     assert repr(s_mod) == repr(t_mod)
     bound = 1 / math.sqrt(3)
-    w = nn.Bilinear(3, 4, 500).weight.data
+    w = nn.Bilinear(3, 4, 500).weight.array
     assert w.min() >= -bound and w.max() <= bound and w.max() > 0.95 * bound
 
 

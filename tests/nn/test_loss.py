@@ -157,7 +157,7 @@ def test_cross_entropy_is_stable_for_huge_logits(label_smoothing):
                                                 label_smoothing=label_smoothing),
                       lambda a: tf.cross_entropy(a, torch.tensor(t), reduction=reduction,
                                                  label_smoothing=label_smoothing), x, rtol=1e-5)
-        assert np.all(np.isfinite(out.data))
+        assert np.all(np.isfinite(out.array))
 
 
 def test_cross_entropy_module_matches_torch_with_weight_buffer():
@@ -254,10 +254,10 @@ def test_bce_clamps_log_at_minus_100_like_torch():
     out = compare(lambda a, b: F.binary_cross_entropy(a, b, reduction="none"),
                   lambda a, b: tf.binary_cross_entropy(a, b, reduction="none"), p, t,
                   requires_grad=[False, False], backward=False)
-    np.testing.assert_allclose(out.data[:2], [100.0, 100.0])
+    np.testing.assert_allclose(out.array[:2], [100.0, 100.0])
     x = somanet.tensor(p, requires_grad=True)
     F.binary_cross_entropy(x, somanet.tensor(t)).backward()
-    assert np.all(np.isfinite(x.grad.data))
+    assert np.all(np.isfinite(x.grad.array))
 
 
 def test_bce_rejects_values_outside_unit_interval_and_shape_mismatch():
@@ -296,7 +296,7 @@ def test_bce_with_logits_is_stable_for_huge_logits():
                                                                       pos_weight=somanet.tensor(pw)),
                       lambda a, b: tf.binary_cross_entropy_with_logits(a, b, reduction=reduction,
                                                                        pos_weight=torch.tensor(pw)), x, t)
-        assert np.all(np.isfinite(out.data))
+        assert np.all(np.isfinite(out.array))
 
 
 def test_bce_modules_match_torch():
@@ -338,7 +338,7 @@ def test_kl_div_matches_torch(reduction, log_target):
 
     out = compare(lambda a, b: run(F.kl_div, a, b), lambda a, b: run(tf.kl_div, a, b), logp, target,
                   requires_grad=[True, log_target])
-    assert np.all(np.isfinite(out.data))
+    assert np.all(np.isfinite(out.array))
     s_mod = nn.KLDivLoss(reduction=reduction, log_target=log_target)
     t_mod = torch.nn.KLDivLoss(reduction=reduction, log_target=log_target)
     assert repr(s_mod) == repr(t_mod)

@@ -38,7 +38,7 @@ def test_perceptron_separates_a_linearly_separable_set():
         loss.backward()
         opt.step()
     with somanet.no_grad():
-        accuracy = ((model(xs).data[:, 0] > 0) == (y > 0.5)).mean()
+        accuracy = ((model(xs).array[:, 0] > 0) == (y > 0.5)).mean()
     assert accuracy == 1.0
 
 
@@ -56,12 +56,12 @@ def test_mlp_learns_two_spirals_quickly():
         opt.step()
         if step % 50 == 49:
             with somanet.no_grad():
-                accuracy = (model(xs).data.argmax(axis=1) == y).mean()
+                accuracy = (model(xs).array.argmax(axis=1) == y).mean()
             if accuracy >= 0.98:
                 break
     elapsed = time.perf_counter() - start
     with somanet.no_grad():
-        accuracy = (model(xs).data.argmax(axis=1) == y).mean()
+        accuracy = (model(xs).array.argmax(axis=1) == y).mean()
     assert accuracy >= 0.95, f"train accuracy {accuracy:.3f} after {step + 1} steps ({elapsed:.1f} s)"
     assert loss.item() < 0.3
 
@@ -80,7 +80,7 @@ def test_mlp_with_dropout_and_batch_norm_trains_and_evaluates():
         opt.step()
     model.eval()
     with somanet.no_grad():
-        out1, out2 = model(xs).data, model(xs).data
+        out1, out2 = model(xs).array, model(xs).array
     np.testing.assert_array_equal(out1, out2)  # eval: no dropout, running statistics
     assert loss.item() < 0.5 * first
     assert (out1.argmax(axis=1) == y).mean() > 0.8

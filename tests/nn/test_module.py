@@ -62,7 +62,7 @@ def test_zero_grad_sets_to_none_or_zeroes():
     model(somanet.randn(4, 3)).sum().backward()
     grad = model.weight.grad
     model.zero_grad(set_to_none=False)
-    assert model.weight.grad is grad and not grad.data.any()
+    assert model.weight.grad is grad and not grad.array.any()
     model(somanet.randn(4, 3)).sum().backward()
     model.zero_grad()
     assert model.weight.grad is None and model.bias.grad is None
@@ -80,7 +80,7 @@ def test_apply_visits_children_first_then_self():
             nn.init.constant_(m.weight, 0.5)
 
     model.apply(fill)
-    assert np.all(model.heads[1].weight.data == 0.5)
+    assert np.all(model.heads[1].weight.array == 0.5)
 
 
 def test_to_casts_floating_parameters_and_buffers_only():
@@ -102,29 +102,29 @@ def test_state_dict_round_trip_with_arrays_and_tensors():
     s, t = _build(nn), _build(tnn)
     copy_state(t, s)
     for key, value in t.state_dict().items():
-        np.testing.assert_array_equal(s.state_dict()[key].data, value.numpy(), err_msg=key)
+        np.testing.assert_array_equal(s.state_dict()[key].array, value.numpy(), err_msg=key)
     other = _build(nn)
     result = other.load_state_dict(s.state_dict())
     assert result.missing_keys == [] and result.unexpected_keys == []
     for key, value in s.state_dict().items():
-        np.testing.assert_array_equal(other.state_dict()[key].data, value.data)
+        np.testing.assert_array_equal(other.state_dict()[key].array, value.array)
     # Values are copied, not shared, and parameters keep their array (optimizers hold it).
-    array = other.features[0].weight.data
-    s.features[0].weight.data[...] = 7
-    other.load_state_dict({k: v.data for k, v in s.state_dict().items()})
-    assert other.features[0].weight.data is array and np.all(array == 7)
+    array = other.features[0].weight.array
+    s.features[0].weight.array[...] = 7
+    other.load_state_dict({k: v.array for k, v in s.state_dict().items()})
+    assert other.features[0].weight.array is array and np.all(array == 7)
 
 
 def test_state_dict_values_share_memory_and_are_detached():
     lin = nn.Linear(2, 2)
     sd = lin.state_dict()
-    assert sd["weight"].data is lin.weight.data and not sd["weight"].requires_grad
+    assert sd["weight"].array is lin.weight.array and not sd["weight"].requires_grad
     assert lin.state_dict(keep_vars=True)["weight"] is lin.weight
 
 
 def test_load_state_dict_reports_missing_and_unexpected_keys():
     model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
-    state = {k: v.data.copy() for k, v in model.state_dict().items()}
+    state = {k: v.array.copy() for k, v in model.state_dict().items()}
     del state["1.running_var"]
     state["2.weight"] = np.zeros(3, dtype=np.float32)
     with pytest.raises(RuntimeError, match=r'Missing key\(s\) in state_dict: "1.running_var"') as info:
@@ -210,12 +210,12 @@ def test_forward_hooks_and_pre_hooks():
     x = somanet.randn(4, 3)
     with somanet.no_grad():
         plain = nn.functional.linear(x * 2, lin.weight, lin.bias) + 1
-    np.testing.assert_allclose(lin(x).data, plain.data, rtol=1e-6)
+    np.testing.assert_allclose(lin(x).array, plain.array, rtol=1e-6)
     assert calls == ["pre", "post"]
     h1.remove()
     h2.remove()
     with somanet.no_grad():
-        np.testing.assert_allclose(lin(x).data, nn.functional.linear(x, lin.weight, lin.bias).data, rtol=1e-6)
+        np.testing.assert_allclose(lin(x).array, nn.functional.linear(x, lin.weight, lin.bias).array, rtol=1e-6)
     assert calls == ["pre", "post"]
     seen = []
     lin.register_forward_hook(lambda m, a, kw, out: seen.append(sorted(kw)), with_kwargs=True)

@@ -70,7 +70,7 @@ def test_batch_norm_running_stats_match_after_several_steps(name, shape, momentu
         t_mod(torch.tensor(x))
     for key in ("running_mean", "running_var", "num_batches_tracked"):
         assert_close(getattr(s_mod, key), getattr(t_mod, key), rtol=1e-5, atol=1e-6, what=key)
-    assert int(s_mod.num_batches_tracked.data) == 5
+    assert int(s_mod.num_batches_tracked.array) == 5
     s_mod.eval()
     t_mod.eval()
     x = _x(*shape, seed=9)
@@ -81,12 +81,12 @@ def test_batch_norm_updates_running_stats_under_no_grad_but_not_in_eval():
     bn = nn.BatchNorm1d(3)
     with somanet.no_grad():
         bn(somanet.tensor(_x(10, 3, shift=5.0)))
-    assert bn.running_mean.data.min() > 0.3
-    before = bn.running_mean.data.copy()
+    assert bn.running_mean.array.min() > 0.3
+    before = bn.running_mean.array.copy()
     bn.eval()
     bn(somanet.tensor(_x(10, 3, shift=-5.0)))
-    np.testing.assert_array_equal(bn.running_mean.data, before)
-    assert int(bn.num_batches_tracked.data) == 1
+    np.testing.assert_array_equal(bn.running_mean.array, before)
+    assert int(bn.num_batches_tracked.array) == 1
 
 
 def test_batch_norm_errors_name_module_and_shape():

@@ -189,4 +189,4 @@ def test_packed_output_equals_running_each_sequence_alone():
         alone, h_alone = gru(s[:, None, :])
         assert_close(padded.data[:len(s), b], alone.data[:, 0], what=f"output of sequence {b}")
         assert_close(h_n.data[:, b], h_alone.data[:, 0], what=f"final state of sequence {b}")
-        assert not np.any(padded.data[len(s):, b])
+        assert not np.any(padded.array[len(s):, b])

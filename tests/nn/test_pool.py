@@ -74,7 +74,7 @@ def test_max_pool_ties_send_the_gradient_to_the_first_maximum():
     F.max_pool2d(t, 2).sum().backward()
     expected = np.zeros((4, 4), np.float32)
     expected[::2, ::2] = 1
-    np.testing.assert_array_equal(t.grad.data[0, 0], expected)
+    np.testing.assert_array_equal(t.grad.array[0, 0], expected)
     # Overlapping windows that share a maximum accumulate on it, as in PyTorch.
     compare(lambda a: F.max_pool2d(a, 3, 1, 1), lambda a: TF.max_pool2d(a, 3, 1, 1), x)
 
@@ -104,8 +104,8 @@ def test_max_pool_routes_infinite_and_nan_gradients_like_torch(kernel_size):
     F.max_pool2d(s, kernel_size).backward(somanet.tensor(g))
     t = torch.tensor(x, requires_grad=True)
     TF.max_pool2d(t, kernel_size).backward(torch.tensor(g))
-    np.testing.assert_array_equal(s.grad.data, t.grad.numpy())
-    assert not np.signbit(s.grad.data[t.grad.numpy() == 0]).any()
+    np.testing.assert_array_equal(s.grad.array, t.grad.numpy())
+    assert not np.signbit(s.grad.array[t.grad.numpy() == 0]).any()
 
 
 def test_max_pool1d_and_avg_pool1d_match_torch():
@@ -165,7 +165,7 @@ def test_max_unpool2d_matches_torch(size, kw):
 def test_max_unpool1d_roundtrip_with_max_pool1d():
     x = somanet.tensor(_x(2, 3, 8))
     values, indices = F.max_pool1d(x, 2, return_indices=True)
-    t_vals, t_idx = TF.max_pool1d(torch.tensor(x.data), 2, return_indices=True)
+    t_vals, t_idx = TF.max_pool1d(torch.tensor(x.array), 2, return_indices=True)
     assert_close(F.max_unpool1d(values, indices, 2), TF.max_unpool1d(t_vals, t_idx, 2))
 
 

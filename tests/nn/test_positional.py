@@ -15,7 +15,7 @@ from reference import assert_close, torch_or_skip
 def test_sinusoidal_table_matches_formula_and_torch_ops():
     torch = torch_or_skip()
     d, n = 10, 50
-    pe = nn.SinusoidalPositionalEncoding(d, max_len=n).pe.data
+    pe = nn.SinusoidalPositionalEncoding(d, max_len=n).pe.array
     assert pe.dtype == np.float32 and pe.shape == (n, d)
     p, i = 7, 3
     assert pe[p, 2 * i] == pytest.approx(math.sin(p / 10000 ** (2 * i / d)), abs=1e-6)
@@ -27,7 +27,7 @@ def test_sinusoidal_table_matches_formula_and_torch_ops():
     ref[:, 0::2] = torch.sin(position * div_term)
     ref[:, 1::2] = torch.cos(position * div_term)
     assert_close(pe, ref.numpy().astype(np.float32), rtol=0, atol=1e-6)
-    odd = nn.SinusoidalPositionalEncoding(7, max_len=5).pe.data
+    odd = nn.SinusoidalPositionalEncoding(7, max_len=5).pe.array
     assert odd.shape == (5, 7) and odd[3, 6] == pytest.approx(math.sin(3 / 10000 ** (6 / 7)), abs=1e-6)
 
 
@@ -38,13 +38,13 @@ def test_sinusoidal_adds_table_with_offset(batch_first):
     x = rng.standard_normal((3, 5, 6) if batch_first else (5, 3, 6)).astype(np.float32)
     xt = somanet.tensor(x, requires_grad=True)
     out = enc(xt, offset=4)
-    table = enc.pe.data[4:9]
+    table = enc.pe.array[4:9]
     expected = x + (table[None] if batch_first else table[:, None])
     assert_close(out, expected)
     out.sum().backward()
     assert_close(xt.grad, np.ones_like(x))
     single = x[0] if batch_first else x[:, 0]
-    assert_close(enc(somanet.tensor(single)), single + enc.pe.data[:5])
+    assert_close(enc(somanet.tensor(single)), single + enc.pe.array[:5])
     assert list(enc.state_dict()) == []
 
 
@@ -52,10 +52,10 @@ def test_learned_encoding_gradient_reaches_used_rows_only():
     rng = np.random.default_rng(1)
     enc = nn.LearnedPositionalEncoding(10, 4, batch_first=True)
     assert [n for n, _ in enc.named_parameters()] == ["weight"]
-    assert 0.01 < enc.weight.data.std() < 0.03
+    assert 0.01 < enc.weight.array.std() < 0.03
     x = rng.standard_normal((2, 3, 4)).astype(np.float32)
     out = enc(somanet.tensor(x), offset=2)
-    assert_close(out, x + enc.weight.data[2:5])
+    assert_close(out, x + enc.weight.array[2:5])
     g = rng.standard_normal((2, 3, 4)).astype(np.float32)
     out.backward(somanet.tensor(g))
     expected = np.zeros((10, 4), np.float32)
@@ -106,7 +106,7 @@ def test_rotary_matches_pairwise_formula(interleaved, dim):
     assert out.dtype == np.float32
     assert_close(out, _rope_np(x, dim, 6, interleaved=interleaved).astype(np.float32), atol=2e-6)
     if dim < 8:
-        assert np.array_equal(out.data[..., dim:], x[..., dim:])
+        assert np.array_equal(out.array[..., dim:], x[..., dim:])
 
 
 def test_rotary_scores_depend_only_on_relative_position():
@@ -116,8 +116,8 @@ def test_rotary_scores_depend_only_on_relative_position():
     k = rng.standard_normal(8).astype(np.float32)
 
     def score(m, n):
-        qm = rope(somanet.tensor(np.tile(q, (m + 1, 1)))).data[m]
-        kn = rope(somanet.tensor(np.tile(k, (n + 1, 1)))).data[n]
+        qm = rope(somanet.tensor(np.tile(q, (m + 1, 1)))).array[m]
+        kn = rope(somanet.tensor(np.tile(k, (n + 1, 1)))).array[n]
         return float(qm @ kn)
 
     assert score(10, 7) == pytest.approx(score(33, 30), abs=1e-4)
@@ -133,4 +133,4 @@ def test_rotary_gradient_is_inverse_rotation_and_gradcheck():
     x32 = somanet.tensor(rng.standard_normal((3, 6)).astype(np.float32), requires_grad=True)
     y = rope(x32)
     (y * y).sum().backward()
-    assert_close(x32.grad, 2 * x32.data, atol=1e-5)
+    assert_close(x32.grad, 2 * x32.array, atol=1e-5)

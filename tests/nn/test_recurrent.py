@@ -178,7 +178,7 @@ def test_initialisation_is_uniform_in_inverse_sqrt_hidden(cls, cell_cls):
     hidden = 64
     bound = 1 / math.sqrt(hidden)
     for mod in (cls(32, hidden, num_layers=2), cell_cls(32, hidden)):
-        values = np.concatenate([p.data.ravel() for p in mod.parameters()])
+        values = np.concatenate([p.array.ravel() for p in mod.parameters()])
         assert values.dtype == np.float32
         assert np.abs(values).max() <= bound
         # Uniform on (-b, b): standard deviation b / sqrt(3), mean 0.
@@ -218,14 +218,14 @@ def test_dropout_between_layers_only_in_training():
     mod.eval()
     assert_close(mod(x)[0], ref(x)[0], what="eval mode output")
     mod.train()
-    a, b = mod(x)[0].data, mod(x)[0].data
+    a, b = mod(x)[0].array, mod(x)[0].array
     assert not np.allclose(a, b), "two training passes with dropout should differ"
-    assert not np.allclose(a, ref(x)[0].data)
+    assert not np.allclose(a, ref(x)[0].array)
     # One layer: dropout has no effect (and PyTorch warns about it).
     with pytest.warns(UserWarning, match="dropout"):
         single = nn.LSTM(I, H, dropout=0.5)
     single.train()
-    assert np.array_equal(single(x)[0].data, single(x)[0].data)
+    assert np.array_equal(single(x)[0].array, single(x)[0].array)
 
 
 # --------------------------------------------------------------------------- float64 finite differences
@@ -379,7 +379,7 @@ def test_forward_embedding_matches_torch_embedding_then_rnn(kind, bidirectional,
     for name, tp in t_rnn.named_parameters():
         assert_close(dict(s_rnn.named_parameters())[name].grad, tp.grad, what=name)
     if padding_idx is not None:
-        assert not np.any(s_emb.weight.grad.data[padding_idx])
+        assert not np.any(s_emb.weight.grad.array[padding_idx])
 
 
 def test_forward_embedding_large_vocabulary_and_errors():
@@ -517,7 +517,7 @@ def test_batch_blocks_keep_in_place_checks_and_free_after_backward(batch_blocks)
         out.sum().backward()
     out, h, c = R.lstm_sequence(x, None, None, *w)
     out.sum().backward(retain_graph=True)
-    first = x.grad.data.copy()
+    first = x.grad.array.copy()
     out.sum().backward()
     assert_close(x.grad, 2 * first)
     with pytest.raises(RuntimeError, match="second time"):

@@ -21,11 +21,11 @@ def test_penalty_values_and_gradients():
     l2 = l2_penalty(model)
     l1 = l1_penalty(model)
     assert l2.shape == () and l2.dtype == np.float32 and l2.requires_grad
-    np.testing.assert_allclose(l2.item(), sum(float((p.data.astype(np.float64) ** 2).sum()) for p in params), rtol=1e-6)
-    np.testing.assert_allclose(l1.item(), sum(float(np.abs(p.data.astype(np.float64)).sum()) for p in params), rtol=1e-6)
+    np.testing.assert_allclose(l2.item(), sum(float((p.array.astype(np.float64) ** 2).sum()) for p in params), rtol=1e-6)
+    np.testing.assert_allclose(l1.item(), sum(float(np.abs(p.array.astype(np.float64)).sum()) for p in params), rtol=1e-6)
     (l2 + 3 * l1).backward()
     for p in params:
-        np.testing.assert_allclose(p.grad.data, 2 * p.data + 3 * np.sign(p.data), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(p.grad.array, 2 * p.array + 3 * np.sign(p.array), rtol=1e-6, atol=1e-7)
 
 
 def test_penalties_gradcheck():
@@ -42,7 +42,7 @@ def test_skip_bias_and_norm_parameters():
     assert chosen == ["0.weight", "1.weight", "3.weight", "4.weight"]
     chosen = [names[id(p)] for p in regularized_parameters(model, skip_bias=True, skip_norm=True)]
     assert chosen == ["0.weight", "3.weight"]
-    expected = float((model[0].weight.data ** 2).sum() + (model[3].weight.data ** 2).sum())
+    expected = float((model[0].weight.array ** 2).sum() + (model[3].weight.array ** 2).sum())
     np.testing.assert_allclose(l2_penalty(model, skip_bias=True, skip_norm=True).item(), expected, rtol=1e-6)
     l2_penalty(model, skip_bias=True, skip_norm=True).backward()
     assert model[0].bias.grad is None and model[1].weight.grad is None
@@ -84,4 +84,4 @@ def test_half_wd_l2_penalty_equals_torch_sgd_weight_decay():
         loss.backward()
         s_opt.step()
     for (name, tp), sp in zip(t_model.named_parameters(), s_model.parameters()):
-        np.testing.assert_allclose(sp.data, tp.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(sp.array, tp.detach().numpy(), rtol=1e-5, atol=1e-6, err_msg=name)

@@ -68,7 +68,7 @@ def test_pixel_shuffle_matches_torch():
     compare(lambda t: F.pixel_unshuffle(t, 3), lambda t: TF.pixel_unshuffle(t, 3), _x(2, 2, 6, 9))
     compare(lambda t: F.pixel_shuffle(t, 2), lambda t: TF.pixel_shuffle(t, 2), _x(2, 3, 4, 2, 2))     # extra batch dims
     x = somanet.randn(2, 12, 3, 5)
-    np.testing.assert_array_equal(F.pixel_unshuffle(F.pixel_shuffle(x, 2), 2).data, x.data)
+    np.testing.assert_array_equal(F.pixel_unshuffle(F.pixel_shuffle(x, 2), 2).array, x.array)
 
 
 def test_gradcheck_float64():

@@ -172,14 +172,14 @@ def test_generate_square_subsequent_mask_and_init():
     assert_close(nn.Transformer.generate_square_subsequent_mask(5),
                  torch.nn.Transformer.generate_square_subsequent_mask(5))
     model = nn.Transformer(d_model=16, nhead=2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=32)
-    w = model.encoder.layers[0].linear1.weight.data
+    w = model.encoder.layers[0].linear1.weight.array
     bound = math.sqrt(6 / (16 + 32))
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
-    assert np.all(model.encoder.norm.weight.data == 1)
+    assert np.all(model.encoder.norm.weight.array == 1)
     # Cloned layers start equal (deep copies), as in PyTorch, but do not share parameters.
     enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), 2)
     a, b = enc.layers[0].linear1.weight, enc.layers[1].linear1.weight
-    assert a is not b and np.array_equal(a.data, b.data)
+    assert a is not b and np.array_equal(a.array, b.array)
 
 
 def test_dropout_in_training_and_eval():
@@ -196,7 +196,7 @@ def test_dropout_in_training_and_eval():
         ref = t(torch.tensor(x))
     assert_close(s(somanet.tensor(x)), ref)
     s.train()
-    a, b = s(somanet.tensor(x)).data, s(somanet.tensor(x)).data
+    a, b = s(somanet.tensor(x)).array, s(somanet.tensor(x)).array
     assert not np.allclose(a, b)
     assert np.isfinite(a).all()
 

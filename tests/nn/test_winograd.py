@@ -78,11 +78,11 @@ def test_winograd_module_and_same_padding():
     copy_state(t_conv, s_conv)
     x = _x(2, 64, 7, 7)
     s_out, t_out = s_conv(somanet.tensor(x)), t_conv(torch.from_numpy(x))
-    np.testing.assert_allclose(s_out.data, t_out.detach().numpy(), **TOL)
+    np.testing.assert_allclose(s_out.array, t_out.detach().numpy(), **TOL)
     s_out.sum().backward()
     t_out.sum().backward()
-    np.testing.assert_allclose(s_conv.weight.grad.data, t_conv.weight.grad.numpy(), rtol=1e-4, atol=1e-3)
-    assert s_conv.weight.grad.dtype == np.float32 and s_conv.weight.grad.data.flags.c_contiguous
+    np.testing.assert_allclose(s_conv.weight.grad.array, t_conv.weight.grad.numpy(), rtol=1e-4, atol=1e-3)
+    assert s_conv.weight.grad.dtype == np.float32 and s_conv.weight.grad.array.flags.c_contiguous
 
 
 def test_conv_transpose_through_winograd_matches_torch():
@@ -109,7 +109,7 @@ def test_gradcheck_float64(monkeypatch, tile):
         return somanet.tensor(rng.standard_normal(shape), requires_grad=True)
 
     x, w, b = x64(2, 2, 5, 4), x64(3, 2, 3, 3), x64(3)
-    assert winograd.output_tile(x.data, w.data, 1, ((1, 1), (1, 1)), (1, 1), (1, 1)) == tile
+    assert winograd.output_tile(x.array, w.array, 1, ((1, 1), (1, 1)), (1, 1), (1, 1)) == tile
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=1), (x, w, b))
     assert gradcheck(lambda x, w: F.conv2d(x, w, padding=(2, 0)), (x64(1, 2, 4, 5), x64(2, 2, 3, 3)))
     assert gradcheck(lambda x, w: F.conv2d(x, w), (x64(2, 3, 6, 5), x64(2, 3, 3, 3)))
@@ -136,7 +136,7 @@ def test_two_threads_match_one(hw, c, o, split):
             xt, wt = somanet.tensor(x, requires_grad=True), somanet.tensor(w, requires_grad=True)
             out = F.conv2d(xt, wt, padding=1)
             (out * out).sum().backward()
-            results.append((out.data, xt.grad.data, wt.grad.data))
+            results.append((out.array, xt.grad.array, wt.grad.array))
     finally:
         somanet.set_num_threads(previous)
     for one, two in zip(*results):
@@ -229,8 +229,8 @@ def test_f4_rounding_against_float64():
     tw = torch.from_numpy(w.astype(np.float64)).requires_grad_()
     t_out = TF.conv2d(tx, tw, padding=1)
     t_out.backward(torch.from_numpy(g.astype(np.float64)))
-    for mine, ref in ((out.data, t_out.detach().numpy()), (xt.grad.data, tx.grad.numpy()),
-                      (wt.grad.data, tw.grad.numpy())):
+    for mine, ref in ((out.array, t_out.detach().numpy()), (xt.grad.array, tx.grad.numpy()),
+                      (wt.grad.array, tw.grad.numpy())):
         assert mine.dtype == np.float32
         assert np.abs(mine - ref).max() <= 2e-5 * np.abs(ref).max()
 

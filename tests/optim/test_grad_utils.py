@@ -78,7 +78,7 @@ def test_clip_grad_norm_without_gradients_returns_zero():
 def test_clip_grad_norm_nonfinite():
     torch = torch_or_skip()
     sp, tp = _params()
-    sp[2].grad.data[0, 0, 0] = np.inf
+    sp[2].grad.array[0, 0, 0] = np.inf
     tp[2].grad[0, 0, 0] = float("inf")
     with pytest.raises(RuntimeError, match=r"clip_grad_norm_\(\): the total norm of order 2.0 .* non-finite \(inf\)"):
         clip_grad_norm_(sp, 1.0, error_if_nonfinite=True)
@@ -88,7 +88,7 @@ def test_clip_grad_norm_nonfinite():
     assert math.isinf(float(s_total)) and math.isinf(float(t_total))
     _assert_grads(sp, tp)
     sp, tp = _params(seed=1)
-    sp[0].grad.data[1, 1] = np.nan
+    sp[0].grad.array[1, 1] = np.nan
     tp[0].grad[1, 1] = float("nan")
     s_total = clip_grad_norm_(sp, 1.0)
     t_total = torch.nn.utils.clip_grad_norm_(tp, 1.0)
@@ -114,7 +114,7 @@ def test_clip_grad_value_matches_pytorch(clip_value):
     assert clip_grad_value_(sp, clip_value) is None
     torch.nn.utils.clip_grad_value_(tp, clip_value)
     _assert_grads(sp, tp, rtol=0, atol=0)
-    assert all(p.grad is None or p.grad.data.dtype == np.float32 for p in sp)
+    assert all(p.grad is None or p.grad.array.dtype == np.float32 for p in sp)
 
 
 def test_clip_errors_name_the_function():
@@ -145,11 +145,11 @@ def test_vector_to_parameters_matches_pytorch_and_shares_memory():
     vector_to_parameters(s_vec, sp)
     torch.nn.utils.vector_to_parameters(torch.tensor(vec), tp)
     for s, t in zip(sp, tp):
-        assert_close(s.data, t.detach(), 0, 0)
+        assert_close(s.array, t.detach(), 0, 0)
         assert s.requires_grad
-    s_vec.data[0] = 123.0  # PyTorch's parameters become views of the vector, and so do ours
-    assert sp[0].data[0, 0] == 123.0
-    np.testing.assert_array_equal(parameters_to_vector(sp).data, s_vec.data)
+    s_vec.array[0] = 123.0  # PyTorch's parameters become views of the vector, and so do ours
+    assert sp[0].array[0, 0] == 123.0
+    np.testing.assert_array_equal(parameters_to_vector(sp).array, s_vec.array)
 
 
 def test_vector_to_parameters_errors():

@@ -65,7 +65,7 @@ def _assert_params(sp, tp, what):
 
 def _assert_state_float32(opt):
     for p, state in opt.state.items():
-        assert p.data.dtype == np.float32
+        assert p.array.dtype == np.float32
         for key, value in state.items():
             assert isinstance(value, np.ndarray), f"state {key} is {type(value).__name__}"
             assert value.dtype == np.float32, f"state {key} drifted to {value.dtype}"
@@ -103,7 +103,7 @@ def _train(name, kw, foreach, inits, grads):
             p.grad = somanet.tensor(g)
         opt.step()
     states = [{k: np.array(v, copy=True) for k, v in opt.state[p].items()} for p in params]
-    return [p.data.copy() for p in params], states
+    return [p.array.copy() for p in params], states
 
 
 @pytest.mark.parametrize("name,kw", CONFIGS, ids=IDS)
@@ -136,7 +136,7 @@ def test_automatic_choice_flattens_small_parameters_only(name, kw):
     assert small_state[key].base is not None, "small parameters should share one flattened state buffer"
     assert big_state[key].base is None, "a large parameter should keep its own state array"
     for a, b in zip(sp, per):
-        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.array, b.array)
     _assert_params(sp, tp, f"{name} with automatic flattening")
 
 
@@ -183,7 +183,7 @@ def test_state_dict_round_trip_mid_training(name, kw):
     saved = so.state_dict()
     snapshot = {i: {k: np.array(v, copy=True) for k, v in st.items()} for i, st in saved["state"].items()}
 
-    fresh = [somanet.tensor(p.data.copy(), requires_grad=True) for p in sp]
+    fresh = [somanet.tensor(p.array.copy(), requires_grad=True) for p in sp]
     lr = kw.get("lr", 0.5) * 3  # a different lr must be overwritten by the loaded groups
     resumed = getattr(optim, name)(fresh, **{**kw, "lr": lr}, foreach=True)
     resumed.load_state_dict(saved)
@@ -197,7 +197,7 @@ def test_state_dict_round_trip_mid_training(name, kw):
         resumed.step()
         to.step()
     for a, b in zip(sp, fresh):
-        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.array, b.array)
     _assert_params(fresh, tp, f"{name} resumed")
     _assert_state_float32(resumed)
     # later steps must not have changed the saved dict
@@ -283,7 +283,7 @@ def test_params_without_grad_are_skipped_and_get_no_state():
         to.step()
     _assert_params(sp, tp, "Adam with parameters lacking gradients")
     assert sorted(so.state_dict()["state"]) == sorted(to.state_dict()["state"]) == [0, 1]
-    np.testing.assert_array_equal(sp[3].data, inits[3])
+    np.testing.assert_array_equal(sp[3].array, inits[3])
 
 
 def test_sgd_without_momentum_keeps_no_state():
@@ -291,7 +291,7 @@ def test_sgd_without_momentum_keeps_no_state():
     opt = optim.SGD([p], lr=0.5)
     p.grad = somanet.tensor([1.0, -1.0])
     opt.step()
-    np.testing.assert_array_equal(p.data, np.array([0.5, 2.5], np.float32))
+    np.testing.assert_array_equal(p.array, np.array([0.5, 2.5], np.float32))
     assert opt.state_dict()["state"] == {}
 
 
@@ -376,8 +376,8 @@ def test_zero_grad(set_to_none):
     if set_to_none:
         assert a.grad is None
     else:
-        np.testing.assert_array_equal(a.grad.data, np.zeros(2, np.float32))
-        assert a.grad.data.dtype == np.float32
+        np.testing.assert_array_equal(a.grad.array, np.zeros(2, np.float32))
+        assert a.grad.array.dtype == np.float32
     assert b.grad is None
 
 
@@ -467,7 +467,7 @@ def test_float64_parameters_stay_float64():
     for _ in range(3):
         p.grad = somanet.tensor(np.array([0.5, -0.5]))
         opt.step()
-    assert p.data.dtype == np.float64
+    assert p.array.dtype == np.float64
     assert opt.state[p]["exp_avg"].dtype == np.float64
 
 
@@ -475,8 +475,8 @@ def test_step_hooks_run_in_order_and_can_be_removed():
     p = somanet.tensor([1.0], requires_grad=True)
     opt = optim.SGD([p], lr=0.5)
     seen = []
-    pre = opt.register_step_pre_hook(lambda o, args, kwargs: seen.append(("pre", float(p.data[0]))))
-    opt.register_step_post_hook(lambda o, args, kwargs: seen.append(("post", float(p.data[0]))))
+    pre = opt.register_step_pre_hook(lambda o, args, kwargs: seen.append(("pre", float(p.array[0]))))
+    opt.register_step_post_hook(lambda o, args, kwargs: seen.append(("post", float(p.array[0]))))
     p.grad = somanet.tensor([1.0])
     opt.step()
     pre.remove()

@@ -17,7 +17,7 @@ def _model():
 
 
 def _weights(model):
-    return {k: v.data.copy() for k, v in model.state_dict().items()}
+    return {k: v.array.copy() for k, v in model.state_dict().items()}
 
 
 def test_nested_state_round_trip_keeps_types():
@@ -54,7 +54,7 @@ def test_save_and_load_round_trip_exactly(tmp_path):
     other = _model()
     ckpt.load_model(other)
     for k, v in _weights(model).items():
-        assert np.array_equal(v, other.state_dict()[k].data) and v.shape == other.state_dict()[k].data.shape, k
+        assert np.array_equal(v, other.state_dict()[k].array) and v.shape == other.state_dict()[k].array.shape, k
     assert ckpt.trainer_state["epoch"] == 3 and ckpt.config == {"recipe": "x"}
     assert sorted(os.listdir(path)) == ["checkpoint.json", "config.json", "model.safetensors", "state.safetensors"]
 
@@ -63,7 +63,7 @@ def test_replacing_a_checkpoint_leaves_no_temporary_files(tmp_path):
     model = _model()
     save_checkpoint(tmp_path / "last", model, {"epoch": 1})
     with somanet.no_grad():
-        model[0].weight.data[...] = 2.0
+        model[0].weight.array[...] = 2.0
     save_checkpoint(tmp_path / "last", model, {"epoch": 2})
     assert os.listdir(tmp_path) == ["last"]
     ckpt = load_checkpoint(tmp_path / "last")
@@ -129,7 +129,7 @@ def test_weights_only_file(tmp_path):
     other = _model()
     load_weights(other, tmp_path / "w.safetensors")
     for k, v in _weights(model).items():
-        assert np.array_equal(v, other.state_dict()[k].data)
+        assert np.array_equal(v, other.state_dict()[k].array)
     (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(CheckpointError, match="bad.safetensors is corrupt or not a safetensors file"):
         load_weights(other, tmp_path / "bad.safetensors")

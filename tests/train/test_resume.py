@@ -78,7 +78,7 @@ def _assert_identical(a, b):
     model_a, opt_a, trainer_a, history_a, _ = a
     model_b, opt_b, trainer_b, history_b, _ = b
     for key, value in model_a.state_dict().items():
-        assert np.array_equal(value.data, model_b.state_dict()[key].data), key
+        assert np.array_equal(value.array, model_b.state_dict()[key].array), key
     json_a, arrays_a = _state(opt_a.state_dict())
     json_b, arrays_b = _state(opt_b.state_dict())
     assert json_a == json_b

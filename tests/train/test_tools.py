@@ -47,12 +47,12 @@ def test_lr_finder_suggests_a_sane_lr_on_digits(digits):
     train, val = digits
     somanet.manual_seed(0)
     model = MLP(64, [64], 10)
-    before = {k: v.data.copy() for k, v in model.state_dict().items()}
+    before = {k: v.array.copy() for k, v in model.state_dict().items()}
     opt = optim.Adam(model.parameters(), lr=1e-3)
     rng_before = somanet.random.get_rng_state()
     result = lr_find(model, train, loss="cross_entropy", optimizer=opt, num_steps=80)
     # The test leaves no trace: weights, optimizer and random state are as before.
-    assert all(np.array_equal(v, model.state_dict()[k].data) for k, v in before.items())
+    assert all(np.array_equal(v, model.state_dict()[k].array) for k, v in before.items())
     assert opt.state_dict()["state"] == {} and opt.param_groups[0]["lr"] == 1e-3
     assert somanet.random.get_rng_state() == rng_before
     assert len(result.lrs) == len(result.losses) > 20

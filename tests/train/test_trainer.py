@@ -27,7 +27,7 @@ def quiet(**kwargs):
 
 
 def weights(model):
-    return {k: v.data.copy() for k, v in model.state_dict().items()}
+    return {k: v.array.copy() for k, v in model.state_dict().items()}
 
 
 def same(a, b):
@@ -110,11 +110,11 @@ def test_evaluate_and_predict():
         logits = model(somanet.tensor(x))
         expected = F.cross_entropy(logits, somanet.tensor(y)).item()
     assert result["loss"] == pytest.approx(expected, rel=1e-5)
-    assert result["accuracy"] == pytest.approx(float((logits.data.argmax(1) == y).mean()))
+    assert result["accuracy"] == pytest.approx(float((logits.array.argmax(1) == y).mean()))
     assert result["confusion_matrix"].sum() == len(y)
     out = trainer.predict(model, x, batch_size=7)
     assert out.shape == (60, 3) and out.dtype == np.float32
-    np.testing.assert_allclose(out, logits.data, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, logits.array, rtol=1e-5, atol=1e-6)
     assert model.training is False  # predict restores the mode it found
 
 
@@ -441,7 +441,7 @@ def test_seed_everything_reseeds_every_generator():
     import random
 
     def draws():
-        return (somanet.rand(3).data.tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)])
+        return (somanet.rand(3).array.tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)])
 
     assert seed_everything(123) == 123
     first = draws()

@@ -129,7 +129,7 @@ class Vocab:
     def decode(self, ids):
         """Tokens of a sequence of ids (a list, NumPy array or Tensor)."""
         if isinstance(ids, Tensor):
-            ids = ids.data
+            ids = ids.array
         itos = self.itos
         return [itos[i] for i in np.asarray(ids, dtype=np.int64).ravel().tolist()]
 
@@ -262,7 +262,7 @@ class WordCorpus:
 
 
 def _ids_array(ids, what):
-    arr = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+    arr = ids.array if isinstance(ids, Tensor) else np.asarray(ids)
     if arr.ndim != 1 or arr.dtype.kind not in "iu":
         raise ValueError(f"{what}: expected a 1-D sequence of integer ids, got {arr.dtype} of shape {arr.shape}")
     return arr.astype(np.int64, copy=False)

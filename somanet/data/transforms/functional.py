@@ -43,7 +43,7 @@ def _mode(interpolation, op):
 # ----------------------------------------------------------------------------- input handling
 def _unwrap(img, op):
     if isinstance(img, Tensor):
-        return img.data, True
+        return img.array, True
     if isinstance(img, np.ndarray):
         return img, False
     raise TypeError(f"{op}: expected a NumPy array or somanet Tensor image, got {type(img).__name__}")
@@ -668,7 +668,7 @@ def erase(img, i, j, h, w, v, inplace=False):
     broadcastable to ``(C, h, w)``)."""
     arr, as_tensor = _unwrap(img, "erase")
     target = arr if inplace else arr.copy()
-    target[..., i:i + h, j:j + w] = np.asarray(v.data if isinstance(v, Tensor) else v, dtype=arr.dtype)
+    target[..., i:i + h, j:j + w] = np.asarray(v.array if isinstance(v, Tensor) else v, dtype=arr.dtype)
     if inplace:
         return img
     return _wrap(target, as_tensor)

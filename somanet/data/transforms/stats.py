@@ -36,7 +36,7 @@ def compute_mean_std(dataset, batch_size=256, num_workers=0, max_samples=None):
     for batch in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
         if isinstance(batch, (list, tuple)):
             batch = batch[0]
-        x = batch.data if isinstance(batch, Tensor) else np.asarray(batch)
+        x = batch.array if isinstance(batch, Tensor) else np.asarray(batch)
         if x.ndim == 3:
             x = x[:, None]
         if x.ndim != 4:

@@ -112,7 +112,7 @@ class Normalize:
         self._cache = {}
 
     def __call__(self, tensor):
-        arr = tensor.data if isinstance(tensor, Tensor) else tensor
+        arr = tensor.array if isinstance(tensor, Tensor) else tensor
         dtype = getattr(arr, "dtype", None)
         if not isinstance(arr, np.ndarray) or dtype.kind != "f" or arr.ndim < 3:
             return F.normalize(tensor, self.mean, self.std, self.inplace)

@@ -31,7 +31,7 @@ def _mask_array(mask, name, dtype):
     """A mask as a raw array: bool stays bool, anything else becomes ``dtype``."""
     if mask is None:
         return None
-    arr = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    arr = mask.array if isinstance(mask, Tensor) else np.asarray(mask)
     if arr.dtype == np.bool_:
         return arr
     if arr.dtype.kind not in "fiu":
@@ -302,7 +302,7 @@ def _keys_and_mask(module, query, keys, values, key_padding_mask):
         raise ValueError(f"{name}: query {tuple(query.shape)} and keys {tuple(keys.shape)} have different batch sizes")
     keep = None
     if key_padding_mask is not None:
-        m = key_padding_mask.data if isinstance(key_padding_mask, Tensor) else np.asarray(key_padding_mask)
+        m = key_padding_mask.array if isinstance(key_padding_mask, Tensor) else np.asarray(key_padding_mask)
         if m.dtype != np.bool_ or m.shape != tuple(keys.shape[:2]):
             raise ValueError(f"{name}: key_padding_mask must be bool (N, S) = {tuple(keys.shape[:2])} with True "
                              f"at padding, got {m.dtype} {tuple(m.shape)}")

@@ -49,7 +49,7 @@ class Embedding(Module):
             shape = tuple(_weight.shape)
             if shape != (num_embeddings, embedding_dim):
                 raise ValueError(f"Embedding: _weight has shape {shape}, expected ({num_embeddings}, {embedding_dim})")
-            data = _weight.data if isinstance(_weight, Tensor) else backend.as_array(_weight)
+            data = _weight.array if isinstance(_weight, Tensor) else backend.as_array(_weight)
             self.weight = Parameter(data, requires_grad=not _freeze)
 
     def reset_parameters(self):
@@ -59,7 +59,7 @@ class Embedding(Module):
     def _fill_padding_idx_with_zero(self):
         if self.padding_idx is not None:
             with grad_mode.no_grad():
-                self.weight.data[self.padding_idx] = 0
+                self.weight.array[self.padding_idx] = 0
 
     def forward(self, input):
         return F.embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type,

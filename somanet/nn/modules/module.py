@@ -3,7 +3,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ... import backend
+from ... import backend, devices
 from ...autograd.tensor import Tensor
 from ...autograd import grad_mode
 
@@ -19,7 +19,7 @@ class Parameter(Tensor):
     def __init__(self, data=None, requires_grad=True):
         if data is None:
             data = np.empty((0,), dtype=backend.default_float)
-        super().__init__(data.data if isinstance(data, Tensor) else data)
+        super().__init__(data.array if isinstance(data, Tensor) else data)
         if requires_grad:
             self.requires_grad_(True)
 
@@ -78,15 +78,17 @@ class Module:
         params = self.__dict__.get("_parameters")
         if params is None and isinstance(value, (Parameter, Module)):
             raise AttributeError(f"cannot assign {type(value).__name__} '{name}' before Module.__init__() is called")
+        # Re-assigning a name keeps its place in the registration order (``seq[0] = m`` still runs first):
+        # only the other stores forget the name.
         if isinstance(value, Parameter):
-            self._discard(name)
+            self._discard(name, keep=params)
             params[name] = value
         elif params is not None and name in params:
             if value is not None and not isinstance(value, Parameter):
                 raise TypeError(f"cannot assign {type(value).__name__} as parameter '{name}' (a Parameter or None is expected)")
             params[name] = value
         elif isinstance(value, Module):
-            self._discard(name)
+            self._discard(name, keep=self._modules)
             self._modules[name] = value
         elif params is not None and name in self._modules:
             if value is not None:
@@ -99,9 +101,9 @@ class Module:
         else:
             object.__setattr__(self, name, value)
 
-    def _discard(self, name):
+    def _discard(self, name, keep=None):
         for store in (self.__dict__, self._parameters, self._buffers, self._modules):
-            if name in store:
+            if name in store and store is not keep:
                 del store[name]
         self._non_persistent.discard(name)
 
@@ -124,14 +126,14 @@ class Module:
     def register_parameter(self, name, param):
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"register_parameter(): '{name}' must be a Parameter or None, got {type(param).__name__}")
-        self._discard(name)
+        self._discard(name, keep=self._parameters)
         self._parameters[name] = param
 
     def register_buffer(self, name, tensor, persistent=True):
         """Register a non-learnable tensor (e.g. running statistics); ``persistent`` puts it in the state_dict."""
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"register_buffer(): '{name}' must be a Tensor or None, got {type(tensor).__name__}")
-        self._discard(name)
+        self._discard(name, keep=self._buffers)
         self._buffers[name] = tensor
         if not persistent:
             self._non_persistent.add(name)
@@ -139,7 +141,7 @@ class Module:
     def add_module(self, name, module):
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module(): '{name}' must be a Module, got {type(module).__name__}")
-        self._discard(name)
+        self._discard(name, keep=self._modules)
         self._modules[name] = module
 
     register_module = add_module
@@ -235,7 +237,7 @@ class Module:
                 if set_to_none:
                     p.grad = None
                 else:
-                    p.grad.data[...] = 0
+                    p.grad.array[...] = 0
 
     def apply(self, fn):
         for m in self.children():
@@ -243,14 +245,19 @@ class Module:
         fn(self)
         return self
 
-    def to(self, *args, dtype=None, device=None, **kwargs):
-        """Cast floating parameters and buffers to ``dtype`` (a device of 'cpu' is accepted)."""
+    def to(self, *args, dtype=None, device=None, non_blocking=False, memory_format=None):
+        """Move and cast in place, as PyTorch does: ``to(device)``, ``to(dtype)``, ``to(device, dtype)``,
+        ``to(tensor)``. Floating parameters and buffers take ``dtype``; the device must be available
+        ('cpu' here). Returns the module itself."""
         for a in args:
-            if isinstance(a, str):
-                if a != "cpu":
-                    raise RuntimeError(f"to(): device {a!r} is not available; somanet runs on 'cpu'")
+            if isinstance(a, Tensor):
+                dtype, device = a.dtype, a.device
+            elif devices.is_device_like(a):
+                device = a
             else:
                 dtype = a
+        if device is not None:
+            devices.resolve(device, f"{type(self).__name__}.to")
         if dtype is None:
             return self
         dtype = backend.to_dtype(dtype)
@@ -259,10 +266,10 @@ class Module:
         for m in self.modules():
             for store in (m._parameters, m._buffers):
                 for t in store.values():
-                    if t is not None and t.data.dtype.kind == "f" and t.data.dtype != dtype:
-                        t.data = t.data.astype(dtype)
+                    if t is not None and t.array.dtype.kind == "f" and t.array.dtype != dtype:
+                        t.array = t.array.astype(dtype)
                         if t.grad is not None:
-                            t.grad.data = t.grad.data.astype(dtype)
+                            t.grad.array = t.grad.array.astype(dtype)
         return self
 
     def float(self):
@@ -275,6 +282,10 @@ class Module:
         return self.to(np.float16)
 
     def cpu(self):
+        return self
+
+    def cuda(self, device=None):
+        devices.resolve("cuda" if device is None else device, f"{type(self).__name__}.cuda")
         return self
 
     # ----------------------------------------------------------------- state
@@ -310,16 +321,16 @@ class Module:
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            arr = value.data if isinstance(value, Tensor) else np.asarray(value)
-            if arr.shape != target.data.shape:
+            arr = value.array if isinstance(value, Tensor) else np.asarray(value)
+            if arr.shape != target.array.shape:
                 errors.append(f"size mismatch for {key}: copying a param with shape {tuple(arr.shape)}, "
-                              f"the parameter in the current model has shape {tuple(target.data.shape)}")
+                              f"the parameter in the current model has shape {tuple(target.array.shape)}")
                 continue
             if assign:
-                target.data = arr.astype(target.data.dtype, copy=False)
+                target.array = arr.astype(target.array.dtype, copy=False)
             else:
                 # Copy into the existing array so optimizers holding it see the new values.
-                target.data[...] = arr
+                target.array[...] = arr
             target._version[0] += 1
         if strict and (missing or unexpected):
             if missing:

@@ -72,7 +72,7 @@ class SinusoidalPositionalEncoding(Module):
     def forward(self, x, offset=0):
         time_axis = 1 if self.batch_first and x.ndim == 3 else 0
         _check_positions(self, x, self.d_model, self.max_len, offset, time_axis)
-        out = A.AddPositions.apply(x, self.pe.data.astype(x.dtype, copy=False), offset=offset, time_axis=time_axis)
+        out = A.AddPositions.apply(x, self.pe.array.astype(x.dtype, copy=False), offset=offset, time_axis=time_axis)
         if self.dropout and self.training:
             out = _dropout(out, self.dropout, training=True)
         return out
@@ -156,8 +156,8 @@ class RotaryPositionalEmbedding(Module):
         if offset < 0 or offset + L > self.max_seq_len:
             raise ValueError(f"RotaryPositionalEmbedding: positions {offset}..{offset + L - 1} exceed max_seq_len="
                              f"{self.max_seq_len} (input shape {tuple(x.shape)})")
-        cos = self.cos_cached.data[offset:offset + L]
-        sin = self.sin_cached.data[offset:offset + L]
+        cos = self.cos_cached.array[offset:offset + L]
+        sin = self.sin_cached.array[offset:offset + L]
         return A.apply_rotary_emb(x, cos, sin, interleaved=self.interleaved)
 
     def extra_repr(self):

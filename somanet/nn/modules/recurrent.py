@@ -34,7 +34,7 @@ def _param_dtype(dtype):
 def _uniform_(params, bound):
     rng = numpy_rng()
     for p in params:
-        p.data[...] = rng.uniform(-bound, bound, p.data.shape)
+        p.array[...] = rng.uniform(-bound, bound, p.array.shape)
 
 
 class RNNBase(Module):
@@ -184,10 +184,10 @@ class RNNBase(Module):
         if E != self.input_size:
             raise RuntimeError(f"{name}.forward_embedding(): embedding_dim {E} must equal input_size "
                                f"{self.input_size}")
-        n_tokens = tokens.data.size
-        if n_tokens and (tokens.data.min() < 0 or tokens.data.max() >= V):
+        n_tokens = tokens.array.size
+        if n_tokens and (tokens.array.min() < 0 or tokens.array.max() >= V):
             raise IndexError(f"{name}.forward_embedding(): token ids must be in [0, {V}), got values in "
-                             f"[{int(tokens.data.min())}, {int(tokens.data.max())}]")
+                             f"[{int(tokens.array.min())}, {int(tokens.array.max())}]")
         plain = (getattr(embedding, "max_norm", None) is not None or getattr(embedding, "scale_grad_by_freq", False)
                  or V > 2 * E or V > n_tokens or weight.dtype != self.weight_ih_l0.dtype)
         if plain:
@@ -203,11 +203,11 @@ class RNNBase(Module):
         batched = True
         if packed:
             x, bs_t, sorted_t, unsorted_t = input
-            batch_sizes = bs_t.data
+            batch_sizes = bs_t.array
             self._check_input(x, 2)
             B = int(batch_sizes[0])
-            sorted_idx = None if sorted_t is None else sorted_t.data
-            unsorted_idx = None if unsorted_t is None else unsorted_t.data
+            sorted_idx = None if sorted_t is None else sorted_t.array
+            unsorted_idx = None if unsorted_t is None else unsorted_t.array
         else:
             if not isinstance(input, Tensor):
                 raise TypeError(f"{self._name}: input must be a Tensor or PackedSequence, got {type(input).__name__}")

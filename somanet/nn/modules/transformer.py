@@ -47,12 +47,12 @@ def _detect_is_causal_mask(mask, is_causal=None, size=None):
     make_causal = is_causal is True
     if is_causal is None and mask is not None:
         sz = size if size is not None else mask.shape[-2]
-        arr = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+        arr = mask.array if isinstance(mask, Tensor) else np.asarray(mask)
         if arr.shape == (sz, sz):
             if arr.dtype == np.bool_:
                 make_causal = bool(np.array_equal(arr, np.triu(np.ones((sz, sz), bool), k=1)))
             else:
-                make_causal = bool(np.array_equal(arr, _generate_square_subsequent_mask(sz, dtype=arr.dtype).data))
+                make_causal = bool(np.array_equal(arr, _generate_square_subsequent_mask(sz, dtype=arr.dtype).array))
     return make_causal
 
 

@@ -78,7 +78,7 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
     norm_type = _check_norm_type(norm_type, fn)
     if not tensors:
         return _wrap(np.zeros((), dtype=default_float), False, None, 0)
-    total = _get_total_norm_array([t.data for t in tensors], norm_type)
+    total = _get_total_norm_array([t.array for t in tensors], norm_type)
     if error_if_nonfinite and not np.isfinite(total):
         raise RuntimeError(
             f"{fn}(): the total norm of order {norm_type} for gradients from `parameters` is non-finite "
@@ -95,10 +95,10 @@ def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None):
     """
     fn = "clip_grads_with_norm_"
     parameters = _as_list(parameters, fn)
-    grads = [p.grad.data for p in parameters if p.grad is not None]
+    grads = [p.grad.array for p in parameters if p.grad is not None]
     if not grads:
         return
-    _scale(grads, float(max_norm), total_norm.data if isinstance(total_norm, Tensor) else total_norm)
+    _scale(grads, float(max_norm), total_norm.array if isinstance(total_norm, Tensor) else total_norm)
 
 
 def _scale(grads, max_norm, total):
@@ -143,7 +143,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         max_norm = float(max_norm)
     except (TypeError, ValueError):
         raise TypeError(f"{fn}(): max_norm must be a number, got {type(max_norm).__name__}") from None
-    grads = [p.grad.data for p in parameters if p.grad is not None]
+    grads = [p.grad.array for p in parameters if p.grad is not None]
     if not grads:
         return _wrap(np.zeros((), dtype=default_float), False, None, 0)
     total = _get_total_norm_array(grads, norm_type)
@@ -179,6 +179,6 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
         raise TypeError(f"{fn}(): clip_value must be a number, got {type(clip_value).__name__}") from None
     for p in parameters:
         if p.grad is not None:
-            g = p.grad.data
+            g = p.grad.array
             xp = array_module(g)
             xp.clip(g, -clip_value, clip_value, out=g)

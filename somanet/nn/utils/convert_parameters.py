@@ -55,20 +55,20 @@ def vector_to_parameters(vec, parameters):
     """
     if not isinstance(vec, Tensor):
         raise TypeError(f"vector_to_parameters(): expected somanet.Tensor, but got: {type(vec).__name__}")
-    if vec.data.ndim != 1:
-        raise ValueError(f"vector_to_parameters(): vec must be 1-D, got shape {tuple(vec.data.shape)}")
+    if vec.array.ndim != 1:
+        raise ValueError(f"vector_to_parameters(): vec must be 1-D, got shape {tuple(vec.array.shape)}")
     params = list(parameters) if not isinstance(parameters, Tensor) else [parameters]
     needed = 0
     for p in params:
         if not isinstance(p, Tensor):
             raise TypeError(f"vector_to_parameters(): expected Tensors, got an element of type {type(p).__name__}")
-        needed += p.data.size
-    if needed > vec.data.size:
-        raise ValueError(f"vector_to_parameters(): vec has {vec.data.size} elements, but the parameters need "
+        needed += p.array.size
+    if needed > vec.array.size:
+        raise ValueError(f"vector_to_parameters(): vec has {vec.array.size} elements, but the parameters need "
                          f"{needed}")
     pointer = 0
-    data = vec.data
+    data = vec.array
     for p in params:
-        n = p.data.size
-        p.data = data[pointer:pointer + n].reshape(p.data.shape)
+        n = p.array.size
+        p.array = data[pointer:pointer + n].reshape(p.array.shape)
         pointer += n

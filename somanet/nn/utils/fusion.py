@@ -27,7 +27,7 @@ __all__ = ["fuse_conv_bn_eval", "fuse_conv_bn_weights", "fuse_linear_bn_eval", "
 
 def _array(value, what):
     if isinstance(value, Tensor):
-        return value.data
+        return value.array
     if value is None:
         return None
     try:
@@ -154,7 +154,7 @@ def _foldable(layer, layer_forward, bn, channels, x):
             and type(layer).forward is layer_forward and type(bn).forward is _BatchNorm.forward
             and bn.running_mean is not None and bn.running_var is not None and bn.num_features == channels
             and not (layer._forward_hooks or layer._forward_pre_hooks or bn._forward_hooks or bn._forward_pre_hooks)
-            and layer.weight.data.dtype == bn.running_var.data.dtype and len(getattr(x, "shape", ())) in bn._dims)
+            and layer.weight.array.dtype == bn.running_var.array.dtype and len(getattr(x, "shape", ())) in bn._dims)
 
 
 def _pays(weight_size, output_size):
@@ -166,9 +166,9 @@ def _pays(weight_size, output_size):
 
 def _folded(layer, bn, channel_axis=0, groups=1):
     """``_fold`` of a layer module's weight and bias with a batch-norm module's statistics and affine."""
-    return _fold(layer.weight.data, None if layer.bias is None else layer.bias.data, bn.running_mean.data,
-                 bn.running_var.data, bn.eps, None if bn.weight is None else bn.weight.data,
-                 None if bn.bias is None else bn.bias.data, channel_axis, groups)
+    return _fold(layer.weight.array, None if layer.bias is None else layer.bias.array, bn.running_mean.array,
+                 bn.running_var.array, bn.eps, None if bn.weight is None else bn.weight.array,
+                 None if bn.bias is None else bn.bias.array, channel_axis, groups)
 
 
 def conv_bn(conv, bn, x):
@@ -181,7 +181,7 @@ def conv_bn(conv, bn, x):
     ``forward``.
     """
     if not (isinstance(conv, _Conv) and _foldable(conv, _Conv.forward, bn, conv.out_channels, x)
-            and _pays(conv.weight.data.size,
+            and _pays(conv.weight.array.size,
                       x.shape[0] * conv.out_channels * math.prod(x.shape[2:]) // math.prod(conv.stride))):
         return bn(conv(x))
     conv._check_input(x)
@@ -194,7 +194,7 @@ def linear_bn(linear, bn, x):
     2-D ``x`` folds: on ``(N, L, features)`` the batch norm's channels would be ``L``."""
     if not (isinstance(linear, Linear) and getattr(x, "ndim", 0) == 2
             and _foldable(linear, Linear.forward, bn, linear.out_features, x)
-            and _pays(linear.weight.data.size, x.shape[0] * linear.out_features)):
+            and _pays(linear.weight.array.size, x.shape[0] * linear.out_features)):
         return bn(linear(x))
     if x.shape[-1] != linear.in_features:
         return linear(x)  # raises the layer's own error

@@ -25,7 +25,7 @@ __all__ = ["PackedSequence", "invert_permutation", "pack_padded_sequence", "pad_
 def _as_index_array(x, what):
     if x is None:
         return None
-    arr = x.data if isinstance(x, Tensor) else np.asarray(x)
+    arr = x.array if isinstance(x, Tensor) else np.asarray(x)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{what} must hold integers, got dtype {arr.dtype}")
     return arr.astype(np.int64, copy=False)
@@ -98,7 +98,7 @@ class PackedSequence(namedtuple("PackedSequence", ["data", "batch_sizes", "sorte
 
 
 def _lengths_array(lengths):
-    arr = lengths.data if isinstance(lengths, Tensor) else np.asarray(lengths)
+    arr = lengths.array if isinstance(lengths, Tensor) else np.asarray(lengths)
     if arr.ndim != 1:
         raise ValueError(f"lengths must be a 1-D sequence of ints, got shape {tuple(arr.shape)}")
     if arr.size and arr.dtype.kind not in "iu":
@@ -171,7 +171,7 @@ def pad_packed_sequence(sequence, batch_first=False, padding_value=0.0, total_le
     """
     if not isinstance(sequence, PackedSequence):
         raise TypeError(f"pad_packed_sequence(): expected a PackedSequence, got {type(sequence).__name__}")
-    bs = sequence.batch_sizes.data
+    bs = sequence.batch_sizes.array
     T = int(bs.size)
     B = int(bs[0]) if T else 0
     if total_length is not None:
@@ -179,7 +179,7 @@ def pad_packed_sequence(sequence, batch_first=False, padding_value=0.0, total_le
             raise ValueError(f"pad_packed_sequence(): Expected total_length to be at least the length of the "
                              f"longest sequence ({T}), but got total_length={total_length}")
         T = int(total_length)
-    sorted_np = None if sequence.sorted_indices is None else sequence.sorted_indices.data
+    sorted_np = None if sequence.sorted_indices is None else sequence.sorted_indices.array
     time_idx, batch_idx = _packed_index(bs, sorted_np)
     data = sequence.data
     trail = tuple(data.shape[1:])
