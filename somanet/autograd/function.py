@@ -16,6 +16,10 @@ requires grad, records the call as a node of the graph. ``backward`` returns one
 (``None`` where there is none); gradients may keep broadcast dimensions, the engine sums them away.
 The node is the ``ctx``: parameters needed by backward are plain attributes, arrays go through
 ``save_for_backward`` so the engine can free them after use.
+
+PyTorch's way works too: a subclass whose ``forward`` and ``backward`` are ``@staticmethod``s gets tensors
+(not arrays), uses ``ctx.save_for_backward``/``ctx.saved_tensors``, ``ctx.needs_input_grad`` and
+``ctx.mark_non_differentiable``, and is called as ``F.apply(...)``, exactly as in PyTorch.
 """
 from numpy import asarray, ndarray
 
@@ -36,6 +40,11 @@ class Function:
     saved = ()
     version_checks = None
     out_hooks = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if isinstance(cls.__dict__.get("forward"), staticmethod):
+            _init_tensor_function(cls)
 
     def save_for_backward(ctx, *arrays):
         ctx.saved = arrays
@@ -148,3 +157,151 @@ class Function:
     @property
     def name(self):
         return type(self).__name__
+
+
+# --------------------------------------------------------------------------- PyTorch-style Functions
+class _TensorFunctionNode(Function):
+    """The graph node (and ``ctx``) of one call of a PyTorch-style ``Function`` subclass.
+
+    PyTorch users write ``forward`` and ``backward`` as static methods on tensors; this node stores what
+    ``ctx`` is given, and when the engine reaches it, hands the output gradients to the user's
+    ``backward`` as tensors and passes the returned tensors on as arrays.
+    """
+
+    materialize_grads = True
+
+    def save_for_backward(ctx, *tensors):
+        for t in tensors:
+            if t is not None and not isinstance(t, Tensor):
+                raise TypeError(f"{ctx.name}: save_for_backward() takes tensors (or None), got {type(t).__name__}")
+        ctx.saved = tensors
+
+    @property
+    def saved_tensors(ctx):
+        if ctx.saved is _FREED:
+            raise RuntimeError(f"{ctx.name}: the saved tensors were freed after the first backward; pass "
+                               f"retain_graph=True to backward() to run it twice")
+        return ctx.saved
+
+    def mark_non_differentiable(ctx, *tensors):
+        ctx.non_differentiable = {id(t) for t in tensors}
+
+    def mark_dirty(ctx, *tensors):
+        ctx.dirty = {id(t) for t in tensors}
+
+    def set_materialize_grads(ctx, value):
+        ctx.materialize_grads = bool(value)
+
+    @property
+    def name(self):
+        return f"{self.fn_cls.__name__}Backward"
+
+    def backward(ctx, *grads):
+        from .grad_mode import no_grad
+
+        wrapped = []
+        for g, (shape, dtype) in zip(grads, ctx.out_metas):
+            if g is None and ctx.materialize_grads:
+                from numpy import zeros
+
+                g = zeros(shape, dtype)
+            wrapped.append(None if g is None else _wrap(g, False, None, 0))
+        with no_grad():
+            result = ctx.fn_cls.backward(ctx, *wrapped)
+        if not isinstance(result, tuple):
+            result = (result,)
+        n_inputs = len(ctx.edges)
+        # PyTorch allows extra trailing Nones (for arguments that were not tensors).
+        if len(result) > n_inputs and all(r is None for r in result[n_inputs:]):
+            result = result[:n_inputs]
+        if len(result) != n_inputs:
+            raise RuntimeError(f"function {ctx.name} returned an incorrect number of gradients (expected "
+                               f"{n_inputs}, got {len(result)})")
+        out = []
+        for i, (r, meta) in enumerate(zip(result, ctx.metas)):
+            if r is None or meta is None:
+                out.append(None)
+                continue
+            arr = r.array if isinstance(r, Tensor) else asarray(r)
+            if arr.shape != meta[0]:
+                try:
+                    from numpy import broadcast_shapes
+
+                    ok = broadcast_shapes(meta[0], arr.shape) == arr.shape
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise RuntimeError(f"function {ctx.name} returned an invalid gradient at index {i}: got shape "
+                                       f"{tuple(arr.shape)} but expected a shape compatible with {tuple(meta[0])}")
+            out.append(arr)
+        return tuple(out)
+
+
+def _apply_tensor_function(cls, *args, **kwargs):
+    """``F.apply(*args)`` for a ``Function`` subclass written PyTorch's way (static forward/backward)."""
+    from .grad_mode import no_grad
+
+    ctx = _new(_TensorFunctionNode)
+    ctx.fn_cls = cls
+    ctx.non_differentiable = ()
+    ctx.dirty = ()
+    ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+    record = _state.enabled and any(ctx.needs_input_grad)
+    with no_grad():
+        if cls._setup_context is not None:
+            outputs = cls.forward(*args, **kwargs)
+            cls.setup_context(ctx, args, outputs)
+        else:
+            outputs = cls.forward(ctx, *args, **kwargs)
+    single = not isinstance(outputs, tuple)
+    outs = (outputs,) if single else outputs
+    if not record:
+        return outputs
+    edges, metas, checks, generation = [], [], [], 0
+    for a in args:
+        if isinstance(a, Tensor) and a.requires_grad:
+            fn = a.grad_fn
+            if fn is None:
+                edges.append((a, 0))
+            else:
+                edges.append((fn, a._out_index))
+                generation = max(generation, fn.generation + 1)
+            metas.append((a.array.shape, a.array.dtype))
+        else:
+            edges.append(None)
+            metas.append(None)
+    ctx.edges, ctx.metas, ctx.generation = edges, metas, generation
+    ctx.n_out = len(outs)
+    ctx.out_metas = [(o.array.shape, o.array.dtype) if isinstance(o, Tensor) else ((), None) for o in outs]
+    wrapped = []
+    for i, o in enumerate(outs):
+        if not isinstance(o, Tensor):
+            wrapped.append(o)
+            continue
+        differentiable = id(o) not in ctx.non_differentiable and o.array.dtype.kind in "fc"
+        if id(o) in ctx.dirty:
+            # Changed in place by forward: the same object now comes out of this node.
+            o.grad_fn, o._out_index, o.requires_grad = (ctx, i, True) if differentiable else (None, 0, False)
+            o._version[0] += 1
+            wrapped.append(o)
+        elif differentiable:
+            wrapped.append(_wrap(o.array, True, ctx, i, o._version))
+        else:
+            wrapped.append(_wrap(o.array, False, None, 0, o._version))
+    for t in ctx.saved or ():
+        if t is not None:
+            checks.append((t._version, t._version[0]))
+    ctx.version_checks = checks or None
+    return wrapped[0] if single else tuple(wrapped)
+
+
+def once_differentiable(fn):
+    """Mark a ``backward`` as not itself differentiable (accepted for PyTorch code; it changes nothing here)."""
+    return fn
+
+
+def _init_tensor_function(cls):
+    """Make a subclass whose ``forward`` is a staticmethod a PyTorch-style Function (tensors in and out)."""
+    setup = cls.__dict__.get("setup_context")
+    cls._setup_context = setup if isinstance(setup, staticmethod) else None
+    cls.apply = classmethod(_apply_tensor_function)

@@ -245,7 +245,8 @@ class Tensor:
         if self.array.size == 0 and self.array.ndim != 1:
             extras.append(f"size={tuple(self.array.shape)}")
         if self.grad_fn is not None:
-            extras.append(f"grad_fn=<{type(self.grad_fn).__name__}Backward>")
+            name = self.grad_fn.name
+            extras.append(f"grad_fn=<{name if name.endswith('Backward') else name + 'Backward'}>")
         elif self.requires_grad:
             extras.append("requires_grad=True")
         return "tensor(" + body + "".join(", " + e for e in extras) + ")"

@@ -296,3 +296,15 @@ def test_parameter_is_a_leaf_that_requires_grad():
     assert not frozen.requires_grad
     model = nn.Linear(2, 2).requires_grad_(False)
     assert not any(q.requires_grad for q in model.parameters())
+
+
+def test_reassigning_a_child_or_parameter_keeps_its_place():
+    seq = somanet.nn.Sequential(somanet.nn.Linear(2, 3), somanet.nn.ReLU(), somanet.nn.Linear(3, 1))
+    first = somanet.nn.Linear(2, 3)
+    seq[0] = first
+    assert list(seq._modules) == ["0", "1", "2"] and next(iter(seq)) is first
+    lin = somanet.nn.Linear(2, 2)
+    lin.weight = somanet.nn.Parameter(somanet.ones(2, 2))
+    assert [n for n, _ in lin.named_parameters()] == ["weight", "bias"]
+    lin.register_parameter("weight", somanet.nn.Parameter(somanet.zeros(2, 2)))
+    assert [n for n, _ in lin.named_parameters()] == ["weight", "bias"]
