@@ -192,6 +192,7 @@ class Tensor:
                     t.grad.array = t.grad.array + grad
             return None
 
+        _retain.retains_grad = True
         self._add_node_hook(_retain)
 
     @property
@@ -224,7 +225,11 @@ class Tensor:
         if node.out_hooks is None:
             node.out_hooks = {}
         hooks = node.out_hooks.setdefault(self._out_index, [])
-        hooks.append(fn)
+        # retain_grad's hook always runs last, so .grad holds the gradient after every user hook (as in PyTorch).
+        if hooks and getattr(hooks[-1], "retains_grad", False):
+            hooks.insert(len(hooks) - 1, fn)
+        else:
+            hooks.append(fn)
         return _HookHandle(hooks, fn)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):

@@ -4,7 +4,8 @@ from collections import OrderedDict
 import numpy as np
 
 from ... import backend, devices
-from ...autograd.tensor import Tensor
+from ...autograd.function import Function
+from ...autograd.tensor import Tensor, _wrap
 from ...autograd import grad_mode
 
 
@@ -358,10 +359,36 @@ class Module:
             self._forward_pre_hooks.move_to_end(handle.id, last=False)
         return handle
 
+    def register_full_backward_pre_hook(self, hook, *, prepend=False):
+        """``hook(module, grad_output) -> new grad_output or None``, called when the gradients with respect to
+        the module's outputs are ready, before they flow into the module."""
+        store = self.__dict__.setdefault("_backward_pre_hooks", OrderedDict())
+        handle = _Handle(store)
+        store[handle.id] = hook
+        if prepend:
+            store.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_full_backward_hook(self, hook, *, prepend=False):
+        """``hook(module, grad_input, grad_output) -> new grad_input or None``, called when the gradients with
+        respect to the module's positional tensor inputs are computed (None for inputs without gradient)."""
+        store = self.__dict__.setdefault("_backward_hooks", OrderedDict())
+        handle = _Handle(store)
+        store[handle.id] = hook
+        if prepend:
+            store.move_to_end(handle.id, last=False)
+        return handle
+
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"Module [{type(self).__name__}] is missing the required \"forward\" function")
 
     def __call__(self, *args, **kwargs):
+        if (self.__dict__.get("_backward_hooks") or self.__dict__.get("_backward_pre_hooks")) and \
+                grad_mode._state.enabled:
+            return _call_with_backward_hooks(self, args, kwargs)
+        return self._call_forward(args, kwargs)
+
+    def _call_forward(self, args, kwargs):
         if self._forward_pre_hooks:
             for hook, with_kwargs in list(self._forward_pre_hooks.values()):
                 if with_kwargs:
@@ -413,3 +440,99 @@ class Module:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+
+
+# --------------------------------------------------------------------------- full backward hooks
+class _HookIdentity(Function):
+    """Passes tensors through unchanged; its backward hands their gradients to a module's backward hooks."""
+
+    def forward(ctx, *arrays, on_backward):
+        ctx.on_backward = on_backward
+        return tuple(arrays)
+
+    def backward(ctx, *grads):
+        return ctx.on_backward(grads)
+
+
+def _grads_to_tensors(grads):
+    return tuple(None if g is None else _wrap(g, False, None, 0) for g in grads)
+
+
+def _grads_to_arrays(new, old, what):
+    if not isinstance(new, (tuple, list)):
+        new = (new,)
+    if len(new) != len(old):
+        raise RuntimeError(f"backward hook returned {len(new)} {what} gradients, expected {len(old)}")
+    out = []
+    for n, o in zip(new, old):
+        if n is None:
+            out.append(None)
+            continue
+        arr = n.array if isinstance(n, Tensor) else np.asarray(n)
+        if o is not None and arr.shape != o.shape:
+            raise RuntimeError(f"backward hook returned a {what} gradient of shape {tuple(arr.shape)}, expected "
+                               f"{tuple(o.shape)}")
+        out.append(arr)
+    return tuple(out)
+
+
+def _call_with_backward_hooks(module, args, kwargs):
+    """Run ``module`` so that its full backward (pre-)hooks see the gradients of its outputs and inputs.
+
+    The positional tensor inputs go through one identity node and the tensor outputs through another: the
+    outputs' node receives ``grad_output`` (pre-hooks may replace it), the inputs' node ``grad_input``
+    (hooks may replace it). With no input that requires grad, the hooks run at the outputs' node with
+    ``grad_input`` all None, as in PyTorch.
+    """
+    state = {}
+    positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+    hooked_inputs = [i for i in positions if args[i].requires_grad]
+
+    def run_hooks(grad_input):
+        grad_output = state.get("grad_output", ())
+        for hook in list(module.__dict__.get("_backward_hooks", {}).values()):
+            res = hook(module, _grads_to_tensors(grad_input), _grads_to_tensors(grad_output))
+            if res is not None:
+                grad_input = _grads_to_arrays(res, grad_input, "input")
+        return grad_input
+
+    def on_input_grads(grads):
+        full = [None] * len(args)
+        for i, g in zip(hooked_inputs, grads):
+            full[i] = g
+        full = run_hooks(tuple(full))
+        return tuple(full[i] for i in hooked_inputs)
+
+    def on_output_grads(grads):
+        for hook in list(module.__dict__.get("_backward_pre_hooks", {}).values()):
+            res = hook(module, _grads_to_tensors(grads))
+            if res is not None:
+                grads = _grads_to_arrays(res, grads, "output")
+        state["grad_output"] = grads
+        if not hooked_inputs:
+            run_hooks(tuple(None for _ in args))
+        return grads
+
+    if hooked_inputs:
+        passed = _HookIdentity.apply(*(args[i] for i in hooked_inputs), on_backward=on_input_grads)
+        args = list(args)
+        for i, t in zip(hooked_inputs, passed):
+            args[i] = t
+        args = tuple(args)
+    out = module._call_forward(args, kwargs)
+    single = isinstance(out, Tensor)
+    outs = (out,) if single else tuple(out) if isinstance(out, (tuple, list)) else None
+    if outs is None:
+        return out
+    grad_outs = [i for i, o in enumerate(outs) if isinstance(o, Tensor) and o.requires_grad]
+    if not grad_outs:
+        return out
+    passed = _HookIdentity.apply(*(outs[i] for i in grad_outs), on_backward=on_output_grads)
+    new = list(outs)
+    for i, t in zip(grad_outs, passed):
+        new[i] = t
+    if single:
+        return new[0]
+    if hasattr(out, "_fields"):  # a namedtuple
+        return type(out)(*new)
+    return tuple(new) if isinstance(out, tuple) else new
