@@ -9,9 +9,11 @@ recursive ("chainable") form, so several schedulers can act on the same optimize
 """
 from bisect import bisect_right
 from collections import Counter
+import functools
 import math
 import types
 import warnings
+import weakref
 
 from .optimizer import Optimizer
 
@@ -47,6 +49,38 @@ def _group_values(optimizer, key):
     return [group[key] for group in optimizer.param_groups]
 
 
+def _track_optimizer_steps(optimizer):
+    """Make every call of ``optimizer.step`` set ``optimizer._opt_called``.
+
+    ``Optimizer.step`` sets the flag itself, but a subclass may override ``step`` without calling it,
+    so the instance's ``step`` is wrapped (once, however many schedulers share the optimizer). The
+    wrapper holds the optimizer weakly, so it adds no reference cycle.
+    """
+    current = optimizer.step
+    if getattr(current, "_wrapped_by_lr_sched", False):
+        return
+    func = getattr(current, "__func__", None)
+    if func is None or getattr(current, "__self__", None) is not optimizer:
+        # a callable set on the instance (not a method of this optimizer): call it as it is
+        func = current
+
+        def bind(opt):
+            return func
+    else:
+        def bind(opt):
+            return func.__get__(opt, type(opt))
+    owner = weakref.ref(optimizer)
+
+    @functools.wraps(func)
+    def counted_step(*args, **kwargs):
+        opt = owner()
+        opt._opt_called = True
+        return bind(opt)(*args, **kwargs)
+
+    counted_step._wrapped_by_lr_sched = True
+    optimizer.step = counted_step
+
+
 class LRScheduler:
     """Base class of the epoch/step-based schedulers.
 
@@ -77,6 +111,7 @@ class LRScheduler:
                                    "an optimizer whose state was loaded from a checkpoint)")
         self.base_lrs = _group_values(optimizer, "initial_lr")
         self.last_epoch = last_epoch
+        _track_optimizer_steps(optimizer)
         self._initial_step()
 
     def _initial_step(self):
@@ -111,11 +146,17 @@ class LRScheduler:
 
     def step(self, epoch=None):
         """Advance one epoch (or jump to ``epoch``, deprecated) and set each group's ``lr``."""
-        if self._step_count == 1 and not getattr(self.optimizer, "_opt_called", True):
-            warnings.warn("Detected call of `lr_scheduler.step()` before `optimizer.step()`. You should call them "
-                          "in the opposite order: `optimizer.step()` before `lr_scheduler.step()`. Failure to do "
-                          "this will result in skipping the first value of the learning rate schedule.",
-                          UserWarning, stacklevel=2)
+        if self._step_count == 1:
+            if not getattr(self.optimizer.step, "_wrapped_by_lr_sched", False):
+                warnings.warn("`optimizer.step` was replaced after the learning-rate scheduler was created, so the "
+                              "scheduler cannot check that `optimizer.step()` runs before `lr_scheduler.step()`. "
+                              "Replace it before creating the scheduler, and call `optimizer.step()` first.",
+                              UserWarning, stacklevel=2)
+            elif not getattr(self.optimizer, "_opt_called", False):
+                warnings.warn("Detected call of `lr_scheduler.step()` before `optimizer.step()`. You should call "
+                              "them in the opposite order: `optimizer.step()` before `lr_scheduler.step()`. Failure "
+                              "to do this will result in skipping the first value of the learning rate schedule.",
+                              UserWarning, stacklevel=2)
         self._step_count += 1
         if epoch is not None:
             warnings.warn(_EPOCH_DEPRECATION, UserWarning, stacklevel=2)

@@ -39,7 +39,9 @@ _LOSSES = {
     "bce": "BCELoss", "bce_with_logits": "BCEWithLogitsLoss",
 }
 _OPTIMIZERS = {"sgd": ("SGD", 0.01), "adam": ("Adam", 1e-3), "adamw": ("AdamW", 1e-3),
-               "rmsprop": ("RMSprop", 1e-2), "adagrad": ("Adagrad", 1e-2)}
+               "rmsprop": ("RMSprop", 1e-2), "adagrad": ("Adagrad", 1e-2), "adadelta": ("Adadelta", 1.0),
+               "adamax": ("Adamax", 2e-3), "nadam": ("NAdam", 2e-3), "radam": ("RAdam", 1e-3),
+               "asgd": ("ASGD", 1e-2)}
 
 
 def get_loss(spec):
