@@ -22,6 +22,7 @@ from .ops.reduce import *  # noqa: F401,F403
 from .ops.shape import *  # noqa: F401,F403
 from .ops.index import *  # noqa: F401,F403
 from .ops.linalg import *  # noqa: F401,F403
+from .ops.pointwise import *  # noqa: F401,F403
 
 half = float16
 float = float32  # noqa: A001
@@ -30,6 +31,20 @@ long = int64
 int = int32  # noqa: A001
 
 __version__ = "0.1.0"
+
+
+def save(obj, f):
+    """Save tensors, state dicts and containers of them in PyTorch's format (see ``somanet.serialization``)."""
+    from .serialization import save as _save
+
+    return _save(obj, f)
+
+
+def load(f, map_location=None, *, weights_only=True):
+    """Load a file written by ``somanet.save`` or ``torch.save`` without running any code from it."""
+    from .serialization import load as _load
+
+    return _load(f, map_location=map_location, weights_only=weights_only)
 
 
 def set_default_dtype(d):
