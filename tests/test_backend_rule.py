@@ -15,7 +15,7 @@ OPS_DIR = Path(__file__).resolve().parent.parent / "somanet" / "ops"
 
 #: Op families that follow the rule; the others join this list as they are converted.
 CHECKED_FILES = ("elementwise.py", "reduce.py", "linalg.py", "shape.py", "index.py", "recurrent.py",
-                 "attention.py", "activation.py", "norm.py", "loss.py", "conv.py", "pool.py")
+                 "attention.py", "activation.py", "norm.py", "loss.py", "conv.py", "pool.py", "special.py")
 
 #: Converted files with too few ops for the five-method guard below, each with its exact number of
 #: forward/backward methods: the count keeps their check from passing vacuously all the same.
