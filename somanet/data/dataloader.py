@@ -325,7 +325,9 @@ class _MultiProcessIter(_BaseIter):
             if dead:
                 self._worker_died(dead[0])
             if deadline is not None and time.monotonic() >= deadline:
-                self._shutdown_workers()
+                # A worker that missed the deadline may never answer: stop the workers without
+                # waiting for them, so that the error comes at the timeout.
+                self._shutdown_workers(terminate=True)
                 raise RuntimeError(f"DataLoader timed out after {self._timeout} seconds waiting for a batch "
                                    f"from its workers")
 
@@ -377,18 +379,29 @@ class _MultiProcessIter(_BaseIter):
             data.reraise()
         return data
 
-    def _shutdown_workers(self):
+    def _shutdown_workers(self, terminate=False):
+        """Stop the workers: ask them to finish (waiting up to 5 s), or with ``terminate`` end them at
+        once (after a timeout, when a worker may be stuck for good)."""
         if getattr(self, "_shutdown", True):
             return
         self._shutdown = True
         self._done_event.set()
+        if terminate:
+            for w in self._workers:
+                if w.is_alive():
+                    w.terminate()
+            for w in self._workers:
+                w.join(timeout=0.5)
+                if w.is_alive():
+                    w.kill()  # one that ignores SIGTERM
+                    w.join(timeout=0.5)
         for q in self._index_queues:
             try:
                 q.put(None)
             except Exception:
                 pass
         # A worker may be blocked sending a batch nobody will use: read and drop until each closes.
-        open_readers = list(self._readers)
+        open_readers = [] if terminate else list(self._readers)
         deadline = time.monotonic() + 5.0
         while open_readers and time.monotonic() < deadline:
             for conn in multiprocessing.connection.wait(open_readers, timeout=0.1):

@@ -25,7 +25,8 @@ import json
 import os
 
 __all__ = ["Recipe", "ConfigError", "load_config_file", "merge_config", "parse_override", "validate_config",
-           "build_optimizer", "build_scheduler", "build_callbacks", "CONFIG_KEYS"]
+           "check_loss", "check_training_config", "build_optimizer", "build_scheduler", "build_callbacks",
+           "CONFIG_KEYS"]
 
 
 class ConfigError(ValueError):
@@ -227,6 +228,64 @@ def validate_config(cfg):
     return cfg
 
 
+def check_loss(cfg):
+    """Build the config's loss once (a name ``fit`` does not know, or arguments the loss does not
+    take, raise ``ConfigError`` here instead of after training has started)."""
+    from .trainer import get_loss
+    try:
+        get_loss(cfg.get("loss"))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config 'loss': {exc}") from None
+
+
+def check_training_config(cfg, has_validation=True):
+    """Check what ``fit`` would only find out once training has started, so that a bad config fails
+    before a run directory is created: the loss and metrics are built, the trainer and checkpoint
+    settings tried, and every monitored key (``checkpoint.monitor``, ``early_stopping.monitor``, a
+    plateau scheduler's ``monitor``) must be one the run logs. Raises ``ConfigError`` naming the key.
+
+    Args:
+        cfg: a run config that ``validate_config`` accepts.
+        has_validation: whether the run has validation data (which logs the ``val_`` keys).
+    """
+    from .callbacks import ModelCheckpoint
+    from .metrics import get_metric
+    from .trainer import Trainer
+    check_loss(cfg)
+    names = []
+    for spec in cfg.get("metrics") or []:
+        try:
+            names.append(get_metric(spec).name)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"config 'metrics': {exc}") from None
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"config 'metrics' names {', '.join(dup)} more than once (each metric logs under its name)")
+    if "loss" in names or "lr" in names:
+        raise ConfigError("config 'metrics' cannot hold 'loss' or 'lr': those are logged by the trainer itself")
+    _call("trainer", Trainer, dict(cfg.get("trainer") or {}))
+    checkpoint = _call("checkpoint", ModelCheckpoint, dict(cfg.get("checkpoint") or {}))
+    logged = {"loss", "lr", *names}
+    if has_validation:
+        logged |= {"val_" + n for n in ["loss", *names]}
+    default = "val_loss" if has_validation else "loss"
+    monitors = []
+    if checkpoint.monitor and checkpoint.save_top_k != 0:
+        monitors.append(("checkpoint.monitor", checkpoint.monitor))
+    if cfg.get("early_stopping"):
+        monitors.append(("early_stopping.monitor", cfg["early_stopping"].get("monitor", "val_loss")))
+    sched = cfg.get("scheduler")
+    if sched and str(sched.get("name")).lower() == "plateau":
+        monitors.append(("scheduler.monitor", sched.get("monitor") or default))
+    for key, monitor in monitors:
+        if monitor not in logged:
+            hint = (" (the val_ keys need validation data)" if str(monitor).startswith("val_") and not has_validation
+                    else "")
+            raise ConfigError(f"config '{key}' is {monitor!r}, which this run does not log{hint}; it logs "
+                              f"{', '.join(sorted(logged))} (a metric's key needs it in 'metrics')")
+    return cfg
+
+
 # --------------------------------------------------------------------------- builders
 def _call(owner, factory, kwargs):
     try:
@@ -287,10 +346,13 @@ def build_scheduler(spec, optimizer, epochs, steps_per_epoch):
 
 
 def build_callbacks(cfg):
-    """``EarlyStopping`` from the config's ``early_stopping`` table, if any."""
+    """``EarlyStopping`` from the config's ``early_stopping`` table, if any; for a generative model
+    (``vae``, ``gan``), the ``GenerativeReport`` that writes sample grids and quality numbers."""
     from .callbacks import EarlyStopping
+    from .generative import recipe_callbacks
     callbacks = []
     es = cfg.get("early_stopping")
     if es:
         callbacks.append(_call("early_stopping", EarlyStopping, dict(es)))
+    callbacks += recipe_callbacks(cfg)
     return callbacks

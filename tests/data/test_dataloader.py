@@ -200,3 +200,32 @@ def test_dead_worker_is_reported_not_waited_for():
 def test_out_of_order_delivery_gives_every_batch_once():
     batches = [b[1].array.tolist() for b in DataLoader(Squares(10), batch_size=2, num_workers=2, in_order=False)]
     assert sorted(batches) == [[0, 1], [4, 9], [16, 25], [36, 49], [64, 81]]
+
+
+class HangsInWorker(Squares):
+    """Index 2 never comes back from a worker (and the stuck worker ignores SIGTERM)."""
+
+    def __getitem__(self, i):
+        if i == 2 and get_worker_info() is not None:
+            import signal
+            import time
+            if hasattr(signal, "SIGTERM"):
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            time.sleep(600)
+        return super().__getitem__(i)
+
+
+def test_timeout_is_reported_at_the_timeout_and_the_stuck_worker_ended():
+    import time
+    loader = DataLoader(HangsInWorker(8), batch_size=1, num_workers=2, timeout=1)
+    it = iter(loader)
+    next(it)
+    next(it)
+    start = time.monotonic()  # batch 2's wait starts now
+    with pytest.raises(RuntimeError, match="timed out after 1 seconds"):
+        next(it)
+    elapsed = time.monotonic() - start
+    # The error comes at the timeout (plus at most the half second a SIGTERM is given before SIGKILL),
+    # not after waiting for the stuck worker to finish.
+    assert 0.9 <= elapsed < 2.5, elapsed
+    assert not any(w.is_alive() for w in it._workers)

@@ -135,3 +135,176 @@ def test_weights_only_file(tmp_path):
         load_weights(other, tmp_path / "bad.safetensors")
     with pytest.raises(CheckpointError, match="does not fit the model Linear"):
         load_weights(nn.Linear(2, 2), tmp_path / "w.safetensors")
+
+
+# ----------------------------------------------------------------------------- what killed saves leave
+def _hidden_dir(folder, base, kind, pid, host=None, token="0badc0de"):
+    from somanet.train import _io
+    path = os.path.join(folder, f".{base}.{kind}-{pid}-{host or _io._host_tag()}-{token}")
+    os.makedirs(path)
+    with open(os.path.join(path, "model.safetensors"), "wb") as f:
+        f.write(b"\0" * 1000)
+    return os.path.basename(path)
+
+
+def _dead_pid():
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _age(path, days):
+    import time
+    then = time.time() - days * 24 * 3600
+    for name in os.listdir(path):
+        os.utime(os.path.join(path, name), (then, then))
+    os.utime(path, (then, then))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="checks process ids the POSIX way")
+def test_leftovers_of_dead_writers_are_deleted_and_those_of_live_writers_kept(tmp_path):
+    import subprocess
+    import sys
+    model = _model()
+    folder = str(tmp_path / "checkpoints")
+    save_checkpoint(os.path.join(folder, "last"), model, {"epoch": 1})
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        live_dir = _hidden_dir(folder, "last", "tmp", live.pid)  # a writer that still runs
+        keep = {live_dir,
+                _hidden_dir(folder, "last", "tmp", 12345, host="ffffffff"),  # another host's, recent
+                _hidden_dir(folder, "best", "tmp", 12345, host="ffffffff", token="0badbeef")}
+        os.makedirs(os.path.join(folder, ".best.tmp-abcd1234"))  # an older somanet's name, recent
+        keep.add(".best.tmp-abcd1234")
+        gone = [_hidden_dir(folder, "last", "old", _dead_pid()),  # its writer was killed
+                _hidden_dir(folder, "last", "tmp", os.getpid()),  # this process's, but no save of it uses it
+                _hidden_dir(folder, "best", "old", _dead_pid(), token="0badbeef"),
+                _hidden_dir(folder, "last", "old", 777, host="eeeeeeee")]  # another host's, untouched for days
+        _age(os.path.join(folder, gone[-1]), days=3)
+        os.makedirs(os.path.join(folder, ".last.old-wxyz9876"))  # an older somanet's name, untouched for days
+        _age(os.path.join(folder, ".last.old-wxyz9876"), days=3)
+        assert len(os.listdir(folder)) == 1 + len(keep) + len(gone) + 1
+        save_checkpoint(os.path.join(folder, "last"), model, {"epoch": 2})
+        assert set(os.listdir(folder)) == keep | {"last"}
+        live.kill()
+        live.wait()
+        # A load tidies too: the writer is gone now.
+        assert load_checkpoint(os.path.join(folder, "last")).trainer_state["epoch"] == 2
+        assert set(os.listdir(folder)) == keep - {live_dir} | {"last"}
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_a_missing_checkpoint_is_recovered_from_the_newest_complete_hidden_copy(tmp_path):
+    from somanet.train import _io
+    folder = tmp_path / "checkpoints"
+    save_checkpoint(folder / "last", _model(), {"epoch": 1})
+    save_checkpoint(folder / "next", _model(), {"epoch": 2})
+    dead = _dead_pid()
+    # What a kill between the two renames leaves: the old 'last' and the complete new one, hidden.
+    os.rename(folder / "last", folder / f".last.old-{dead}-{_io._host_tag()}-00000001")
+    os.rename(folder / "next", folder / f".last.tmp-{dead}-{_io._host_tag()}-00000002")
+    _hidden_dir(str(folder), "last", "tmp", dead, token="00000003")  # and one killed while writing
+    assert load_checkpoint(tmp_path).trainer_state["epoch"] == 2
+    assert sorted(os.listdir(folder)) == ["last"]
+
+
+# ----------------------------------------------------------------------------- hand-edited manifests
+@pytest.fixture
+def trained(tmp_path):
+    """A Trainer's checkpoint (optimizer moments, random states, callback states)."""
+    from somanet.train import Trainer
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    Trainer(run_dir=tmp_path / "run", enable_progress_bar=False, plots=False).fit(
+        _model(), (x, y), epochs=1, optimizer="adam", loss="cross_entropy", batch_size=8)
+    return str(tmp_path / "run" / "checkpoints" / "last")
+
+
+def _edit(path, manifest_text=None, edit_state=None, edit_arrays=None):
+    """Rewrite a checkpoint's manifest and arrays, with checksums recomputed so that they are valid."""
+    import hashlib
+    import safetensors.numpy as st
+    manifest_path = os.path.join(path, "checkpoint.json")
+    manifest = json.load(open(manifest_path))
+    if edit_arrays is not None:
+        arrays = {k: np.array(v) for k, v in st.load_file(os.path.join(path, "state.safetensors")).items()}
+        edit_arrays(arrays)
+        data = st.save(arrays, metadata={"format": "somanet-checkpoint"})
+        open(os.path.join(path, "state.safetensors"), "wb").write(data)
+        manifest["files"]["state.safetensors"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    if edit_state is not None:
+        edit_state(manifest)
+    open(manifest_path, "w").write(manifest_text(manifest) if manifest_text else json.dumps(manifest))
+
+
+@pytest.mark.parametrize("depth, problem", [(100_000, "nested too deeply"), (500, "nested more than 100 levels")])
+def test_deeply_nested_manifest_is_refused(trained, depth, problem):
+    nested = "[" * depth + "]" * depth
+    _edit(trained, manifest_text=lambda m: json.dumps(m)[:-1] + f', "extra": {nested}}}')
+    with pytest.raises(CheckpointError, match=rf"checkpoint\.json is corrupt: its JSON is {problem}"):
+        load_checkpoint(trained)
+
+
+_EDITS = [
+    (lambda m: m["trainer_state"].update(epoch="3"), "trainer_state.epoch", "must be a non-negative integer"),
+    (lambda m: m["trainer_state"].update(global_step=-1), "trainer_state.global_step", "non-negative integer"),
+    (lambda m: m["trainer_state"].update(epoch={"__scalar__": "bogus", "value": 1}),
+     "trainer_state.epoch.__scalar__", "must be a NumPy number type"),
+    (lambda m: m["trainer_state"].update(epoch={"__scalar__": "<i1", "value": 1000}),
+     "trainer_state.epoch.value", "does not fit the type"),
+    (lambda m: m["trainer_state"].update(epoch_done="yes"), "trainer_state.epoch_done", "must be true or false"),
+    (lambda m: m["trainer_state"].pop("rng"), "trainer_state.rng", "is missing"),
+    (lambda m: m["trainer_state"].update(optimizers={}), "trainer_state.optimizers", "must be a list"),
+    (lambda m: m["trainer_state"]["optimizers"][0].update(state={"__array__": 5}),
+     "trainer_state.optimizers.0.state.__array__", "must name an array"),
+    (lambda m: m["trainer_state"].update(epoch={"__array__": "state.nowhere"}), "trainer_state.epoch",
+     "has no array 'state.nowhere'"),
+    (lambda m: m["files"]["model.safetensors"].update(bytes="12"), "files.model.safetensors.bytes",
+     "must be a non-negative integer"),
+    (lambda m: m["files"]["config.json"].update(sha256=None), "files.config.json.sha256", "64 lowercase hex"),
+    (lambda m: m.update(trainer_state=[]), "trainer_state", "must be an object"),
+]
+
+
+@pytest.mark.parametrize("edit, field, problem", _EDITS, ids=[f"{f} {p}" for _, f, p in _EDITS])
+def test_hand_edited_manifest_fields_are_named(trained, edit, field, problem):
+    _edit(trained, edit_state=edit)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(trained)
+    msg = str(info.value)
+    assert field in msg and problem in msg, msg
+    assert "checkpoint.json" in msg or "state.safetensors" in msg
+
+
+def test_a_moment_of_the_wrong_shape_is_named(trained):
+    def shrink(arrays):
+        arrays["state.optimizers.0.state.0.exp_avg"] = np.zeros(3, np.float32)
+    _edit(trained, edit_arrays=shrink)
+    with pytest.raises(CheckpointError, match=r"field 'trainer_state\.optimizers\.0\.state\.0\.exp_avg' has shape "
+                                              r"\(3,\) but exp_avg_sq has shape \(5, 6\)"):
+        load_checkpoint(trained)
+
+
+def test_version_must_be_the_integer_one(saved):
+    manifest = os.path.join(saved, "checkpoint.json")
+    data = json.load(open(manifest))
+    data["version"] = True
+    open(manifest, "w").write(json.dumps(data))
+    with pytest.raises(CheckpointError, match="format version True"):
+        load_checkpoint(saved)
+
+
+def test_hidden_folders_that_are_not_checkpoint_debris_are_left_alone(tmp_path):
+    folder = tmp_path / "home"
+    foreign = folder / ".config.old-20230101"  # the shape of an older somanet's name, but someone else's
+    foreign.mkdir(parents=True)
+    (foreign / "settings.ini").write_text("keep me")
+    _age(str(foreign), days=30)
+    save_checkpoint(folder / "model", _model(), {"epoch": 1})
+    load_checkpoint(folder / "model")
+    assert (foreign / "settings.ini").read_text() == "keep me"
