@@ -23,6 +23,11 @@ from .ops.shape import *  # noqa: F401,F403
 from .ops.index import *  # noqa: F401,F403
 from .ops.linalg import *  # noqa: F401,F403
 from .ops.pointwise import *  # noqa: F401,F403
+from .ops.matrix import *  # noqa: F401,F403
+from .ops.statistics import *  # noqa: F401,F403
+from .ops.layout import *  # noqa: F401,F403
+from .ops.tensor_api import *  # noqa: F401,F403
+from .ops.sparse import sparse_coo_tensor, spmm, mm, matmul, strided, sparse_coo  # noqa: F401
 
 half = float16
 float = float32  # noqa: A001
@@ -64,11 +69,31 @@ def get_default_dtype():
 # fast (``import somanet.nn`` works as usual too).
 _LAZY_SUBMODULES = frozenset({
     "nn", "optim", "utils", "data", "distributions", "onnx", "backends", "cuda", "accelerator", "vision", "train",
-    "models", "func", "amp", "distributed", "special", "linalg", "fft", "testing", "serialization",
+    "models", "func", "amp", "distributed", "special", "linalg", "fft", "testing", "serialization", "sparse",
 })
 
 
+# PyTorch functions somanet does not provide: each name resolves to a function that raises
+# NotImplementedError when called, so a program fails where it uses one, with a message naming it.
+_UNIMPLEMENTED = frozenset({
+    "stft", "istft", "view_as_real", "view_as_complex", "polar", "complex", "lu", "lu_solve", "lu_unpack",
+    "svd_lowrank", "pca_lowrank", "lobpcg", "vmap", "quantize_per_tensor", "dequantize", "from_dlpack",
+    "sparse_csr_tensor", "sparse_csc_tensor", "geqrf", "ormqr", "histogramdd", "nonzero_static",
+})
+
+
+def _refused(name):
+    def refused(*args, **kwargs):
+        raise NotImplementedError(f"somanet does not implement torch.{name} yet")
+
+    refused.__name__ = refused.__qualname__ = name
+    refused.__doc__ = f"Not implemented in somanet: calling it raises NotImplementedError (PyTorch's torch.{name})."
+    return refused
+
+
 def __getattr__(name):
+    if name in _UNIMPLEMENTED:
+        return _refused(name)
     if name in _LAZY_SUBMODULES:
         import importlib
 

@@ -3,10 +3,19 @@
 Methods (``x.exp()``, ``x.sum(dim=1)``, ``x @ w``) delegate to the op library; they are installed on
 the class by ``somanet.ops`` so that this file only holds what every tensor needs.
 """
+import operator
+
 import numpy as np
 
 from .. import backend, devices
 from . import grad_mode
+
+#: The default of ``Tensor()``'s data argument: no data at all (an empty tensor), as opposed to ``None``.
+_NO_DATA = object()
+
+
+def _is_size(x):
+    return type(x) is int or isinstance(x, np.integer)
 
 
 class Tensor:
@@ -19,7 +28,21 @@ class Tensor:
     # ndarray <op> Tensor defers to Tensor's reflected operators instead of making an object array.
     __array_ufunc__ = None
 
-    def __init__(self, data, requires_grad=False, dtype=None):
+    def __init__(self, data=_NO_DATA, *sizes, requires_grad=False, dtype=None):
+        if sizes and not _is_size(data):
+            # Tensor(data, requires_grad, dtype): the keywords given by position.
+            if len(sizes) > 2:
+                raise TypeError(f"Tensor(): takes data and at most requires_grad and dtype, got {len(sizes) + 1} "
+                                f"positional arguments")
+            requires_grad = sizes[0]
+            dtype = sizes[1] if len(sizes) == 2 else dtype
+        elif data is _NO_DATA or type(data) is int or sizes:
+            # PyTorch's Tensor(*sizes): uninitialised memory of the default float dtype; Tensor() is empty.
+            try:
+                shape = (0,) if data is _NO_DATA else tuple(operator.index(s) for s in (data,) + sizes)
+            except TypeError:
+                raise TypeError(f"Tensor(*sizes): sizes must be ints, got {(data,) + sizes}") from None
+            data = np.empty(shape, backend.to_dtype(dtype) or backend.default_float)
         if isinstance(data, Tensor):
             data = data.array
         arr = backend.as_array(data, backend.to_dtype(dtype))
@@ -149,6 +172,13 @@ class Tensor:
 
     def __hash__(self):
         return id(self)
+
+    def __format__(self, format_spec):
+        """``f"{loss:.4f}"``: a 0-d tensor formats as its Python number; other tensors accept only an empty
+        spec (their ``str``), as in PyTorch."""
+        if self.array.ndim == 0:
+            return self.array.item().__format__(format_spec)
+        return object.__format__(self, format_spec)
 
     # ----------------------------------------------------------------- autograd
     def requires_grad_(self, requires_grad=True):

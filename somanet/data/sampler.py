@@ -60,7 +60,9 @@ class RandomSampler(Sampler):
         data_source: the dataset (only its length is used).
         replacement: draw with replacement (``num_samples`` independent uniform draws).
         num_samples: how many indices per epoch; ``len(data_source)`` by default. Without
-            replacement and more than ``len(data_source)``, whole permutations are concatenated.
+            replacement and more than ``len(data_source)``, whole permutations are concatenated (as in
+            PyTorch). Indices are drawn as the iteration goes (blocks of 1024 with replacement, one
+            permutation at a time without), so a huge ``num_samples`` costs no memory up front.
         generator: a ``somanet.Generator``; ``None`` draws a seed from the default generator.
     """
 
@@ -77,11 +79,17 @@ class RandomSampler(Sampler):
     def num_samples(self):
         return len(self.data_source) if self._num_samples is None else self._num_samples
 
+    #: Indices drawn at a time with replacement: memory stays small whatever ``num_samples`` is.
+    _BLOCK = 1024
+
     def __iter__(self):
         n = len(self.data_source)
         rng = _own_rng(self.generator)
         if self.replacement:
-            yield from rng.integers(0, n, size=self.num_samples).tolist()
+            full, rest = divmod(self.num_samples, self._BLOCK)
+            for _ in range(full):
+                yield from rng.integers(0, n, size=self._BLOCK).tolist()
+            yield from rng.integers(0, n, size=rest).tolist()
             return
         for _ in range(self.num_samples // n):
             yield from rng.permutation(n).tolist()

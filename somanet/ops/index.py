@@ -109,13 +109,16 @@ def _prefix(arr, shape):
 def _convert_key(key, data):
     """Turn an index into array terms (tensors to arrays, lists to arrays in ``data``'s array library); say
     if it is advanced."""
+    if isinstance(key, list) and len(key) < 32 and builtins.any(
+            isinstance(e, (Tensor, list, tuple, range, slice)) or e is None or e is Ellipsis for e in key):
+        key = tuple(key)  # PyTorch reads x[[rows, cols]] (a short list holding sequences or slices) as x[rows, cols]
     items = key if isinstance(key, tuple) else (key,)
     out = []
     advanced = False
     for k in items:
         if isinstance(k, Tensor):
             k = k.array
-        elif isinstance(k, list):
+        elif isinstance(k, (list, range)):
             k = array_module(data).asarray([e.array if isinstance(e, Tensor) else e for e in k])
             if k.size == 0:
                 k = k.astype(np.intp)

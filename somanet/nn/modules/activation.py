@@ -334,3 +334,8 @@ class LogSoftmax(_SoftmaxBase):
 
     def forward(self, input):
         return F.log_softmax(input, self.dim)
+
+
+# PyTorch defines MultiheadAttention in its activation module; somanet keeps it in attention.py and makes it
+# reachable under PyTorch's path too (torch.nn.modules.activation.MultiheadAttention).
+from .attention import MultiheadAttention  # noqa: E402,F401
