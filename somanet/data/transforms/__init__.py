@@ -1,4 +1,4 @@
-"""Image transforms on NumPy arrays and somanet Tensors, with torchvision's names and semantics.
+"""Image transforms on NumPy arrays, somanet Tensors and PIL images, with torchvision's names and semantics.
 
 Single images are ``(C, H, W)``; batches ``(N, C, H, W)`` get an independent random draw per image.
 ``functional`` holds the deterministic operations (``hflip``, ``crop``, ``resize``, ``rotate``...).
@@ -8,13 +8,13 @@ Single images are ``(C, H, W)``; batches ``(N, C, H, W)`` get an independent ran
 """
 from . import functional
 from .functional import InterpolationMode
-from .transforms import (Compose, Lambda, ToTensor, Normalize, Pad, RandomCrop, CenterCrop, Resize,
-                         RandomResizedCrop, RandomHorizontalFlip, RandomVerticalFlip, RandomRotation, RandomAffine,
-                         ColorJitter, Grayscale, GaussianNoise, RandomErasing)
+from .transforms import (Compose, Lambda, ToTensor, PILToTensor, ToPILImage, Normalize, Pad, RandomCrop,
+                         CenterCrop, Resize, RandomResizedCrop, RandomHorizontalFlip, RandomVerticalFlip,
+                         RandomRotation, RandomAffine, ColorJitter, Grayscale, GaussianNoise, RandomErasing)
 from .batch import MixUp, CutMix
 from .stats import compute_mean_std
 
-__all__ = ["functional", "InterpolationMode", "Compose", "Lambda", "ToTensor", "Normalize", "Pad", "RandomCrop",
-           "CenterCrop", "Resize", "RandomResizedCrop", "RandomHorizontalFlip", "RandomVerticalFlip",
-           "RandomRotation", "RandomAffine", "ColorJitter", "Grayscale", "GaussianNoise", "RandomErasing", "MixUp",
-           "CutMix", "compute_mean_std"]
+__all__ = ["functional", "InterpolationMode", "Compose", "Lambda", "ToTensor", "PILToTensor", "ToPILImage",
+           "Normalize", "Pad", "RandomCrop", "CenterCrop", "Resize", "RandomResizedCrop", "RandomHorizontalFlip",
+           "RandomVerticalFlip", "RandomRotation", "RandomAffine", "ColorJitter", "Grayscale", "GaussianNoise",
+           "RandomErasing", "MixUp", "CutMix", "compute_mean_std"]

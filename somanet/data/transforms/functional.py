@@ -1,10 +1,14 @@
-"""Image operations on NumPy arrays or somanet Tensors, with torchvision's names and semantics.
+"""Image operations on NumPy arrays, somanet Tensors and PIL images, with torchvision's names and semantics.
 
 Images are ``(C, H, W)`` (``(H, W)`` is one channel) or batches ``(N, C, H, W)``; every function
-returns the kind it was given (ndarray or Tensor) and keeps the dtype (float images in [0, 1],
-uint8 in [0, 255]). The public functions apply the same parameters to every image of a batch, as
-torchvision does. The underscored ``*_batch`` helpers take one parameter per image and are what
-the random transforms use to augment a whole batch in a few NumPy calls.
+returns the kind it was given (ndarray, Tensor or PIL image) and keeps the dtype (float images in
+[0, 1], uint8 in [0, 255]). A PIL image goes through the same array code as a ``(C, H, W)`` uint8
+array, so its results follow the tensor formulas below; where torchvision hands a PIL image to
+Pillow's own resampling or colour conversion, results can differ from it by one grey level.
+
+The public functions apply the same parameters to every image of a batch, as torchvision does. The
+underscored ``*_batch`` helpers take one parameter per image and are what the random transforms use
+to augment a whole batch in a few NumPy calls.
 
 Geometry follows torchvision's tensor backend: pixel centres sit at half-integers, bilinear
 resizing is ``align_corners=False`` (with antialiasing when shrinking), ``rotate`` turns
@@ -17,10 +21,11 @@ import numpy as np
 
 from ...autograd.tensor import Tensor
 from ...ops.creation import from_numpy
+from . import _pil
 
-__all__ = ["InterpolationMode", "to_tensor", "normalize", "hflip", "vflip", "pad", "crop", "center_crop", "resize",
-           "resized_crop", "rotate", "affine", "rgb_to_grayscale", "adjust_brightness", "adjust_contrast",
-           "adjust_saturation", "adjust_hue", "erase", "get_dimensions"]
+__all__ = ["InterpolationMode", "to_tensor", "pil_to_tensor", "to_pil_image", "to_grayscale", "normalize", "hflip",
+           "vflip", "pad", "crop", "center_crop", "resize", "resized_crop", "rotate", "affine", "rgb_to_grayscale",
+           "adjust_brightness", "adjust_contrast", "adjust_saturation", "adjust_hue", "erase", "get_dimensions"]
 
 _PAD_MODES = ("constant", "edge", "reflect", "symmetric")
 _GRAY_WEIGHTS = np.array([0.2989, 0.587, 0.114], dtype=np.float32)
@@ -42,14 +47,20 @@ def _mode(interpolation, op):
 
 # ----------------------------------------------------------------------------- input handling
 def _unwrap(img, op):
+    """``img``'s array and what to turn a result back into: True for a Tensor, False for an
+    ndarray, a ``PILKind`` for a PIL image (seen as its ``(C, H, W)`` array)."""
     if isinstance(img, Tensor):
         return img.array, True
     if isinstance(img, np.ndarray):
         return img, False
-    raise TypeError(f"{op}: expected a NumPy array or somanet Tensor image, got {type(img).__name__}")
+    if _pil.is_pil_image(img):
+        return _pil.pil_to_array(img, op)
+    raise TypeError(f"{op}: expected a NumPy array, somanet Tensor or PIL image, got {type(img).__name__}")
 
 
 def _wrap(arr, as_tensor):
+    if isinstance(as_tensor, _pil.PILKind):
+        return _pil.array_to_pil(arr, as_tensor)
     return from_numpy(np.ascontiguousarray(arr)) if as_tensor else arr
 
 
@@ -111,13 +122,28 @@ def _pair(size, op, name="size"):
 
 
 # ----------------------------------------------------------------------------- conversion, normalisation
-def to_tensor(pic):
-    """A ``(H, W, C)`` or ``(H, W)`` image (or ``(N, H, W, C)`` batch) to a ``(C, H, W)`` Tensor.
+# PIL modes whose pixels are not uint8, and the dtype torchvision reads them as.
+_PIL_MODE_DTYPES = {"I": np.int32, "I;16": np.int16, "F": np.float32}
 
-    uint8 images are scaled to float32 in [0, 1]; other dtypes keep their values and dtype, as in
-    torchvision.
+
+def _pil_hwc(pic, dtype=None):
+    arr = np.array(pic, dtype=dtype, copy=True)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def to_tensor(pic):
+    """A PIL image, or a ``(H, W, C)`` / ``(H, W)`` array (or ``(N, H, W, C)`` batch), to a ``(C, H, W)`` Tensor.
+
+    uint8 images (and PIL images of 8-bit modes) are scaled to float32 in [0, 1]; other dtypes keep
+    their values and dtype, as in torchvision (PIL modes ``"I"``, ``"I;16"``, ``"F"`` become int32,
+    int16 and float32; mode ``"1"`` becomes 0.0 / 1.0).
     """
-    arr, _ = _unwrap(pic, "to_tensor")
+    if _pil.is_pil_image(pic):
+        arr = _pil_hwc(pic, _PIL_MODE_DTYPES.get(pic.mode, np.uint8))
+        if pic.mode == "1":
+            arr *= np.uint8(255)
+    else:
+        arr, _ = _unwrap(pic, "to_tensor")
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim == 3:
@@ -128,10 +154,71 @@ def to_tensor(pic):
         raise ValueError(f"to_tensor: expected an image (H, W), (H, W, C) or batch (N, H, W, C), got shape {arr.shape}")
     if arr.dtype == np.uint8:
         out = arr.astype(np.float32)
-        out *= np.float32(1.0 / 255.0)
+        out /= np.float32(255.0)  # a division, as torchvision's, is exact where multiplying by 1/255 is not
     else:
         out = np.ascontiguousarray(arr)
     return from_numpy(np.ascontiguousarray(out))
+
+
+def pil_to_tensor(pic):
+    """A PIL image to a ``(C, H, W)`` Tensor of its own dtype, values unscaled (uint8 stays 0-255)."""
+    if not _pil.is_pil_image(pic):
+        raise TypeError(f"pil_to_tensor: pic should be a PIL image, got {type(pic).__name__}")
+    return from_numpy(np.ascontiguousarray(_pil_hwc(pic).transpose(2, 0, 1)))
+
+
+def to_pil_image(pic, mode=None):
+    """A ``(C, H, W)`` Tensor or ``(H, W, C)`` ndarray (``(H, W)`` for one band) to a PIL image.
+
+    Float values are taken as [0, 1] and become uint8 as ``(x * 255).astype(uint8)`` (truncated), as in
+    torchvision, unless ``mode="F"``. The mode defaults by band count and dtype: one band is ``"L"``
+    (uint8), ``"I;16"`` (int16), ``"I"`` (int32) or ``"F"`` (float32); two ``"LA"``; three ``"RGB"``;
+    four ``"RGBA"``. ``mode`` may name another mode with as many bands (``"YCbCr"``, ``"CMYK"``...),
+    which reinterprets the bytes.
+    """
+    Image = _pil.require_pillow("to_pil_image")
+    if isinstance(pic, Tensor):
+        arr = pic.detach().array
+        if arr.ndim == 3:
+            arr = arr.transpose(1, 2, 0)
+    elif isinstance(pic, np.ndarray):
+        arr = pic
+    else:
+        raise TypeError(f"to_pil_image: pic should be a Tensor or ndarray, got {type(pic).__name__}")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3:
+        raise ValueError(f"to_pil_image: pic should be 2 or 3 dimensional, got {arr.ndim} dimensions")
+    if arr.shape[-1] > 4:
+        raise ValueError(f"to_pil_image: pic should not have more than 4 channels, got {arr.shape[-1]} (a Tensor "
+                         f"is read as (C, H, W), an ndarray as (H, W, C))")
+    if arr.dtype.kind == "f" and mode != "F":
+        arr = (arr * 255).astype(np.uint8)
+    bands = arr.shape[-1]
+    if bands == 1:
+        arr = arr[:, :, 0]
+        single = {np.dtype(np.uint8): "L", np.dtype(np.int16): "I;16", np.dtype(np.int32): "I",
+                  np.dtype(np.float32): "F"}
+        expected = single.get(arr.dtype)
+        if mode is not None and mode != expected:
+            raise ValueError(f"to_pil_image: incorrect mode ({mode}) supplied for input type {arr.dtype}; "
+                             f"should be {expected}")
+        mode = expected
+    else:
+        allowed = {2: ("LA",), 3: ("RGB", "YCbCr", "HSV"), 4: ("RGBA", "CMYK", "RGBX")}[bands]
+        if mode is not None and mode not in allowed:
+            raise ValueError(f"to_pil_image: only modes {list(allowed)} are supported for {bands}-channel inputs, "
+                             f"got {mode}")
+        if arr.dtype != np.uint8:
+            raise TypeError(f"to_pil_image: {bands}-channel images must be uint8 (or float in [0, 1]), "
+                            f"got {arr.dtype}")
+        mode = mode or allowed[0]
+    if mode is None:
+        raise TypeError(f"to_pil_image: input type {arr.dtype} is not supported")
+    if mode == "I;16":
+        arr = arr.astype("<i2", copy=False)
+    arr = np.ascontiguousarray(arr)
+    return Image.frombytes(mode, (arr.shape[1], arr.shape[0]), arr.tobytes())
 
 
 def normalize(tensor, mean, std, inplace=False):
@@ -537,17 +624,26 @@ def _gray(batch_float):
 
 
 def rgb_to_grayscale(img, num_output_channels=1):
-    """Luma ``0.2989 R + 0.587 G + 0.114 B`` of an RGB image, with 1 or 3 output channels."""
+    """Luma ``0.2989 R + 0.587 G + 0.114 B`` of an RGB image (a one-channel image is copied), with 1 or
+    3 output channels."""
     batch, shape, as_tensor = _to_batch(img, "rgb_to_grayscale", need_channels=True)
-    if batch.shape[1] != 3:
-        raise ValueError(f"rgb_to_grayscale: expected 3 channels, got {batch.shape[1]}")
+    if batch.shape[1] not in (1, 3):
+        raise ValueError(f"rgb_to_grayscale: expected 1 or 3 channels, got {batch.shape[1]}")
     if num_output_channels not in (1, 3):
         raise ValueError(f"rgb_to_grayscale: num_output_channels should be 1 or 3, got {num_output_channels}")
-    gray = _cast_like(_gray(batch.astype(np.float32)), batch.dtype)
+    if batch.shape[1] == 1:
+        gray = batch.copy()
+    else:
+        gray = _cast_like(_gray(batch.astype(np.float32)), batch.dtype)
     if num_output_channels == 3:
         gray = np.repeat(gray, 3, axis=1)
     lead = (len(shape) == 3)
     return _wrap(gray[0] if lead else gray, as_tensor)
+
+
+def to_grayscale(img, num_output_channels=1):
+    """torchvision's name for ``rgb_to_grayscale`` on PIL images (here any image kind)."""
+    return rgb_to_grayscale(img, num_output_channels)
 
 
 def _blend(img1, img2, ratio, dtype):

@@ -1,7 +1,7 @@
 """Transform classes with torchvision's names, arguments and defaults.
 
 Each works on one image ``(C, H, W)`` (or ``(H, W)``) and on a batch ``(N, C, H, W)``, NumPy array or
-somanet Tensor, and returns the same kind. Random transforms draw from their ``generator`` (a
+somanet Tensor, and on a PIL image, and returns the same kind. Random transforms draw from their ``generator`` (a
 ``somanet.Generator``, a somanet extension) or, by default, from somanet's default generator, so
 ``somanet.manual_seed`` makes them reproducible; in DataLoader workers the default generator is
 seeded per worker.
@@ -21,9 +21,9 @@ from ...random import numpy_rng
 from . import functional as F
 from .functional import InterpolationMode
 
-__all__ = ["Compose", "Lambda", "ToTensor", "Normalize", "Pad", "RandomCrop", "CenterCrop", "Resize",
-           "RandomResizedCrop", "RandomHorizontalFlip", "RandomVerticalFlip", "RandomRotation", "RandomAffine",
-           "ColorJitter", "Grayscale", "GaussianNoise", "RandomErasing"]
+__all__ = ["Compose", "Lambda", "ToTensor", "PILToTensor", "ToPILImage", "Normalize", "Pad", "RandomCrop",
+           "CenterCrop", "Resize", "RandomResizedCrop", "RandomHorizontalFlip", "RandomVerticalFlip",
+           "RandomRotation", "RandomAffine", "ColorJitter", "Grayscale", "GaussianNoise", "RandomErasing"]
 
 
 def _check_p(p, cls):
@@ -84,7 +84,7 @@ class Lambda:
 
 
 class ToTensor:
-    """uint8 ``(H, W, C)`` (or ``(H, W)``) image to a float32 ``(C, H, W)`` Tensor in [0, 1].
+    """PIL image or uint8 ``(H, W, C)`` (or ``(H, W)``) array to a float32 ``(C, H, W)`` Tensor in [0, 1].
 
     A ``(N, H, W, C)`` batch becomes ``(N, C, H, W)``. Other dtypes keep their values, as in torchvision.
     """
@@ -94,6 +94,29 @@ class ToTensor:
 
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+
+class PILToTensor:
+    """PIL image to a ``(C, H, W)`` Tensor of the image's own dtype (uint8 stays 0-255)."""
+
+    def __call__(self, pic):
+        return F.pil_to_tensor(pic)
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class ToPILImage:
+    """``(C, H, W)`` Tensor or ``(H, W, C)`` ndarray to a PIL image (see ``functional.to_pil_image``)."""
+
+    def __init__(self, mode=None):
+        self.mode = mode
+
+    def __call__(self, pic):
+        return F.to_pil_image(pic, self.mode)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(mode={self.mode})" if self.mode is not None else f"{type(self).__name__}()"
 
 
 class Normalize:
@@ -551,6 +574,9 @@ class RandomErasing:
         self.generator = generator
 
     def __call__(self, img):
+        if not isinstance(img, (Tensor, np.ndarray)):
+            raise TypeError(f"RandomErasing: img should be a Tensor or ndarray image, got {type(img).__name__}; "
+                            f"apply it after ToTensor")
         batch, shape, as_tensor = F._to_batch(img, "RandomErasing", need_channels=True)
         n, c, h, w = batch.shape
         rng = numpy_rng(self.generator)
