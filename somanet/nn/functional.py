@@ -14,6 +14,8 @@ from ..ops.dropout import *  # noqa: F401,F403
 from ..ops.norm import *  # noqa: F401,F403
 from ..ops.embedding import *  # noqa: F401,F403
 from ..ops.loss import *  # noqa: F401,F403
+from ..ops.composite_loss import *  # noqa: F401,F403
+from ..ops.matrix import cosine_similarity, pairwise_distance, cdist  # noqa: F401
 from ..ops.conv import *  # noqa: F401,F403
 from ..ops.pool import *  # noqa: F401,F403
 from ..ops.sampling import *  # noqa: F401,F403

@@ -15,3 +15,5 @@ from .attention import *  # noqa: F401,F403
 from .transformer import *  # noqa: F401,F403
 from .padding import *  # noqa: F401,F403
 from .positional import *  # noqa: F401,F403
+from .distance import *  # noqa: F401,F403
+from ..parallel import DataParallel  # noqa: F401
