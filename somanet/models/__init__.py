@@ -6,3 +6,12 @@ from .char_rnn import *  # noqa: F401,F403
 from .gpt import *  # noqa: F401,F403
 from .vgg import *  # noqa: F401,F403
 from .vit import *  # noqa: F401,F403
+from .alexnet import *  # noqa: F401,F403
+from .bert import *  # noqa: F401,F403
+from .gpt2 import *  # noqa: F401,F403
+from .t5 import *  # noqa: F401,F403
+from .pretrained import (PretrainedConfig, from_pretrained, save_pretrained, load_weights,  # noqa: F401
+                         convert_state_dict, read_state_dict, register_architecture, architectures, Architecture,
+                         UnknownArchitectureError, WeightsMismatchError)
+from .tokenizer import Tokenizer, ByteTokenizer, BatchEncoding  # noqa: F401
+from .small_cnn import SmallCNN, mnist_cnn, digits_to_mnist  # noqa: F401

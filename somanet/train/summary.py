@@ -40,12 +40,13 @@ def _fmt_bytes(n):
 class ModelSummary:
     """The result of ``summary``: ``rows`` (one dict per submodule) and totals; ``str()`` is the table.
 
-    Attributes: ``total_params``, ``trainable_params``, ``frozen_params``, ``param_bytes``,
+    Attributes: ``total_params``, ``trainable_params``, ``frozen_params``, ``frozen_modules`` (the
+    largest submodules whose parameters are all frozen), ``param_bytes``,
     ``activation_bytes`` (leaf outputs for ``batch_size`` samples), ``input_shape``, ``batch_size``.
     """
 
     def __init__(self, model_name, rows, input_shape, batch_size, total, trainable, param_bytes, activation_bytes,
-                 input_bytes, output_shapes):
+                 input_bytes, output_shapes, frozen_modules=()):
         self.model_name = model_name
         self.rows = rows
         self.input_shape = input_shape
@@ -53,6 +54,7 @@ class ModelSummary:
         self.total_params = total
         self.trainable_params = trainable
         self.frozen_params = total - trainable
+        self.frozen_modules = list(frozen_modules)
         self.param_bytes = param_bytes
         self.activation_bytes = activation_bytes
         self.input_bytes = input_bytes
@@ -78,7 +80,8 @@ class ModelSummary:
                 f"Input shape: {[self.batch_size, *self.input_shape]}",
                 f"Total params: {self.total_params:,}",
                 f"Trainable params: {self.trainable_params:,}",
-                f"Frozen params: {self.frozen_params:,}",
+                f"Frozen params: {self.frozen_params:,}"
+                + (f" (frozen: {_frozen_list(self.frozen_modules)})" if self.frozen_modules else ""),
                 f"Params size: {_fmt_bytes(self.param_bytes)}",
                 f"Estimated activation memory (batch {self.batch_size}): {_fmt_bytes(self.activation_bytes)}",
                 f"Input size: {_fmt_bytes(self.input_bytes)}",
@@ -88,6 +91,30 @@ class ModelSummary:
     def __repr__(self):
         return (f"ModelSummary({self.model_name}, total_params={self.total_params}, "
                 f"trainable_params={self.trainable_params}, activation_bytes={self.activation_bytes})")
+
+
+def _frozen_list(names, limit=8):
+    """``a, b, c`` with runs of numbered siblings shortened (``encoder.layer.0-3``)."""
+    runs = []
+    for name in names:
+        base, _, idx = name.rpartition(".")
+        if runs and idx.isdigit() and runs[-1][0] == base and runs[-1][2] == int(idx) - 1:
+            runs[-1][2] = int(idx)
+        else:
+            runs.append([base, int(idx) if idx.isdigit() else None, int(idx) if idx.isdigit() else None, name])
+    parts = [r[3] if r[1] is None or r[1] == r[2] else f"{r[0]}.{r[1]}-{r[2]}" for r in runs]
+    return ", ".join(parts[:limit]) + (f", ... ({len(parts) - limit} more)" if len(parts) > limit else "")
+
+
+def _frozen_modules(model):
+    out = []
+    for name, module in model.named_modules():
+        if not name or any(name == f or name.startswith(f + ".") for f in out):
+            continue
+        params = list(module.parameters())
+        if params and not any(p.requires_grad for p in params):
+            out.append(name)
+    return out
 
 
 def summary(model, input_shape, batch_size=1, dtype=None):
@@ -165,4 +192,5 @@ def summary(model, input_shape, batch_size=1, dtype=None):
         rows.append({"name": "(self)", "type": type(model).__name__, "depth": 1, "output_shapes": out_shapes,
                      "params": total, "trainable": trainable, "called": True})
     return ModelSummary(type(model).__name__, rows, shapes[0] if len(shapes) == 1 else shapes, batch_size, total,
-                        trainable, param_bytes, activation, sum(x.array.nbytes for x in inputs), _shapes(output)[0])
+                        trainable, param_bytes, activation, sum(x.array.nbytes for x in inputs), _shapes(output)[0],
+                        frozen_modules=_frozen_modules(model) if trainable < total else ())
