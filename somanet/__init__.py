@@ -70,6 +70,7 @@ def get_default_dtype():
 _LAZY_SUBMODULES = frozenset({
     "nn", "optim", "utils", "data", "distributions", "onnx", "backends", "cuda", "accelerator", "vision", "train",
     "models", "func", "amp", "distributed", "special", "linalg", "fft", "testing", "serialization", "sparse",
+    "cpu", "rl",
 })
 
 
@@ -104,13 +105,24 @@ def __getattr__(name):
                 raise
             raise AttributeError(f"somanet.{name} is not implemented yet (PyTorch's torch.{name})") from None
     if name == "bfloat16":
-        try:
-            import ml_dtypes
-        except ImportError:
-            raise AttributeError("somanet.bfloat16 needs the ml_dtypes package: pip install 'somanet[bf16]'") from None
-        return backend.np.dtype(ml_dtypes.bfloat16)
+        # A dtype object that NumPy reads as ml_dtypes' bfloat16 and somanet counts as floating (see somanet.amp).
+        from .amp._lowp import load_bfloat16
+
+        dtype = load_bfloat16()
+        if dtype is None:
+            raise AttributeError("somanet.bfloat16 needs the ml_dtypes package: pip install 'somanet[bf16]'")
+        return dtype
+    if name in _AMP_NAMES:
+        from . import amp
+
+        return getattr(amp, name)
     raise AttributeError(f"module 'somanet' has no attribute '{name}'")
 
 
+# PyTorch's top-level autocast names, from somanet.amp (imported on first use).
+_AMP_NAMES = frozenset({"autocast", "is_autocast_enabled", "get_autocast_dtype", "is_autocast_available",
+                        "clear_autocast_cache"})
+
+
 def __dir__():
-    return sorted(set(globals()) | _LAZY_SUBMODULES | {"bfloat16"})
+    return sorted(set(globals()) | _LAZY_SUBMODULES | _AMP_NAMES | {"bfloat16"})

@@ -65,6 +65,13 @@ def is_floating(dtype):
     return np.dtype(dtype).kind == "f"
 
 
+def autocasting():
+    """Whether an autocast region (``somanet.amp``) is active in this thread. Its ops take inputs of mixed
+    float dtypes and cast them themselves, so checks that inputs and parameters share a dtype stand aside."""
+    amp = sys.modules.get("somanet.amp.autocast_mode")
+    return amp is not None and amp.is_autocast_enabled()
+
+
 def to_dtype(dtype):
     """Normalise a user dtype (somanet/NumPy dtype, Python type or string) to a NumPy dtype."""
     if dtype is None:
@@ -107,6 +114,92 @@ def as_array(data, dtype=None, copy=False):
     elif arr.dtype.kind not in "fiub":
         raise TypeError(f"tensor(): cannot make a tensor from {type(data).__name__} with dtype {arr.dtype}")
     return arr
+
+
+# --------------------------------------------------------------------------- type promotion
+# PyTorch's rules, which every op combining dtypes (arithmetic, comparisons, where, maximum, clamp with
+# tensor bounds, pow) follows through ``result_type``:
+#
+# * Two dtypes promote as in ``torch.promote_types``: within a category (bool < integer < floating) to
+#   the wider type, across categories to the higher category's type. That is NumPy's table except that a
+#   float never widens because of an integer (NumPy makes int64 + float32 float64, PyTorch float32).
+# * Operands are ranked: tensors with dimensions, then 0-d tensors, then Python scalars (bool, int,
+#   float; a Python float counts as the default float dtype). A lower rank changes the result only when
+#   it brings a higher category: int32 + 0-d int64 stays int32, uint8 + 300 stays uint8 (the 300 wraps
+#   to 44, as in PyTorch), float16 + 0-d float64 stays float16, but int32 + 0-d float64 is float64 and
+#   int32 + 1.5 is float32.
+_INT_BOUNDS = {np.dtype(t): (int(np.iinfo(t).min), int(np.iinfo(t).max))
+               for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)}
+
+
+def promote_types(a, b):
+    """The dtype two NumPy dtypes promote to, as ``torch.promote_types``."""
+    if a == b:
+        return a
+    if a.kind == "f":
+        if b.kind != "f":
+            return a
+    elif b.kind == "f":
+        return b
+    return np.promote_types(a, b)
+
+
+def _combine(higher, lower):
+    """The result of a higher-ranked group of operands (dtype ``higher``) meeting a lower-ranked one."""
+    if higher is None:
+        return lower
+    if lower is None or higher.kind == "f":
+        return higher
+    if higher.kind == "b" or lower.kind == "f":
+        return promote_types(higher, lower)
+    return higher
+
+
+def _scalar_dtype(x):
+    """The dtype a Python (or NumPy) scalar takes part in promotion as: bool, int64 or the default float."""
+    if isinstance(x, (bool, np.bool_)):
+        return bool_
+    if isinstance(x, (int, np.integer)):
+        return int64
+    if isinstance(x, (float, np.floating)):
+        return default_float
+    raise TypeError(f"result_type(): expected arrays, tensors or Python bool/int/float scalars, got "
+                    f"{type(x).__name__}")
+
+
+def result_type(*operands):
+    """The dtype PyTorch gives an op combining ``operands`` (like ``torch.result_type``).
+
+    Operands are arrays or tensors (anything with ``dtype`` and ``ndim``) and Python scalars. See the
+    rules above.
+    """
+    dim = zero = wrapped = None
+    for x in operands:
+        dtype = getattr(x, "dtype", None)
+        if dtype is None or isinstance(x, np.generic):
+            d = _scalar_dtype(x)
+            wrapped = d if wrapped is None else promote_types(wrapped, d)
+        elif x.ndim:
+            dim = dtype if dim is None else promote_types(dim, dtype)
+        else:
+            zero = dtype if zero is None else promote_types(zero, dtype)
+    return _combine(dim, _combine(zero, wrapped))
+
+
+def scalar_operand(value, dtype, op="op"):
+    """A Python scalar to combine with arrays of ``dtype`` so that NumPy computes in ``dtype``.
+
+    NumPy treats Python scalars as weakly typed, which is PyTorch's rule too, except that NumPy refuses
+    an integer outside the range of an integer dtype: such a value is wrapped into the dtype (as PyTorch
+    does: ``uint8 + 300`` adds 44) and returned as a 0-d array of ``dtype``.
+    """
+    if type(value) is int:
+        bounds = _INT_BOUNDS.get(dtype)
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+            if not -(1 << 63) <= value < (1 << 64):
+                raise RuntimeError(f"{op}(): the Python int {value} does not fit in 64 bits")
+            return np.asarray(value & ((1 << 64) - 1), dtype=np.uint64).astype(dtype)
+    return value
 
 
 # --------------------------------------------------------------------------- threads

@@ -69,3 +69,17 @@ def memory_allocated(device=None):
 
 def max_memory_allocated(device=None):
     _no_gpu("max_memory_allocated")
+
+
+def _amp_module():
+    # somanet.cuda.amp (PyTorch's torch.cuda.amp): autocast and GradScaler that warn and turn themselves off,
+    # as PyTorch's do without a GPU. Registered as a module so that `from somanet.cuda.amp import ...` works.
+    import sys
+
+    from .amp import _cuda_amp
+
+    sys.modules[__name__ + ".amp"] = _cuda_amp
+    return _cuda_amp
+
+
+amp = _amp_module()

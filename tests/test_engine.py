@@ -108,10 +108,13 @@ def test_backward_on_tensor_without_grad_raises():
         somanet.ones(2).sum().backward()
 
 
-def test_create_graph_not_supported():
+def test_create_graph_records_the_gradient():
+    # Higher-order gradients are covered in tests/autograd/test_higher_order.py.
     x = somanet.ones(2, requires_grad=True)
-    with pytest.raises(NotImplementedError, match="higher-order"):
-        (x * 2).sum().backward(create_graph=True)
+    (x * x).sum().backward(create_graph=True)
+    assert x.grad.requires_grad
+    x.grad.sum().backward()
+    np.testing.assert_allclose(x.grad.array, [4.0, 4.0])
 
 
 def test_requires_grad_on_integer_tensor_raises():

@@ -59,12 +59,14 @@ def test_reflected_and_scalar_ops():
     assert (np.ones(3, dtype=np.float32) + somanet.ones(3)).dtype == np.float32
 
 
-def test_floor_divide_and_remainder_have_no_grad():
+def test_floor_divide_has_no_grad_and_remainder_has_torchs():
     a, b = r(4) * 5, pos(4)
     x = somanet.tensor(a, requires_grad=True)
-    for out, ref in ((x // b, torch.tensor(a) // torch.tensor(b)), (x % b, torch.tensor(a) % torch.tensor(b))):
-        assert not out.requires_grad
-        assert_close(out, ref)
+    out = x // b
+    assert not out.requires_grad
+    assert_close(out, torch.tensor(a) // torch.tensor(b))
+    for name in ("remainder", "fmod"):
+        compare(lambda u, v: getattr(somanet, name)(u, v), lambda u, v: getattr(torch, name)(u, v), a, b)
 
 
 UNARY = [
@@ -346,3 +348,135 @@ def test_select_is_where_bit_for_bit():
         assert got.dtype == want.dtype and got.shape == want.shape
         kind = {4: np.uint32, 8: np.uint64}[got.dtype.itemsize]
         np.testing.assert_array_equal(got.view(kind), want.view(kind))
+
+
+# --------------------------------------------------------------------------- 0-d tensors
+ZERO_DIM_OPS = [(name, {}) for name, _, _ in UNARY] + ACTIVATIONS + [
+    ("hardsigmoid", {}), ("hardswish", {}), ("mish", {}), ("logsigmoid", {}), ("softsign", {}),
+    ("tanhshrink", {}), ("softshrink", {}), ("hardshrink", {}), ("celu", {}), ("rrelu", {}), ("tanh", {}),
+    ("softmax", dict(dim=0)), ("log_softmax", dict(dim=0)), ("softmin", dict(dim=-1)),
+    ("threshold", dict(threshold=0.1, value=2.0)),
+]
+
+
+@pytest.mark.parametrize("name,kw", ZERO_DIM_OPS)
+@pytest.mark.parametrize("value", [0.7, -0.7])
+def test_every_unary_op_works_on_0d_tensors_with_gradients(name, kw, value):
+    # NumPy returns scalars from ops on 0-d arrays; ops that work in place on them must still return 0-d
+    # tensors and 0-d gradients, as PyTorch does.
+    from somanet.nn import functional as F
+
+    tF = torch.nn.functional
+    s_fn = getattr(F, name, None) or getattr(somanet, name)
+    t_fn = getattr(tF, name, None) or getattr(torch, name)
+    a = np.array(abs(value) + 0.2 if name in ("log", "log1p", "sqrt", "rsqrt", "log2", "log10") else value,
+                 dtype=np.float32)
+    out = compare(lambda x: s_fn(x, **kw), lambda x: t_fn(x, **kw), a)
+    assert out.shape == ()
+    x = somanet.tensor(np.float64(a), requires_grad=True)
+    if name not in ("abs", "relu", "hardshrink", "softshrink", "threshold", "rrelu", "hardtanh", "relu6"):
+        assert gradcheck(lambda t: s_fn(t, **kw), (x,))
+
+
+def test_prelu_works_on_0d_tensors():
+    from somanet.nn import functional as F
+
+    compare(lambda x, w: F.prelu(x, w), lambda x, w: torch.nn.functional.prelu(x, w), np.array(-0.7, np.float32),
+            np.array([0.25], np.float32))
+
+
+def test_relu_refuses_bool_like_torch():
+    from somanet.nn import functional as F
+
+    with pytest.raises(RuntimeError, match="relu.*bool"):
+        F.relu(somanet.tensor([True, False]))
+    assert_close(F.relu(somanet.tensor([3, -2])), torch.relu(torch.tensor([3, -2])))
+
+
+# --------------------------------------------------------------------------- erf accuracy
+def _erf_inputs():
+    return np.concatenate([
+        np.linspace(-7, 7, 140001), np.geomspace(1e-300, 8, 3000), -np.geomspace(1e-300, 8, 3000),
+        [0.0, -0.0, 5e-324, 1e-20, 0.5, np.nextafter(0.5, 0), 5.9, 5.95, 6.0, 30.0, -30.0, 1e300, -1e300,
+         np.inf, -np.inf, np.nan]])
+
+
+@pytest.mark.parametrize("path", ["default", "numpy"])
+def test_erf_float64_is_accurate_to_float64_like_torch(path, monkeypatch):
+    # Both evaluations: SciPy's when installed (the default path) and the NumPy one used without SciPy.
+    from somanet.ops import elementwise as E
+
+    if path == "numpy":
+        monkeypatch.setattr(E, "_special", False)
+    x = _erf_inputs()
+    got = somanet.erf(somanet.tensor(x)).array
+    want = torch.erf(torch.tensor(x)).numpy()
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-300)
+    zeros = np.where(x == 0)[0]
+    np.testing.assert_array_equal(np.signbit(got[zeros]), np.signbit(x[zeros]))  # erf(-0.0) = -0.0
+    assert not got[zeros].any()
+    if path == "numpy":
+        np.testing.assert_array_equal(E.erf_float64(x), got)
+    # The gradient, 2/sqrt(pi) exp(-x^2), in float64.
+    compare(somanet.erf, torch.erf, np.linspace(-6, 6, 1001), rtol=1e-14, atol=1e-300)
+
+
+def test_erf_float32_and_float16_match_torch():
+    x = np.concatenate([np.linspace(-6, 6, 20001), [0.0, -0.0, 1e-30, np.inf, -np.inf]]).astype(np.float32)
+    compare(somanet.erf, torch.erf, x, rtol=1e-6, atol=5e-7)
+    h = np.linspace(-4, 4, 801).astype(np.float16)
+    compare(somanet.erf, torch.erf, h, rtol=1e-3, atol=1e-3)
+
+
+def test_exact_gelu_float64_matches_torch_to_float64_accuracy():
+    from somanet.nn import functional as F
+
+    x = np.concatenate([np.linspace(-12, 12, 48001), [0.0, -0.0, 1e-300, -1e-300, 40.0, -40.0]])
+    compare(F.gelu, torch.nn.functional.gelu, x, rtol=1e-13, atol=1e-15)
+
+
+# --------------------------------------------------------------------------- integer division
+INT_DIVISIONS = [
+    ("floor_divide", lambda a, b: a // b),
+    ("remainder", lambda a, b: a % b),
+    ("fmod", lambda a, b: a.fmod(b)),
+    ("div", lambda a, b: a.div(b, rounding_mode="floor")),
+    ("div", lambda a, b: a.div(b, rounding_mode="trunc")),
+]
+
+
+@pytest.mark.parametrize("name,fn", INT_DIVISIONS)
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.int8])
+def test_integer_division_by_zero_raises_like_torch(name, fn, dtype):
+    a = np.array([5, 7, 3], dtype=dtype)
+    for divisor in (np.array([0, 1, 2], dtype=dtype), np.array(0, dtype=dtype)):
+        with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+            fn(torch.tensor(a), torch.tensor(divisor))
+        with pytest.raises(ZeroDivisionError, match=rf"{name}\(\): integer division by zero.*{np.dtype(dtype)}"):
+            fn(somanet.tensor(a), somanet.tensor(divisor))
+        with pytest.raises(RuntimeError, match="division by zero"):  # also a RuntimeError, as PyTorch's
+            fn(somanet.tensor(a), somanet.tensor(divisor))
+    with pytest.raises(ZeroDivisionError):
+        fn(somanet.tensor(a), 0)
+    # Nothing to divide: no error, as in PyTorch.
+    assert fn(somanet.tensor(np.zeros(0, dtype)), 0).shape == (0,)
+    # Non-zero divisors of either sign give PyTorch's values and dtype.
+    b = np.array([2, 3, 1], dtype=dtype)
+    assert_close(fn(somanet.tensor(a), somanet.tensor(b)), fn(torch.tensor(a), torch.tensor(b)))
+
+
+def test_float_division_by_zero_gives_inf_and_nan_like_torch():
+    a = np.array([5.0, -7.0, 0.0], dtype=np.float32)
+    for _, fn in INT_DIVISIONS:
+        assert_close(fn(somanet.tensor(a), 0.0), fn(torch.tensor(a), 0.0))
+    assert_close(somanet.tensor([5, -7]) / 0, torch.tensor([5, -7]) / 0)
+
+
+def test_signed_integer_rounding_modes_match_torch():
+    a = np.array([-7, 7, -7, 7, 0, -1], dtype=np.int64)
+    b = np.array([2, -2, -2, 2, 3, 5], dtype=np.int64)
+    for _, fn in INT_DIVISIONS:
+        assert_close(fn(somanet.tensor(a), somanet.tensor(b)), fn(torch.tensor(a), torch.tensor(b)))
+        assert_close(fn(somanet.tensor(a), 2), fn(torch.tensor(a), 2))

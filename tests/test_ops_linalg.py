@@ -139,3 +139,32 @@ def test_few_row_matmul_in_either_orientation_matches_torch_with_gradients(one_t
     x, w, v = r(8, 784), r(512, 784), r(784, 512)
     compare(lambda a, b: a @ b.T, lambda a, b: a @ b.T, x, w, atol=1e-4, rtol=1e-5)
     compare(lambda a, b: a @ b, lambda a, b: a @ b, x, v, atol=1e-4, rtol=1e-5)
+
+
+def test_matmul_errors_name_what_does_not_fit():
+    # Batch dimensions that do not broadcast are named as such (the inner dims 4 and 4 agree here) ...
+    with pytest.raises(RuntimeError, match=r"matmul.*\(2, 3, 4\).*\(3, 4, 5\).*batch dimensions \(2,\) and \(3,\)"
+                                           r".*is 2.*is 3"):
+        somanet.randn(2, 3, 4) @ somanet.randn(3, 4, 5)
+    with pytest.raises(RuntimeError, match=r"batch dimensions \(5, 1\) and \(2, 2\)"):
+        somanet.randn(5, 1, 3, 4) @ somanet.randn(2, 2, 4, 5)
+    # ... and inner dimensions that differ are named with their sizes.
+    with pytest.raises(RuntimeError, match=r"matmul.*last dimension of the first \(4\).*second-to-last.*\(6\)"):
+        somanet.randn(7, 3, 4) @ somanet.randn(4, 6, 5)
+    with pytest.raises(RuntimeError, match=r"last dimension of the first \(3\).*only dimension of the second \(4\)"):
+        somanet.randn(2, 3) @ somanet.randn(4)
+    with pytest.raises(RuntimeError, match=r"bmm: batch sizes differ: 2 .*\(2, 3, 4\).* 3 .*\(3, 4, 5\)"):
+        somanet.bmm(somanet.randn(2, 3, 4), somanet.randn(3, 4, 5))
+    with pytest.raises(RuntimeError, match=r"bmm.*last dimension of the first \(4\).*\(5\)"):
+        somanet.bmm(somanet.randn(2, 3, 4), somanet.randn(2, 5, 5))
+
+
+def test_linear_refuses_mixed_dtypes_like_torch():
+    w = somanet.randn(2, 3)
+    for x in (somanet.ones(4, 3, dtype=somanet.float64), somanet.ones(4, 3, dtype=somanet.int64)):
+        with pytest.raises(RuntimeError, match=rf"linear.*same dtype.*input {x.dtype}, weight float32"):
+            somanet.nn.functional.linear(x, w)
+        with pytest.raises(RuntimeError):
+            torch.nn.functional.linear(torch.from_numpy(x.array), torch.from_numpy(w.array))
+    with pytest.raises(RuntimeError, match="bias float64"):
+        somanet.nn.functional.linear(somanet.ones(4, 3), w, somanet.zeros(2, dtype=somanet.float64))

@@ -190,3 +190,90 @@ def test_sums_along_the_last_axis_match_numpy():
         np.testing.assert_allclose(got, ref, rtol=2e-3 if a.dtype == np.float16 else 1e-6, atol=1e-6)
     b = g.standard_normal((4, 5)).astype(np.float32)
     np.testing.assert_array_equal(sums_along(b, 0), b.sum(axis=0, keepdims=True))
+
+
+# --------------------------------------------------------------------------- regressions
+@pytest.mark.parametrize("fn", ["std", "var"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_std_and_var_of_a_constant_input_have_zero_gradient_like_torch(fn, dtype):
+    # d std = d var / (2 std) is 0/0 where the input is constant; PyTorch (and now somanet) give 0.
+    const = np.full((3, 4), -2.0, dtype=dtype)
+    mixed = const.copy()
+    mixed[1] = [1.0, -3.0, 0.5, 2.0]  # one row varies, the others are constant
+    cases = [dict(), dict(dim=1), dict(dim=0, keepdim=True), dict(dim=(0, 1)), dict(dim=1, correction=0),
+             dict(dim=1, unbiased=False), dict(dim=-1, keepdim=True, correction=2)]
+    for a in (const, mixed, np.array([-2.0, -2.0], dtype=dtype)):
+        for kw in cases:
+            if a.ndim == 1 and "dim" in kw and kw["dim"] not in (-1, 0):
+                continue
+            out = compare(lambda x: getattr(x, fn)(**kw), lambda x: getattr(x, fn)(**kw), a)
+            assert out.dtype == dtype
+    x = somanet.tensor([-2.0, -2.0], requires_grad=True)
+    somanet.std(x).backward()
+    assert x.grad.tolist() == [0.0, 0.0]
+
+
+ZERO_DIM_REDUCTIONS = ["sum", "mean", "prod", "var", "std", "amax", "amin", "logsumexp", "norm", "all", "any",
+                       "count_nonzero", "argmax", "argmin", "max", "min", "var_mean", "std_mean"]
+
+
+@pytest.mark.parametrize("name", ZERO_DIM_REDUCTIONS)
+def test_reductions_of_a_0d_tensor_take_dim_0_and_minus_1_like_torch(name):
+    a = np.array(1.5, dtype=np.float32)
+    dims = [None, 0, -1]
+    for dim in dims:
+        for keep in (False, True):
+            if dim is None and (keep or name in ("var_mean", "std_mean")):
+                continue
+            if name in ("count_nonzero",) and keep:
+                continue
+            kw = {} if dim is None else ({"dim": dim} if name == "count_nonzero" else {"dim": dim, "keepdim": keep})
+            if name == "logsumexp" and dim is None:
+                continue  # PyTorch requires a dim
+            check_dtype = name not in ("all", "any")  # PyTorch keeps uint8 for uint8 inputs only
+            rg = name not in ("all", "any", "count_nonzero", "argmax", "argmin")
+            compare(lambda x: getattr(somanet, name)(x, **kw), lambda x: getattr(torch, name)(x, **kw), a,
+                    requires_grad=[rg], check_dtype=check_dtype)
+
+
+def test_cumulative_ops_keep_0d_and_accumulate_integers_in_int64():
+    for name in ("cumsum", "cumprod"):
+        for dim in (0, -1):
+            compare(lambda x: getattr(somanet, name)(x, dim), lambda x: getattr(torch, name)(x, dim),
+                    np.array(1.5, dtype=np.float32))
+        for dtype in (np.bool_, np.uint8, np.int8, np.int32, np.int64):
+            a = np.array([1, 0, 1, 1], dtype=dtype)
+            got = getattr(somanet, name)(somanet.tensor(a), 0)
+            assert_close(got, getattr(torch, name)(torch.tensor(a), 0))
+    assert_close(somanet.prod(somanet.tensor(np.array([200, 2], np.uint8))),
+                 torch.prod(torch.tensor(np.array([200, 2], np.uint8))))
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "amin", "var", "std", "norm", "count_nonzero"])
+def test_an_empty_dim_tuple_reduces_every_dim_like_torch(name):
+    a = r(2, 3)
+    kw = {"dim": ()}
+    rg = name != "count_nonzero"
+    # PyTorch's var/std backward for dim=() divides by 0 (inf gradients); compare their values only.
+    compare(lambda x: getattr(somanet, name)(x, **kw), lambda x: getattr(torch, name)(x, **kw), a, requires_grad=[rg],
+            backward=name not in ("var", "std"))
+
+
+def test_empty_reductions_name_the_op():
+    for name in ("argmax", "argmin"):
+        with pytest.raises(IndexError, match=rf"{name}\(\).*empty.*\(0,\).*dim"):
+            getattr(somanet, name)(somanet.tensor([]))
+        with pytest.raises(IndexError, match=rf"{name}\(\): expected reduction dim 0 to have non-zero size"):
+            getattr(somanet, name)(somanet.zeros(0, 3), 0)
+        assert_close(getattr(somanet, name)(somanet.zeros(0, 3), 1), getattr(torch, name)(torch.zeros(0, 3), 1))
+    with pytest.raises(IndexError, match=r"amax\(\): expected reduction dim 0 to have non-zero size"):
+        somanet.amax(somanet.zeros(0, 3), 0)
+    assert_close(somanet.amax(somanet.zeros(0, 3), 1), torch.amax(torch.zeros(0, 3), 1))
+    with pytest.raises(RuntimeError, match=r"max\(\).*empty"):
+        somanet.zeros(0, 3).max()
+
+
+def test_std_and_var_refuse_integer_inputs_like_torch():
+    for name in ("std", "var"):
+        with pytest.raises(RuntimeError, match=rf"{name}\(\).*floating.*int64"):
+            getattr(somanet, name)(somanet.tensor([1, 2, 3]))

@@ -20,6 +20,9 @@ from .function import Function
 from .tensor import Tensor
 
 _plain_apply = Function.__dict__["apply"]
+#: A mode that wraps every op for longer than a block (somanet.amp's low-precision dispatch) puts its two
+#: ``apply`` versions here, (plain inside, checking inside): switching anomaly mode picks between them.
+_outer_apply = None
 _lock = threading.Lock()
 _state = {"enabled": False, "check_nan": True, "depth": 0}
 
@@ -89,7 +92,10 @@ def _switch(enabled, check_nan=True):
     with _lock:
         _state["enabled"] = bool(enabled)
         _state["check_nan"] = bool(check_nan)
-        Function.apply = classmethod(_anomaly_apply) if enabled else _plain_apply
+        if _outer_apply is not None:
+            Function.apply = _outer_apply[1 if enabled else 0]
+        else:
+            Function.apply = classmethod(_anomaly_apply) if enabled else _plain_apply
 
 
 def is_anomaly_enabled():

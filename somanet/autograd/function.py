@@ -158,6 +158,64 @@ class Function:
     def name(self):
         return type(self).__name__
 
+    # ----------------------------------------------------------------- differentiable gradients
+    # backward(create_graph=True) calls ``grad_graph`` instead of ``backward`` (see higher_order.py): the
+    # same gradient, computed from tensors with differentiable ops. Nothing below runs otherwise.
+    graph_mask = None
+
+    def grad_graph(ctx, *grads):
+        """The input gradients as tensors recorded in the graph, for output gradients ``grads`` (tensors,
+        None for an unused output). An op defines it next to its ``backward``; without it the op cannot
+        take part in higher-order gradients."""
+        raise RuntimeError(f"create_graph=True: {ctx.name}'s backward is not differentiable in somanet yet")
+
+    def graph_needs(ctx, i):
+        """Whether input ``i`` needs a gradient in this ``grad_graph`` call (``needs`` for the graph pass)."""
+        mask = ctx.graph_mask
+        return ctx.needs(i) if mask is None else mask[i]
+
+    def graph_input(ctx, i, value):
+        """Input ``i`` as a tensor of the graph; ``value`` is its array (as saved by forward)."""
+        from .higher_order import graph_tensor
+
+        edges = ctx.edges
+        return graph_tensor(edges[i] if i < len(edges) else None, value)
+
+    def graph_parent(ctx, i):
+        """Input ``i`` as a tensor of the graph when forward did not save its values (for ``graph_derived``),
+        or None when it needs no gradient. Its values are a stand-in: only its place in the graph is real."""
+        edges = ctx.edges
+        edge = edges[i] if i < len(edges) else None
+        if edge is None:
+            return None
+        target, index = edge
+        if isinstance(target, Tensor):
+            return target
+        from numpy import broadcast_to, zeros
+
+        shape, dtype = ctx.metas[i]
+        return _wrap(broadcast_to(zeros((), dtype), shape), True, target, index)
+
+    def graph_output(ctx, value, k=0):
+        """Output ``k`` of this node (its array ``value``, as saved by forward) as a tensor of the graph."""
+        return _wrap(value, True, ctx, k)
+
+    def graph_derived(ctx, value, parents, vjp):
+        """An array forward computed from inputs and saved (or a tuple of them), as a tensor of the graph
+        depending on ``parents`` (graph tensors or None) through ``vjp(grad, value_tensor) -> one gradient
+        per parent``, written with tensor ops (for a tuple: ``vjp(grads, value_tensors)``)."""
+        from .higher_order import derived
+
+        return derived(value, parents, vjp, ctx.name)
+
+    def graph_linear(ctx, grads, forward):
+        """``grad_graph`` of an op linear in its inputs: its array ``backward`` on ``grads``, recorded as a
+        node whose own backward is ``forward(*tangents) -> output tangents`` (the op applied to tensors,
+        None for a zero tangent)."""
+        from .higher_order import linear_backward
+
+        return linear_backward(ctx, grads, forward)
+
 
 # --------------------------------------------------------------------------- PyTorch-style Functions
 class _TensorFunctionNode(Function):
@@ -169,6 +227,7 @@ class _TensorFunctionNode(Function):
     """
 
     materialize_grads = True
+    output_slots = None
 
     def save_for_backward(ctx, *tensors):
         for t in tensors:
@@ -208,32 +267,69 @@ class _TensorFunctionNode(Function):
             wrapped.append(None if g is None else _wrap(g, False, None, 0))
         with no_grad():
             result = ctx.fn_cls.backward(ctx, *wrapped)
-        if not isinstance(result, tuple):
-            result = (result,)
-        n_inputs = len(ctx.edges)
         # PyTorch allows extra trailing Nones (for arguments that were not tensors).
-        if len(result) > n_inputs and all(r is None for r in result[n_inputs:]):
-            result = result[:n_inputs]
-        if len(result) != n_inputs:
-            raise RuntimeError(f"function {ctx.name} returned an incorrect number of gradients (expected "
-                               f"{n_inputs}, got {len(result)})")
+        result = ctx._results(result)
         out = []
         for i, (r, meta) in enumerate(zip(result, ctx.metas)):
             if r is None or meta is None:
                 out.append(None)
                 continue
             arr = r.array if isinstance(r, Tensor) else asarray(r)
-            if arr.shape != meta[0]:
-                try:
-                    from numpy import broadcast_shapes
-
-                    ok = broadcast_shapes(meta[0], arr.shape) == arr.shape
-                except ValueError:
-                    ok = False
-                if not ok:
-                    raise RuntimeError(f"function {ctx.name} returned an invalid gradient at index {i}: got shape "
-                                       f"{tuple(arr.shape)} but expected a shape compatible with {tuple(meta[0])}")
+            ctx._check_shape(i, arr.shape, meta[0])
             out.append(arr)
+        return tuple(out)
+
+    def _check_shape(ctx, i, shape, expected):
+        if shape != expected:
+            try:
+                from numpy import broadcast_shapes
+
+                ok = broadcast_shapes(expected, shape) == shape
+            except ValueError:
+                ok = False
+            if not ok:
+                raise RuntimeError(f"function {ctx.name} returned an invalid gradient at index {i}: got shape "
+                                   f"{tuple(shape)} but expected a shape compatible with {tuple(expected)}")
+
+    def _results(ctx, result):
+        if not isinstance(result, tuple):
+            result = (result,)
+        n_inputs = len(ctx.edges)
+        if len(result) > n_inputs and all(r is None for r in result[n_inputs:]):
+            result = result[:n_inputs]
+        if len(result) != n_inputs:
+            raise RuntimeError(f"function {ctx.name} returned an incorrect number of gradients (expected "
+                               f"{n_inputs}, got {len(result)})")
+        return result
+
+    def grad_graph(ctx, *grads):
+        """create_graph=True: the user's backward already computes on tensors, so it runs with grad mode on.
+        Outputs the user saved stand for this node's outputs, so that their gradient flows back through it."""
+        from .grad_mode import enable_grad
+        from .higher_order import constant, zeros
+
+        wrapped = []
+        for g, (shape, dtype) in zip(grads, ctx.out_metas):
+            if g is None and ctx.materialize_grads:
+                g = zeros(shape, dtype)
+            wrapped.append(g)
+        saved = ctx.saved
+        slots = ctx.output_slots
+        if slots and saved is not _FREED:
+            ctx.saved = tuple(_wrap(t.array, True, ctx, slots[j]) if j in slots else t for j, t in enumerate(saved))
+        try:
+            with enable_grad():
+                result = ctx._results(ctx.fn_cls.backward(ctx, *wrapped))
+        finally:
+            ctx.saved = saved
+        out = []
+        for i, (r, meta) in enumerate(zip(result, ctx.metas)):
+            if r is None or meta is None:
+                out.append(None)
+                continue
+            r = constant(r)
+            ctx._check_shape(i, r.shape, meta[0])
+            out.append(r)
         return tuple(out)
 
 
@@ -288,9 +384,14 @@ def _apply_tensor_function(cls, *args, **kwargs):
             wrapped.append(_wrap(o.array, True, ctx, i, o._version))
         else:
             wrapped.append(_wrap(o.array, False, None, 0, o._version))
-    for t in ctx.saved or ():
+    slots = {}
+    for j, t in enumerate(ctx.saved or ()):
         if t is not None:
             checks.append((t._version, t._version[0]))
+            for i, o in enumerate(outs):
+                if o is t and isinstance(wrapped[i], Tensor) and wrapped[i].grad_fn is ctx:
+                    slots[j] = i
+    ctx.output_slots = slots or None
     ctx.version_checks = checks or None
     return wrapped[0] if single else tuple(wrapped)
 

@@ -222,7 +222,15 @@ class Tensor:
                     t.grad.array = t.grad.array + grad
             return None
 
+        def _retain_tensor(grad):
+            # create_graph=True: the gradient is a tensor of the graph and is kept as such.
+            t = ref()
+            if t is not None:
+                t.grad = grad if t.grad is None else t.grad + grad
+            return None
+
         _retain.retains_grad = True
+        _retain.tensor_hook = _retain_tensor
         self._add_node_hook(_retain)
 
     @property
@@ -243,6 +251,7 @@ class Tensor:
                 return None
             return out.array if isinstance(out, Tensor) else np.asarray(out, dtype=grad.dtype)
 
+        array_hook.tensor_hook = hook  # create_graph=True hands the hook the gradient tensor itself
         if self.grad_fn is None:
             if self._hooks is None:
                 self._hooks = []

@@ -66,7 +66,10 @@ def pick_dim(dim, axis, op):
 
 
 def normalize_dims(dim, ndim, op):
-    """Return ``dim`` as a sorted tuple of non-negative axes (None means all axes)."""
+    """Return ``dim`` as a sorted tuple of non-negative axes (None means all axes).
+
+    A 0-d tensor accepts dim 0 and -1, as in PyTorch, and has no axis to name: its dims are ``()``.
+    """
     if dim is None:
         return None
     if isinstance(dim, (list, tuple)):
@@ -83,6 +86,8 @@ def normalize_dims(dim, ndim, op):
         out.append(d % nd)
     if len(set(out)) != len(out):
         raise ValueError(f"{op}(): dim {dim} repeats a dimension")
+    if not ndim:
+        return ()
     return tuple(sorted(out))
 
 
@@ -94,6 +99,16 @@ def normalize_dim(dim, ndim, op):
         raise IndexError(f"{op}(): dimension {d} is out of range for a tensor with {ndim} dimensions "
                          f"(expected a dim in [{-nd}, {nd - 1}])")
     return d % nd
+
+
+def one_element(fn, x, *args, **kwargs):
+    """``fn(x, ...)`` for a 0-d tensor ``x``, computed on a 1-element view of it and reshaped back to 0-d.
+
+    NumPy returns a scalar, not an array, from an op on 0-d arrays, and a scalar cannot be written into:
+    ops that work in place on their intermediate results (the activations, softmax) send 0-d inputs here,
+    so that forward and backward both see 1-element arrays.
+    """
+    return fn(x.reshape(1), *args, **kwargs).reshape(())
 
 
 def install(**methods):

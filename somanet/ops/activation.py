@@ -12,7 +12,7 @@ from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
 from ..random import numpy_rng
-from ._util import INF, normalize_dim, select
+from ._util import INF, normalize_dim, one_element, select
 from .elementwise import _leaky, _sigmoid, log1p_exp_neg_abs, one_where_positive, softplus_values
 
 __all__ = [
@@ -45,6 +45,10 @@ class Hardsigmoid(Function):
         # PyTorch passes the gradient only strictly inside (-3, 3).
         return grad * ((a > -3) & (a < 3)) * grad.dtype.type(1 / 6)
 
+    def grad_graph(ctx, grad):
+        (a,) = ctx.saved
+        return grad * Tensor((((a > -3) & (a < 3)) / 6).astype(a.dtype))
+
 
 class Hardswish(Function):
     """``x * relu6(x + 3) / 6``; keeps the gate ``relu6(x + 3) / 6`` for backward."""
@@ -68,6 +72,13 @@ class Hardswish(Function):
         g *= grad
         return g
 
+    def grad_graph(ctx, grad):
+        a, gate = ctx.saved
+        slope = Tensor(((array_module(a).abs(a) < 3) / 6).astype(a.dtype))  # the gate's slope
+        ta = ctx.graph_input(0, a)
+        gate = ctx.graph_derived(gate, [ta], lambda g, _: (g * slope,))
+        return grad * (gate + ta * slope)
+
 
 class Mish(Function):
     """``x * tanh(softplus(x))``; keeps ``tanh(softplus(x))`` for backward."""
@@ -90,6 +101,16 @@ class Mish(Function):
         g *= grad
         return g
 
+    def grad_graph(ctx, grad):
+        from .elementwise import sigmoid
+
+        a, t = ctx.saved
+        ta = ctx.graph_input(0, a)
+        s = sigmoid(ta)
+        # t = tanh(softplus(a)): its slope is (1 - t^2) sigmoid(a).
+        t = ctx.graph_derived(t, [ta], lambda g, t: (g * (1 - t * t) * s,))
+        return grad * (t + ta * s * (1 - t * t))
+
 
 class Logsigmoid(Function):
     """``-softplus(-x) = min(x, 0) - log1p(exp(-|x|))``, stable for any x and without a branch."""
@@ -108,6 +129,12 @@ class Logsigmoid(Function):
             e = xp.exp(a)
         e += 1
         return xp.divide(grad, e, out=e)
+
+    def grad_graph(ctx, grad):
+        from .elementwise import sigmoid
+
+        (a,) = ctx.saved
+        return grad * sigmoid(-ctx.graph_input(0, a))
 
 
 class Softsign(Function):
@@ -135,6 +162,11 @@ class Tanhshrink(Function):
         (t,) = ctx.saved
         return grad * (t * t)
 
+    def grad_graph(ctx, grad):
+        (t,) = ctx.saved
+        t = ctx.graph_derived(t, [ctx.graph_parent(0)], lambda g, t: (g * (1 - t * t),))
+        return grad * (t * t)
+
 
 class Softshrink(Function):
     """Shrink towards 0 by ``lambd``, zero inside ``[-lambd, lambd]``: ``x - clip(x, -lambd, lambd)``."""
@@ -150,6 +182,10 @@ class Softshrink(Function):
         (keep,) = ctx.saved
         return grad * keep
 
+    def grad_graph(ctx, grad):
+        (keep,) = ctx.saved
+        return grad * Tensor(keep)
+
 
 class Hardshrink(Function):
     """``x`` where ``|x| > lambd``, else 0."""
@@ -163,6 +199,10 @@ class Hardshrink(Function):
         (keep,) = ctx.saved
         return grad * keep
 
+    def grad_graph(ctx, grad):
+        (keep,) = ctx.saved
+        return grad * Tensor(keep)
+
 
 class Threshold(Function):
     """``value`` where ``x <= threshold``, else ``x`` (NaN stays NaN, as in PyTorch)."""
@@ -175,6 +215,12 @@ class Threshold(Function):
     def backward(ctx, grad):
         (low,) = ctx.saved
         return select(low, 0, grad)
+
+    def grad_graph(ctx, grad):
+        from .elementwise import where
+
+        (low,) = ctx.saved
+        return where(Tensor(low), 0, grad)
 
 
 class Celu(Function):
@@ -195,6 +241,23 @@ class Celu(Function):
         g = one_where_positive(a, em1 + 1)
         g *= grad
         return g
+
+    def grad_graph(ctx, grad):
+        a, em1 = ctx.saved
+        below = Tensor((a <= 0).astype(a.dtype))  # "a <= 0", as backward tests it
+        pos = 1 - below
+        ta = ctx.graph_input(0, a)
+        # em1 = expm1(min(a, 0) / alpha): its slope is (em1 + 1) / alpha below 0, 0 above. forward kept no
+        # alpha: it is a / log1p(em1) at the negative input where that ratio is best conditioned.
+        xp = array_module(a)
+        usable = (a < 0) & (em1 > -1)
+        alpha = 1.0
+        if usable.any():
+            logs = xp.where(usable, xp.log1p(xp.where(usable, em1, 0)), 0)
+            k = int(xp.argmin(xp.where(usable, xp.abs(logs + 0.5), xp.inf)))
+            alpha = float(a.reshape(-1)[k] / logs.reshape(-1)[k])
+        em1 = ctx.graph_derived(em1, [ta], lambda g, em1: (g * below * (em1 + 1) * (1 / alpha),))
+        return grad * (pos + below * (em1 + 1))
 
 
 class Prelu(Function):
@@ -228,6 +291,21 @@ class Prelu(Function):
             gw = g_neg.reshape(ctx.wshape)
         return gx, gw.astype(grad.dtype, copy=False)
 
+    def grad_graph(ctx, grad):
+        from ..autograd.higher_order import sum_to_shape
+        from .shape import reshape
+
+        a, w = ctx.saved
+        ta = ctx.graph_input(0, a)
+        tw = reshape(ctx.graph_input(1, w.reshape(ctx.wshape)), w.shape)
+        pos = Tensor((a > 0).astype(a.dtype))
+        below = 1 - pos
+        gx = grad * (pos + below * tw)
+        gw = None
+        if ctx.graph_needs(1):
+            gw = reshape(sum_to_shape(grad * ta * below, w.shape), ctx.wshape)
+        return gx, gw
+
 
 class Rrelu(Function):
     """Leaky ReLU with given per-element (or one) negative slopes."""
@@ -241,6 +319,10 @@ class Rrelu(Function):
         g = one_where_positive(a, slopes)
         g *= grad
         return g, None
+
+    def grad_graph(ctx, grad):
+        a, slopes = ctx.saved
+        return grad * Tensor(one_where_positive(a, slopes)), None
 
 
 class Glu(Function):
@@ -259,25 +341,49 @@ class Glu(Function):
         g_second = g_first * first * (1 - gate)
         return array_module(grad).concatenate([g_first, g_second], axis=ctx.dim)
 
+    def grad_graph(ctx, grad):
+        from .shape import cat
+
+        first, gate = ctx.saved
+        parent = ctx.graph_parent(0)
+        dim = ctx.dim
+        zero = Tensor(array_module(gate).zeros_like(gate))
+        first = ctx.graph_derived(first, [parent], lambda g, _: (cat([g, zero], dim),))
+        gate = ctx.graph_derived(gate, [parent], lambda g, gate: (cat([zero, g * gate * (1 - gate)], dim),))
+        g_first = grad * gate
+        return cat([g_first, g_first * first * (1 - gate)], dim)
+
 
 def hardsigmoid(input, inplace=False):
     """``relu6(x + 3) / 6``, elementwise; any shape."""
-    return Hardsigmoid.apply(_as_tensor(input, "hardsigmoid"))
+    x = _as_tensor(input, "hardsigmoid")
+    if x.array.ndim == 0:
+        return one_element(hardsigmoid, x)
+    return Hardsigmoid.apply(x)
 
 
 def hardswish(input, inplace=False):
     """``x * relu6(x + 3) / 6``, elementwise (MobileNetV3); any shape."""
-    return Hardswish.apply(_as_tensor(input, "hardswish"))
+    x = _as_tensor(input, "hardswish")
+    if x.array.ndim == 0:
+        return one_element(hardswish, x)
+    return Hardswish.apply(x)
 
 
 def mish(input, inplace=False):
     """``x * tanh(softplus(x))``, elementwise; any shape."""
-    return Mish.apply(_as_tensor(input, "mish"))
+    x = _as_tensor(input, "mish")
+    if x.array.ndim == 0:
+        return one_element(mish, x)
+    return Mish.apply(x)
 
 
 def logsigmoid(input):
     """``log(sigmoid(x)) = -softplus(-x)``, stable for any x; any shape."""
-    return Logsigmoid.apply(_as_tensor(input, "logsigmoid"))
+    x = _as_tensor(input, "logsigmoid")
+    if x.array.ndim == 0:
+        return one_element(logsigmoid, x)
+    return Logsigmoid.apply(x)
 
 
 def softsign(input):
@@ -294,12 +400,18 @@ def softshrink(input, lambd=0.5):
     """``x - lambd`` above ``lambd``, ``x + lambd`` below ``-lambd``, 0 between; any shape."""
     if lambd < 0:
         raise ValueError(f"softshrink(): lambd must be non-negative, got {lambd}")
-    return Softshrink.apply(_as_tensor(input, "softshrink"), lambd=lambd)
+    x = _as_tensor(input, "softshrink")
+    if x.array.ndim == 0:
+        return one_element(softshrink, x, lambd)
+    return Softshrink.apply(x, lambd=lambd)
 
 
 def hardshrink(input, lambd=0.5):
     """``x`` where ``|x| > lambd``, else 0; any shape."""
-    return Hardshrink.apply(_as_tensor(input, "hardshrink"), lambd=lambd)
+    x = _as_tensor(input, "hardshrink")
+    if x.array.ndim == 0:
+        return one_element(hardshrink, x, lambd)
+    return Hardshrink.apply(x, lambd=lambd)
 
 
 def threshold(input, threshold, value, inplace=False):
@@ -311,7 +423,10 @@ def celu(input, alpha=1.0, inplace=False):
     """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``; any shape."""
     if alpha == 0:
         raise ValueError("celu(): alpha must not be 0 (it divides x)")
-    return Celu.apply(_as_tensor(input, "celu"), alpha=alpha)
+    x = _as_tensor(input, "celu")
+    if x.array.ndim == 0:
+        return one_element(celu, x, alpha)
+    return Celu.apply(x, alpha=alpha)
 
 
 def prelu(input, weight):
@@ -327,6 +442,8 @@ def prelu(input, weight):
         if channels != n:
             raise ValueError(f"prelu(): weight has {n} slopes but the input of shape {tuple(input.shape)} has "
                              f"{channels} channels (dim 1); use one slope or one per channel")
+    if input.array.ndim == 0:
+        return one_element(prelu, input, weight)
     return Prelu.apply(input, weight)
 
 
@@ -336,6 +453,8 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False, ge
     input = _as_tensor(input, "rrelu")
     if not 0 <= lower <= upper:
         raise ValueError(f"rrelu(): expected 0 <= lower <= upper, got lower={lower}, upper={upper}")
+    if input.array.ndim == 0:
+        return one_element(rrelu, input, lower, upper, training, generator=generator)
     dtype = input.dtype
     if training:
         rng = numpy_rng(generator)

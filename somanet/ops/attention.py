@@ -195,6 +195,55 @@ class ScaledDotProductAttention(Function):
                 dv = dv.reshape(dv.shape[:-3] + (dv.shape[-3] // r, r) + dv.shape[-2:]).sum(-3)
         return dq, dk, dv, dmask
 
+    def grad_graph(ctx, grad_out, grad_weights=None):
+        from .linalg import matmul
+        from .reduce import sum as sum_
+        from .shape import reshape, transpose
+
+        q, k, v, p, drop = ctx.saved
+        r = ctx.kv_repeat
+        tq = ctx.graph_input(0, q)
+        if r > 1:
+            def repeated(i, value):
+                # forward saved the repeated heads; each input head gets the sum over its copies.
+                lead, hk = value.shape[:-3], value.shape[-3] // r
+                return ctx.graph_derived(value, [ctx.graph_parent(i)], lambda g, _: (
+                    sum_(reshape(g, lead + (hk, r) + value.shape[-2:]), -3),))
+
+            tk, tv = repeated(1, k), repeated(2, v)
+        else:
+            tk, tv = ctx.graph_input(1, k), ctx.graph_input(2, v)
+        # p = softmax(q k^T * scale + mask) (masked positions 0): tied to the scores by the softmax Jacobian.
+        scores = matmul(tq, transpose(tk, -1, -2)) * ctx.scale
+        mask = ctx.graph_parent(3)  # a float mask that needs a gradient (only its place in the graph is used)
+        if mask is not None:
+            scores = scores + mask
+        p_t = ctx.graph_derived(p, [scores], lambda g, p_t: (p_t * (g - sum_(p_t * g, -1, keepdim=True)),))
+        drop_t = None if drop is None else Tensor(drop)
+        weights = p_t if drop_t is None else p_t * drop_t
+        dv = dw = None
+        if grad_out is not None:
+            dv = matmul(transpose(weights, -1, -2), grad_out)
+            dw = matmul(grad_out, transpose(tv, -1, -2))
+        if grad_weights is not None:
+            if ctx.average and p.ndim >= 3:
+                extra = reshape(grad_weights, grad_weights.shape[:-2] + (1,) + grad_weights.shape[-2:]) * (1.0 / ctx.heads)
+            else:
+                extra = grad_weights
+            dw = extra if dw is None else dw + extra
+        if drop_t is not None:
+            dw = dw * drop_t
+        ds = p_t * (dw - sum_(dw * p_t, -1, keepdim=True))
+        dmask = ds if ctx.graph_needs(3) else None
+        ds = ds * ctx.scale
+        dq = matmul(ds, tk)
+        dk = matmul(transpose(ds, -1, -2), tq)
+        if r > 1:
+            dk = sum_(reshape(dk, dk.shape[:-3] + (dk.shape[-3] // r, r) + dk.shape[-2:]), -3)
+            if dv is not None:
+                dv = sum_(reshape(dv, dv.shape[:-3] + (dv.shape[-3] // r, r) + dv.shape[-2:]), -3)
+        return dq, dk, dv, dmask
+
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
                                  enable_gqa=False):
@@ -221,7 +270,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
                              f"got shape {tuple(t.shape)}")
         if t.dtype.kind != "f":
             raise TypeError(f"{op}(): {name} must be floating point, got dtype {t.dtype}")
-    if not (query.dtype == key.dtype == value.dtype):
+    if not (query.dtype == key.dtype == value.dtype) and not backend.autocasting():
         raise RuntimeError(f"{op}(): query, key and value must have the same dtype, got {query.dtype}, "
                            f"{key.dtype} and {value.dtype}")
     q_shape, k_shape, v_shape = tuple(query.shape), tuple(key.shape), tuple(value.shape)
@@ -328,6 +377,37 @@ class HeadProjection(Function):
             db[blo:bhi] = dy2d.sum(0)
         return dx, dw, db
 
+    def grad_graph(ctx, *grads):
+        from ..autograd.higher_order import zeros
+        from .linalg import matmul
+        from .reduce import sum as sum_
+        from .shape import ConstantPad, permute, reshape, stack, transpose
+
+        x2d, weight = ctx.saved
+        ref = next(g for g in grads if g is not None)
+        N, h, L, hd = ref.shape
+        parts = []
+        for g in grads:
+            g = zeros(ref.shape, ref.dtype) if g is None else g
+            parts.append(permute(g, (0, 2, 1, 3) if ctx.batch_first else (2, 0, 1, 3)))
+        dy2d = reshape(stack(parts, 2), (x2d.shape[0], -1))
+        lo, hi = ctx.lo, ctx.hi
+        tw = ctx.graph_input(1, weight)
+        dx = dw = db = None
+        if ctx.graph_needs(0):
+            dx = reshape(matmul(dy2d, tw[lo:hi]), ctx.x_shape)
+        if ctx.graph_needs(1):
+            tx = reshape(ctx.graph_input(0, x2d.reshape(ctx.x_shape)), x2d.shape)
+            dw = matmul(transpose(dy2d, 0, 1), tx)
+            if (lo, hi) != (0, weight.shape[0]):
+                dw = ConstantPad.apply(dw, ((lo, weight.shape[0] - hi), (0, 0)), 0)
+        if ctx.bias_len is not None and ctx.graph_needs(2):
+            blo, bhi = ctx.bias_rows
+            db = sum_(dy2d, 0)
+            if (blo, bhi) != (0, ctx.bias_len):
+                db = ConstantPad.apply(db, ((blo, ctx.bias_len - bhi),), 0)
+        return dx, dw, db
+
 
 class MergeHeadsProjection(Function):
     """Merge heads (N, h, L, hd) back to (L, N, E) (or (N, L, E) with ``batch_first``) and apply the
@@ -357,6 +437,27 @@ class MergeHeadsProjection(Function):
         db = g2d.sum(0) if ctx.has_bias and _needs(ctx, 2) else None
         return da, dw, db
 
+    def grad_graph(ctx, grad):
+        from .linalg import matmul
+        from .reduce import sum as sum_
+        from .shape import permute, reshape, transpose
+
+        a2d, weight = ctx.saved
+        N, h, L, hd = ctx.a_shape
+        g2d = reshape(grad, (N * L, grad.shape[-1]))
+        da = dw = db = None
+        if ctx.graph_needs(0):
+            da = reshape(matmul(g2d, ctx.graph_input(1, weight)), (N, L, h, hd) if ctx.batch_first else (L, N, h, hd))
+            da = permute(da, (0, 2, 1, 3) if ctx.batch_first else (1, 2, 0, 3))
+        if ctx.graph_needs(1):
+            merged = a2d.reshape((N, L, h, hd) if ctx.batch_first else (L, N, h, hd))
+            a = merged.transpose(0, 2, 1, 3) if ctx.batch_first else merged.transpose(1, 2, 0, 3)
+            ta = permute(ctx.graph_input(0, a), (0, 2, 1, 3) if ctx.batch_first else (2, 0, 1, 3))
+            dw = matmul(transpose(g2d, 0, 1), reshape(ta, (N * L, h * hd)))
+        if ctx.has_bias and ctx.graph_needs(2):
+            db = sum_(g2d, 0)
+        return da, dw, db
+
 
 class AppendKeyValue(Function):
     """Append one extra source position to per-head keys or values (N, h, S, hd) -> (N, h, S+1, hd).
@@ -379,6 +480,9 @@ class AppendKeyValue(Function):
         db = grad[:, :, S].sum(0).reshape(ctx.bias_shape) if _needs(ctx, 1) else None
         return grad[:, :, :S], db
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda vx, vb: AppendKeyValue.apply(vx, vb))
+
 
 # --------------------------------------------------------------------------- rotary position embedding
 class RotaryEmbedding(Function):
@@ -398,6 +502,10 @@ class RotaryEmbedding(Function):
         cos, sin = ctx.saved
         # The transpose of a rotation is the rotation by the opposite angle.
         return _rotate(grad, cos, sin, ctx.interleaved, -1.0, array_module(grad)), None, None
+
+    def grad_graph(ctx, grad):
+        cos, sin = ctx.saved
+        return ctx.graph_linear((grad,), lambda v, *_: RotaryEmbedding.apply(v, cos, sin, interleaved=ctx.interleaved))
 
 
 def _rotate(x, cos, sin, interleaved, sign, xp):
@@ -462,6 +570,10 @@ class AddPositions(Function):
             dtable[ctx.offset:ctx.offset + g.shape[0]] = g
         return grad, dtable
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda vx, vt: vx if vt is None else AddPositions.apply(
+            vx, vt, offset=ctx.offset, time_axis=ctx.time_axis))
+
 
 # --------------------------------------------------------------------------- attention pooling
 class AttentionPool(Function):
@@ -485,6 +597,20 @@ class AttentionPool(Function):
             dp += grad_w
         dvalues = xp.matmul(_swap(p), grad_ctx) if grad_ctx is not None else None
         return _softmax_backward(p, dp, xp), dvalues, None
+
+    def grad_graph(ctx, grad_ctx, grad_w):
+        from .linalg import matmul
+        from .reduce import sum as sum_
+        from .shape import transpose
+
+        p, values = ctx.saved
+        p_t = ctx.graph_output(p, 1)  # the weights are this node's second output
+        tv = ctx.graph_input(1, values)
+        dp = None if grad_ctx is None else matmul(grad_ctx, transpose(tv, -1, -2))
+        if grad_w is not None:
+            dp = grad_w if dp is None else dp + grad_w
+        dvalues = matmul(transpose(p_t, -1, -2), grad_ctx) if grad_ctx is not None else None
+        return p_t * (dp - sum_(dp * p_t, -1, keepdim=True)), dvalues, None
 
 
 def attention_pool(scores, values, mask=None):

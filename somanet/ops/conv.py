@@ -912,7 +912,7 @@ def _quiet_blas(blocks):
 
 
 def _check_dtypes(op, x, w, b):
-    if x.dtype != w.dtype or (b is not None and b.dtype != x.dtype):
+    if (x.dtype != w.dtype or (b is not None and b.dtype != x.dtype)) and not backend.autocasting():
         got = f"input {x.dtype}, weight {w.dtype}" + ("" if b is None else f", bias {b.dtype}")
         raise TypeError(f"{op}: input, weight and bias must have the same floating dtype, got {got}")
     if x.dtype.kind != "f":
@@ -968,6 +968,39 @@ class ConvNd(Function):
             gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb
 
+    def grad_graph(ctx, grad):
+        from .reduce import sum as sum_
+        from .shape import reshape
+
+        x, weight = ctx.saved
+        stride, pads, dilation, groups = ctx.geometry
+        tx, tw = ctx.graph_input(0, x), ctx.graph_input(1, weight)
+        x4, w4 = (tx, tw) if ctx.spatial == 2 else (reshape(tx, _as_4d(x, weight, 1)[0].shape),
+                                                    reshape(tw, _as_4d(x, weight, 1)[1].shape))
+        g = grad if ctx.spatial == 2 else reshape(grad, grad.shape[:2] + (1,) + grad.shape[2:])
+        gx = gw = gb = None
+        if ctx.graph_needs(0):
+            gx = reshape(ConvTransposeNd.apply(g, w4, None, stride, pads, dilation, groups, x4.shape[2:]), ctx.x_shape)
+        if ctx.graph_needs(1):
+            gw = reshape(ConvNd.weight_grad_graph(g, x4, groups, pads, stride, dilation, w4.shape[2:]), ctx.w_shape)
+        if ctx.has_bias and ctx.graph_needs(2):
+            gb = sum_(g, (0, 2, 3))
+        return gx, gw, gb
+
+    @staticmethod
+    def weight_grad_graph(g4, x4, groups, pads, stride, dilation, kernel):
+        """The weight gradient of a 2-d convolution of ``x4`` with output gradient ``g4``, from differentiable
+        ops (unfold and einsum), as ``grad_graph`` needs it."""
+        from .linalg import einsum
+        from .shape import reshape
+
+        n, o = g4.shape[:2]
+        c = x4.shape[1]
+        cols = Unfold.apply(x4, tuple(kernel), tuple(stride), pads, tuple(dilation))  # (N, C*kh*kw, L)
+        g3 = reshape(g4, (n, groups, o // groups, -1))
+        c3 = reshape(cols, (n, groups, (c // groups) * kernel[0] * kernel[1], -1))
+        return reshape(einsum("ngol,ngkl->gok", g3, c3), (o, c // groups) + tuple(kernel))
+
 
 class ConvTransposeNd(Function):
     """Transposed convolution: the input gradient of the convolution that maps its output back to ``x``.
@@ -1004,6 +1037,26 @@ class ConvTransposeNd(Function):
             gw = gw.reshape(ctx.w_shape)
         if ctx.has_bias and ctx.needs(2):
             gb = g.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+    def grad_graph(ctx, grad):
+        from .reduce import sum as sum_
+        from .shape import reshape
+
+        x, weight = ctx.saved
+        stride, pads, dilation, groups = ctx.geometry
+        tx, tw = ctx.graph_input(0, x), ctx.graph_input(1, weight)
+        x4, w4 = (tx, tw) if ctx.spatial == 2 else (reshape(tx, _as_4d(x, weight, 1)[0].shape),
+                                                    reshape(tw, _as_4d(x, weight, 1)[1].shape))
+        g = grad if ctx.spatial == 2 else reshape(grad, grad.shape[:2] + (1,) + grad.shape[2:])
+        gx = gw = gb = None
+        if ctx.graph_needs(0):
+            gx = reshape(ConvNd.apply(g, w4, None, stride, pads, dilation, groups), ctx.x_shape)
+        if ctx.graph_needs(1):
+            # In the underlying convolution x is the output gradient and ours is its input.
+            gw = reshape(ConvNd.weight_grad_graph(x4, g, groups, pads, stride, dilation, w4.shape[2:]), ctx.w_shape)
+        if ctx.has_bias and ctx.graph_needs(2):
+            gb = sum_(g, (0, 2, 3))
         return gx, gw, gb
 
 
@@ -1215,6 +1268,10 @@ class Unfold(Function):
         kernel, stride, pads, dilation, out_hw, padded = ctx.geometry
         return unpad2d(col2im(grad, padded, kernel, stride, dilation, out_hw), pads)
 
+    def grad_graph(ctx, grad):
+        kernel, stride, pads, dilation, out_hw, padded = ctx.geometry
+        return ctx.graph_linear((grad,), lambda v: Unfold.apply(v, kernel, stride, pads, dilation))
+
 
 class Fold(Function):
     """col2im as an op: (N, C * kh * kw, L) -> (N, C, H, W), summing overlapping values."""
@@ -1232,6 +1289,11 @@ class Fold(Function):
     def backward(ctx, grad):
         kernel, stride, pads, dilation, out_hw = ctx.geometry
         return im2col(pad2d(grad, pads), kernel, stride, dilation, out_hw)
+
+    def grad_graph(ctx, grad):
+        kernel, stride, pads, dilation, out_hw = ctx.geometry
+        size = tuple(grad.shape[-2:])
+        return ctx.graph_linear((grad,), lambda v: Fold.apply(v, size, kernel, stride, pads, dilation))
 
 
 def _fold_args(op, kernel_size, dilation, padding, stride):

@@ -30,7 +30,11 @@ def _size(size, op):
 def _finish(arr, requires_grad, device=None):
     if device is not None:
         devices.resolve(device, "tensor")
-    t = _wrap(arr, False, None, 0)
+    if arr.dtype.name == "bfloat16":  # held as float32 arrays of bfloat16 values (see somanet.amp)
+        from ..amp._lowp import bfloat16_tensor
+        t = bfloat16_tensor(arr)
+    else:
+        t = _wrap(arr, False, None, 0)
     if requires_grad:
         t.requires_grad_(True)
     return t

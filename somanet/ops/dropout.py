@@ -38,6 +38,10 @@ class Dropout(Function):
         (mask,) = ctx.saved
         return grad * mask, None, None
 
+    def grad_graph(ctx, grad):
+        (mask,) = ctx.saved
+        return grad * Tensor(mask), None, None
+
 
 def _check_p(p, op):
     if not 0.0 <= p <= 1.0:

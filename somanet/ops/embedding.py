@@ -52,6 +52,20 @@ class Embedding(Function):
             gw[ctx.padding_idx] = 0
         return gw, None
 
+    def grad_graph(ctx, grad):
+        (indices,) = ctx.saved
+        # The lookup with the padding row zeroed. As in PyTorch, scale_grad_by_freq does not scale it: that
+        # scaling makes backward differ from the derivative of forward, and the second pass follows forward.
+        factor = None
+        if ctx.padding_idx is not None:
+            factor = Tensor((indices != ctx.padding_idx)[..., None].astype(grad.dtype))
+
+        def forward(v, _):
+            out = Embedding.apply(v, indices)
+            return out if factor is None else out * factor
+
+        return ctx.graph_linear((grad,), forward)
+
 
 def _renorm_rows(weight, indices, max_norm, norm_type):
     """Scale the referenced rows of ``weight`` whose ``norm_type``-norm exceeds ``max_norm`` back to it,

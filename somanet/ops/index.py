@@ -194,6 +194,9 @@ class AdvancedIndex(Function):
     def backward(ctx, grad):
         return _index_backward(ctx.shape, ctx.key, grad)
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v: AdvancedIndex.apply(v, key=ctx.key))
+
 
 def _getitem(self, key):
     """``x[key]``: ints, slices (any step), None, Ellipsis, integer tensors/arrays/lists (broadcast together,
@@ -341,6 +344,9 @@ class Fill(Function):
         xp = array_module(grad)
         return xp.zeros_like(grad), grad
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda va, vv: vv)
+
 
 def _fill_value(value, op):
     if isinstance(value, Tensor):
@@ -374,6 +380,9 @@ class CopyFrom(Function):
     def backward(ctx, grad):
         xp = array_module(grad)
         return xp.zeros_like(grad), grad
+
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda va, vs: vs)
 
 
 def _copy_(self, src, non_blocking=False):
@@ -426,6 +435,9 @@ class SetItem(Function):
             gv = gv.reshape((1,) * (ctx.value_ndim - gv.ndim) + gv.shape)
         return ga, gv
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda va, vv: SetItem.apply(va, vv, steps=ctx.steps))
+
 
 def _setitem(self, key, value):
     """``x[key] = value`` in place (same keys as ``x[key]``); value broadcasts and is cast to x's dtype."""
@@ -451,6 +463,9 @@ class IndexSelect(Function):
 
     def backward(ctx, grad):
         return _index_add_axis(ctx.shape, ctx.dim, ctx.index, grad)
+
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v: IndexSelect.apply(v, ctx.dim, ctx.index))
 
 
 def index_select(input, dim, index):
@@ -489,6 +504,10 @@ class IndexAdd(Function):
             g_source = g_source * ctx.alpha
         return grad, g_source
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda va, vs: va if vs is None else IndexAdd.apply(
+            va, vs, ctx.dim, ctx.index, ctx.alpha))
+
 
 class IndexCopy(Function):
     """``input`` with the slices at positions ``index`` along ``dim`` replaced by ``source``'s."""
@@ -506,6 +525,9 @@ class IndexCopy(Function):
         xp.moveaxis(g_input, ctx.dim, 0)[ctx.index] = 0
         return g_input, xp.take(grad, ctx.index, axis=ctx.dim)
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda va, vs: IndexCopy.apply(va, vs, ctx.dim, ctx.index))
+
 
 class IndexFill(Function):
     """``input`` with the slices at positions ``index`` along ``dim`` set to ``value`` (a 0-d array or number)."""
@@ -522,6 +544,10 @@ class IndexFill(Function):
         xp.moveaxis(g_input, ctx.dim, 0)[ctx.index] = 0
         g_value = xp.moveaxis(grad, ctx.dim, 0)[xp.unique(ctx.index)].sum() if ctx.needs(1) else None
         return g_input, g_value
+
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda va, vv: IndexFill.apply(va, 0 if vv is None else vv, ctx.dim,
+                                                                        ctx.index))
 
 
 def _index_args(input, dim, index, op):
@@ -582,6 +608,9 @@ class Gather(Function):
         _index_add_rows(out, _flat_positions(ctx.shape, ctx.dim, ctx.index).reshape(-1), grad.reshape(-1))
         return out.reshape(ctx.shape)
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v: Gather.apply(v, ctx.dim, ctx.index))
+
 
 def _check_gather_shapes(x_shape, idx, d, op, other=None, other_name="src"):
     if idx.ndim != len(x_shape):
@@ -633,6 +662,14 @@ class Scatter(Function):
         gs[tuple(slice(0, n) for n in ctx.index_shape)] = grad.reshape(-1)[ctx.flat].reshape(ctx.index_shape)
         return ga, gs
 
+    def grad_graph(ctx, grad):
+        def forward(va, vs):
+            flat = _reshape(va, (va.array.size,))
+            value = 0 if vs is None else _reshape(vs[tuple(slice(0, n) for n in ctx.index_shape)], (ctx.flat.size,))
+            return _reshape(SetItem.apply(flat, value, steps=(ctx.flat,)), va.shape)
+
+        return ctx.graph_linear((grad,), forward)
+
 
 class ScatterAdd(Function):
     def forward(ctx, a, src, dim, index):
@@ -647,6 +684,14 @@ class ScatterAdd(Function):
         gs = xp.zeros(ctx.src_shape, dtype=grad.dtype)
         gs[tuple(slice(0, n) for n in ctx.index_shape)] = grad.reshape(-1)[ctx.flat].reshape(ctx.index_shape)
         return grad, gs
+
+    def grad_graph(ctx, grad):
+        def forward(va, vs):
+            flat = _reshape(va, (va.array.size,))
+            value = _reshape(vs[tuple(slice(0, n) for n in ctx.index_shape)], (ctx.flat.size,))
+            return _reshape(IndexAdd.apply(flat, value, 0, ctx.flat, 1), va.shape)
+
+        return ctx.graph_linear((grad,), forward)
 
 
 def _scatter_args(input, dim, index, src, op):
@@ -727,6 +772,9 @@ class MaskedFill(Function):
     def backward(ctx, grad):
         return select(ctx.mask, 0, grad), select(ctx.mask, grad, 0)
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda va, vv: MaskedFill.apply(va, 0 if vv is None else vv, mask=ctx.mask))
+
 
 def masked_fill(input, mask, value):
     """``input`` with ``value`` (a number or a 0-d tensor) where the bool ``mask`` is True; mask broadcasts.
@@ -757,6 +805,9 @@ class MaskedSelect(Function):
         g = xp.zeros(ctx.shape, dtype=grad.dtype)
         g[ctx.mask] = grad
         return g
+
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v: MaskedSelect.apply(v, mask=ctx.mask))
 
 
 def masked_select(input, mask):
@@ -816,6 +867,9 @@ class Triangle(Function):
     def backward(ctx, grad):
         xp = array_module(grad)
         return xp.triu(grad, ctx.diagonal) if ctx.upper else xp.tril(grad, ctx.diagonal)
+
+    def grad_graph(ctx, grad):
+        return Triangle.apply(grad, ctx.diagonal, ctx.upper)
 
 
 def tril(input, diagonal=0):

@@ -11,11 +11,24 @@ __all__ = ["matmul", "mm", "bmm", "mv", "dot", "einsum", "linear", "bilinear"]
 
 
 def _matmul_shape_error(op, a, b):
-    return RuntimeError(
-        f"{op}: shapes {tuple(a.shape)} and {tuple(b.shape)} cannot be multiplied "
-        f"({a.shape[-1] if a.ndim else '-'} != {b.shape[-2] if b.ndim > 1 else (b.shape[0] if b.ndim else '-')}; "
-        f"the last dimension of the first must equal the second-to-last of the second)"
-    )
+    """The error for operands that cannot be multiplied, naming what does not fit: the inner dimensions
+    (``k`` of ``(..., n, k) @ (..., k, m)``), or else the batch dimensions that do not broadcast."""
+    sa, sb = tuple(a.shape), tuple(b.shape)
+    k_a = sa[-1]
+    k_b = sb[-2] if len(sb) > 1 else sb[0]
+    if k_a != k_b:
+        where = "second-to-last" if len(sb) > 1 else "only"
+        return RuntimeError(f"{op}: shapes {sa} and {sb} cannot be multiplied: the last dimension of the first "
+                            f"({k_a}) must equal the {where} dimension of the second ({k_b})")
+    batch_a, batch_b = sa[:-2], sb[:-2]
+    for i in range(1, min(len(batch_a), len(batch_b)) + 1):
+        da, db = batch_a[-i], batch_b[-i]
+        if da != db and da != 1 and db != 1:
+            return RuntimeError(
+                f"{op}: shapes {sa} and {sb} cannot be multiplied: their batch dimensions {batch_a} and {batch_b} "
+                f"do not broadcast (dimension {len(sa) - 2 - i} of the first is {da}, dimension {len(sb) - 2 - i} "
+                f"of the second is {db}; each pair must be equal or contain a 1)")
+    return RuntimeError(f"{op}: shapes {sa} and {sb} cannot be multiplied")
 
 
 def _swap(x):
@@ -141,11 +154,46 @@ class MatMul(Function):
                     gb = gb.reshape(-1, gb.shape[-1]).sum(axis=0)
         return ga, gb
 
+    def grad_graph(ctx, grad):
+        from .shape import reshape, transpose
+
+        a, b = ctx.saved
+        ta, tb = ctx.graph_input(0, a), ctx.graph_input(1, b)
+        if a.ndim == 1 and b.ndim == 1:
+            return grad * tb, grad * ta
+        a2 = reshape(ta, (1,) + a.shape) if a.ndim == 1 else ta
+        b2 = reshape(tb, b.shape + (1,)) if b.ndim == 1 else tb
+        g = grad
+        if a.ndim == 1:
+            g = reshape(g, g.shape[:-1] + (1,) + g.shape[-1:])
+        if b.ndim == 1:
+            g = reshape(g, g.shape + (1,))
+        ga = gb = None
+        if ctx.graph_needs(0):
+            ga = matmul(g, transpose(b2, -1, -2))  # the engine sums broadcast batch dimensions
+            if a.ndim == 1:
+                ga = reshape(ga, ga.shape[:-2] + ga.shape[-1:])
+        if ctx.graph_needs(1):
+            gb = matmul(transpose(a2, -1, -2), g)
+            if b.ndim == 1:
+                gb = reshape(gb, gb.shape[:-1])
+        return ga, gb
+
+
+def _check_linear_dtypes(x, weight, bias):
+    """PyTorch's rule for ``linear``: input, weight and bias of one dtype (NumPy would promote them)."""
+    if x.dtype != weight.dtype or (bias is not None and bias.dtype != x.dtype):
+        got = f"input {x.dtype}, weight {weight.dtype}" + ("" if bias is None else f", bias {bias.dtype}")
+        raise RuntimeError(f"linear: input, weight and bias must have the same dtype, got {got}; convert the input "
+                           f"(e.g. input.float()) or the layer (e.g. module.double())")
+
 
 class Linear(Function):
     """``y = x @ W.T + b`` as one node: the input may have any number of leading dimensions."""
 
     def forward(ctx, x, weight, bias=None):
+        if x.dtype is not weight.dtype or (bias is not None and bias.dtype is not x.dtype):
+            _check_linear_dtypes(x, weight, bias)
         if x.shape[-1] != weight.shape[1]:
             raise RuntimeError(
                 f"linear: input has {x.shape[-1]} features (shape {tuple(x.shape)}) but the weight expects "
@@ -172,6 +220,22 @@ class Linear(Function):
             gb = g2.sum(axis=0)
         return gx, gw, gb
 
+    def grad_graph(ctx, grad):
+        from .reduce import sum as sum_
+        from .shape import reshape, transpose
+
+        x, weight = ctx.saved
+        tx, tw = ctx.graph_input(0, x), ctx.graph_input(1, weight)
+        g2 = reshape(grad, (-1, grad.shape[-1])) if grad.ndim != 2 else grad
+        gx = gw = gb = None
+        if ctx.graph_needs(0):
+            gx = reshape(matmul(g2, tw), x.shape)
+        if ctx.graph_needs(1):
+            gw = matmul(transpose(g2, 0, 1), reshape(tx, (-1, x.shape[-1])) if x.ndim != 2 else tx)
+        if ctx.has_bias and ctx.graph_needs(2):
+            gb = sum_(g2, 0)
+        return gx, gw, gb
+
 
 class Bilinear(Function):
     def forward(ctx, x1, x2, weight, bias=None):
@@ -189,6 +253,18 @@ class Bilinear(Function):
         g2 = xp.einsum("...o,oij,...i->...j", grad, weight, x1, optimize=True)
         gw = xp.einsum("...o,...i,...j->oij", grad, x1, x2, optimize=True)
         gb = grad.reshape(-1, grad.shape[-1]).sum(axis=0) if ctx.has_bias else None
+        return g1, g2, gw, gb
+
+    def grad_graph(ctx, grad):
+        from .reduce import sum as sum_
+        from .shape import reshape
+
+        x1, x2, weight = ctx.saved
+        t1, t2, tw = ctx.graph_input(0, x1), ctx.graph_input(1, x2), ctx.graph_input(2, weight)
+        g1 = einsum("...o,oij,...j->...i", grad, tw, t2) if ctx.graph_needs(0) else None
+        g2 = einsum("...o,oij,...i->...j", grad, tw, t1) if ctx.graph_needs(1) else None
+        gw = einsum("...o,...i,...j->oij", grad, t1, t2) if ctx.graph_needs(2) else None
+        gb = sum_(reshape(grad, (-1, grad.shape[-1])), 0) if ctx.has_bias and ctx.graph_needs(3) else None
         return g1, g2, gw, gb
 
 
@@ -247,6 +323,29 @@ class Einsum(Function):
                 grads.append(out)
         return tuple(grads)
 
+    def grad_graph(ctx, grad):
+        from .shape import broadcast_to, reshape
+
+        ops = [ctx.graph_input(i, o) for i, o in enumerate(ctx.saved)]
+        grads = []
+        for i, term in enumerate(ctx.terms):
+            if not ctx.graph_needs(i):
+                grads.append(None)
+                continue
+            if len(set(term)) != len(term):
+                raise RuntimeError(f"create_graph=True: Einsum's backward is not differentiable in somanet yet for "
+                                   f"a repeated subscript (operand '{term}')")
+            others = [t for j, t in enumerate(ctx.terms) if j != i]
+            other_ops = [o for j, o in enumerate(ops) if j != i]
+            available = set(ctx.output).union(*map(set, others)) if others else set(ctx.output)
+            seen = [c for c in term if c in available]
+            g = einsum(",".join([ctx.output] + others) + "->" + "".join(seen), grad, *other_ops)
+            # Back to the operand's subscripts: letters summed away in forward come back as broadcast dims.
+            shape = ctx.saved[i].shape
+            g = reshape(g, tuple(shape[k] if c in seen else 1 for k, c in enumerate(term)))
+            grads.append(broadcast_to(g, shape))
+        return tuple(grads)
+
 
 def matmul(input, other):
     """Matrix product with NumPy/PyTorch semantics: 1-D vectors, 2-D matrices, batched and broadcast N-D.
@@ -265,9 +364,14 @@ def mm(input, mat2):
 
 def bmm(input, mat2):
     """Batched product ``(b, n, m) @ (b, m, p)``."""
-    if input.ndim != 3 or mat2.ndim != 3 or input.shape[0] != mat2.shape[0]:
-        raise RuntimeError(f"bmm: expected 3-D tensors with equal batch sizes, got shapes {tuple(input.shape)} "
+    if input.ndim != 3 or mat2.ndim != 3:
+        raise RuntimeError(f"bmm: expected 3-D tensors (b, n, m) and (b, m, p), got shapes {tuple(input.shape)} "
                            f"and {tuple(mat2.shape)}")
+    if input.shape[0] != mat2.shape[0]:
+        raise RuntimeError(f"bmm: batch sizes differ: {input.shape[0]} (shape {tuple(input.shape)}) and "
+                           f"{mat2.shape[0]} (shape {tuple(mat2.shape)}); bmm does not broadcast, both must be equal")
+    if input.shape[2] != mat2.shape[1]:
+        raise _matmul_shape_error("bmm", input, mat2)
     return matmul(input, mat2)
 
 

@@ -142,6 +142,16 @@ class _Pointwise(Function):
         d *= g
         return d, (-d if ctx.needs(1) else None), None
 
+    def grad_graph(ctx, grad):
+        diff, w = ctx.saved
+        # diff = input - target
+        diff_t = ctx.graph_derived(diff, [ctx.graph_parent(0), ctx.graph_parent(1)], lambda g, _: (g, -g))
+        g = _grad_scale(grad, ctx.reduction, diff.size, ctx.denom)
+        if w is not None:
+            g = g * ctx.graph_input(2, w)
+        d = ctx.derivative_graph(diff_t) * g
+        return d, (-d if ctx.graph_needs(1) else None), None
+
 
 class MSELoss(_Pointwise):
     """``(input - target) ** 2``."""
@@ -152,6 +162,9 @@ class MSELoss(_Pointwise):
     def derivative(ctx, diff):
         return diff * diff.dtype.type(2)
 
+    def derivative_graph(ctx, diff):
+        return diff * 2
+
 
 class L1Loss(_Pointwise):
     """``|input - target|``."""
@@ -161,6 +174,9 @@ class L1Loss(_Pointwise):
 
     def derivative(ctx, diff):
         return array_module(diff).sign(diff)
+
+    def derivative_graph(ctx, diff):
+        return Tensor(array_module(diff.array).sign(diff.array))
 
 
 def _huber(diff, delta, xp):
@@ -188,6 +204,11 @@ class SmoothL1Loss(_Pointwise):
         beta = diff.dtype.type(ctx.param)
         return array_module(diff).clip(diff / beta, -1, 1).astype(diff.dtype, copy=False)
 
+    def derivative_graph(ctx, diff):
+        from .elementwise import clamp
+
+        return clamp(diff / float(ctx.param), -1.0, 1.0)
+
 
 class HuberLoss(_Pointwise):
     """Quadratic below ``delta``, linear above (``smooth_l1 * delta``)."""
@@ -200,6 +221,11 @@ class HuberLoss(_Pointwise):
     def derivative(ctx, diff):
         delta = diff.dtype.type(ctx.param)
         return array_module(diff).clip(diff, -delta, delta).astype(diff.dtype, copy=False)
+
+    def derivative_graph(ctx, diff):
+        from .elementwise import clamp
+
+        return clamp(diff, -float(ctx.param), float(ctx.param))
 
 
 def _pointwise(cls, op, input, target, reduction, weight=None, param=None):
@@ -390,6 +416,41 @@ class CrossEntropy(Function):
         dx.reshape(-1)[flat] -= hard
         return dx.reshape(ctx.in_shape), None, None
 
+    def grad_graph(ctx, grad):
+        from .shape import broadcast_to, reshape
+
+        p, flat, w_t, valid, weight = ctx.saved
+        n, c, s = p.shape
+        xp = array_module(p)
+        if ctx.denom == 0:
+            return Tensor(xp.zeros(ctx.in_shape, dtype=p.dtype)), None, None
+        from ..autograd.higher_order import softmax_graph
+
+        p_t = softmax_graph(ctx, p, 1, ctx.in_shape)
+        g = _grad_scale(grad, ctx.reduction, None, ctx.denom)
+        if ctx.reduction == "none":
+            g = reshape(g, (n, s))
+
+        def column(t):  # (n, s) or a scalar -> broadcast against (n, c, s)
+            return t if t.ndim == 0 else reshape(broadcast_to(t, (n, s)), (n, 1, s))
+
+        hard = g * Tensor(w_t) if w_t is not None else g
+        onehot = xp.zeros(n * c * s, dtype=p.dtype)
+        onehot[flat.reshape(-1)] = 1
+        onehot = Tensor(onehot.reshape(n, c, s))
+        if ctx.eps > 0:
+            hard = hard * (1 - ctx.eps)
+            total_w = float(weight.sum()) if weight is not None else float(c)
+            soft = g * (ctx.eps / c)
+            if valid is not None:
+                soft = soft * Tensor(valid.astype(p.dtype))
+            dx = p_t * column(hard + soft * total_w)
+            dx = dx - column(soft) * (Tensor(weight[None, :, None]) if weight is not None else 1)
+        else:
+            dx = p_t * column(hard)
+        dx = dx - onehot * column(hard)
+        return reshape(dx, ctx.in_shape), None, None
+
 
 class SoftCrossEntropy(Function):
     """Cross-entropy against class probabilities ``t`` shaped like ``x (N, C, S)``; the mean divides by
@@ -435,6 +496,30 @@ class SoftCrossEntropy(Function):
                 dt *= p.dtype.type(1 - ctx.eps)
             dt = dt.reshape(ctx.in_shape)
         return dx.reshape(ctx.in_shape), dt, None
+
+    def grad_graph(ctx, grad):
+        from .reduce import sum as sum_
+        from .shape import reshape
+
+        p, tw, logp, weight = ctx.saved
+        n, c, s = p.shape
+        from ..autograd.higher_order import softmax_graph
+
+        p_t = softmax_graph(ctx, p, 1, ctx.in_shape)
+        scale = (1 - ctx.eps) * (weight[None, :, None] if weight is not None else 1)
+        scale = Tensor(np.asarray(scale, dtype=p.dtype))
+        # tw = (target (1 - eps) + eps / c) * weight
+        tw_t = ctx.graph_derived(tw, [ctx.graph_parent(1)], lambda g, _: (reshape(g * scale, ctx.in_shape),))
+        g = _grad_scale(grad, ctx.reduction, n * s)
+        g3 = reshape(g, (n, 1, s)) if ctx.reduction == "none" else g
+        dx = (p_t * sum_(tw_t, 1, keepdim=True) - tw_t) * g3
+        dt = None
+        if logp is not None and ctx.graph_needs(1):
+            # logp = log_softmax(input): its Jacobian is g - p sum(g).
+            logp_t = ctx.graph_derived(logp, [ctx.graph_parent(0)],
+                                       lambda g, _: (reshape(g - p_t * sum_(g, 1, keepdim=True), ctx.in_shape),))
+            dt = reshape(-logp_t * g3 * scale, ctx.in_shape)
+        return reshape(dx, ctx.in_shape), dt, None
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
@@ -497,6 +582,26 @@ class NLLLoss(Function):
         xp.put_along_axis(dx, tt, (-(g * w_t))[:, None, :], axis=1)
         return dx.reshape(ctx.in_shape), None, None
 
+    def grad_graph(ctx, grad):
+        from .index import Gather
+        from .reduce import sum as sum_
+        from .shape import reshape
+
+        tt, w_t = ctx.saved
+        if ctx.denom == 0:
+            return Tensor(array_module(w_t).zeros(ctx.in_shape, dtype=grad.dtype)), None, None
+        out_shape = grad.shape
+
+        def forward(v, vt, vw):  # the loss is linear in the input
+            picked = reshape(Gather.apply(reshape(v, ctx.shape), 1, tt), w_t.shape) * Tensor(-w_t)
+            if ctx.reduction == "none":
+                return reshape(picked, out_shape)
+            total = sum_(picked)
+            return total / ctx.denom if ctx.reduction == "mean" else total
+
+        gx = ctx.graph_linear((grad,), forward)[0]
+        return gx, None, None
+
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
     """Negative log-likelihood: ``-weight[t] * input[n, t]`` for log-probabilities ``input`` ``(N, C)``,
@@ -536,6 +641,21 @@ class BinaryCrossEntropy(Function):
         # PyTorch bounds the denominator x(1 - x) below by 1e-12.
         dx = (x - t) / array_module(x).maximum((1 - x) * x, x.dtype.type(1e-12)) * g
         dt = (log_1mx - log_x) * g if ctx.needs(1) else None
+        return dx, dt, None
+
+    def grad_graph(ctx, grad):
+        from .elementwise import clamp, log, log1p
+
+        x, t, w, log_x, log_1mx = ctx.saved
+        tx, tt = ctx.graph_input(0, x), ctx.graph_input(1, t)
+        g = _grad_scale(grad, ctx.reduction, x.size)
+        if w is not None:
+            g = g * ctx.graph_input(2, w)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dx = (tx - tt) / clamp((1 - tx) * tx, 1e-12) * g
+            dt = None
+            if ctx.graph_needs(1):
+                dt = (clamp(log1p(-tx), -100.0) - clamp(log(tx), -100.0)) * g
         return dx, dt, None
 
 
@@ -609,6 +729,29 @@ class BinaryCrossEntropyWithLogits(Function):
             dpw = t * sp * g
         return dx, dt, None, dpw
 
+    def grad_graph(ctx, grad):
+        from .elementwise import sigmoid
+
+        x, t, w, pw, lw, sp = ctx.saved
+        tx, tt = ctx.graph_input(0, x), ctx.graph_input(1, t)
+        g = _grad_scale(grad, ctx.reduction, x.size)
+        if w is not None:
+            g = g * ctx.graph_input(2, w)
+        sig = sigmoid(tx)
+        # sp = softplus(-x): its slope is -sigmoid(-x) = sig - 1.
+        sp_t = ctx.graph_derived(sp, [tx], lambda gs, _: (gs * (sig - 1),))
+        if pw is not None:
+            tpw = ctx.graph_input(3, pw)
+            dx = ((tpw - 1) * tt + 1) * sig - tpw * tt
+        else:
+            dx = sig - tt
+        dx = dx * g
+        dt = None
+        if ctx.graph_needs(1):
+            dt = (-tx + (tpw - 1) * sp_t if pw is not None else -tx) * g
+        dpw = tt * sp_t * g if pw is not None and ctx.graph_needs(3) else None
+        return dx, dt, None, dpw
+
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
                                      reduction="mean", pos_weight=None):
@@ -674,6 +817,26 @@ class KLDiv(Function):
                 dt = (extra + 1 - x) * g
         return dx, dt
 
+    def grad_graph(ctx, grad):
+        from .elementwise import exp, log
+
+        x, t, extra = ctx.saved
+        reduction = "mean" if ctx.reduction == "batchmean" else ctx.reduction
+        g = _grad_scale(grad, reduction, x.size, ctx.denom)
+        tx, tt = ctx.graph_input(0, x), ctx.graph_input(1, t)
+        dt = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if ctx.log_target:
+                et = exp(tt)
+                dx = -et * g
+                if ctx.graph_needs(1):
+                    dt = et * (tt - tx + 1) * g
+            else:
+                dx = -tt * g
+                if ctx.graph_needs(1):
+                    dt = (log(tt) + 1 - tx) * g
+        return dx, dt
+
 
 def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
     """Kullback-Leibler divergence ``KL(target || exp(input))`` for log-probabilities ``input`` and
@@ -722,4 +885,15 @@ class ParameterPenalty(Function):
                 out.append(xp.sign(p) * grad)
             else:
                 out.append(p * (2 * grad))
+        return tuple(out)
+
+    def grad_graph(ctx, grad):
+        out = []
+        for i, p in enumerate(ctx.saved):
+            if not ctx.graph_needs(i):
+                out.append(None)
+            elif ctx.kind == "l1":
+                out.append(Tensor(array_module(p).sign(p)) * grad)
+            else:
+                out.append(ctx.graph_input(i, p) * (grad * 2))
         return tuple(out)

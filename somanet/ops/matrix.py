@@ -8,6 +8,7 @@ others are compositions of differentiable ops, so their gradients come for free.
 import builtins
 import itertools
 import math
+import sys
 
 import numpy as np
 
@@ -194,6 +195,9 @@ def cross(input, other, dim=None):
 
 
 def _addmm_like(input, product, beta, alpha):
+    amp = sys.modules.get("somanet.amp.autocast_mode")
+    if amp is not None:  # under autocast addmm and its kin run in low precision, input included
+        input = amp.lowered_operand(input, product)
     scaled = product if alpha == 1 else E.mul(product, alpha)
     if beta == 0:  # input only contributes its shape (and a zero gradient); its NaN and inf are ignored
         inp = _tensor(input)

@@ -93,6 +93,25 @@ def _column_sums(a, xp):
     return xp.ones(a.shape[0], dtype=a.dtype) @ a
 
 
+def _rescued_invstd(a, axis, var, invstd, eps, xp):
+    """``invstd`` with the groups whose variance overflowed recomputed.
+
+    ``a`` holds the centred values (the raw ones for RMS norm), reduced over ``axis`` into ``var`` (the
+    mean of squares) and ``invstd = 1 / sqrt(var + eps)``, both with the reduced axes kept or dropped alike.
+    Values near 1e20 have squares beyond float32's range, so ``var`` is inf and ``invstd`` 0, which would
+    zero the output. Dividing each group by its largest magnitude ``s`` first keeps the squares in range:
+    ``invstd = 1 / (s sqrt(mean((a / s)^2) + eps / s^2))``. Only called when a variance is not finite, so
+    the usual path pays one check on the small ``var`` array; infinite or NaN inputs stay NaN/0 as before.
+    """
+    scale = xp.max(xp.abs(a), axis=axis, keepdims=True)
+    scale = xp.where(xp.isfinite(scale) & (scale > 0), scale, 1).astype(a.dtype, copy=False)
+    scaled = a / scale
+    m = a.dtype.type(a.size // scale.size)
+    ms = xp.sum(scaled * scaled, axis=axis, keepdims=True) / m
+    alt = 1 / (scale * xp.sqrt(ms + a.dtype.type(eps) / scale / scale))
+    return xp.where(xp.isfinite(var), invstd, alt.reshape(invstd.shape)).astype(invstd.dtype, copy=False)
+
+
 def _owned(shape, dtype, rows_shape, xp):
     """A new ``xp`` array of ``shape`` and a view of it as ``rows_shape`` to compute into.
 
@@ -129,6 +148,8 @@ class BatchNorm(Function):
             centred = xv - mean.reshape(vec)
             var = _per_channel_sums(centred, centred, xp) / dtype.type(m)
             invstd = 1 / xp.sqrt(var + dtype.type(eps))
+            if not math.isfinite(var.sum()):
+                invstd = _rescued_invstd(centred, (0,) if centred.ndim == 2 else (0, 2), var, invstd, eps, xp)
             if running_mean is not None:
                 # The running variance is the unbiased estimate, as in PyTorch.
                 running_mean *= 1 - momentum
@@ -184,6 +205,43 @@ class BatchNorm(Function):
             gbias = _per_channel_total(gv, xp)
         return dx, gweight, gbias, None, None
 
+    def grad_graph(ctx, grad):
+        from ..autograd.higher_order import normalized_graph
+        from .reduce import sum as sum_
+        from .shape import reshape
+
+        vec, view = ctx.vec, ctx.view
+        axes = (0,) if len(view) == 2 else (0, 2)
+        gv = reshape(grad, view)
+        if ctx.training:
+            centred, invstd, weight = ctx.saved
+            xhat = (centred * invstd.reshape(vec)).astype(centred.dtype, copy=False)
+            xhat_t, inv_t = normalized_graph(ctx, xhat, invstd, axes, ctx.shape)
+            w_t = ctx.graph_input(1, weight) if weight is not None else None
+            gbias = sum_(gv, axes)
+            gweight = sum_(gv * xhat_t, axes)
+            dx = None
+            if ctx.graph_needs(0):
+                m = float(ctx.m)
+                dxhat = gv - reshape(gbias / m, vec) - xhat_t * reshape(gweight / m, vec)
+                dx = reshape(dxhat * (inv_t * reshape(w_t, vec) if w_t is not None else inv_t), ctx.shape)
+            return (dx, gweight if ctx.has_weight and ctx.graph_needs(1) else None,
+                    gbias if ctx.has_bias and ctx.graph_needs(2) else None, None, None)
+        xv, invstd, scale, running_mean = ctx.saved
+        inv = Tensor(invstd.reshape(vec))
+        dx = gweight = gbias = None
+        if ctx.graph_needs(0):
+            # scale = invstd * weight
+            scale_t = ctx.graph_derived(scale, [ctx.graph_parent(1) if ctx.has_weight else None],
+                                        lambda g, _: (g * Tensor(invstd),))
+            dx = reshape(gv * reshape(scale_t, vec), ctx.shape)
+        if ctx.has_weight and ctx.graph_needs(1):
+            x_t = reshape(ctx.graph_input(0, xv.reshape(ctx.shape)), view)
+            gweight = sum_(gv * (x_t - Tensor(running_mean.reshape(vec))) * inv, axes)
+        if ctx.has_bias and ctx.graph_needs(2):
+            gbias = sum_(gv, axes)
+        return dx, gweight, gbias, None, None
+
 
 def _check_channels(op, x, c, what, arr):
     if arr is not None and arr.shape != (c,):
@@ -235,6 +293,8 @@ class LayerNorm(Function):
         xhat = x2 - _row_means(x2, xp)
         var = _row_dots(xhat, xhat, xp)[:, None] / dtype.type(d)
         invstd = 1 / xp.sqrt(var + dtype.type(eps))
+        if not math.isfinite(var.sum()):
+            invstd = _rescued_invstd(xhat, 1, var, invstd, eps, xp)
         xhat *= invstd
         w = None if weight is None else weight.reshape(d)
         out = xhat * w if w is not None else xhat.copy()
@@ -263,6 +323,26 @@ class LayerNorm(Function):
             d2 += dxhat
             d2 -= _row_means(dxhat, xp)
             d2 *= invstd
+        return dx, gw, gb
+
+    def grad_graph(ctx, grad):
+        from ..autograd.higher_order import normalized_graph
+        from .reduce import mean, sum as sum_
+        from .shape import reshape
+
+        xhat, invstd, w = ctx.saved
+        xshape, wshape, bshape = ctx.shapes
+        xhat_t, inv_t = normalized_graph(ctx, xhat, invstd, (1,), xshape)
+        g2 = reshape(grad, xhat.shape)
+        gw = gb = dx = None
+        if wshape is not None and ctx.graph_needs(1):
+            gw = reshape(sum_(g2 * xhat_t, 0), wshape)
+        if bshape is not None and ctx.graph_needs(2):
+            gb = reshape(sum_(g2, 0), bshape)
+        if ctx.graph_needs(0):
+            dxhat = g2 * reshape(ctx.graph_input(1, w.reshape(wshape)), w.shape) if w is not None else g2
+            proj = mean(dxhat * xhat_t, 1, keepdim=True)
+            dx = reshape((dxhat - xhat_t * proj - mean(dxhat, 1, keepdim=True)) * inv_t, xshape)
         return dx, gw, gb
 
 
@@ -306,6 +386,8 @@ class RMSNorm(Function):
         dtype = x.dtype
         ms = _row_dots(x2, x2, xp)[:, None] / dtype.type(d)
         rinv = 1 / xp.sqrt(ms + dtype.type(eps))
+        if not math.isfinite(ms.sum()):
+            rinv = _rescued_invstd(x2, 1, ms, rinv, eps, xp)
         y = x2 * rinv
         w = None if weight is None else weight.reshape(d)
         ctx.save_for_backward(y, rinv, w)
@@ -327,6 +409,23 @@ class RMSNorm(Function):
             xp.multiply(y, -proj, out=d2)
             d2 += dy
             d2 *= rinv
+        return dx, gw
+
+    def grad_graph(ctx, grad):
+        from ..autograd.higher_order import rms_graph
+        from .reduce import mean, sum as sum_
+        from .shape import reshape
+
+        y, rinv, w = ctx.saved
+        xshape, wshape = ctx.shapes
+        y_t, rinv_t = rms_graph(ctx, y, rinv, (1,), xshape)
+        g2 = reshape(grad, y.shape)
+        gw = dx = None
+        if wshape is not None and ctx.graph_needs(1):
+            gw = reshape(sum_(g2 * y_t, 0), wshape)
+        if ctx.graph_needs(0):
+            dy = g2 * reshape(ctx.graph_input(1, w.reshape(wshape)), w.shape) if w is not None else g2
+            dx = reshape((dy - y_t * mean(dy * y_t, 1, keepdim=True)) * rinv_t, xshape)
         return dx, gw
 
 
@@ -363,6 +462,8 @@ class GroupNorm(Function):
         xhat = xg - mean[:, :, None]
         var = _row_dots(xhat, xhat, xp) / dtype.type(d)
         invstd = 1 / xp.sqrt(var + dtype.type(eps))
+        if not math.isfinite(var.sum()):
+            invstd = _rescued_invstd(xhat, 2, var, invstd, eps, xp)
         xhat *= invstd[:, :, None]
         if stats is not None:
             stats.extend((mean, var, d))
@@ -395,6 +496,28 @@ class GroupNorm(Function):
             dg += dxhat
             dg -= dxhat.mean(axis=2, keepdims=True)
             dg *= invstd[:, :, None]
+        return dx, gw, gb
+
+    def grad_graph(ctx, grad):
+        from ..autograd.higher_order import normalized_graph
+        from .reduce import mean, sum as sum_
+        from .shape import reshape
+
+        xhat, invstd, weight = ctx.saved
+        n, c = ctx.shape[0], ctx.shape[1]
+        xhat_t, inv_t = normalized_graph(ctx, xhat, invstd, (2,), ctx.shape)
+        g3 = reshape(grad, (n, c, -1))
+        x3 = reshape(xhat_t, (n, c, -1))
+        gw = gb = dx = None
+        if ctx.has[0] and ctx.graph_needs(1):
+            gw = sum_(g3 * x3, (0, 2))
+        if ctx.has[1] and ctx.graph_needs(2):
+            gb = sum_(g3, (0, 2))
+        if ctx.graph_needs(0):
+            w_t = reshape(ctx.graph_input(1, weight), (c, 1)) if weight is not None else None
+            dxhat = reshape(g3 * w_t if w_t is not None else g3, xhat.shape)
+            proj = mean(dxhat * xhat_t, 2, keepdim=True)
+            dx = reshape((dxhat - xhat_t * proj - mean(dxhat, 2, keepdim=True)) * inv_t, ctx.shape)
         return dx, gw, gb
 
 

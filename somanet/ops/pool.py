@@ -140,6 +140,19 @@ class MaxPool(Function):
                     target += _select(g, hit, picked)
         return unpad2d(from_phases(phases, padded_shape, stride), pads).reshape(x_shape)
 
+    def grad_graph(ctx, grad, grad_indices=None):
+        from .index import Gather
+        from .shape import reshape
+
+        (arg,) = ctx.saved
+        kernel, stride, pads, dilation, out_hw, padded_shape, x_shape = ctx.geometry
+        planes = arg.shape[1]
+        flat = _flat_indices(arg, kernel, stride, pads, dilation, out_hw, x_shape[-1]).reshape(planes, -1)
+        shape = grad.shape
+        # Given where the maxima are, pooling is a gather: linear in the input.
+        return ctx.graph_linear((grad, grad_indices), lambda v: Gather.apply(
+            reshape(v, (planes, math.prod(x_shape) // max(planes, 1))), 1, flat).reshape(shape))
+
 
 def _tiled(kernel, stride, pads, dilation):
     """Whether the windows tile the input: kernel equal to stride, no padding, no dilation (``MaxPool2d(2)``)."""
@@ -359,6 +372,11 @@ class AvgPool(Function):
                     target += share
         return unpad2d(from_phases(phases, padded_shape, stride), pads).reshape(x_shape)
 
+    def grad_graph(ctx, grad):
+        kernel, stride, pads, out_hw, padded_shape, x_shape, divisor = ctx.geometry
+        spatial = 2 if tuple(grad.shape) == tuple(x_shape[:-2]) + tuple(out_hw) else 1
+        return ctx.graph_linear((grad,), lambda v: AvgPool.apply(v, kernel, stride, pads, out_hw, divisor, spatial))
+
 
 def _avg_counts(n, k, s, p, o, include_pad, xp):
     """Per-output window sizes along one axis, PyTorch's rule: windows are clipped to the padded input
@@ -477,6 +495,12 @@ class AdaptiveAvgPool(Function):
         along_h = xp.matmul(ph.T, g)
         return (along_h.reshape(planes * ph.shape[1], pw.shape[0]) @ pw).reshape(x_shape)
 
+    def grad_graph(ctx, grad):
+        x_shape, (planes, h, w) = ctx.shapes
+        spatial = 1 if h == 1 and planes == math.prod(x_shape[:-1]) else 2
+        out_hw = (1, grad.shape[-1]) if spatial == 1 else tuple(grad.shape[-2:])
+        return ctx.graph_linear((grad,), lambda v: AdaptiveAvgPool.apply(v, out_hw, spatial))
+
 
 class AdaptiveMaxPool(Function):
     """Adaptive max pooling: gathers each window offset (windows shorter than the longest repeat their last
@@ -521,6 +545,17 @@ class AdaptiveMaxPool(Function):
         flat = arg.reshape(planes, arg.size // max(planes, 1))
         xp.add.at(out, (xp.arange(planes)[:, None], flat), grad.reshape(flat.shape))
         return out.reshape(x_shape)
+
+    def grad_graph(ctx, grad, grad_indices=None):
+        from .index import Gather
+        from .shape import reshape
+
+        (arg,) = ctx.saved
+        x_shape, (planes, hw) = ctx.shapes
+        flat = arg.reshape(planes, arg.size // max(planes, 1))
+        shape = grad.shape
+        return ctx.graph_linear((grad, grad_indices),
+                                lambda v: Gather.apply(reshape(v, (planes, hw)), 1, flat).reshape(shape))
 
 
 def _window_positions(n, o, xp):
@@ -601,6 +636,14 @@ class MaxUnpool(Function):
         xp = backend.array_module(grad)
         g = grad.reshape(flat.shape[0], grad.size // max(flat.shape[0], 1))
         return xp.take_along_axis(g, flat, axis=1).reshape(ctx.x_shape), None
+
+    def grad_graph(ctx, grad):
+        from .index import Gather
+        from .shape import reshape
+
+        (flat,) = ctx.saved
+        g = reshape(grad, (flat.shape[0], grad.array.size // max(flat.shape[0], 1)))
+        return reshape(Gather.apply(g, 1, flat), ctx.x_shape), None
 
 
 def _max_unpool(op, spatial, input, indices, kernel_size, stride, padding, output_size):

@@ -12,7 +12,7 @@ from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
-from ._util import ensure_tensor, install, normalize_dim, normalize_dims, pick_dim
+from ._util import ensure_tensor, install, normalize_dim, normalize_dims, one_element, pick_dim
 
 __all__ = [
     "sum", "mean", "prod", "var", "std", "var_mean", "std_mean", "max", "min", "amax", "amin", "argmax",
@@ -34,6 +34,13 @@ def _keep(keepdim, keepdims):
     return bool(keepdim or keepdims)
 
 
+def _reduced_dims(dim, ndim, op):
+    """``dim`` as sorted non-negative axes, None for all of them: as in PyTorch an empty tuple reduces every
+    dimension too, and a 0-d input (dim 0, -1 or None) is reduced whole."""
+    dims = normalize_dims(dim, ndim, op)
+    return None if dims == () else dims
+
+
 # --------------------------------------------------------------------------- sum / mean / prod
 class Sum(Function):
     def forward(ctx, a, dims, keepdim, dtype=None):
@@ -45,6 +52,11 @@ class Sum(Function):
 
     def backward(ctx, grad):
         return array_module(grad).broadcast_to(_expand(grad, ctx.dims, ctx.keepdim), ctx.shape)
+
+    def grad_graph(ctx, grad):
+        from ..autograd.higher_order import unreduce
+
+        return unreduce(grad, ctx.shape, ctx.dims, ctx.keepdim)
 
 
 class Mean(Function):
@@ -59,6 +71,11 @@ class Mean(Function):
     def backward(ctx, grad):
         return array_module(grad).broadcast_to(_expand(grad * ctx.scale, ctx.dims, ctx.keepdim), ctx.shape)
 
+    def grad_graph(ctx, grad):
+        from ..autograd.higher_order import unreduce
+
+        return unreduce(grad * float(ctx.scale), ctx.shape, ctx.dims, ctx.keepdim)
+
 
 class Prod(Function):
     def forward(ctx, a, dims, keepdim):
@@ -70,6 +87,8 @@ class Prod(Function):
     def backward(ctx, grad):
         (a,) = ctx.saved
         xp = array_module(a)
+        if a.size == 0:
+            return xp.zeros_like(a)
         dims = tuple(range(a.ndim)) if ctx.dims is None else ctx.dims
         g = _expand(grad, ctx.dims, ctx.keepdim) if ctx.dims is not None else grad.reshape((1,) * a.ndim)
         # Product of all the other elements, computed with exclusive cumulative products so that zeros
@@ -87,11 +106,22 @@ class Prod(Function):
         others = xp.transpose(others, inverse)
         return g * others
 
+    def grad_graph(ctx, grad):
+        from ..autograd.higher_order import keep_all, unreduce
+
+        (a,) = ctx.saved
+        if not array_module(a).all(a != 0):
+            raise RuntimeError("create_graph=True: Prod's backward is not differentiable in somanet yet for an "
+                               "input that contains zeros")
+        ta = ctx.graph_input(0, a)
+        total = prod(ta, ctx.dims, keepdim=True) if ctx.dims is not None else keep_all(prod(ta), a.ndim)
+        return unreduce(grad, a.shape, ctx.dims, ctx.keepdim) * total / ta
+
 
 def sum(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=False):  # noqa: A001
     """Sum over ``dim`` (an int, a tuple, or None for all); bool and integer inputs sum to int64."""
     x = ensure_tensor(input, "sum")
-    dims = normalize_dims(pick_dim(dim, axis, "sum"), x.ndim, "sum")
+    dims = _reduced_dims(pick_dim(dim, axis, "sum"), x.ndim, "sum")
     if dtype is None and x.array.dtype.kind in "bui":
         dtype = np.int64
     return Sum.apply(x, dims, _keep(keepdim, keepdims), backend.to_dtype(dtype))
@@ -104,7 +134,7 @@ def mean(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=Fals
         x = x.to(dtype)
     if x.array.dtype.kind != "f":
         raise RuntimeError(f"mean(): input dtype must be floating point, got {x.array.dtype}; pass dtype=somanet.float32")
-    dims = normalize_dims(pick_dim(dim, axis, "mean"), x.ndim, "mean")
+    dims = _reduced_dims(pick_dim(dim, axis, "mean"), x.ndim, "mean")
     return Mean.apply(x, dims, _keep(keepdim, keepdims))
 
 
@@ -112,7 +142,9 @@ def prod(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=Fals
     x = ensure_tensor(input, "prod")
     if dtype is not None:
         x = x.to(dtype)
-    dims = normalize_dims(pick_dim(dim, axis, "prod"), x.ndim, "prod")
+    elif x.array.dtype.kind in "bui":
+        x = x.to(np.int64)  # as PyTorch (NumPy would give uint64 for unsigned inputs)
+    dims = _reduced_dims(pick_dim(dim, axis, "prod"), x.ndim, "prod")
     return Prod.apply(x, dims, _keep(keepdim, keepdims))
 
 
@@ -133,12 +165,35 @@ class Var(Function):
 
     def backward(ctx, grad):
         centered, out = ctx.saved
+        xp = array_module(grad)
         g = _expand(grad, ctx.dims, ctx.keepdim)
         scale = centered.dtype.type(2.0 / ctx.denom) if ctx.denom else centered.dtype.type(np.inf)
         with np.errstate(divide="ignore", invalid="ignore"):
             if ctx.sqrt:
-                g = g / (2 * _expand(out, ctx.dims, ctx.keepdim))
+                # d std = d var / (2 std); where the std is 0 (a constant input) the centred values are 0
+                # too and PyTorch gives a zero gradient, not 0/0. The mask has the reduced (small) shape.
+                s = _expand(out, ctx.dims, ctx.keepdim)
+                g = xp.where(s == 0, g.dtype.type(0), g / (2 * s))
             return g * (centered * scale)
+
+    def grad_graph(ctx, grad):
+        from ..autograd.higher_order import keep_all, unreduce
+
+        centered, out = ctx.saved
+        dims = ctx.dims
+        # centered = a - mean(a): its Jacobian removes the mean of the incoming gradient.
+        c = ctx.graph_derived(centered, [ctx.graph_parent(0)],
+                              lambda g, _: (g - mean(g, dims, keepdim=True) if dims is not None
+                                         else g - keep_all(mean(g), g.ndim),))
+        g = unreduce(grad, None, dims, ctx.keepdim, centered.ndim)
+        scale = 2.0 / ctx.denom if ctx.denom else math.inf
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if ctx.sqrt:
+                from .elementwise import where
+
+                o = unreduce(ctx.graph_output(out.reshape(grad.shape)), None, dims, ctx.keepdim, centered.ndim)
+                g = where(Tensor(_expand(out, dims, ctx.keepdim) == 0), 0, g / (o * 2))
+            return g * (c * scale)
 
 
 def _correction(correction, unbiased, op):
@@ -149,21 +204,28 @@ def _correction(correction, unbiased, op):
     return 1 if correction is None else correction
 
 
+def _float_only(x, op):
+    if x.array.dtype.kind != "f":
+        raise RuntimeError(f"{op}(): expected a floating point input (as PyTorch's std and var), got dtype "
+                           f"{x.array.dtype}; convert it with .float() or .double()")
+    return x
+
+
 def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None, keepdims=False):
     """Variance over ``dim`` with ``correction`` (1 = unbiased, Bessel's correction; 0 = population)."""
-    x = ensure_tensor(input, "var")
+    x = _float_only(ensure_tensor(input, "var"), "var")
     if isinstance(unbiased, (int, tuple, list)) and not isinstance(unbiased, bool):
         dim, unbiased = unbiased, None  # var(x, 1) passes dim positionally
-    dims = normalize_dims(pick_dim(dim, axis, "var"), x.ndim, "var")
+    dims = _reduced_dims(pick_dim(dim, axis, "var"), x.ndim, "var")
     return Var.apply(x, dims, _keep(keepdim, keepdims), _correction(correction, unbiased, "var"), False)
 
 
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None, keepdims=False):
     """Standard deviation over ``dim`` with ``correction`` (default 1)."""
-    x = ensure_tensor(input, "std")
+    x = _float_only(ensure_tensor(input, "std"), "std")
     if isinstance(unbiased, (int, tuple, list)) and not isinstance(unbiased, bool):
         dim, unbiased = unbiased, None
-    dims = normalize_dims(pick_dim(dim, axis, "std"), x.ndim, "std")
+    dims = _reduced_dims(pick_dim(dim, axis, "std"), x.ndim, "std")
     return Var.apply(x, dims, _keep(keepdim, keepdims), _correction(correction, unbiased, "std"), True)
 
 
@@ -179,20 +241,44 @@ def std_mean(input, dim=None, *, correction=1, keepdim=False):
 class Extreme(Function):
     """amax/amin (and full max/min): ties share the gradient evenly, as in PyTorch."""
 
-    def forward(ctx, a, dims, keepdim, largest):
+    def forward(ctx, a, dims, keepdim, largest, op=None):
         if a.size == 0:
-            raise RuntimeError(f"{'max' if largest else 'min'}(): cannot reduce an empty tensor of shape {a.shape}")
+            _empty_reduction(op or ("max" if largest else "min"), a.shape, dims)
         xp = array_module(a)
         out = (xp.max if largest else xp.min)(a, axis=dims, keepdims=keepdim)
         ctx.save_for_backward(a, out)
         ctx.dims, ctx.keepdim = dims, keepdim
+        ctx.whole = op is None and dims is None  # max()/min() of everything
         return out
 
     def backward(ctx, grad):
         a, out = ctx.saved
-        mask = a == _expand(out, ctx.dims, ctx.keepdim)
+        if ctx.whole and out != out:
+            # A NaN maximum of max()/min(): PyTorch shares the gradient among the NaNs (amax gives NaN).
+            mask = array_module(a).isnan(a)
+        else:
+            mask = a == _expand(out, ctx.dims, ctx.keepdim)
         count = array_module(grad).sum(mask, axis=ctx.dims, keepdims=True)
         return mask * (_expand(grad, ctx.dims, ctx.keepdim) / count.astype(grad.dtype))
+
+    def grad_graph(ctx, grad):
+        from ..autograd.higher_order import unreduce
+
+        a, out = ctx.saved
+        mask = a == _expand(out, ctx.dims, ctx.keepdim)
+        share = mask / array_module(a).sum(mask, axis=ctx.dims, keepdims=True).astype(grad.dtype)
+        return unreduce(grad, None, ctx.dims, ctx.keepdim, a.ndim) * Tensor(share.astype(grad.dtype))
+
+
+def _empty_reduction(op, shape, dims, full_error=RuntimeError):
+    """Raise PyTorch's error for a max/min/argmax-like reduction of an empty input, unless no reduced
+    dimension is empty (then the result is an empty tensor, and the caller goes on)."""
+    if dims is None:
+        raise full_error(f"{op}(): cannot reduce an empty tensor (shape {tuple(shape)}) over all its elements; "
+                         f"specify a dim whose size is not 0")
+    for d in dims:
+        if shape[d] == 0:
+            raise IndexError(f"{op}(): expected reduction dim {d} to have non-zero size (input shape {tuple(shape)})")
 
 
 class ExtremeDim(Function):
@@ -212,6 +298,10 @@ class ExtremeDim(Function):
         out = xp.zeros(ctx.shape, dtype=grad.dtype)
         xp.put_along_axis(out, index, g, axis=ctx.dim)
         return out
+
+    def grad_graph(ctx, grad):
+        (index,) = ctx.saved
+        return ctx.graph_linear((grad,), lambda v: ExtremeDim.apply(v, ctx.dim, ctx.keepdim, index))
 
 
 def _extreme(name, largest):
@@ -251,18 +341,14 @@ min = _extreme("min", False)  # noqa: A001
 def amax(input, dim=None, keepdim=False, *, axis=None, keepdims=False):
     """Largest values over ``dim`` (int or tuple); ties share the gradient evenly."""
     x = ensure_tensor(input, "amax")
-    dims = normalize_dims(pick_dim(dim, axis, "amax"), x.ndim, "amax")
-    if dims == ():
-        dims = None
-    return Extreme.apply(x, dims, _keep(keepdim, keepdims), True)
+    dims = _reduced_dims(pick_dim(dim, axis, "amax"), x.ndim, "amax")
+    return Extreme.apply(x, dims, _keep(keepdim, keepdims), True, "amax")
 
 
 def amin(input, dim=None, keepdim=False, *, axis=None, keepdims=False):
     x = ensure_tensor(input, "amin")
-    dims = normalize_dims(pick_dim(dim, axis, "amin"), x.ndim, "amin")
-    if dims == ():
-        dims = None
-    return Extreme.apply(x, dims, _keep(keepdim, keepdims), False)
+    dims = _reduced_dims(pick_dim(dim, axis, "amin"), x.ndim, "amin")
+    return Extreme.apply(x, dims, _keep(keepdim, keepdims), False, "amin")
 
 
 def aminmax(input, *, dim=None, keepdim=False):
@@ -275,6 +361,11 @@ class _Arg(Function):
     def forward(ctx, a, dim, keepdim, largest):
         xp = array_module(a)
         fn = xp.argmax if largest else xp.argmin
+        if a.size == 0:
+            _empty_reduction("argmax" if largest else "argmin", a.shape, None if dim is None else (dim,), IndexError)
+        if a.dtype == np.bool_:
+            raise RuntimeError(f"{'argmax' if largest else 'argmin'}(): bool inputs are not supported (as in "
+                               f"PyTorch); convert with .long() first")
         if dim is None:
             out = xp.asarray(fn(a), dtype=np.int64)
             return out.reshape((1,) * a.ndim) if keepdim else out
@@ -325,13 +416,19 @@ class _CountNonzero(Function):
 
 def count_nonzero(input, dim=None):
     x = ensure_tensor(input, "count_nonzero")
-    return _CountNonzero.apply(x, normalize_dims(dim, x.ndim, "count_nonzero"))
+    return _CountNonzero.apply(x, _reduced_dims(dim, x.ndim, "count_nonzero"))
 
 
 # --------------------------------------------------------------------------- softmax family
 class LogSumExp(Function):
     def forward(ctx, a, dims, keepdim):
         xp = array_module(a)
+        if a.size == 0:  # log(0) = -inf over empty dims, as in PyTorch
+            with np.errstate(divide="ignore"):
+                out = xp.log(xp.sum(xp.exp(a), axis=dims, keepdims=True))
+            ctx.save_for_backward(a, out)
+            ctx.dims = dims
+            return out if keepdim else (xp.squeeze(out, axis=dims) if dims is not None else out.reshape(()))
         m = xp.max(a, axis=dims, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0).astype(a.dtype, copy=False)
         with np.errstate(divide="ignore"):
@@ -344,9 +441,21 @@ class LogSumExp(Function):
         a, out = ctx.saved
         xp = array_module(grad)
         ctx_keep = grad.ndim == a.ndim
-        g = grad if ctx_keep else xp.expand_dims(grad, ctx.dims)
+        g = grad if ctx_keep or ctx.dims is None else xp.expand_dims(grad, ctx.dims)
         with np.errstate(invalid="ignore"):
             return g * xp.exp(a - out)
+
+    def grad_graph(ctx, grad):
+        from ..autograd.higher_order import unreduce
+        from .elementwise import exp
+
+        a, out = ctx.saved
+        keep = grad.ndim == a.ndim
+        o = ctx.graph_output(out if keep else out.reshape(grad.shape))
+        if not keep:
+            o, grad = unreduce(o, None, ctx.dims, False, a.ndim), unreduce(grad, None, ctx.dims, False, a.ndim)
+        with np.errstate(invalid="ignore"):
+            return grad * exp(ctx.graph_input(0, a) - o)
 
 
 def sums_along(a, dim):
@@ -363,10 +472,23 @@ def sums_along(a, dim):
 _BLAS_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def _empty_softmax(ctx, a, dim):
+    """Softmax and log-softmax of an input with no elements: an empty result (NumPy's max refuses it)."""
+    if a.size:
+        raise
+    out = a.copy()
+    ctx.save_for_backward(out)
+    ctx.dim = dim
+    return out
+
+
 class Softmax(Function):
     def forward(ctx, a, dim):
         xp = array_module(a)
-        e = a - xp.max(a, axis=dim, keepdims=True)
+        try:
+            e = a - xp.max(a, axis=dim, keepdims=True)
+        except ValueError:
+            return _empty_softmax(ctx, a, dim)
         xp.exp(e, out=e)
         e *= 1 / sums_along(e, dim)
         ctx.save_for_backward(e)
@@ -381,6 +503,11 @@ class Softmax(Function):
         out *= s
         return out
 
+    def grad_graph(ctx, grad):
+        (s,) = ctx.saved
+        s = ctx.graph_output(s)
+        return (grad - sum(grad * s, ctx.dim, keepdim=True)) * s
+
 
 def _rowdot(a, b, dim):
     """``sum(a * b, dim, keepdims=True)`` without materialising ``a * b`` when dim is the last axis."""
@@ -393,7 +520,10 @@ def _rowdot(a, b, dim):
 class LogSoftmax(Function):
     def forward(ctx, a, dim):
         xp = array_module(a)
-        shifted = a - xp.max(a, axis=dim, keepdims=True)
+        try:
+            shifted = a - xp.max(a, axis=dim, keepdims=True)
+        except ValueError:
+            return _empty_softmax(ctx, a, dim)
         shifted -= xp.log(sums_along(xp.exp(shifted), dim))
         ctx.save_for_backward(shifted)
         ctx.dim = dim
@@ -405,6 +535,12 @@ class LogSoftmax(Function):
         e = xp.exp(out)
         e *= xp.sum(grad, axis=ctx.dim, keepdims=True)
         return xp.subtract(grad, e, out=e)
+
+    def grad_graph(ctx, grad):
+        from .elementwise import exp
+
+        (out,) = ctx.saved
+        return grad - exp(ctx.graph_output(out)) * sum(grad, ctx.dim, keepdim=True)
 
 
 def _softmax_dim(dim, ndim, op):
@@ -424,22 +560,31 @@ def _float_input(input, dtype, op):
 
 
 def logsumexp(input, dim=None, keepdim=False, *, axis=None, keepdims=False):
-    """``log(sum(exp(x)))`` over ``dim``, computed stably (finite for inputs of +-1e4)."""
-    x = _float_input(input, None, "logsumexp")
-    dims = normalize_dims(pick_dim(dim, axis, "logsumexp"), x.ndim, "logsumexp")
+    """``log(sum(exp(x)))`` over ``dim``, computed stably (finite for inputs of +-1e4). Integer and bool
+    inputs are computed in the default float dtype, as in PyTorch."""
+    x = ensure_tensor(input, "logsumexp")
+    if x.array.dtype.kind in "biu":
+        x = x.to(backend.default_float)
+    dims = _reduced_dims(pick_dim(dim, axis, "logsumexp"), x.ndim, "logsumexp")
     return LogSumExp.apply(x, dims, _keep(keepdim, keepdims))
 
 
 def softmax(input, dim=None, dtype=None, *, axis=None):
     """``exp(x) / sum(exp(x))`` along ``dim``, stable for large inputs."""
     x = _float_input(input, dtype, "softmax")
-    return Softmax.apply(x, _softmax_dim(pick_dim(dim, axis, "softmax"), x.ndim, "softmax"))
+    d = _softmax_dim(pick_dim(dim, axis, "softmax"), x.ndim, "softmax")
+    if x.array.ndim == 0:
+        return one_element(softmax, x, 0)
+    return Softmax.apply(x, d)
 
 
 def log_softmax(input, dim=None, dtype=None, *, axis=None):
     """``x - logsumexp(x)`` along ``dim``, stable for large inputs."""
     x = _float_input(input, dtype, "log_softmax")
-    return LogSoftmax.apply(x, _softmax_dim(pick_dim(dim, axis, "log_softmax"), x.ndim, "log_softmax"))
+    d = _softmax_dim(pick_dim(dim, axis, "log_softmax"), x.ndim, "log_softmax")
+    if x.array.ndim == 0:
+        return one_element(log_softmax, x, 0)
+    return LogSoftmax.apply(x, d)
 
 
 def softmin(input, dim=None, dtype=None):
@@ -459,6 +604,12 @@ class CumSum(Function):
         d = ctx.dim
         return xp.flip(xp.cumsum(xp.flip(grad, d), axis=d), d)
 
+    def grad_graph(ctx, grad):
+        from .shape import flip
+
+        d = ctx.dim
+        return flip(cumsum(flip(grad, d), d), d)
+
 
 class CumProd(Function):
     def forward(ctx, a, dim):
@@ -471,6 +622,8 @@ class CumProd(Function):
         a, out = ctx.saved
         xp = array_module(grad)
         d = ctx.dim
+        if a.shape[d] <= 1:  # the product of one element is that element (its gradient is 1, even at inf)
+            return grad
         if xp.all(a != 0):
             rev = xp.flip(xp.cumsum(xp.flip(grad * out, d), axis=d), d)
             return rev / a
@@ -486,19 +639,42 @@ class CumProd(Function):
             result[..., i] = xp.sum((gmoved * prods)[..., i:], axis=-1)
         return xp.moveaxis(result, -1, d)
 
+    def grad_graph(ctx, grad):
+        a, out = ctx.saved
+        if not array_module(a).all(a != 0):
+            raise RuntimeError("create_graph=True: CumProd's backward is not differentiable in somanet yet for "
+                               "an input that contains zeros")
+        from .shape import flip
 
-def cumsum(input, dim, *, dtype=None):
-    x = ensure_tensor(input, "cumsum")
+        d = ctx.dim
+        return flip(cumsum(flip(grad * ctx.graph_output(out), d), d), d) / ctx.graph_input(0, a)
+
+
+def _cumulative_input(input, dim, dtype, op):
+    """The input of cumsum/cumprod in its accumulation dtype (bool and integers accumulate in int64, as in
+    PyTorch), and ``dim`` normalised."""
+    x = ensure_tensor(input, op)
     if dtype is not None:
         x = x.to(dtype)
-    return CumSum.apply(x, normalize_dim(dim, x.ndim, "cumsum"))
+    elif x.array.dtype.kind in "bui":
+        x = x.to(np.int64)
+    return x, normalize_dim(dim, x.ndim, op)
+
+
+def cumsum(input, dim, *, dtype=None):
+    """Running sums along ``dim``; a 0-d input gives itself (0-d)."""
+    x, d = _cumulative_input(input, dim, dtype, "cumsum")
+    if x.array.ndim == 0:
+        return one_element(cumsum, x, 0)
+    return CumSum.apply(x, d)
 
 
 def cumprod(input, dim, *, dtype=None):
-    x = ensure_tensor(input, "cumprod")
-    if dtype is not None:
-        x = x.to(dtype)
-    return CumProd.apply(x, normalize_dim(dim, x.ndim, "cumprod"))
+    """Running products along ``dim``; a 0-d input gives itself (0-d)."""
+    x, d = _cumulative_input(input, dim, dtype, "cumprod")
+    if x.array.ndim == 0:
+        return one_element(cumprod, x, 0)
+    return CumProd.apply(x, d)
 
 
 # --------------------------------------------------------------------------- norms
@@ -542,6 +718,29 @@ class Norm(Function):
                 res = xp.where(out == 0, 0, g * xp.sign(a) * xp.abs(a) ** (p - 1) / out ** (p - 1))
         return res.astype(a.dtype, copy=False)
 
+    def grad_graph(ctx, grad):
+        from .elementwise import abs as abs_, where
+
+        a, out = ctx.saved
+        p = ctx.p
+        xp = array_module(a)
+        g = grad.reshape(out.shape)
+        ta = ctx.graph_input(0, a)
+        o = ctx.graph_output(out.reshape(grad.shape)).reshape(out.shape)
+        sign = Tensor(xp.sign(a))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if p == 2:
+                return where(Tensor(out == 0), 0, g * ta / o)
+            if p == 1:
+                return g * sign
+            if p == 0:
+                return g * Tensor(xp.zeros_like(a))
+            if p in (np.inf, -np.inf):
+                mask = xp.abs(a) == out
+                share = (xp.sign(a) * mask / xp.sum(mask, axis=ctx.dims, keepdims=True)).astype(a.dtype)
+                return g * Tensor(share)
+            return where(Tensor(out == 0), 0, g * sign * abs_(ta) ** (p - 1) / o ** (p - 1))
+
 
 def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     """Vector p-norm over ``dim`` (all elements when None): p = 'fro'/2, 1, inf, -inf, 0 or any float."""
@@ -550,7 +749,7 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
         p = 2
     if isinstance(p, str):
         raise ValueError(f"norm(): p={p!r} is not supported; use a number, 'fro' or inf")
-    dims = normalize_dims(dim, x.ndim, "norm")
+    dims = _reduced_dims(dim, x.ndim, "norm")
     return Norm.apply(x, float(p), dims, keepdim)
 
 

@@ -122,6 +122,9 @@ class Resample(Function):
                 g = _segment_sum(g * w0.reshape(shape), i0, n, axis) + _segment_sum(g * w1.reshape(shape), i1, n, axis)
         return g
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v: Resample.apply(v, ctx.plans))
+
 
 def _output_size(op, x, spatial, size, scale_factor, recompute_scale_factor):
     """Output sizes and the scales handed to the kernel, as ``F.interpolate`` computes them."""
@@ -225,6 +228,9 @@ class PixelShuffle(Function):
 
     def backward(ctx, grad):
         return _unshuffle(grad, ctx.r) if not ctx.inverse else _shuffle(grad, ctx.r)
+
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v: PixelShuffle.apply(v, ctx.r, ctx.inverse))
 
 
 def _shuffle(x, r):

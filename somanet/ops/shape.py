@@ -34,13 +34,17 @@ class Cast(Function):
     def backward(ctx, grad):
         return grad.astype(ctx.src) if ctx.src.kind == "f" else None
 
+    def grad_graph(ctx, grad):
+        return to_dtype(grad, ctx.src) if ctx.src.kind == "f" else None
+
 
 def to_dtype(input, dtype):
     """``input`` converted to ``dtype`` (differentiable between float dtypes)."""
     dtype = backend.to_dtype(dtype)
     if input.array.dtype == dtype:
         return input
-    if dtype.kind != "f" and input.requires_grad:
+    # bfloat16 (an ml_dtypes dtype, of kind "V") is floating too: somanet.amp makes that conversion.
+    if dtype.kind != "f" and dtype.name != "bfloat16" and input.requires_grad:
         from ..autograd import grad_mode
 
         with grad_mode.no_grad():
@@ -122,6 +126,9 @@ class Reshape(Function):
 
     def backward(ctx, grad):
         return grad.reshape(ctx.in_shape)
+
+    def grad_graph(ctx, grad):
+        return reshape(grad, ctx.in_shape)
 
 
 class ReshapeCopy(Reshape):
@@ -271,6 +278,10 @@ class Permute(Function):
         # The inverse permutation, worked out on Python ints: axis bookkeeping needs no array library.
         return grad.transpose(sorted(range(len(dims)), key=dims.__getitem__))
 
+    def grad_graph(ctx, grad):
+        dims = ctx.dims
+        return Permute.apply(grad, tuple(sorted(range(len(dims)), key=dims.__getitem__)))
+
 
 def permute(input, dims):
     """Reorder dimensions: ``(N, H, W, C) -> permute(x, (0, 3, 1, 2)) -> (N, C, H, W)``; a view."""
@@ -374,6 +385,9 @@ class Expand(Function):
         # The engine sums the stretched and added dimensions back to the input's shape.
         return grad
 
+    def grad_graph(ctx, grad):
+        return grad
+
 
 def _expand_shape(shape, sizes, op):
     sizes = _size_args(sizes, op)
@@ -436,6 +450,9 @@ class Repeat(Function):
         g = grad.reshape(pairs).sum(axis=tuple(range(0, len(pairs), 2)))
         return g.reshape(ctx.in_shape)
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v: Repeat.apply(v, ctx.repeats))
+
 
 def _repeat_method(self, *sizes):
     """``x.repeat(*sizes)``: tile the tensor ``sizes[i]`` times along each dimension (PyTorch's repeat,
@@ -473,6 +490,9 @@ class Flip(Function):
     def backward(ctx, grad):
         xp = array_module(grad)
         return xp.flip(grad, ctx.dims)
+
+    def grad_graph(ctx, grad):
+        return Flip.apply(grad, ctx.dims)
 
 
 def flip(input, dims):
@@ -516,6 +536,10 @@ class Roll(Function):
         xp = array_module(grad)
         back = tuple(-s for s in ctx.shifts) if isinstance(ctx.shifts, tuple) else -ctx.shifts
         return xp.roll(grad, back, ctx.dims)
+
+    def grad_graph(ctx, grad):
+        back = tuple(-s for s in ctx.shifts) if isinstance(ctx.shifts, tuple) else -ctx.shifts
+        return Roll.apply(grad, back, ctx.dims)
 
 
 def roll(input, shifts, dims=None):
@@ -576,6 +600,9 @@ class Cat(Function):
         parts = iter(xp.split(grad, list(accumulate(ctx.sizes))[:-1], axis=ctx.dim))
         return tuple(xp.zeros((0,), grad.dtype) if s else next(parts) for s in ctx.skip)
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda *parts: Cat.apply(*parts, dim=ctx.dim, skip=ctx.skip))
+
 
 def cat(tensors, dim=0):
     """Join tensors along an existing dimension ``dim``; all other sizes must match.
@@ -626,6 +653,9 @@ class Stack(Function):
         lead = (slice(None),) * ctx.dim
         return tuple(grad[lead + (i,)] for i in range(grad.shape[ctx.dim]))
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda *parts: Stack.apply(*parts, dim=ctx.dim))
+
 
 def stack(tensors, dim=0):
     """Join equal-shape tensors along a new dimension ``dim``: ``3 x (2, 4) -> stack(ts, 1) -> (2, 3, 4)``."""
@@ -674,6 +704,9 @@ class Slice(Function):
         g[ctx.key] = grad
         return g
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v: Slice.apply(v, ctx.key))
+
 
 class Split(Function):
     """Several consecutive slices of one dimension at once: one node, one concatenate in backward."""
@@ -698,6 +731,9 @@ class Split(Function):
                 g = xp.zeros(shape, dtype=dtype)
             parts.append(g)
         return xp.concatenate(parts, axis=ctx.dim)
+
+    def grad_graph(ctx, *grads):
+        return ctx.graph_linear(grads, lambda v: Split.apply(v, ctx.sizes, ctx.dim))
 
 
 def _share_version(outs, x):
@@ -775,6 +811,9 @@ class Unbind(Function):
             parts.append(g)
         return xp.stack(parts, axis=ctx.dim)
 
+    def grad_graph(ctx, *grads):
+        return ctx.graph_linear(grads, lambda v: Unbind.apply(v, ctx.dim))
+
 
 def unbind(input, dim=0):
     """A tuple of views, one per index along ``dim``, with that dimension removed."""
@@ -816,6 +855,9 @@ class Clone(Function):
     def backward(ctx, grad):
         return grad
 
+    def grad_graph(ctx, grad):
+        return grad
+
 
 def clone(input, memory_format=None):
     """A copy of ``input`` with its own memory; gradients flow back unchanged."""
@@ -854,6 +896,14 @@ class ConstantPad(Function):
         g = xp.zeros(ctx.shape, dtype=grad.dtype)
         g[ctx.src] = grad[ctx.dst]
         return g
+
+    def grad_graph(ctx, grad):
+        # The pad widths, (lo, hi) per dimension, from the copied ranges and the output's shape.
+        widths = []
+        for n, out, src, dst in zip(ctx.shape, grad.shape, ctx.src, ctx.dst):
+            lo = dst.start - src.start
+            widths.append((lo, out - n - lo))
+        return ctx.graph_linear((grad,), lambda v: ConstantPad.apply(v, tuple(widths), 0))
 
 
 def _pad_index(n, lo, hi, mode, xp):
@@ -897,6 +947,9 @@ class IndexPad(Function):
                 xp.add.at(out, lead + (idx[edges],), g[lead + (edges,)])
             g = out
         return g
+
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v: IndexPad.apply(v, ctx.axes, ctx.maps))
 
 
 _PAD_MODES = ("constant", "reflect", "replicate", "circular")

@@ -118,3 +118,15 @@ def test_linear_state_dict_from_torch_gives_same_outputs_in_a_sequential():
     s_mod = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3))
     copy_state(t_mod, s_mod)
     compare_modules(s_mod, t_mod, _x(5, 3, 4))
+
+
+@pytest.mark.parametrize("dtype", ["int64", "float64", "float16"])
+def test_linear_module_refuses_an_input_of_another_dtype_like_torch(dtype):
+    torch = torch_or_skip()
+    x = np.ones((2, 3), dtype=dtype)
+    with pytest.raises(RuntimeError):
+        torch.nn.Linear(3, 2)(torch.from_numpy(x))
+    with pytest.raises(RuntimeError, match=rf"linear.*same dtype.*input {dtype}, weight float32"):
+        nn.Linear(3, 2)(somanet.tensor(x))
+    layer = nn.Linear(3, 2).double()
+    assert layer(somanet.tensor(np.ones((2, 3)))).dtype == np.float64

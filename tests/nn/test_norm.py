@@ -231,3 +231,73 @@ def test_norms_keep_float64_when_asked():
     bn = nn.BatchNorm1d(3, dtype=somanet.float64)
     out = bn(somanet.tensor(np.random.default_rng(0).standard_normal((5, 3))))
     assert out.dtype == np.float64 and bn.running_mean.dtype == np.float64
+
+
+# --------------------------------------------------------------------------- very large and very small inputs
+EXTREME_NORMS = [
+    ("layer_norm", lambda f, x, w, b: f.layer_norm(x, (5,), w[:5], b[:5]), (4, 6, 5)),
+    ("layer_norm_2d", lambda f, x, w, b: f.layer_norm(x, (6, 5), w.reshape(6, 5), b.reshape(6, 5)), (4, 6, 5)),
+    ("group_norm", lambda f, x, w, b: f.group_norm(x, 2, w[:6], b[:6]), (4, 6, 5)),
+    ("instance_norm", lambda f, x, w, b: f.instance_norm(x, weight=w[:6], bias=b[:6]), (4, 6, 5)),
+    ("batch_norm", lambda f, x, w, b: f.batch_norm(x, None, None, w[:6], b[:6], training=True), (4, 6, 5)),
+    ("batch_norm_2d", lambda f, x, w, b: f.batch_norm(x, None, None, w[:6], b[:6], training=True), (7, 6)),
+    ("rms_norm", lambda f, x, w, b: f.rms_norm(x, (5,), w[:5], eps=1e-6), (4, 6, 5)),
+]
+
+
+def _extreme_case(fn, shape, scale, dtype_ref):
+    """somanet in float32 and PyTorch in ``dtype_ref`` on the same inputs: (outputs, input grads, weight
+    grads) of both."""
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape) * scale).astype(np.float32)
+    w = (1 + 0.3 * rng.standard_normal(30)).astype(np.float32)
+    b = (0.1 * rng.standard_normal(30)).astype(np.float32)
+    sx, sw, sb = (somanet.tensor(a, requires_grad=True) for a in (x, w, b))
+    tx, tw, tb = (torch.tensor(a.astype(dtype_ref), requires_grad=True) for a in (x, w, b))
+    s_out, t_out = fn(F, sx, sw, sb), fn(torch.nn.functional, tx, tw, tb)
+    g = rng.standard_normal(s_out.shape).astype(np.float32)
+    s_out.backward(somanet.tensor(g))
+    t_out.backward(torch.tensor(g.astype(dtype_ref)))
+    return ((s_out.array, sx.grad.array, sw.grad.array),
+            (t_out.detach().numpy(), tx.grad.numpy(), tw.grad.numpy()))
+
+
+@pytest.mark.parametrize("name,fn,shape", EXTREME_NORMS)
+@pytest.mark.parametrize("scale", [1e20, 1e30])
+def test_norms_of_very_large_float32_values_are_right(name, fn, shape, scale):
+    # The squares of values near 1e20 overflow float32: the statistics must not (PyTorch's float32 CPU
+    # kernels return 0 or NaN here). The float64 result of PyTorch is the reference.
+    (out, gx, gw), (ref, ref_gx, ref_gw) = _extreme_case(fn, shape, scale, np.float64)
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    assert np.abs(out).max() > 0.5  # not the zeros of an overflowed variance
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gx * scale, ref_gx * scale, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gw, ref_gw, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name,fn,shape", EXTREME_NORMS)
+def test_norms_of_very_small_float32_values_match_torch(name, fn, shape):
+    (out, gx, gw), (ref, ref_gx, ref_gw) = _extreme_case(fn, shape, 1e-20, np.float32)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-22)
+    np.testing.assert_allclose(gx, ref_gx, rtol=1e-4, atol=1e-4 * np.abs(ref_gx).max())
+    np.testing.assert_allclose(gw, ref_gw, rtol=1e-4, atol=1e-25)
+
+
+def test_norm_modules_of_very_large_values_are_right():
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((4, 6, 5)) * 1e20).astype(np.float32)
+    for s_mod, t_mod in ((nn.LayerNorm(5), tnn.LayerNorm(5)), (nn.GroupNorm(3, 6), tnn.GroupNorm(3, 6)),
+                         (nn.BatchNorm1d(6), tnn.BatchNorm1d(6)), (nn.InstanceNorm1d(6), tnn.InstanceNorm1d(6))):
+        ref = t_mod.double()(torch.tensor(x.astype(np.float64))).detach().numpy()
+        np.testing.assert_allclose(s_mod(somanet.tensor(x)).array, ref, rtol=1e-4, atol=1e-5)
+    assert np.abs(ref).max() > 1  # the true values are O(1), not 0
+
+
+def test_norms_keep_nan_and_inf_inputs_non_finite():
+    x = _x(2, 3, 4)
+    x[0, 1, 2] = np.inf
+    x[1, 0, 0] = np.nan
+    for out in (F.layer_norm(somanet.tensor(x), (4,)), F.group_norm(somanet.tensor(x), 3),
+                F.batch_norm(somanet.tensor(x), None, None, training=True)):
+        ref_rows_bad = ~np.isfinite(out.array)
+        assert ref_rows_bad[0, 1].all() and ref_rows_bad[1, 0].all()

@@ -165,7 +165,7 @@ class MultiheadAttention(Module):
             if t.shape[-1] != dim:
                 raise RuntimeError(f"MultiheadAttention: expected {name} with last dim {dim} (embed_dim="
                                    f"{self.embed_dim}, kdim={self.kdim}, vdim={self.vdim}), got shape {tuple(t.shape)}")
-            if t.dtype != self.out_proj.weight.dtype:
+            if t.dtype != self.out_proj.weight.dtype and not backend.autocasting():
                 raise RuntimeError(f"MultiheadAttention: {name} dtype {t.dtype} does not match the parameters' dtype "
                                    f"{self.out_proj.weight.dtype}")
         if key.shape[:-1] != value.shape[:-1]:

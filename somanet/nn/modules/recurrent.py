@@ -139,7 +139,7 @@ class RNNBase(Module):
             raise RuntimeError(f"{self._name}: input.size(-1) must be equal to input_size. Expected "
                                f"{self.input_size}, got {data.shape[-1]} (input shape {tuple(data.shape)})")
         wdtype = self.weight_ih_l0.dtype
-        if data.dtype != wdtype:
+        if data.dtype != wdtype and not backend.autocasting():
             raise RuntimeError(f"{self._name}: input dtype {data.dtype} does not match the parameters' dtype "
                                f"{wdtype}; convert one of them (e.g. module.double() or input.float())")
 
@@ -148,7 +148,7 @@ class RNNBase(Module):
             raise TypeError(f"{self._name}: {what} must be a Tensor, got {type(h).__name__}")
         if tuple(h.shape) != expected:
             raise RuntimeError(f"{self._name}: Expected {what} size {expected}, got {tuple(h.shape)}")
-        if h.dtype != self.weight_ih_l0.dtype:
+        if h.dtype != self.weight_ih_l0.dtype and not backend.autocasting():
             raise RuntimeError(f"{self._name}: {what} dtype {h.dtype} does not match the parameters' dtype "
                                f"{self.weight_ih_l0.dtype}")
 
@@ -426,7 +426,7 @@ class RNNCellBase(Module):
         if input.shape[-1] != self.input_size:
             raise RuntimeError(f"{name}: input has inconsistent input_size: got {input.shape[-1]} expected "
                                f"{self.input_size} (input shape {tuple(input.shape)})")
-        if input.dtype != self.weight_ih.dtype:
+        if input.dtype != self.weight_ih.dtype and not backend.autocasting():
             raise RuntimeError(f"{name}: input dtype {input.dtype} does not match the parameters' dtype "
                                f"{self.weight_ih.dtype}")
         batched = input.ndim == 2
