@@ -6,25 +6,35 @@
     somanet evaluate runs/spirals
     somanet predict runs/digits-mlp-001 digit.png
     somanet recipes | summary RECIPE | lr-find RECIPE
+    somanet embed MODEL_DIR "a sentence" ...   # sentence embeddings (sentence-transformers folders)
 
-Bad input (an unknown recipe, a missing or corrupt run directory or checkpoint, a run directory
-that already exists) gets one clear line on stderr, a non-zero exit status, and nothing is written.
+Bad input (an unknown recipe, an invalid config, a missing or corrupt run directory or checkpoint, a
+run directory that already exists or cannot be created, an unreadable, empty, oversized or
+non-finite prediction input) gets one clear line on stderr, exit status 2, and nothing is written.
 Exit status: 0 success, 1 training failed (non-finite loss), 2 bad input, 130 interrupted.
 """
 import argparse
 import json
+import math
 import os
+import struct
 import sys
+import warnings
 
 import numpy as np
 
 from ..train import checkpoint as _ckpt
-from ..train.recipe import ConfigError, load_config_file, parse_override, validate_config
+from ..train.recipe import (ConfigError, check_loss, check_training_config, load_config_file, parse_override,
+                            validate_config)
 from . import recipes as registry
 
 __all__ = ["main", "CLIError"]
 
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+#: The largest image ``predict`` decodes, in pixels (2048 x 2048), checked from the file's header before
+#: decoding: the models take images of at most a few hundred pixels a side, and reading one costs
+#: about 50 bytes per pixel (some 230 MB at this limit).
+MAX_IMAGE_PIXELS = 2048 * 2048
 
 
 class CLIError(Exception):
@@ -63,6 +73,15 @@ def _check_new_dir(path, flag="--out"):
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
         raise CLIError(f"{path} already exists and is not empty; nothing was overwritten. Choose another {flag}"
                        + (", or continue that run with --resume" if flag == "--out" else ""))
+    # The nearest folder that exists must be a folder we may create the rest in.
+    ancestor = os.path.abspath(path)
+    while not os.path.exists(ancestor) and os.path.dirname(ancestor) != ancestor:
+        ancestor = os.path.dirname(ancestor)
+    shown = os.path.relpath(ancestor) if not os.path.isabs(path) else ancestor
+    if not os.path.isdir(ancestor):
+        raise CLIError(f"{flag} {path} cannot be created: {shown} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise CLIError(f"{flag} {path} cannot be created: no permission to write in {shown}")
 
 
 def _resolve(args, recipe_name):
@@ -124,7 +143,7 @@ def _load_run_checkpoint(run_dir, which):
         candidates = [which] + (["last"] if which == "best" else [])
         for name in candidates:
             path = os.path.join(root, name)
-            if os.path.exists(path):
+            if _ckpt.recover_checkpoint(path) is not None:  # also one a killed save left half swapped
                 return _ckpt.load_checkpoint(path)
         raise CLIError(f"{os.path.join(root, which)} is missing: the run has no checkpoint to load "
                        f"(expected {' or '.join(candidates)} in {root})")
@@ -161,6 +180,14 @@ def _softmax(logits):
 
 # =========================================================================== train
 def cmd_train(args):
+    from ..rl import recipes as rl_recipes  # reinforcement-learning recipes run their own loop
+    from . import launch
+    if args.nproc > 1:  # data-parallel training: one rank per process, started through MPI
+        if not launch.in_launched_job():
+            return launch.relaunch_train(args)
+        launch.start_worker(args.nproc)
+    if rl_recipes.handles(args):
+        return rl_recipes.cmd_train(args)
     from ..train import ModelCheckpoint, TerminateOnNaN, Trainer, seed_everything
     from ..train.recipe import build_callbacks, build_optimizer, build_scheduler
     from ..train.progress import format_logs
@@ -180,10 +207,10 @@ def cmd_train(args):
         if args.recipe and args.recipe != cfg["recipe"]:
             raise CLIError(f"{run_dir} is a run of recipe {cfg['recipe']!r}, not {args.recipe!r}")
         last = os.path.join(run_dir, "checkpoints", "last")
-        if not os.path.isdir(last):
+        if _ckpt.recover_checkpoint(last) is None:
             raise CLIError(f"{last} is missing: there is no checkpoint to resume in {run_dir}")
-        _ckpt.load_checkpoint(last)  # reports a corrupt checkpoint before anything is built
-        resume_ckpt = last
+        # Reports a corrupt checkpoint before anything is built.
+        resume_ckpt = _ckpt.load_checkpoint(last).path
         if args.epochs is not None:
             cfg["epochs"] = args.epochs
         # A run stopped on purpose at max_steps continues to its end unless a new limit is given.
@@ -199,15 +226,17 @@ def cmd_train(args):
     seed_everything(cfg["seed"])
     info = registry.data_info(cfg)
     train_set, val_set, test_set = registry.load_data(cfg)
-    model = registry.build_model(cfg, info)
+    # Everything the config names is built or checked here, before the run directory exists.
+    check_training_config(cfg, has_validation=val_set is not None)
+    model = launch.wrap_model(registry.build_model(cfg, info))
     optimizer = build_optimizer(cfg["optimizer"], model.parameters())
-    steps_per_epoch = -(-len(train_set) // cfg["batch_size"])
+    steps_per_epoch = launch.steps_per_epoch(len(train_set), cfg["batch_size"])
     scheduler = build_scheduler(cfg["scheduler"], optimizer, cfg["epochs"], steps_per_epoch)
     callbacks = build_callbacks(cfg)
     ck = dict(cfg.get("checkpoint") or {})
     try:
         checkpoint = ModelCheckpoint(**ck)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"config 'checkpoint': {exc}") from None
     nan_guard = TerminateOnNaN(verbose=False)  # the command prints the report itself, once
     callbacks += [checkpoint, nan_guard]
@@ -238,7 +267,7 @@ def cmd_train(args):
     if checkpoint.best_model_score is not None:
         print(f"Best {checkpoint.monitor}: {checkpoint.best_model_score:.4f} "
               f"({os.path.join(run_dir, 'checkpoints', 'best')})")
-    if cfg.get("task") == "classification" and logs and not args.no_plots:
+    if cfg.get("task") == "classification" and logs and not args.no_plots and launch.is_writer():
         _classification_plots(trainer, model, val_set, info, os.path.join(run_dir, "plots"))
     print(f"Run directory: {run_dir}")
     return 0
@@ -265,6 +294,9 @@ def _classification_plots(trainer, model, dataset, info, folder):
 
 # =========================================================================== evaluate / predict
 def cmd_evaluate(args):
+    from ..rl import recipes as rl_recipes
+    if rl_recipes.is_rl_run(args.run_dir):
+        return rl_recipes.cmd_evaluate(args)
     from ..train import Trainer
     from ..train.progress import format_logs
     cfg, info, model, ckpt = _model_from_run(args)
@@ -283,13 +315,37 @@ def cmd_evaluate(args):
     return 0
 
 
+def _check_image_size(path, width, height):
+    if width * height > MAX_IMAGE_PIXELS:
+        raise CLIError(f"{path} is a {width} x {height} image ({width * height:,} pixels); predict reads images of "
+                       f"at most {MAX_IMAGE_PIXELS:,} pixels (2048 x 2048): scale it down or crop it to the digit")
+
+
+def _png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return struct.unpack(">II", head[16:24])
+    return None
+
+
 def _read_image(path):
     ext = os.path.splitext(path)[1].lower()
     img = None
     try:
         from PIL import Image
-        with Image.open(path) as im:
+        try:
+            with warnings.catch_warnings():
+                # The size is checked below, against a far lower limit than Pillow's.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(path)  # reads the header only
+        except Image.DecompressionBombError as exc:
+            raise CLIError(f"{path} is too large an image: {exc}") from None
+        with im:
+            _check_image_size(path, *im.size)
             img = np.asarray(im.convert("RGBA"), dtype=np.float32) / np.float32(255.0)
+    except CLIError:
+        raise
     except ImportError:
         if ext != ".png":
             raise CLIError(f"reading {ext} images needs Pillow (pip install pillow); PNG also works with matplotlib "
@@ -300,7 +356,12 @@ def _read_image(path):
             raise CLIError("reading PNG images needs matplotlib (pip install 'somanet[plot]') or Pillow "
                            "(pip install pillow); or give a .npy file") from None
         try:
+            size = _png_size(path)
+            if size is not None:
+                _check_image_size(path, *size)
             img = np.asarray(mpimg.imread(path), dtype=np.float32)
+        except CLIError:
+            raise
         except Exception as exc:
             raise CLIError(f"{path} cannot be read as an image: {exc}") from None
     except Exception as exc:
@@ -340,17 +401,56 @@ def _prepare_image(path, info):
         img = 1.0 - img
     img = _resize(img, info.image_size)
     img = (img - np.float32(info.mean)) / np.float32(info.std)
-    return img.reshape(1, *info.input_shape).astype(np.float32)
+    img = img.reshape(1, *info.input_shape).astype(np.float32)
+    _check_finite(img, path)
+    return img
+
+
+def _check_finite(arr, path, after_cast=None):
+    """Refuse an input holding NaN or infinity: the model would answer with NaN probabilities."""
+    if arr.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1) if arr.ndim and len(arr) else np.zeros(0, bool)
+    if bad.any():
+        what = (f"values too large for {after_cast} (they become infinite)" if after_cast
+                else "non-finite values (NaN or infinity)")
+        raise CLIError(f"{path} holds {what} in {int(bad.sum())} of {len(arr)} sample(s), the first being "
+                       f"sample {int(np.argmax(bad))}; the model needs finite inputs")
+
+
+def _load_npy(path):
+    """The array in a .npy file, refusing pickled objects and reporting a truncated file as such."""
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as f:
+            version = fmt.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = fmt.read_array_header_2_0(f)
+            else:
+                shape, _, dtype = fmt._read_array_header(f, version)
+            data_start = f.tell()
+            size = os.fstat(f.fileno()).st_size
+    except OSError as exc:
+        raise CLIError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    except Exception as exc:
+        raise CLIError(f"{path} is not a valid .npy file: {exc}") from None
+    if dtype.hasobject:
+        raise CLIError(f"{path} cannot be loaded without pickle: it holds Python objects (dtype {dtype}), and "
+                       f"somanet never unpickles; save a numeric array")
+    expected = math.prod(shape) * dtype.itemsize
+    if size - data_start < expected:
+        raise CLIError(f"{path} is truncated or corrupt: its header describes a {dtype} array of shape {shape}, "
+                       f"{expected:,} bytes of data, but only {size - data_start:,} bytes follow the header")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise CLIError(f"{path} is not a valid .npy file: {exc}") from None
 
 
 def _prepare_npy(path, info, dtype):
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise CLIError(f"{path} cannot be loaded without pickle (it holds Python objects, which somanet never "
-                       f"unpickles): {exc}") from None
-    except Exception as exc:
-        raise CLIError(f"{path} is not a valid .npy file: {exc}") from None
+    arr = _load_npy(path)
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiub":
         raise CLIError(f"{path} must hold a numeric array, got dtype {getattr(arr, 'dtype', type(arr).__name__)}")
     shape = tuple(info.input_shape)
@@ -366,7 +466,13 @@ def _prepare_npy(path, info, dtype):
     else:
         raise CLIError(f"{path} holds an array of shape {arr.shape}; this model takes samples of shape {shape} "
                        f"(a single sample, or a batch (N, {', '.join(map(str, shape))}))")
-    return arr.astype(dtype)
+    if len(arr) == 0:
+        raise CLIError(f"{path} holds no samples (an array of shape {arr.shape}); give at least one")
+    _check_finite(arr, path)
+    with np.errstate(over="ignore"):  # reported just below, in words
+        out = arr.astype(dtype)
+    _check_finite(out, path, after_cast=np.dtype(dtype).name)
+    return out
 
 
 def cmd_predict(args):
@@ -405,6 +511,9 @@ def cmd_recipes(args):
         recipe = registry.get_recipe(name)
         mark = " (default)" if name == registry.DEFAULT_RECIPE else ""
         print(f"{name.ljust(width)}  {recipe.description}{mark}")
+    from ..rl.recipes import recipe_lines
+    for line in recipe_lines(width):
+        print(line)
     return 0
 
 
@@ -423,7 +532,12 @@ def cmd_lr_find(args):
     from ..train import lr_find, seed_everything
     from ..train._io import atomic_write_text
     from ..train.recipe import build_optimizer
+    if not args.min_lr < args.max_lr:
+        raise CLIError(f"--min-lr must be below --max-lr, got --min-lr {args.min_lr:g} and --max-lr {args.max_lr:g}")
+    if args.num_steps < 2:
+        raise CLIError(f"--num-steps must be at least 2 (a range needs two points), got {args.num_steps}")
     cfg = _resolve(args, args.recipe)
+    check_loss(cfg)
     out = args.out or _next_free_dir(os.path.join("runs", f"lr-find-{cfg['recipe']}"))
     _check_new_dir(out, "--out")
     seed_everything(cfg["seed"])
@@ -481,6 +595,8 @@ def build_parser():
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     p.add_argument("--max-steps", type=_positive_int, metavar="N", help="stop after N optimizer steps")
     p.add_argument("--no-plots", action="store_true", help="do not draw the plots at the end (saves a few seconds)")
+    p.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
+                   help="train on N processes (data parallel through MPI; see docs/distributed.md)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="loss and metrics of a trained run on its validation (and test) data")
@@ -517,6 +633,10 @@ def build_parser():
 
     from .bench import add_parser as add_bench_parser
     add_bench_parser(sub)
+    from .embed import add_parser as add_embed_parser
+    add_embed_parser(sub)
+    from .launch import add_parser as add_launch_parser
+    add_launch_parser(sub)
     return parser
 
 
@@ -524,6 +644,7 @@ def main(argv=None):
     """Run the ``somanet`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --nproc` starts the ranks with these
     try:
         return args.func(args)
     except (CLIError, ConfigError, _ckpt.CheckpointError) as exc:

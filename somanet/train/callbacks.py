@@ -413,6 +413,8 @@ class TerminateOnNaN(Callback):
     def on_before_optimizer_step(self, trainer, model, optimizer):
         loss = trainer.last_loss
         loss_ok = loss is None or math.isfinite(loss)
+        if loss_ok and getattr(trainer, "scaler", None) is not None:
+            return  # "16-mixed": the GradScaler skips a step whose scaled gradients overflowed, and backs off
         if loss_ok and self.check_gradients:
             # One dot product per gradient (BLAS, no temporary array): a NaN or Inf anywhere makes the
             # total non-finite. Squares of huge but finite values can overflow too; such a false

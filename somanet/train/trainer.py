@@ -87,6 +87,63 @@ def _array(x):
     return x.array if isinstance(x, Tensor) else x
 
 
+def _distributed_context():
+    """The job's ranks, when fit() runs in a somanet.distributed job of several (None otherwise)."""
+    if "somanet.distributed" not in sys.modules:
+        return None
+    from ..distributed.training import context
+    return context()
+
+
+def _unwrap(model):
+    if "somanet.nn.parallel.distributed" not in sys.modules:
+        return model
+    from ..distributed.training import unwrap
+    return unwrap(model)
+
+
+def _resumed_batch_idx(state, batch_idx, world):
+    if world == 1 and not state.get("distributed"):
+        return batch_idx
+    from ..distributed.training import resumed_batch_idx
+    return resumed_batch_idx(state, batch_idx, world)
+
+
+def _data_loader_type():
+    from ..data import DataLoader
+    return DataLoader
+
+
+_PRECISIONS = {"32": "32", "32-true": "32", "bf16-mixed": "bf16-mixed", "bf16": "bf16-mixed",
+               "16-mixed": "16-mixed", "16": "16-mixed"}
+
+
+def _precision(value):
+    key = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if key not in _PRECISIONS:
+        raise ValueError(f"Trainer: precision must be '32', 'bf16-mixed' or '16-mixed', got {value!r}")
+    return _PRECISIONS[key]
+
+
+def _amp_dtype(precision):
+    if precision == "32":
+        return None
+    from .. import amp  # noqa: F401  (fails here, not mid-fit, when bfloat16 is unavailable)
+    from ..amp._lowp import F16, require_bfloat16
+    return F16 if precision == "16-mixed" else require_bfloat16("Trainer(precision='bf16-mixed')")
+
+
+class _NoAutocast:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NO_AUTOCAST = _NoAutocast()
+
+
 _NO_EXTRAS = {}
 _LOSS_TYPE_ERROR = ("training_step must return a loss Tensor that requires grad (or set automatic_optimization = "
                     "False for a step that optimizes by itself); got ")
@@ -109,6 +166,10 @@ class Trainer:
         progress_stream: where the progress goes (``sys.stdout`` by default).
         plots: with a ``run_dir``, draw the loss/metric and learning-rate curves at the end of ``fit``
             (needs matplotlib: ``pip install 'somanet[plot]'``).
+        precision: ``"32"`` (float32 throughout), ``"bf16-mixed"`` (forward pass and loss under
+            ``autocast`` with bfloat16; needs ml_dtypes) or ``"16-mixed"`` (autocast with float16 and a
+            ``GradScaler``, whose state goes into checkpoints). Parameters and optimizer states stay
+            float32 in every mode; see docs/amp.md.
 
     Override ``training_step``, ``validation_step`` or ``predict_step`` in a subclass for models
     with unusual steps; a model that defines ``training_step(batch, batch_idx)`` (Lightning style)
@@ -121,7 +182,7 @@ class Trainer:
 
     def __init__(self, *, accumulate_grad_batches=1, gradient_clip_val=None, gradient_clip_algorithm="norm",
                  run_dir=None, enable_progress_bar=True, terminate_on_nan=True, seed=None, progress_stream=None,
-                 plots=True):
+                 plots=True, precision="32"):
         if isinstance(accumulate_grad_batches, bool) or not isinstance(accumulate_grad_batches, int) \
                 or accumulate_grad_batches < 1:
             raise ValueError(f"Trainer: accumulate_grad_batches must be an int >= 1, got {accumulate_grad_batches!r}")
@@ -139,6 +200,10 @@ class Trainer:
         self.seed = seed
         self.progress_stream = progress_stream
         self.plots = plots
+        self.precision = _precision(precision)
+        self._amp_dtype = _amp_dtype(self.precision)
+        #: The ``GradScaler`` of a "16-mixed" fit (None otherwise): a step that optimizes by itself uses it.
+        self.scaler = None
         self.model = None
         self.optimizers = []
         self.lr_schedulers = []
@@ -168,8 +233,15 @@ class Trainer:
         self.config = {}
         self.train_loader = None
         self.val_loader = None
+        self._dist = None  # a somanet.distributed.training.DistributedContext during fit() in a job of several ranks
 
     # ================================================================== public API
+    @property
+    def is_global_zero(self):
+        """Whether this process writes (logs, checkpoints, plots): rank 0 of a distributed job, or the
+        only process."""
+        return self._dist is None or self._dist.is_writer
+
     @property
     def optimizer(self):
         """The first (usually only) optimizer of the current fit."""
@@ -224,8 +296,14 @@ class Trainer:
         self._check_metric_names()
         self.val_metrics = [copy.deepcopy(m) for m in self.metrics]
         dtype = self._model_dtype(model)
-        self.train_loader = as_loader(train_data, batch_size=batch_size, shuffle=shuffle, dtype=dtype,
-                                      what="fit(): train_data")
+        self._dist = _distributed_context()
+        if self._dist is not None and not isinstance(train_data, _data_loader_type()):
+            # Each rank trains on its share of every epoch (a DistributedSampler).
+            self.train_loader = self._dist.loader(train_data, batch_size=batch_size, shuffle=shuffle, dtype=dtype,
+                                                  what="fit(): train_data", checkpoint=checkpoint)
+        else:
+            self.train_loader = as_loader(train_data, batch_size=batch_size, shuffle=shuffle, dtype=dtype,
+                                          what="fit(): train_data")
         self.val_loader = None if val_data is None else as_loader(val_data, batch_size=batch_size, shuffle=False,
                                                                  dtype=dtype, what="fit(): val_data")
         try:
@@ -238,6 +316,11 @@ class Trainer:
         self._generators = loader_generators(self.train_loader) + (
             loader_generators(self.val_loader) if self.val_loader is not None else [])
         self.optimizers = self._optimizers(optimizer, model)
+        if self.precision == "16-mixed":
+            from ..amp import GradScaler
+            self.scaler = GradScaler("cpu")
+        else:
+            self.scaler = None
         scheduler_callbacks = self._scheduler_callbacks(scheduler)
         self.named_parameters = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.manual_optimization = not (self.automatic_optimization
@@ -277,7 +360,7 @@ class Trainer:
         resume_rng = None
         if checkpoint is not None:
             resume_rng = self._restore(checkpoint)
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.is_global_zero:
             os.makedirs(self.run_dir, exist_ok=True)
             self._write_config()
             if not os.path.exists(os.path.join(self.run_dir, "summary.txt")):
@@ -292,7 +375,7 @@ class Trainer:
         except BaseException as exc:
             self._call("on_exception", exc)
             raise
-        if self.run_dir is not None and self.plots:
+        if self.run_dir is not None and self.plots and self.is_global_zero:
             self._write_plots()
         return self.history
 
@@ -325,7 +408,8 @@ class Trainer:
         try:
             with grad_mode.no_grad():
                 for i, batch in enumerate(loader):
-                    out = self.predict_step(model, batch, i)
+                    with self._autocast():
+                        out = self.predict_step(model, batch, i)
                     outputs.append(tuple(_array(o) for o in out) if isinstance(out, tuple) else _array(out))
         finally:
             model.train(was_training)
@@ -391,11 +475,14 @@ class Trainer:
         if not self.at_step_boundary:
             raise RuntimeError("save_checkpoint(): called in the middle of a gradient-accumulation window; "
                                "checkpoints are only consistent between optimizer steps")
-        return save_checkpoint(path, self.model, self._state_dict(), self.config)
+        if not self.is_global_zero:
+            return path  # in a distributed job only rank 0 writes; the ranks' states are the same
+        # A DistributedDataParallel model is saved unwrapped: the checkpoint loads into the plain model.
+        return save_checkpoint(path, _unwrap(self.model), self._state_dict(), self.config)
 
     def _state_dict(self):
         mid_epoch = not self.epoch_done and self.batch_idx > 0
-        return {
+        state = {
             "epoch": self.current_epoch,
             "epoch_done": self.epoch_done,
             "batch_idx": self.batch_idx,
@@ -408,17 +495,24 @@ class Trainer:
             "running": self._running_state() if mid_epoch else None,
             "callback_metrics": {k: v for k, v in self.callback_metrics.items() if np.ndim(v) == 0},
         }
+        if self.scaler is not None:
+            state["grad_scaler"] = self.scaler.state_dict()
+        if self._dist is not None:
+            state["distributed"] = self._dist.state()
+        return state
 
     def _restore(self, ckpt):
         state = ckpt.trainer_state
         where = ckpt.path
         try:
-            ckpt.load_model(self.model)
+            ckpt.load_model(_unwrap(self.model))
             if len(state["optimizers"]) != len(self.optimizers):
                 raise CheckpointError(f"{where}: holds {len(state['optimizers'])} optimizer state(s) but fit() "
                                       f"was given {len(self.optimizers)} optimizer(s)")
             for opt, s in zip(self.optimizers, state["optimizers"]):
                 opt.load_state_dict(s)
+            if self.scaler is not None and state.get("grad_scaler"):
+                self.scaler.load_state_dict(state["grad_scaler"])
             saved = state["callbacks"]
             for key, cb in self._callback_keys().items():
                 if key in saved:
@@ -432,7 +526,9 @@ class Trainer:
                                   f"it starts fresh", stacklevel=3)
             self.current_epoch = state["epoch"]
             self.global_step = state["global_step"]
-            self.batch_idx = state["batch_idx"]
+            # Saved on another number of ranks: continue from the same share of the epoch.
+            world = 1 if self._dist is None else self._dist.world
+            self.batch_idx = _resumed_batch_idx(state, state["batch_idx"], world)
             self.epoch_done = state["epoch_done"]
             self.callback_metrics = dict(state.get("callback_metrics") or {})
             if state.get("running") is not None:
@@ -482,6 +578,9 @@ class Trainer:
     def _train_epoch(self, resume_state):
         model = self.model
         gens = self._generators
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):  # a DistributedSampler: this epoch's permutation, the same on every rank
+            sampler.set_epoch(self.current_epoch)
         self._call("on_train_epoch_start")
         if resume_state is not None:
             # Rebuild this epoch's data order from the random state it started with, skip the
@@ -537,6 +636,8 @@ class Trainer:
         metrics = self.metrics
         batch_end = self._batch_end_hooks
         max_steps = self.max_steps
+        scaler = self.scaler
+        autocast = self._autocast
         while self.batch_idx < n_batches:
             if max_steps is not None and self.global_step >= max_steps:
                 self._stop_for_max_steps()
@@ -552,16 +653,18 @@ class Trainer:
                 self._check_first_batch(batch)
             if loss_fn is not None and type(batch) in (list, tuple) and len(batch) == 2 and type(batch[1]) is Tensor:
                 x, y = batch
-                output = model(x)
-                loss = loss_fn(output, y)
+                with autocast():
+                    output = model(x)
+                    loss = loss_fn(output, y)
                 n = y.array.shape[0] if y.array.ndim else 1
             else:
-                loss, output, y = self._supervised_parts(model, batch, "training_step")
+                with autocast():
+                    loss, output, y = self._supervised_parts(model, batch, "training_step")
                 n = batch_size_of(batch)
             if not isinstance(loss, Tensor) or not loss.requires_grad:
                 raise TypeError(_LOSS_TYPE_ERROR + type(loss).__name__
                                 + (" without grad" if isinstance(loss, Tensor) else ""))
-            loss.backward()
+            (loss if scaler is None else scaler.scale(loss)).backward()
             value = float(loss.array)
             self._loss_sum += value * n
             self._loss_count += n
@@ -598,16 +701,19 @@ class Trainer:
                 for hook in batch_start:
                     hook(self, model, batch, batch_idx)
             self.at_step_boundary = False
+            if self._dist is not None:  # reduce gradients once per optimizer step (no_sync before the last batch)
+                self._dist.sync_gradients(model, j == last)
             if self._first_batch_pending:
                 self._first_batch_pending = False
                 self._check_first_batch(batch)
-            if self._default_step:
-                # The common case, without building and unpacking a dict per batch.
-                loss, output, target = self._supervised_parts(model, batch, "training_step")
-                extras = _NO_EXTRAS
-            else:
-                loss, output, target, extras = self._unpack(self.training_step(model, batch, batch_idx),
-                                                            "training_step")
+            with self._autocast():
+                if self._default_step:
+                    # The common case, without building and unpacking a dict per batch.
+                    loss, output, target = self._supervised_parts(model, batch, "training_step")
+                    extras = _NO_EXTRAS
+                else:
+                    loss, output, target, extras = self._unpack(self.training_step(model, batch, batch_idx),
+                                                                "training_step")
             n = sizes[j]
             if manual:
                 value = _scalar(loss) if loss is not None else float("nan")
@@ -615,7 +721,8 @@ class Trainer:
                 if not isinstance(loss, Tensor) or not loss.requires_grad:
                     raise TypeError(_LOSS_TYPE_ERROR + type(loss).__name__
                                     + (" without grad" if isinstance(loss, Tensor) else ""))
-                (loss if last == 0 else loss * (n / total)).backward()
+                weighted = loss if last == 0 else loss * (n / total)
+                (weighted if self.scaler is None else self.scaler.scale(weighted)).backward()
                 value = float(loss.array)
             window_loss += value * n
             self._loss_sum += value * n
@@ -644,14 +751,29 @@ class Trainer:
     def _optimizer_step(self):
         self.skip_optimizer_step = False
         optimizer = self.optimizers[0]
+        scaler = self.scaler
+        if scaler is not None:
+            scaler.unscale_(optimizer)  # hooks and clipping see the true gradients
         for hook in self._before_step_hooks:
             hook(self, self.model, optimizer)
         if not self.skip_optimizer_step:
             if self.gradient_clip_val is not None:
                 self._clip_gradients()
-            optimizer.step()
+            if scaler is None:
+                optimizer.step()
+            else:
+                scaler.step(optimizer)  # skipped when a gradient overflowed float16
             self.global_step += 1
+        if scaler is not None:
+            scaler.update()
         optimizer.zero_grad()
+
+    def _autocast(self):
+        """The autocast region of a forward pass and its loss under ``precision`` (none for "32")."""
+        if self._amp_dtype is None:
+            return _NO_AUTOCAST
+        from ..amp import autocast
+        return autocast("cpu", dtype=self._amp_dtype)
 
     def _clip_gradients(self):
         from ..nn.utils import clip_grad_norm_, clip_grad_value_
@@ -664,11 +786,15 @@ class Trainer:
 
     def _end_epoch(self):
         logs = self.running_logs(include_arrays=True)
+        if self._dist is not None:  # every rank decides (early stopping, plateaus) on the same numbers
+            logs = self._dist.average_logs(logs, self._loss_count)
         lr = self.current_lr
         if self.val_loader is not None:
             self.callback_metrics = logs
             self._call("on_validation_start")
             val = self._evaluate_loop(self.model, self.val_loader, self.val_metrics, prefix="val_")
+            if self._dist is not None:
+                val = self._dist.average_logs(val, 1)
             logs.update(val)
             self.callback_metrics = logs
             self._call("on_validation_end")
@@ -692,7 +818,8 @@ class Trainer:
         try:
             with grad_mode.no_grad():
                 for i, batch in enumerate(loader):
-                    out = self.validation_step(model, batch, i)
+                    with self._autocast():
+                        out = self.validation_step(model, batch, i)
                     loss, output, target, more = self._unpack(out, "validation_step")
                     n = batch_size_of(batch)
                     if loss is not None:
@@ -854,6 +981,11 @@ class Trainer:
                 checkpoints.append(ModelCheckpoint(monitor="val_loss" if self.val_loader is not None else "loss"))
         if self.enable_progress_bar and not any(isinstance(cb, ProgressBar) for cb in given):
             others.append(ProgressBar(stream=self.progress_stream))
+        if not self.is_global_zero:
+            # Only rank 0 writes: checkpoints, CSV logs and the progress bar stay there.
+            others = [cb for cb in others if not isinstance(cb, (CSVLogger, ProgressBar))
+                      and not getattr(cb, "rank_zero_only", False)]
+            checkpoints = []
         # Checkpoints go last so that what they save includes every other callback's epoch update.
         return [history] + others + checkpoints
 
@@ -883,8 +1015,11 @@ class Trainer:
             hook(self, self.model, *args)
 
     def _default_config(self, model, epochs, batch_size):
-        return {"model": type(model).__name__, "epochs": epochs, "batch_size": batch_size,
-                "optimizers": [type(o).__name__ for o in getattr(self, "optimizers", [])]}
+        config = {"model": type(model).__name__, "epochs": epochs, "batch_size": batch_size,
+                  "optimizers": [type(o).__name__ for o in getattr(self, "optimizers", [])]}
+        if self.precision != "32":
+            config["precision"] = self.precision
+        return config
 
     # ------------------------------------------------------------------ run directory
     def _write_config(self):
@@ -918,7 +1053,7 @@ class Trainer:
             return
         state = get_rng_state(self._generators)
         try:
-            text = str(summary(self.model, shape, dtype=dtype))
+            text = str(summary(_unwrap(self.model), shape, dtype=dtype))
         except Exception as exc:  # a summary must never stop training
             text = f"summary unavailable: {type(exc).__name__}: {exc}\n"
         finally:

@@ -112,8 +112,8 @@ def test_resume_in_a_subprocess_equals_the_uninterrupted_run(tmp_path):
 def test_unknown_recipe_exits_non_zero_in_a_subprocess(tmp_path):
     proc = run(["train", "digits-mpl"], tmp_path)
     assert proc.returncode == 2
-    assert "somanet: error: unknown recipe 'digits-mpl'; known recipes: digits-mlp, mnist-lenet, spirals-mlp" \
-        in proc.stderr
+    assert re.fullmatch(r"somanet: error: unknown recipe 'digits-mpl'; known recipes: [a-z0-9, -]*\bdigits-mlp, "
+                        r"mnist-lenet, spirals-mlp\b[a-z0-9, -]* \(see 'somanet recipes'\)\n", proc.stderr), proc.stderr
     assert os.listdir(tmp_path) == []
 
 
@@ -254,3 +254,124 @@ def test_bad_prediction_inputs(default_run, tmp_path, monkeypatch, capsys):
     np.save(tmp_path / "square.npy", Digits(train=False).data[0, 0])
     assert main(["predict", run_dir, "square.npy"]) == 0
     assert capsys.readouterr().out.startswith("sample 0: predicted ")
+
+
+def _one_line_error(capsys, args):
+    """``main(args)`` exits 2 with exactly one line on stderr (no traceback); returns that line."""
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("somanet: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_non_finite_or_empty_prediction_inputs_are_refused(default_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    run_dir = str(default_run[2])
+    np.save(tmp_path / "nan.npy", np.full((1, 64), np.nan, np.float32))
+    assert "nan.npy holds non-finite values (NaN or infinity) in 1 of 1 sample(s), the first being sample 0" in \
+        _one_line_error(capsys, ["predict", run_dir, "nan.npy"])
+    batch = np.zeros((5, 64), np.float64)
+    batch[3, 10] = -np.inf
+    np.save(tmp_path / "inf.npy", batch)
+    assert "in 1 of 5 sample(s), the first being sample 3" in _one_line_error(capsys, ["predict", run_dir, "inf.npy"])
+    batch[3, 10] = 1e300  # finite as float64, infinite as the model's float32
+    np.save(tmp_path / "huge.npy", batch)
+    assert "huge.npy holds values too large for float32" in _one_line_error(capsys, ["predict", run_dir, "huge.npy"])
+    np.save(tmp_path / "empty.npy", np.zeros((0, 64), np.float32))
+    assert "empty.npy holds no samples (an array of shape (0, 64))" in \
+        _one_line_error(capsys, ["predict", run_dir, "empty.npy"])
+
+
+def test_a_truncated_npy_file_is_called_truncated(default_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "cut.npy", np.zeros((10, 64), np.float32))
+    data = (tmp_path / "cut.npy").read_bytes()
+    (tmp_path / "cut.npy").write_bytes(data[:-100])
+    err = _one_line_error(capsys, ["predict", str(default_run[2]), "cut.npy"])
+    assert re.search(r"cut\.npy is truncated or corrupt: its header describes a float32 array of shape \(10, 64\), "
+                     r"2,560 bytes of data, but only 2,460 bytes follow the header", err), err
+    assert "pickle" not in err and "Python objects" not in err
+
+
+def _big_png(path, width, height):
+    """A black 1-bit PNG of width x height pixels, written row by row: a few kilobytes on disk."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    row = bytes(1 + (width + 7) // 8)
+    packer = zlib.compressobj(9)
+    body = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+                + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+def test_an_oversized_image_is_refused_before_it_is_decoded(default_run, tmp_path, monkeypatch, capsys):
+    image = pytest.importorskip("PIL.Image")
+    monkeypatch.chdir(tmp_path)
+    _big_png(tmp_path / "huge.png", 12000, 12000)
+    assert os.path.getsize(tmp_path / "huge.png") < 200_000
+    decoded = []
+    real_load = image.Image.load
+    monkeypatch.setattr(image.Image, "load", lambda self: decoded.append(self.size) or real_load(self))
+    err = _one_line_error(capsys, ["predict", str(default_run[2]), "huge.png"])
+    assert "huge.png is a 12000 x 12000 image (144,000,000 pixels); predict reads images of at most " \
+           "4,194,304 pixels (2048 x 2048)" in err, err
+    assert decoded == []  # only the header was read
+    # A large image within the limit is still read (and scaled down to the model's 8 x 8).
+    _big_png(tmp_path / "large.png", 1000, 800)
+    assert main(["predict", str(default_run[2]), "large.png"]) == 0
+    assert capsys.readouterr().out.startswith("sample 0: predicted ") and set(decoded) == {(1000, 800)}
+
+
+def test_config_errors_fail_before_a_run_directory_exists(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("not a folder")
+    cases = [
+        (["--set", 'loss="bogus"'], "config 'loss': unknown loss 'bogus'"),
+        (["--set", 'metrics=["nope"]'], "config 'metrics': unknown metric 'nope'"),
+        (["--set", 'loss={"name": "mse", "bogus": 1}'], "config 'loss': "),
+        (["--set", 'metrics=["accuracy", "acc"]'], "config 'metrics' names accuracy more than once"),
+        (["--set", "checkpoint.monitor=val_f1"],
+         "config 'checkpoint.monitor' is 'val_f1', which this run does not log"),
+        (["--set", "early_stopping.monitor=bogus"], "config 'early_stopping.monitor' is 'bogus'"),
+        (["--set", "checkpoint.save_top_k=-5"], "config 'checkpoint': ModelCheckpoint: save_top_k must be >= -1"),
+        (["--set", "trainer.accumulate_grad_batches=0"], "config 'trainer': Trainer: accumulate_grad_batches"),
+    ]
+    for extra, message in cases:
+        assert message in _one_line_error(capsys, ["train", "--out", "run", "--no-plots", *extra]), extra
+        assert not os.path.exists("run"), extra
+    assert "--out afile/sub cannot be created: afile is a file, not a folder" in \
+        _one_line_error(capsys, ["train", "--out", "afile/sub"])
+    assert "--out afile/deeper/sub cannot be created: afile is a file" in \
+        _one_line_error(capsys, ["lr-find", "digits-mlp", "--out", "afile/deeper/sub"])
+    assert "--min-lr must be below --max-lr, got --min-lr 1 and --max-lr 0.001" in \
+        _one_line_error(capsys, ["lr-find", "digits-mlp", "--min-lr", "1", "--max-lr", "0.001", "--out", "lr"])
+    assert "--num-steps must be at least 2" in \
+        _one_line_error(capsys, ["lr-find", "digits-mlp", "--num-steps", "1", "--out", "lr"])
+    assert "config 'loss': unknown loss" in \
+        _one_line_error(capsys, ["lr-find", "digits-mlp", "--set", 'loss="bogus"', "--out", "lr"])
+    assert sorted(os.listdir(tmp_path)) == ["afile"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="names a dead process id the POSIX way")
+def test_resume_and_evaluate_recover_a_checkpoint_left_half_swapped(default_run, tmp_path, monkeypatch, capsys):
+    import subprocess
+    from somanet.train import _io
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(default_run[2], tmp_path / "run")
+    folder = tmp_path / "run" / "checkpoints"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    # A save killed between its two renames: no checkpoints/last, the new one complete under a hidden name.
+    os.rename(folder / "last", folder / f".last.tmp-{dead.pid}-{_io._host_tag()}-00c0ffee")
+    assert main(["evaluate", "run", "--checkpoint", "last"]) == 0
+    assert "(epoch 20)" in capsys.readouterr().out
+    assert sorted(os.listdir(folder)) == ["best", "last"]
+    os.rename(folder / "last", folder / f".last.tmp-{dead.pid}-{_io._host_tag()}-00c0ffee")
+    assert main(["train", "--resume", "run", "--epochs", "21", "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Resuming digits-mlp") and "Final metrics (epoch 21)" in out, out
+    assert sorted(os.listdir(folder)) == ["best", "last"]

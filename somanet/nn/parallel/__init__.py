@@ -3,10 +3,14 @@
 somanet runs on one device, so ``DataParallel`` is a pass-through wrapper: ``forward`` calls the wrapped
 module, which stays reachable as ``.module``, and the state dict keys get the ``module.`` prefix, exactly as
 PyTorch's, so checkpoints move between the two unchanged.
+
+``DistributedDataParallel`` (in ``distributed.py``) trains one replica per process of a
+``somanet.distributed`` job and averages the gradients over the processes.
 """
 from ..modules.module import Module
+from .distributed import DistributedDataParallel
 
-__all__ = ["DataParallel", "data_parallel"]
+__all__ = ["DataParallel", "data_parallel", "DistributedDataParallel"]
 
 
 class DataParallel(Module):
