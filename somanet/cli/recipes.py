@@ -291,3 +291,218 @@ register_recipe(Recipe(
     scheduler=None,
     epochs=5, batch_size=64, seed=0, metrics=("accuracy",),
     checkpoint={"monitor": "val_accuracy"}))
+
+
+# --------------------------------------------------------------------------- generative models
+# The generative recipes train a model with its own training_step (see somanet.models.vae / gan): the
+# run config's 'loss' and 'metrics' are not used by them. They log the model's objective as 'loss' (the
+# negative ELBO of a VAE, the discriminator's loss of a GAN) and, through the GenerativeReport that
+# build_callbacks adds, write samples/epoch-NNN.png, samples.png, quality.json and a quality section
+# in summary.txt.
+def _image_shape(info, owner):
+    if info.image_size is None:
+        raise ValueError(f"{owner} models images; this dataset's samples have shape {tuple(info.input_shape)}")
+    channels = info.input_shape[0] if len(info.input_shape) == 3 else 1
+    return (channels, *info.image_size)
+
+
+@register_model("vae")
+def _vae(kwargs, info):
+    from ..models import conv_vae, mlp_vae
+    architecture = kwargs.pop("architecture", "mlp")
+    builders = {"mlp": mlp_vae, "conv": conv_vae}
+    if architecture not in builders:
+        raise ValueError(f"architecture must be 'mlp' or 'conv', got {architecture!r}")
+    if kwargs.pop("conditional", False):
+        kwargs["num_classes"] = info.num_classes
+    kwargs.setdefault("input_shape", _image_shape(info, "the VAE"))
+    kwargs.setdefault("input_mean", info.mean)
+    kwargs.setdefault("input_std", info.std)
+    return builders[architecture](**kwargs)
+
+
+@register_model("gan")
+def _gan(kwargs, info):
+    from ..models import GAN, DCGANDiscriminator, DCGANGenerator, WGANCritic
+    channels, height, width = _image_shape(info, "the GAN")
+    if height != width:
+        raise ValueError(f"the GAN models square images, got {height}x{width}")
+    latent_dim = kwargs.pop("latent_dim", 100)
+    base = kwargs.pop("base_channels", 64)
+    num_classes = info.num_classes if kwargs.pop("conditional", False) else None
+    critic = kwargs.pop("critic", "dcgan")
+    spectral = kwargs.pop("spectral_norm", False)
+    critic_norm = kwargs.pop("critic_norm", "layer")
+    generator = DCGANGenerator(latent_dim, channels, height, base, num_classes)
+    if critic == "dcgan":
+        discriminator = DCGANDiscriminator(channels, height, base, num_classes, spectral_norm=spectral)
+    elif critic == "wgan":
+        discriminator = WGANCritic(channels, height, base, num_classes, norm=critic_norm)
+    else:
+        raise ValueError(f"critic must be 'dcgan' or 'wgan', got {critic!r}")
+    kwargs.setdefault("input_mean", info.mean)
+    kwargs.setdefault("input_std", info.std)
+    return GAN(generator, discriminator, data_shape=(channels, height, width), **kwargs)
+
+
+register_recipe(Recipe(
+    "vae-digits", "VAE (MLP 64-256-8 latent, Bernoulli likelihood) on the bundled 8x8 digits; half a minute, "
+                  "offline",
+    model={"name": "vae", "architecture": "mlp", "latent_dim": 8, "hidden_sizes": [256]},
+    data={"name": "digits", "val_fraction": 0.2, "flatten": False},
+    optimizer={"name": "adam", "lr": 2e-3},
+    loss="bce_with_logits", metrics=(), task="regression",
+    epochs=30, batch_size=64, seed=0,
+    checkpoint={"monitor": "val_loss"}))
+
+register_recipe(Recipe(
+    "vae-mnist", "convolutional VAE (16-d latent, Bernoulli likelihood) on MNIST from --data-dir; reports the "
+                 "test negative ELBO (nats) and the MNIST-FID of its samples",
+    model={"name": "vae", "architecture": "conv", "latent_dim": 16, "channels": [32, 64], "hidden": 256},
+    data={"name": "mnist", "val_size": 1000},
+    optimizer={"name": "adam", "lr": 1e-3},
+    loss="bce_with_logits", metrics=(), task="regression",
+    epochs=30, batch_size=128, seed=0,
+    checkpoint={"monitor": "val_loss"}))
+
+register_recipe(Recipe(
+    "dcgan-mnist", "DCGAN (non-saturating loss) on MNIST from --data-dir; reports the MNIST-FID of its samples",
+    model={"name": "gan", "latent_dim": 64, "base_channels": 32, "loss": "nonsaturating"},
+    data={"name": "mnist", "val_size": 1000},
+    optimizer={"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]},
+    loss="bce_with_logits", metrics=(), task="regression",
+    epochs=20, batch_size=64, seed=0,
+    checkpoint={"monitor": None}))
+
+register_recipe(Recipe(
+    "cgan-mnist", "class-conditional DCGAN on MNIST from --data-dir; one column of samples per class, MNIST-FID "
+                  "and how often the classifier agrees with the requested class",
+    model={"name": "gan", "latent_dim": 64, "base_channels": 32, "loss": "nonsaturating", "conditional": True},
+    data={"name": "mnist", "val_size": 1000},
+    optimizer={"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]},
+    loss="bce_with_logits", metrics=(), task="regression",
+    epochs=20, batch_size=64, seed=0,
+    checkpoint={"monitor": None}))
+
+register_recipe(Recipe(
+    "wgan-gp-mnist", "WGAN-GP (layer-norm critic, gradient penalty 10, 5 critic steps per generator step) on MNIST "
+                     "from --data-dir; reports the MNIST-FID of its samples",
+    model={"name": "gan", "latent_dim": 64, "base_channels": 32, "loss": "wasserstein", "critic": "wgan",
+           "gp_weight": 10.0, "n_critic": 5},
+    data={"name": "mnist", "val_size": 1000},
+    optimizer={"name": "adam", "lr": 1e-4, "betas": [0.5, 0.9]},
+    metrics=(), task="regression",
+    epochs=40, batch_size=64, seed=0,
+    checkpoint={"monitor": None}))
+
+
+# --------------------------------------------------------------------------- transfer learning
+# The MNIST-pretrained SmallCNN (somanet.models.small_cnn) fine-tuned to the bundled 8x8 digits, enlarged to
+# MNIST's 28x28 layout. docs/transfer.md compares it with training from scratch and with a frozen body.
+@register_model("mnist-cnn")
+def _mnist_cnn(kwargs, info):
+    from ..models.small_cnn import mnist_cnn
+    from ..nn.utils.transfer import freeze
+    pretrained = kwargs.pop("pretrained", True)
+    freeze_up_to = kwargs.pop("freeze_up_to", None)
+    if kwargs:
+        raise ValueError(f"unknown option(s) {', '.join(sorted(kwargs))}; known: pretrained, freeze_up_to")
+    # A new head for the new task: even with ten digit classes the MNIST head is not reused.
+    model = mnist_cnn(pretrained=bool(pretrained), num_classes=info.num_classes or 10)
+    if pretrained:
+        model.fc.reset_parameters()
+    if freeze_up_to:
+        freeze(model, up_to=freeze_up_to)
+    return model
+
+
+_DIGITS28_OPTIONS = ("per_class", "split_seed")
+
+
+def _digits28_info(options):
+    from ..models.small_cnn import MNIST_MEAN, MNIST_STD
+    _unknown(options, _DIGITS28_OPTIONS, "digits28")
+    return DataInfo((1, 28, 28), 10, [str(i) for i in range(10)], image_size=(28, 28), mean=MNIST_MEAN,
+                    std=MNIST_STD)
+
+
+def _digits28_load(options):
+    from ..data import TensorDataset
+    from ..data.datasets.tabular import _sklearn_datasets
+    from ..models.small_cnn import digits_to_mnist
+    _digits28_info(options)
+    per_class = options.get("per_class", 10)
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or not 1 <= per_class <= 150:
+        raise ConfigError(f"config 'data.per_class' (digits28) must be an integer in [1, 150], got {per_class!r}")
+    digits = _sklearn_datasets("the digits28 dataset").load_digits()
+    rng = np.random.default_rng(options.get("split_seed", 0))
+    train = np.concatenate([rng.choice(np.flatnonzero(digits.target == c), per_class, replace=False)
+                            for c in range(10)])
+    rest = np.setdiff1d(np.arange(len(digits.target)), train)
+    x, y = digits_to_mnist(digits.images), digits.target.astype(np.int64)
+    return TensorDataset(x[train], y[train]), TensorDataset(x[rest], y[rest]), None
+
+
+register_dataset("digits28", DatasetSpec(_digits28_info, _digits28_load,
+                                         "the bundled 8x8 digits as MNIST-style 28x28 images, per_class labelled "
+                                         "training digits per class, the rest for validation"))
+
+register_recipe(Recipe(
+    "transfer-digits", "CNN pretrained on MNIST (shipped) fine-tuned to the 8x8 digits with 10 labels per class; "
+                       "95 % on the other 1,697 digits (--set model.pretrained=false, from scratch: 93 %)",
+    model={"name": "mnist-cnn", "pretrained": True},
+    data={"name": "digits28", "per_class": 10},
+    optimizer={"name": "adam", "lr": 1e-3},
+    scheduler=None,
+    epochs=60, batch_size=20, seed=0, metrics=("accuracy",),
+    checkpoint={"monitor": "val_accuracy"}))
+
+
+# --------------------------------------------------------------------------- diffusion models
+# A DDPM (somanet.models.diffusion) with a class-conditional U-Net, trained with classifier-free guidance
+# (10 % of the labels dropped) and an EMA of its weights; its own training_step runs the optimizer. The
+# model table's 'report' options go to the DiffusionReport that build_callbacks adds (sample grids with
+# DDIM and ancestral sampling, MNIST-FID for 28x28 images, in quality.json and summary.txt).
+_UNET_KEYS = ("base_channels", "channel_mults", "num_res_blocks", "attention_levels", "num_heads", "groups", "dropout",
+              "time_embed_dim")
+
+
+@register_model("ddpm")
+def _ddpm(kwargs, info):
+    from ..models.diffusion import DDPM
+    from ..models.unet import DiffusionUNet
+    kwargs.pop("report", None)
+    shape = _image_shape(info, "the DDPM")
+    unet_kwargs = {k: kwargs.pop(k) for k in _UNET_KEYS if k in kwargs}
+    num_classes = info.num_classes if kwargs.pop("conditional", True) else None
+    unet = DiffusionUNet(shape[0], num_classes=num_classes, **unet_kwargs)
+    kwargs.setdefault("input_mean", info.mean)
+    kwargs.setdefault("input_std", info.std)
+    return DDPM(unet, image_shape=shape, num_classes=num_classes, **kwargs)
+
+
+register_recipe(Recipe(
+    "ddpm-digits", "class-conditional DDPM (small U-Net, 1,000 steps) on the bundled 8x8 digits; DDIM and ancestral "
+                   "sample grids in minutes, offline",
+    model={"name": "ddpm", "base_channels": 32, "channel_mults": [1, 2], "attention_levels": [1],
+           "num_timesteps": 1000, "schedule": "linear", "ema_decay": 0.995, "label_dropout": 0.1,
+           "report": {"every_n_epochs": 10, "epoch_samples": 100, "grid_samples": 100, "ancestral_samples": 100}},
+    data={"name": "digits", "val_fraction": 0.2, "flatten": False},
+    optimizer={"name": "adam", "lr": 1e-3},
+    loss="mse", metrics=(), task="regression",
+    epochs=40, batch_size=64, seed=0,
+    checkpoint={"monitor": None}))
+
+register_recipe(Recipe(
+    "ddpm-mnist", "class-conditional DDPM (U-Net 32-64-64 channels, attention at 7x7, 1,000 steps, EMA) on MNIST from "
+                  "--data-dir; DDIM-50 and ancestral sample grids, MNIST-FID of 1,000 DDIM samples",
+    model={"name": "ddpm", "base_channels": 32, "channel_mults": [1, 2, 2], "attention_levels": [2],
+           "num_timesteps": 1000, "schedule": "linear", "ema_decay": 0.995, "label_dropout": 0.1,
+           "report": {"every_n_epochs": 2, "epoch_samples": 40, "grid_samples": 100, "ancestral_samples": 40,
+                      "fid_samples": 1000}},
+    data={"name": "mnist", "val_size": 1000},
+    optimizer={"name": "adam", "lr": 1e-3},
+    scheduler={"name": "cosine"},
+    loss="mse", metrics=(), task="regression",
+    epochs=8, batch_size=64, seed=0,
+    checkpoint={"monitor": None}))

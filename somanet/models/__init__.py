@@ -5,8 +5,10 @@ from .resnet import *  # noqa: F401,F403
 from .char_rnn import *  # noqa: F401,F403
 from .gpt import *  # noqa: F401,F403
 from .vgg import *  # noqa: F401,F403
-from .vit import *  # noqa: F401,F403
 from .alexnet import *  # noqa: F401,F403
+from .vit import *  # noqa: F401,F403
+from .vae import *  # noqa: F401,F403
+from .gan import *  # noqa: F401,F403
 from .bert import *  # noqa: F401,F403
 from .gpt2 import *  # noqa: F401,F403
 from .t5 import *  # noqa: F401,F403
@@ -15,3 +17,6 @@ from .pretrained import (PretrainedConfig, from_pretrained, save_pretrained, loa
                          UnknownArchitectureError, WeightsMismatchError)
 from .tokenizer import Tokenizer, ByteTokenizer, BatchEncoding  # noqa: F401
 from .small_cnn import SmallCNN, mnist_cnn, digits_to_mnist  # noqa: F401
+from .unet import DiffusionUNet  # noqa: F401
+from .diffusion import (DDPM, NoiseSchedule, linear_beta_schedule, cosine_beta_schedule, ddpm_sample,  # noqa: F401
+                        ddim_sample)

@@ -22,6 +22,7 @@ from .radam import RAdam
 from .asgd import ASGD
 from .lbfgs import LBFGS
 from . import lr_scheduler
+from . import swa_utils
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam",
-           "ASGD", "LBFGS", "lr_scheduler"]
+           "ASGD", "LBFGS", "lr_scheduler", "swa_utils"]
