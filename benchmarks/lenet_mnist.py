@@ -65,8 +65,8 @@ def main(argv=None):
     parser.add_argument("--validate", action="store_true", help="train on 0-6,999 and score 7,000-7,999 instead")
     args = parser.parse_args(argv)
 
-    images = read_idx(os.path.join(args.array, "mnist", "t10k-images-idx3-ubyte.gz"))
-    labels = read_idx(os.path.join(args.array, "mnist", "t10k-labels-idx1-ubyte.gz")).astype(np.int64)
+    images = read_idx(os.path.join(args.data, "mnist", "t10k-images-idx3-ubyte.gz"))
+    labels = read_idx(os.path.join(args.data, "mnist", "t10k-labels-idx1-ubyte.gz")).astype(np.int64)
     x = ((images.astype(np.float32) / 255.0 - 0.1307) / 0.3081)[:, None]
     if args.validate:
         x_train, y_train, x_eval, y_eval, split = x[:7000], labels[:7000], x[7000:8000], labels[7000:8000], "7,000-7,999"

@@ -524,7 +524,11 @@ def cmd_summary(args):
     info = registry.data_info(cfg)
     model = registry.build_model(cfg, info)
     print(f"Recipe: {cfg['recipe']}")
-    print(summary(model, tuple(info.input_shape), batch_size=cfg["batch_size"]))
+    if hasattr(model, "generator") and hasattr(model, "discriminator"):
+        from ..train.generative import gan_summary
+        print(gan_summary(model, tuple(info.input_shape)))
+    else:
+        print(summary(model, tuple(info.input_shape), batch_size=cfg["batch_size"]))
     return 0
 
 

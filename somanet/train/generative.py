@@ -387,14 +387,7 @@ class GenerativeReport(Callback):
                 if not f.read().startswith("summary unavailable"):
                     return
         from ._io import atomic_write_text
-        from .summary import summary
-        shape = getattr(model, "data_shape", None)
-        label = [()] if getattr(model, "num_classes", None) else []
-        parts = [f"Generator (noise [+ label] -> examples):\n{summary(model.generator, [(model.latent_dim,)] + label)}"]
-        if shape is not None:
-            parts.append(f"Discriminator (examples [+ label] -> one output each):\n"
-                         f"{summary(model.discriminator, [tuple(shape)] + label)}")
-        atomic_write_text(path, "\n\n".join(parts) + "\n")
+        atomic_write_text(path, gan_summary(model, getattr(model, "data_shape", None)) + "\n")
 
     def on_train_epoch_end(self, trainer, model):
         if trainer.run_dir is None or (trainer.current_epoch + 1) % self.every_n_epochs:
@@ -511,3 +504,15 @@ def recipe_callbacks(cfg):
         return (test, "test") if test is not None else (val, "validation")
 
     return [GenerativeReport(test_data=test_data)]
+
+
+def gan_summary(model, data_shape=None):
+    """The summary tables of a GAN's two networks: noise (and label) in for the generator, examples of
+    ``data_shape`` (and label) in for the discriminator. A GAN cannot take one data sample as a whole."""
+    from .summary import summary
+    label = [()] if getattr(model, "num_classes", None) else []
+    parts = [f"Generator (noise [+ label] -> examples):\n{summary(model.generator, [(model.latent_dim,)] + label)}"]
+    if data_shape is not None:
+        parts.append(f"Discriminator (examples [+ label] -> one output each):\n"
+                     f"{summary(model.discriminator, [tuple(data_shape)] + label)}")
+    return "\n\n".join(parts)

@@ -375,3 +375,9 @@ def test_resume_and_evaluate_recover_a_checkpoint_left_half_swapped(default_run,
     out = capsys.readouterr().out
     assert out.startswith("Resuming digits-mlp") and "Final metrics (epoch 21)" in out, out
     assert sorted(os.listdir(folder)) == ["best", "last"]
+
+
+def test_summary_of_a_gan_recipe_describes_both_networks(data_dir, capsys):
+    assert main(["summary", "dcgan-mnist", "--data-dir", os.path.join(data_dir, "mnist")]) == 0
+    out = capsys.readouterr().out
+    assert "Generator (noise [+ label] -> examples)" in out and "Discriminator (examples" in out
