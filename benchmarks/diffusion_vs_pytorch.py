@@ -263,8 +263,9 @@ def main(argv=None):
     s, t = results["somanet"], results["pytorch"]
     print(f"ratio      {s['train_step_s'] / t['train_step_s']:15.2f} {s['sample_step_s'] / t['sample_step_s']:25.2f}")
     print(f"EMA-model outputs differ by at most {diff:.2e} after {args.steps + 2} identical training steps")
-    steps_per_epoch = -(-7000 // n)
-    print(f"per epoch of 7,000 images: somanet {s['train_step_s'] * steps_per_epoch:.0f} s, "
+    epoch_images = 7000 if args.config == "mnist" else 1438
+    steps_per_epoch = -(-epoch_images // n)
+    print(f"per epoch of {epoch_images:,} images: somanet {s['train_step_s'] * steps_per_epoch:.0f} s, "
           f"PyTorch {t['train_step_s'] * steps_per_epoch:.0f} s; {n} guided samples with DDIM-50: "
           f"somanet {50 * s['sample_step_s']:.0f} s, PyTorch {50 * t['sample_step_s']:.0f} s; "
           f"with 1,000 ancestral steps: somanet {1000 * s['sample_step_s']:.0f} s, "

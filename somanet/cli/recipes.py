@@ -498,11 +498,11 @@ register_recipe(Recipe(
                   "--data-dir; DDIM-50 and ancestral sample grids, MNIST-FID of 1,000 DDIM samples",
     model={"name": "ddpm", "base_channels": 32, "channel_mults": [1, 2, 2], "attention_levels": [2],
            "num_timesteps": 1000, "schedule": "linear", "ema_decay": 0.995, "label_dropout": 0.1,
-           "report": {"every_n_epochs": 2, "epoch_samples": 40, "grid_samples": 100, "ancestral_samples": 40,
+           "report": {"every_n_epochs": 4, "epoch_samples": 40, "grid_samples": 100, "ancestral_samples": 40,
                       "fid_samples": 1000}},
     data={"name": "mnist", "val_size": 1000},
     optimizer={"name": "adam", "lr": 1e-3},
     scheduler={"name": "cosine"},
     loss="mse", metrics=(), task="regression",
-    epochs=8, batch_size=64, seed=0,
+    epochs=20, batch_size=64, seed=0,
     checkpoint={"monitor": None}))

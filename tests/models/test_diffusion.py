@@ -380,3 +380,15 @@ def test_recipes_are_registered_and_build(tmp_path):
     mnist = recipes.build_model(recipes.get_recipe("ddpm-mnist").resolve(), info)
     assert mnist.image_shape == (1, 28, 28) and mnist.input_std == 0.3081
     assert digits_unet().channel_mults == (1, 2)
+
+
+def test_diffusion_report_scores_28x28_samples_with_the_mnist_classifier(one_thread):
+    pytest.importorskip("safetensors")
+    net = DiffusionUNet(1, base_channels=8, channel_mults=(1, 2), attention_levels=(), num_classes=10)
+    ddpm = DDPM(net, image_shape=(1, 28, 28), ema_decay=None)
+    report = DiffusionReport(steps=2, grid_samples=10, ancestral_samples=0, fid_samples=20, guided_scale=None,
+                             verbose=False)
+    results = report.evaluate(ddpm)
+    assert results["fid_samples"] == 20 and results["mnist_fid"] > 0 and 0 <= results["mnist_label_accuracy"] <= 1
+    lines = DiffusionReport.headline(results)
+    assert "MNIST-FID" in lines[1] and "20 samples" in lines[1]
