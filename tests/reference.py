@@ -136,3 +136,21 @@ def compare_modules(s_mod, t_mod, *arrays, rtol=1e-4, atol=1e-5, grad_rtol=None,
         assert sp.grad is not None, f"{name}: no gradient in somanet"
         assert_close(sp.grad, tp.grad, gr, ga, what=f"gradient of parameter {name}")
     return out
+
+
+def optimizer_pair(name, kw, inits, foreach=None):
+    """The same optimizer in somanet and PyTorch over copies of ``inits``: ``(s_params, s_opt, t_params, t_opt)``."""
+    from somanet import optim
+
+    t = torch_or_skip()
+    sp = [somanet.tensor(a.copy(), requires_grad=True) for a in inits]
+    tp = [t.tensor(a.copy(), requires_grad=True) for a in inits]
+    return sp, getattr(optim, name)(sp, foreach=foreach, **kw), tp, getattr(t.optim, name)(tp, **kw)
+
+
+def set_grads(sp, tp, grads):
+    """Give both frameworks' parameters the same gradients (NumPy arrays)."""
+    t = torch_or_skip()
+    for s, p, g in zip(sp, tp, grads):
+        s.grad = somanet.tensor(g)
+        p.grad = t.tensor(g)

@@ -19,7 +19,7 @@ import pytest
 import somanet
 from somanet import optim
 from somanet.optim import lr_scheduler as S
-from reference import assert_close, torch_or_skip
+from reference import assert_close, torch_or_skip, optimizer_pair, set_grads
 
 RTOL, ATOL = 1e-5, 1e-6
 RTOL64, ATOL64 = 1e-12, 1e-12
@@ -61,18 +61,8 @@ def _data(steps=STEPS, seed=0, shapes=SHAPES, dtype=np.float32):
     return inits, grads
 
 
-def _pair(name, kw, inits, foreach=None):
-    torch = torch_or_skip()
-    sp = [somanet.tensor(a.copy(), requires_grad=True) for a in inits]
-    tp = [torch.tensor(a.copy(), requires_grad=True) for a in inits]
-    return sp, getattr(optim, name)(sp, foreach=foreach, **kw), tp, getattr(torch.optim, name)(tp, **kw)
-
-
-def _set_grads(sp, tp, grads):
-    torch = torch_or_skip()
-    for s, t, g in zip(sp, tp, grads):
-        s.grad = somanet.tensor(g)
-        t.grad = torch.tensor(g)
+_pair = optimizer_pair
+_set_grads = set_grads
 
 
 def _assert_params(sp, tp, what, rtol=RTOL, atol=ATOL):
