@@ -74,3 +74,15 @@ def test_state_dict_keys_are_prefixed_and_load_into_the_plain_model(results):
     assert list(results[0]["keys"]) == ["module.inp.weight", "module.inp.bias", "module.shared.weight",
                                         "module.shared.bias", "module.out.weight", "module.out.bias"]
     assert bool(results[0]["plain_loads"])
+
+
+def test_four_ranks_match_one_process_on_the_combined_batch(jobs, tmp_path):
+    # Four ranks on any core count (oversubscribed here): 4 rows each, the same 16-row steps as one process.
+    jobs.launch("ddp_world.py", tmp_path, n=4, timeout=240).check()
+    ref = rank_script(jobs, "ddp").reference()
+    got = [dict(np.load(tmp_path / f"ddp_world4_rank{r}.npz")) for r in range(4)]
+    for r in range(4):
+        for key, want in ref.items():
+            np.testing.assert_allclose(got[r][key], want, rtol=1e-4, atol=2e-6, err_msg=f"rank {r} {key}")
+        for key in ref:
+            np.testing.assert_array_equal(got[r][key], got[0][key])
