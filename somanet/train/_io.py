@@ -10,7 +10,6 @@ import re
 import secrets
 import shutil
 import socket
-import tempfile
 import threading
 import time
 
@@ -22,9 +21,15 @@ def temporary_sibling(path, suffix=""):
     """A new, empty temporary file next to ``path`` (same directory); returns its name."""
     directory = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=directory)
-    os.close(fd)
-    return tmp
+    # os.open with mode 0o666 (not mkstemp's 0o600): the finished file gets the umask's usual permissions.
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp{suffix}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file next to {path}")
 
 
 def atomic_write_bytes(path, data):

@@ -308,3 +308,17 @@ def test_hidden_folders_that_are_not_checkpoint_debris_are_left_alone(tmp_path):
     save_checkpoint(folder / "model", _model(), {"epoch": 1})
     load_checkpoint(folder / "model")
     assert (foreign / "settings.ini").read_text() == "keep me"
+
+
+def test_atomically_written_files_get_the_umask_permissions(tmp_path):
+    # A temporary file from mkstemp is 0600; the finished file must be readable as any other file the user writes.
+    from somanet.train._io import atomic_write_text
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(str(tmp_path / "notes.txt"), "hello")
+        save_weights(MLP(4, [3], 2), str(tmp_path / "w.safetensors"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "notes.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "w.safetensors"]
