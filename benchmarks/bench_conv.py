@@ -15,7 +15,6 @@ process's CPU time instead of wall time: on a shared machine it is the steadier 
 thread it means the same thing.
 """
 import argparse
-import contextlib
 import os
 import sys
 import time
@@ -194,7 +193,7 @@ def _nhwc_conv_step(x_nhwc, w_khwc_o, g_nhwc, k, p):
 
 def layout_rows(blocks, timing=None):
     """Time the NCHW kernels somanet uses against an NHWC implementation of the same GEMMs."""
-    from somanet.ops.conv import conv_forward, conv_input_grad, conv_weight_grad
+    from somanet.kernels.conv import conv_forward, conv_input_grad, conv_weight_grad
 
     rows = []
     for n, c, h, w, o in [(64, 16, 32, 32, 16), (64, 32, 28, 28, 64), (64, 64, 8, 8, 64)]:
@@ -238,32 +237,18 @@ WINOGRAD_SHAPES = [(64, 16, 32, 16), (64, 32, 16, 32), (64, 32, 28, 64), (64, 64
 _NAMES = {0: "windows", 2: "F(2x2)", 4: "F(4x4)"}
 
 
-@contextlib.contextmanager
 def forced_winograd(tile):
     """Every eligible 3x3 stride-1 convolution inside takes Winograd with ``tile x tile`` output tiles (4 or
-    2, the thresholds lowered to nothing) or, with 0, the windows."""
-    from somanet.ops import winograd
+    2) or, with 0, the window GEMMs (the ``conv2d`` kernel forced through ``somanet.backends.cpu.kernel``)."""
+    from somanet.backends import cpu
 
-    names = ("MIN_CHANNELS", "MIN_CHANNEL_PAIRS", "MIN_TILES_FORWARD", "MIN_TILES_F4", "MAX_PRODUCT_SHARE_F4",
-             "MIN_CHANNELS_F4", "MIN_CHANNEL_PAIRS_F4_FORWARD")
-    saved = {k: getattr(winograd, k) for k in names}
-    if tile:
-        winograd.MIN_CHANNELS = winograd.MIN_CHANNEL_PAIRS = winograd.MIN_TILES_FORWARD = 1
-        winograd.MIN_CHANNELS_F4 = winograd.MIN_CHANNEL_PAIRS_F4_FORWARD = 1
-        winograd.MIN_TILES_F4, winograd.MAX_PRODUCT_SHARE_F4 = (1, float("inf")) if tile == 4 else (10 ** 9, 0.0)
-    else:
-        winograd.MIN_CHANNELS = winograd.MIN_CHANNELS_F4 = 10 ** 9
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            setattr(winograd, k, v)
+    return cpu.kernel("conv2d", {0: "gemm", 2: "winograd_f2", 4: "winograd_f4"}[tile])
 
 
 def winograd_rows(blocks, timing=None):
     """Forward + backward of each layer in ``WINOGRAD_SHAPES``: F(4x4), F(2x2), windows and PyTorch (each
     alternating with F(4x4)); and what somanet's thresholds choose for it."""
-    from somanet.ops import winograd
+    from somanet.kernels import winograd
 
     rows = []
     for n, c, h, o in WINOGRAD_SHAPES:
@@ -409,34 +394,23 @@ def main(argv=None):
     print(f"({time.perf_counter() - start:.0f} s)")
 
 
-NOTES = """Reading the table: PyTorch's CPU convolutions are oneDNN's JIT-compiled direct kernels, running at
-92-101 GFLOP/s on these rows, the machine's peak (NumPy's large square sgemm does about 105). somanet's
-convolutions are BLAS GEMMs (``docs/cnn.md``): over copied windows, one GEMM per image and kernel row
-over a buffer of ``kw`` column shifts, or, for 3x3 stride-1 layers with at least 32 channels on each
-side, over Winograd F(4x4) tiles, 36 products for 16 outputs where the windows need 144. Every pass runs
-over blocks of images whose buffers fit the cache. The first row takes F(4x4) both ways and is 1.4x
-faster than PyTorch; its GFLOP/s counts the direct method's multiply-adds, hence above the machine's
-peak. The strided row keeps the windows: its GEMMs run at about 110 GFLOP/s (in two row blocks of the
-weight), and the strided window copies, the kernel rows' partial sums and col2im's additions come on
-top. ResNet-20's five 64 -> 64 layers and the backward passes of its five 32 -> 32 layers take F(4x4);
-its 16-channel layers and two strided ones keep the windows (F(4x4) is 1.4x slower there, its GEMMs
-having ``K = 16``), and with about 60 ms of batch norm, ReLU, additions and autograd the step stays
-below PyTorch. LeNet-5 is small enough that PyTorch's fixed costs and its slow NCHW max pooling
-dominate, and somanet is faster there. Peak memory is below PyTorch's because backward rebuilds the
-windows instead of keeping them, and the column buffers are ``kw`` times the input instead of
-``kh * kw``.
-
-Before the cache blocks and F(4x4) on 32-channel layers the four rows gave 0.62, 0.66, 1.13 and 0.70 in
-the same kind of run; before the current window kernels (full im2col with one GEMM per image, max
-pooling through a padded, phase-split copy) 0.55-0.60, 0.60-0.62, 0.57-0.58 and 0.52-0.53, with 160 MiB
-of peak memory.
+NOTES = """Reading the table: PyTorch's CPU convolutions are oneDNN's JIT-compiled direct kernels, running near
+the machine's peak. somanet's convolutions are BLAS GEMMs over copied windows (one GEMM per image and
+kernel row over a buffer of ``kw`` column shifts) or, for 3x3 stride-1 layers with at least 32 channels
+on each side, over Winograd F(4x4) tiles, 36 products for 16 outputs where the windows need 144
+(``docs/dev/convolutions.md``). The first row takes F(4x4) both ways; its GFLOP/s counts the direct
+method's multiply-adds, hence above the machine's peak. The strided row keeps the windows, and the
+strided window copies, the kernel rows' partial sums and col2im's additions come on top of its GEMMs.
+ResNet-20's 16-channel and strided layers keep the windows too, and with batch norm, ReLU, additions and
+autograd on one core the step stays below PyTorch. LeNet-5 is small enough that PyTorch's fixed costs
+and its NCHW max pooling dominate. Peak memory is below PyTorch's because backward rebuilds the windows
+instead of keeping them, and the column buffers are ``kw`` times the input instead of ``kh * kw``.
 
 The table is one thread per framework, timed by process CPU time (``OPENBLAS_NUM_THREADS=1 python
 benchmarks/bench_conv.py --clock cpu``); ``python benchmarks/bench_conv.py`` runs both with the machine's
 cores. With two threads every convolution pass of at least 2^24 multiply-adds splits its batch into one
-block per thread (``docs/cnn.md``); the suite's Summary in this file has ResNet-20 at two threads.
-Two-thread timings on this machine swing between runs for both libraries, so compare ratios from one
-run only."""
+block per thread; the suite's Summary in this file has ResNet-20 at two threads. Compare ratios from one
+run only: two-thread timings on a shared machine swing between runs for both libraries."""
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ CHECKED_FILES = ("elementwise.py", "reduce.py", "linalg.py", "shape.py", "index.
 
 #: Converted files with too few ops for the five-method guard below, each with its exact number of
 #: forward/backward methods: the count keeps their check from passing vacuously all the same.
-SMALL_FILES = {"sampling.py": 4, "creation.py": 0, "embedding.py": 2, "dropout.py": 2}
+SMALL_FILES = {"sampling.py": 4, "creation.py": 0, "embedding.py": 2, "dropout.py": 2, "_windows.py": 0}
 
 #: Module-level helpers that forward/backward call for their array math, held to the same rule.
 HELPERS = {
@@ -39,12 +39,11 @@ HELPERS = {
     "dropout.py": ("_keep_mask", "_apply"),
     "activation.py": ("rrelu",),
     "norm.py": ("_per_channel_sums", "_per_channel_total", "_row_dots", "_row_means", "_column_sums", "_owned",
-                "_window_sum"),
+                "_window_sum", "_reductions"),
     "loss.py": ("_reduce", "_grad_scale", "_class_indices", "_class_weight", "_class_sums"),
-    "conv.py": ("scratch", "pad2d", "unpad2d", "windows", "im2col", "im2col_t", "to_phases", "from_phases",
-                "phases_to_image", "phase_slab", "col2im", "kw_columns", "conv_forward", "conv_weight_grad",
-                "flipped_transposed", "conv_input_grad", "forward_in_blocks", "input_grad_in_blocks",
-                "weight_grad_in_blocks"),
+    "conv.py": ("_columns", "reference_forward", "reference_input_grad", "reference_weight_grad"),
+    "_windows.py": ("pad2d", "unpad2d", "windows", "contiguous_copy", "im2col", "to_phases", "from_phases",
+                    "phase_slab", "col2im"),
     "pool.py": ("_planes", "_avg_counts", "_adaptive_bounds", "_averaging_matrix", "_window_positions"),
 }
 

@@ -24,61 +24,21 @@ import os
 import subprocess
 import sys
 
+from ..kernels import blas as _blas
+from ..kernels.blas import AVX512_CORETYPES, AVX512_FLAGS, avx512_supported, cpu_flags  # noqa: F401
+
 __all__ = ["add_parser", "cmd_bench", "blas_environment", "cpu_flags", "avx512_supported", "find_suite"]
-
-#: The AVX-512 subsets OpenBLAS's SkylakeX kernels use.
-AVX512_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512dq")
-#: OpenBLAS core types whose kernels need those subsets.
-AVX512_CORETYPES = ("skylakex", "cooperlake", "sapphirerapids")
-
 
 class BenchError(Exception):
     """The benchmark cannot run here (no suite, no PyTorch); printed as one line with exit status 2."""
 
 
-def cpu_flags(path="/proc/cpuinfo"):
-    """The CPU feature flags the kernel reports (a set of names; empty where /proc/cpuinfo is missing).
-
-    Read from the file, without NumPy, so that it can run before anything loads OpenBLAS."""
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def avx512_supported(flags=None):
-    """Whether the CPU (and the kernel, which hides the flags when it does not save AVX-512 state) has the
-    AVX-512 subsets of OpenBLAS's SkylakeX kernels."""
-    flags = cpu_flags() if flags is None else flags
-    return all(f in flags for f in AVX512_FLAGS)
-
-
 def blas_environment(env, coretype=None, threads=None, flags=None):
-    """The environment for a child process that will load OpenBLAS: ``(new_env, note)``.
-
-    ``coretype``: None or ``"default"`` leaves the kernel choice to OpenBLAS; an OpenBLAS core name sets
-    ``OPENBLAS_CORETYPE`` (an AVX-512 one only where the CPU has AVX-512, else ``BenchError``). A value
-    already in ``env`` is never overridden. ``threads`` sets the BLAS and OpenMP thread counts (again,
-    unless the user set them)."""
-    env = dict(env)
-    if "OPENBLAS_CORETYPE" in env:
-        note = f"OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} (from the environment)"
-    elif coretype in (None, "", "default"):
-        note = "OpenBLAS chooses its kernels"
-    else:
-        if coretype.lower() in AVX512_CORETYPES and not avx512_supported(flags):
-            raise BenchError(f"--blas-coretype {coretype} needs AVX-512 ({', '.join(AVX512_FLAGS)}), which this "
-                             f"CPU does not report; its kernels would stop with an illegal instruction")
-        env["OPENBLAS_CORETYPE"] = coretype
-        note = f"OPENBLAS_CORETYPE={coretype}"
-    if threads:
-        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.setdefault(name, str(threads))
-    return env, note
+    """``somanet.kernels.blas.blas_environment``, its refusal raised as ``BenchError``."""
+    try:
+        return _blas.blas_environment(env, coretype, threads, flags)
+    except ValueError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def find_suite():

@@ -22,17 +22,13 @@ from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
+from ..kernels import _select
 
 __all__ = ["batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm", "local_response_norm"]
 
 
 def _data(t):
     return None if t is None else (t.array if isinstance(t, Tensor) else t)
-
-
-# Below this many positions per channel, a dot product along the last axis has too little work per
-# call and einsum over (N, C, S) is faster; above it, ``vecdot`` along S (SIMD) is about twice as fast.
-_VECDOT_MIN = 16
 
 
 def _channel_layout(shape):
@@ -50,47 +46,49 @@ def _channel_layout(shape):
     return (n, c, s), (c, 1)
 
 
+def _reductions(a):
+    """The ``norm_reductions`` kernel for arrays like ``a`` (None: the plain reductions below)."""
+    return _select.implementation("norm_reductions", _select.choose("norm_reductions", a))
+
+
 def _per_channel_sums(a, b, xp):
-    """``sum(a * b)`` over every axis but 1 of two ``(N, C)`` or ``(N, C, S)`` arrays, without a full-size
-    temporary."""
-    if a.ndim == 2:
-        return xp.einsum("nc,nc->c", a, b)
-    if a.shape[2] >= _VECDOT_MIN:
-        return xp.vecdot(a, b).sum(axis=0)
-    return xp.einsum("ncs,ncs->c", a, b)
+    """``sum(a * b)`` over every axis but 1 of two ``(N, C)`` or ``(N, C, S)`` arrays."""
+    fast = _reductions(a)
+    if fast is not None:
+        return fast.per_channel_sums(a, b)
+    return xp.einsum("nc,nc->c" if a.ndim == 2 else "ncs,ncs->c", a, b)
 
 
 def _per_channel_total(a, xp):
     """``sum(a)`` over every axis but 1 of an ``(N, C)`` or ``(N, C, S)`` array."""
-    if a.ndim == 2:
-        # Column sums as a matrix-vector product: BLAS is several times faster than NumPy's strided
-        # reduction over axis 0.
-        return xp.ones(a.shape[0], dtype=a.dtype) @ a
-    if a.shape[2] >= _VECDOT_MIN:
-        return a.sum(axis=2).sum(axis=0)
-    return a.sum(axis=(0, 2))
+    fast = _reductions(a)
+    if fast is not None:
+        return fast.per_channel_total(a)
+    return a.sum(axis=0) if a.ndim == 2 else a.sum(axis=(0, 2))
 
 
 def _row_dots(a, b, xp):
-    """``sum(a * b, axis=-1)`` without a full-size temporary."""
-    if a.shape[-1] >= _VECDOT_MIN:
-        return xp.vecdot(a, b)
+    """``sum(a * b, axis=-1)``."""
+    fast = _reductions(a)
+    if fast is not None:
+        return fast.row_dots(a, b)
     return xp.einsum("...d,...d->...", a, b)
 
 
 def _row_means(a, xp):
-    """Row means of a 2-D ``(rows, D)`` array as a ``(rows, 1)`` column.
-
-    A matrix-vector product with ``1 / D`` (BLAS) is about five times faster than NumPy's reduction
-    along rows of a few hundred elements, which pays a loop start per row.
-    """
-    d = a.shape[1]
-    return (a @ xp.full(d, 1.0 / d, dtype=a.dtype))[:, None]
+    """Row means of a 2-D ``(rows, D)`` array as a ``(rows, 1)`` column."""
+    fast = _reductions(a)
+    if fast is not None:
+        return fast.row_means(a)
+    return xp.mean(a, axis=1, keepdims=True)
 
 
 def _column_sums(a, xp):
-    """Column sums of a 2-D array (BLAS, as in ``_per_channel_total``)."""
-    return xp.ones(a.shape[0], dtype=a.dtype) @ a
+    """Column sums of a 2-D array."""
+    fast = _reductions(a)
+    if fast is not None:
+        return fast.column_sums(a)
+    return a.sum(axis=0)
 
 
 def _rescued_invstd(a, axis, var, invstd, eps, xp):
@@ -290,18 +288,24 @@ class LayerNorm(Function):
         xp = array_module(x)
         x2 = x.reshape(-1, d)
         dtype = x.dtype
+        w = None if weight is None else weight.reshape(d)
+        b = None if bias is None else bias.reshape(d)
+        ctx.shapes = (x.shape, None if weight is None else weight.shape, None if bias is None else bias.shape)
+        ctx.kernel = _select.implementation("layer_norm", _select.choose("layer_norm", x2, w, b))
+        if ctx.kernel is not None:
+            out, xhat, invstd = ctx.kernel.forward(x2, w, b, eps)
+            ctx.save_for_backward(xhat, invstd, w)
+            return out.reshape(x.shape)
         xhat = x2 - _row_means(x2, xp)
         var = _row_dots(xhat, xhat, xp)[:, None] / dtype.type(d)
         invstd = 1 / xp.sqrt(var + dtype.type(eps))
         if not math.isfinite(var.sum()):
             invstd = _rescued_invstd(xhat, 1, var, invstd, eps, xp)
         xhat *= invstd
-        w = None if weight is None else weight.reshape(d)
         out = xhat * w if w is not None else xhat.copy()
-        if bias is not None:
-            out += bias.reshape(d)
+        if b is not None:
+            out += b
         ctx.save_for_backward(xhat, invstd, w)
-        ctx.shapes = (x.shape, None if weight is None else weight.shape, None if bias is None else bias.shape)
         return out.reshape(x.shape)
 
     def backward(ctx, grad):
@@ -314,7 +318,10 @@ class LayerNorm(Function):
             gw = xp.einsum("rd,rd->d", g2, xhat).reshape(wshape)
         if bshape is not None and ctx.needs(2):
             gb = _column_sums(g2, xp).reshape(bshape)
-        if ctx.needs(0):
+        if ctx.needs(0) and ctx.kernel is not None and grad.dtype == xhat.dtype:
+            dx, d2 = _owned(xshape, grad.dtype, xhat.shape, xp)
+            ctx.kernel.input_grad(g2, xhat, invstd, w, d2)
+        elif ctx.needs(0):
             dxhat = g2 * w if w is not None else g2
             d = g2.dtype.type(xhat.shape[1])
             proj = _row_dots(dxhat, xhat, xp)[:, None] / d
@@ -384,14 +391,19 @@ class RMSNorm(Function):
         xp = array_module(x)
         x2 = x.reshape(-1, d)
         dtype = x.dtype
+        w = None if weight is None else weight.reshape(d)
+        ctx.shapes = (x.shape, None if weight is None else weight.shape)
+        ctx.kernel = _select.implementation("rms_norm", _select.choose("rms_norm", x2, w))
+        if ctx.kernel is not None:
+            out, y, rinv = ctx.kernel.forward(x2, w, eps)
+            ctx.save_for_backward(y, rinv, w)
+            return out.reshape(x.shape)
         ms = _row_dots(x2, x2, xp)[:, None] / dtype.type(d)
         rinv = 1 / xp.sqrt(ms + dtype.type(eps))
         if not math.isfinite(ms.sum()):
             rinv = _rescued_invstd(x2, 1, ms, rinv, eps, xp)
         y = x2 * rinv
-        w = None if weight is None else weight.reshape(d)
         ctx.save_for_backward(y, rinv, w)
-        ctx.shapes = (x.shape, None if weight is None else weight.shape)
         return (y * w if w is not None else y).reshape(x.shape)
 
     def backward(ctx, grad):
@@ -402,7 +414,10 @@ class RMSNorm(Function):
         gw = dx = None
         if wshape is not None and ctx.needs(1):
             gw = xp.einsum("rd,rd->d", g2, y).reshape(wshape)
-        if ctx.needs(0):
+        if ctx.needs(0) and ctx.kernel is not None and grad.dtype == y.dtype:
+            dx, d2 = _owned(xshape, grad.dtype, y.shape, xp)
+            ctx.kernel.input_grad(g2, y, rinv, w, d2)
+        elif ctx.needs(0):
             dy = g2 * w if w is not None else g2
             proj = _row_dots(dy, y, xp)[:, None] / g2.dtype.type(y.shape[1])
             dx, d2 = _owned(xshape, grad.dtype, y.shape, xp)
@@ -603,6 +618,7 @@ class LocalResponseNorm(Function):
         scale = denom ** dtype.type(-beta)
         ctx.save_for_backward(x, denom, scale)
         ctx.params = (size, alpha, beta)
+        ctx.k = k
         return x * scale
 
     def backward(ctx, grad):
@@ -614,6 +630,23 @@ class LocalResponseNorm(Function):
         dx = grad * scale
         dx -= spread * x * grad.dtype.type(2 * alpha * beta / size)
         return dx
+
+    def grad_graph(ctx, grad):
+        from ..autograd.higher_order import recompute_grad
+
+        return recompute_grad(ctx, ctx.saved[:1], lambda x: _lrn_on_tensors(x, *ctx.params, ctx.k), (grad,))
+
+
+def _lrn_on_tensors(x, size, alpha, beta, k):
+    """``LocalResponseNorm`` on differentiable tensor ops, for create_graph's second derivatives."""
+    from .shape import narrow, pad
+
+    c = x.shape[1]
+    sq = pad(x * x, (0, 0) * (x.ndim - 2) + (size // 2, (size - 1) // 2))
+    window = narrow(sq, 1, 0, c)
+    for j in range(1, size):
+        window = window + narrow(sq, 1, j, c)
+    return x * (window * (alpha / size) + k) ** -beta
 
 
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):

@@ -5,8 +5,8 @@ slab of the padded input covering every window of every image at once. A strided
 padded input into its stride phases (one copy), so that every slab has unit stride along rows. Max
 pooling keeps, per output, the offset of its maximum (one byte when the kernel has at most 255
 positions) instead of the input, so backward scatters the gradient slab by slab with a mask. Ties go to
-the first maximum in scan order and NaN wins, as in PyTorch. When the windows tile the input
-(``MaxPool2d(2)``), the slabs are strided views of the input itself: no padded copy, no phase split.
+the first maximum in scan order and NaN wins, as in PyTorch. Max pooling runs the kernel that the
+``max_pool2d`` chooser names (``kernels/pool.py``), or the reference code here.
 """
 import math
 
@@ -16,7 +16,9 @@ from .. import backend
 from ..autograd.function import Function
 from ..autograd.grad_mode import is_grad_enabled
 from ..autograd.tensor import Tensor
-from .conv import pad2d, unpad2d, phase_shape, to_phases, from_phases, phase_slab, _tuple, _positive
+from ..kernels import _select
+from ._windows import from_phases, pad2d, phase_shape, phase_slab, to_phases, unpad2d
+from .conv import _positive, _tuple
 
 __all__ = [
     "max_pool1d", "max_pool2d", "max_pool1d_with_indices", "max_pool2d_with_indices", "avg_pool1d", "avg_pool2d",
@@ -76,12 +78,15 @@ class MaxPool(Function):
         h, w = x4.shape[2:]
         kh, kw = kernel
         arg_dtype = np.uint8 if kh * kw <= 255 else np.int32
+        impl = _select.implementation("max_pool2d", _select.choose("max_pool2d", x4, kernel, stride, pads, dilation))
         if not with_indices and not is_grad_enabled():
-            # Nothing will ask where the maxima were: the values alone, about half the work.
-            best = _max_values(x4, kernel, stride, pads, dilation, out_hw)
+            # Nothing will ask where the maxima were: the values alone.
+            best = (impl.values(x4, kernel, out_hw) if impl is not None
+                    else _max_values(x4, kernel, stride, pads, dilation, out_hw))
             return best.reshape(x.shape[:-spatial] + out_hw[2 - spatial:])
-        found = _max_tiled(x4, kernel, out_hw) if _tiled(kernel, stride, pads, dilation) else None
-        ctx.tiled = found is not None
+        # A kernel may decline (None): the reference places the indices of NaN windows.
+        found = impl.forward(x4, kernel, out_hw) if impl is not None else None
+        ctx.kernel = impl if found is not None else None
         if found is not None:
             best, arg = found
             padded_shape = x4.shape
@@ -113,19 +118,8 @@ class MaxPool(Function):
         xp = backend.array_module(grad)
         g = grad.reshape(arg.shape)
         kh, kw = kernel
-        if ctx.tiled:
-            planes, h, w = padded_shape[1:]
-            (ho, wo) = out_hw
-            gx = xp.empty((planes, h, w), grad.dtype)
-            if h > ho * kh:
-                gx[:, ho * kh:] = 0
-            if w > wo * kw:
-                gx[:, :ho * kh, wo * kw:] = 0
-            tiles = gx[:, :ho * kh, :wo * kw].reshape(planes, ho, kh, wo, kw)
-            for i in range(kh):
-                for j in range(kw):
-                    _select(g[0], arg[0] == (i * kw + j), tiles[:, :, i, :, j])
-            return gx.reshape(x_shape)
+        if ctx.kernel is not None:
+            return ctx.kernel.backward(g, arg, kernel, out_hw, padded_shape, x_shape)
         hq, wq = phase_shape(padded_shape[2:], stride)
         phases = xp.zeros(stride + padded_shape[:2] + (hq, wq), grad.dtype)
         disjoint = _disjoint(kernel, stride, dilation)
@@ -135,9 +129,9 @@ class MaxPool(Function):
                 target = phase_slab(phases, i, j, stride, dilation, out_hw)
                 hit = arg == (i * kw + j)
                 if disjoint:
-                    _select(g, hit, target)
+                    _masked(g, hit, target)
                 else:
-                    target += _select(g, hit, picked)
+                    target += _masked(g, hit, picked)
         return unpad2d(from_phases(phases, padded_shape, stride), pads).reshape(x_shape)
 
     def grad_graph(ctx, grad, grad_indices=None):
@@ -154,84 +148,29 @@ class MaxPool(Function):
             reshape(v, (planes, math.prod(x_shape) // max(planes, 1))), 1, flat).reshape(shape))
 
 
-def _tiled(kernel, stride, pads, dilation):
-    """Whether the windows tile the input: kernel equal to stride, no padding, no dilation (``MaxPool2d(2)``)."""
-    return (tuple(kernel) == tuple(stride) and tuple(dilation) == (1, 1) and not any(p for pair in pads for p in pair)
-            and kernel[0] * kernel[1] <= 255)
-
-
 def _padded_slabs(x4, kernel, stride, pads, dilation, out_hw):
     """``(slabs, padded_shape)``: one unit-stride ``(1, planes, Ho, Wo)`` view per kernel offset, in scan
     order, of the input padded with the dtype's lowest value and split into its stride phases."""
-    padded = pad2d(x4, pads, value=_lowest(x4.dtype), slot="pad")
-    phases = to_phases(padded, stride, slot="phases")
+    padded = pad2d(x4, pads, value=_lowest(x4.dtype))
+    phases = to_phases(padded, stride)
     kh, kw = kernel
     return [phase_slab(phases, i, j, stride, dilation, out_hw) for i in range(kh) for j in range(kw)], padded.shape
 
 
 def _max_values(x4, kernel, stride, pads, dilation, out_hw):
-    """The window maxima alone (NaN propagates), from strided views of the input when the windows tile it,
-    else from the phase slabs of the padded input."""
+    """The window maxima alone (NaN propagates), from the phase slabs of the padded input."""
     xp = backend.array_module(x4)
-    (kh, kw), (ho, wo) = kernel, out_hw
-    if _tiled(kernel, stride, pads, dilation):
-        tiles = x4[0, :, :ho * kh, :wo * kw].reshape(x4.shape[1], ho, kh, wo, kw)
-        slabs = [tiles[:, :, i, :, j] for i in range(kh) for j in range(kw)]
-    else:
-        slabs = _padded_slabs(x4, kernel, stride, pads, dilation, out_hw)[0]
-    if len(slabs) == 4:
-        best = xp.maximum(slabs[0], slabs[1])
-        xp.maximum(best, xp.maximum(slabs[2], slabs[3]), out=best)
-    else:
-        best = slabs[0].copy()
-        for v in slabs[1:]:
-            xp.maximum(best, v, out=best)
+    slabs = _padded_slabs(x4, kernel, stride, pads, dilation, out_hw)[0]
+    best = slabs[0].copy()
+    for v in slabs[1:]:
+        xp.maximum(best, v, out=best)
     return best
-
-
-def _max_tiled(x4, kernel, out_hw):
-    """Max pooling when the windows tile the input: ``(best, arg)`` read straight from strided views of the
-    input (no padded copy, no phase split), or None when a window holds NaN (left to the general path,
-    which places NaN indices like PyTorch). 2x2 windows take the maximum of each row pair, then of the two
-    rows; the offset of the first maximum in scan order follows from strict comparisons."""
-    xp = backend.array_module(x4)
-    (kh, kw), (ho, wo) = kernel, out_hw
-    planes = x4.shape[1]
-    tiles = x4[0, :, :ho * kh, :wo * kw].reshape(planes, ho, kh, wo, kw)
-    if (kh, kw) == (2, 2):
-        v00, v01, v10, v11 = tiles[:, :, 0, :, 0], tiles[:, :, 0, :, 1], tiles[:, :, 1, :, 0], tiles[:, :, 1, :, 1]
-        top_right = xp.greater(v01, v00).view(np.uint8)
-        bottom_right = xp.greater(v11, v10).view(np.uint8)
-        top = xp.maximum(v00, v01)
-        bottom = xp.maximum(v10, v11)
-        below = xp.greater(bottom, top).view(np.uint8)
-        best = xp.maximum(top, bottom, out=top)
-        # arg = 2 + bottom_right below the top row's maximum, else top_right (uint8 arithmetic wraps
-        # consistently: top_right + below * (2 + bottom_right - top_right)).
-        arg = bottom_right - top_right
-        arg += 2
-        arg *= below
-        arg += top_right
-    else:
-        best = tiles[:, :, 0, :, 0].copy()
-        arg = xp.zeros(best.shape, np.uint8)
-        larger = xp.empty(best.shape, bool)
-        for i in range(kh):
-            for j in range(kw):
-                if i or j:
-                    v = tiles[:, :, i, :, j]
-                    xp.greater(v, best, out=larger)
-                    xp.copyto(arg, np.uint8(i * kw + j), where=larger)
-                    xp.maximum(best, v, out=best)
-    if best.dtype.kind == "f" and xp.isnan(best).any():
-        return None
-    return best[None], arg[None]
 
 
 _SAME_SIZE_INT = {2: np.int16, 4: np.int32, 8: np.int64}
 
 
-def _select(g, hit, out):
+def _masked(g, hit, out):
     """``out[...] = where(hit, g, 0)``, bit for bit and fast: the gradient's bits ANDed with an all-ones or
     all-zeros mask (a multiply would turn an infinite gradient into NaN beside the maximum, and a masked
     copy is several times slower on these strided slabs)."""
@@ -342,8 +281,8 @@ class AvgPool(Function):
 
     def forward(ctx, x, kernel, stride, pads, out_hw, divisor, spatial):
         x4 = _as_planes(x, spatial)
-        padded = pad2d(x4, pads, slot="pad")
-        phases = to_phases(padded, stride, slot="phases")
+        padded = pad2d(x4, pads)
+        phases = to_phases(padded, stride)
         acc = None
         for i in range(kernel[0]):
             for j in range(kernel[1]):

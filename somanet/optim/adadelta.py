@@ -1,6 +1,5 @@
 """Adadelta: step sizes from running averages of squared gradients and of squared updates."""
 from ..backend import array_module
-from ._elementwise import decay_average_, effective_grad
 from .optimizer import Optimizer, as_scalar, check_hyper, new_step, reject_unsupported
 
 __all__ = ["Adadelta"]
@@ -67,14 +66,14 @@ class Adadelta(Optimizer):
         acc_delta = state["acc_delta"]
         t0, t1, t2 = tmp
 
-        g = effective_grad(xp, grad, param, float(group["weight_decay"]), group["maximize"], t0, t1)
-        decay_average_(xp, square_avg, g, rho, t1)
+        g = self._effective_grad(group, param, grad, t0, t1)
+        self._decay_average_(square_avg, g, rho, t1)
         xp.add(square_avg, eps, out=t1)
         xp.sqrt(t1, out=t1)
         xp.add(acc_delta, eps, out=t2)
         xp.sqrt(t2, out=t2)
         t2 /= t1
         t2 *= g
-        decay_average_(xp, acc_delta, t2, rho, t1)
+        self._decay_average_(acc_delta, t2, rho, t1)
         t2 *= -float(group["lr"])
         param += t2

@@ -1,5 +1,6 @@
 """Adagrad: per-coordinate learning rates from the running sum of squared gradients."""
 from ..backend import array_module
+from ..kernels import _select
 from .optimizer import Optimizer, as_scalar, check_hyper, new_step, reject_unsupported
 
 __all__ = ["Adagrad"]
@@ -62,19 +63,14 @@ class Adagrad(Optimizer):
         state["sum"] = xp.full_like(param.array, group["initial_accumulator_value"])
 
     def _update(self, group, param, grad, state, step, tmp):
+        kernel = _select.choose("adagrad", group, param, grad, state)
+        if kernel != "reference":
+            return _select.implementation("adagrad", kernel)(group, param, grad, state, step)
         xp = array_module(param)
-        weight_decay = float(group["weight_decay"])
         state_sum = state["sum"]
         t0, t1 = tmp
 
-        g = grad
-        if group["maximize"]:
-            xp.negative(grad, out=t0)
-            g = t0
-        if weight_decay != 0:
-            xp.multiply(param, weight_decay, out=t1)
-            xp.add(g, t1, out=t0)
-            g = t0
+        g = self._effective_grad(group, param, grad, t0, t1)
 
         clr = float(group["lr"]) / (1 + (step - 1) * float(group["lr_decay"]))
         xp.multiply(g, g, out=t1)

@@ -1,8 +1,8 @@
 """Adam: adaptive moment estimation, with optional AMSGrad and L2 or decoupled weight decay."""
-import numpy as np
 
 from ..backend import array_module
-from .optimizer import Optimizer, as_scalar, check_hyper, is_small_weight, new_step, reject_unsupported
+from ..kernels import _select
+from .optimizer import Optimizer, as_scalar, check_hyper, new_step, reject_unsupported
 
 __all__ = ["Adam"]
 
@@ -77,40 +77,19 @@ class Adam(Optimizer):
             state["max_exp_avg_sq"] = xp.zeros_like(param.array)
 
     def _update(self, group, param, grad, state, step, tmp):
+        kernel = _select.choose("adam", group, param, grad, state)
+        if kernel != "reference":
+            return _select.implementation("adam", kernel)(group, param, grad, state, step)
         xp = array_module(param)
         lr = float(group["lr"])
         beta1, beta2 = (float(b) for b in group["betas"])
-        weight_decay = float(group["weight_decay"])
         exp_avg = state["exp_avg"]
         exp_avg_sq = state["exp_avg_sq"]
         t0, t1 = tmp
 
-        g = grad
-        if group["maximize"]:
-            xp.negative(grad, out=t0)
-            g = t0
-        if weight_decay != 0:
-            if group.get("decoupled_weight_decay", False):
-                param *= 1.0 - lr * weight_decay
-            else:
-                xp.multiply(param, weight_decay, out=t1)
-                xp.add(g, t1, out=t0)
-                g = t0
-
-        # First moment: PyTorch's lerp, whose formula depends on which end the weight is nearer.
-        w = 1.0 - beta1
-        xp.subtract(g, exp_avg, out=t1)
-        if is_small_weight(float(np.float32(w))):
-            t1 *= w
-            exp_avg += t1
-        else:
-            t1 *= float(np.float32(1.0) - np.float32(w))
-            xp.subtract(g, t1, out=exp_avg)
-
-        exp_avg_sq *= beta2
-        xp.multiply(g, 1.0 - beta2, out=t1)
-        t1 *= g
-        exp_avg_sq += t1
+        g = self._effective_grad(group, param, grad, t0, t1)
+        self._lerp_(exp_avg, g, 1.0 - beta1, t1)
+        self._decay_average_(exp_avg_sq, g, beta2, t1)
 
         bias_correction1 = 1.0 - beta1 ** step
         bias_correction2 = 1.0 - beta2 ** step

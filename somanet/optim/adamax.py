@@ -1,6 +1,5 @@
 """Adamax: Adam with the second moment replaced by an exponentially weighted infinity norm."""
 from ..backend import array_module
-from ._elementwise import effective_grad, lerp_
 from .adam import check_adam_hypers
 from .optimizer import Optimizer, new_step, reject_unsupported
 
@@ -57,8 +56,8 @@ class Adamax(Optimizer):
         exp_inf = state["exp_inf"]
         t0, t1 = tmp
 
-        g = effective_grad(xp, grad, param, float(group["weight_decay"]), group["maximize"], t0, t1)
-        lerp_(xp, exp_avg, g, 1.0 - beta1, t1)
+        g = self._effective_grad(group, param, grad, t0, t1)
+        self._lerp_(exp_avg, g, 1.0 - beta1, t1)
         exp_inf *= beta2
         xp.abs(g, out=t1)
         t1 += float(group["eps"])

@@ -2,7 +2,6 @@
 import numpy as np
 
 from ..backend import array_module
-from ._elementwise import effective_grad
 from .optimizer import Optimizer, as_scalar, check_hyper, new_step, reject_unsupported
 
 __all__ = ["ASGD"]
@@ -81,7 +80,7 @@ class ASGD(Optimizer):
         ax = state["ax"]
         t0, t1 = tmp
 
-        g = effective_grad(xp, grad, param, float(group["weight_decay"]), group["maximize"], t0, t1)
+        g = self._effective_grad(group, param, grad, t0, t1)
         param *= 1.0 - float(group["lambd"]) * eta
         xp.multiply(g, -eta, out=t1)
         param += t1

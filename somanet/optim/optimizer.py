@@ -25,6 +25,7 @@ from .. import backend
 from ..autograd.tensor import Tensor
 from ..autograd.grad_mode import enable_grad
 from ..backend import array_module
+from ..utils.hooks import RemovableHandle
 
 __all__ = ["Optimizer", "required"]
 
@@ -46,25 +47,8 @@ required = _RequiredParameter()
 _FLAT_MIN_PARAMS = 4
 
 # An update of at least this many elements is split into row blocks over the worker threads (one
-# hand-over for all the update's passes). Adam alone on two threads: 1900 -> 1043 us on 1024 x 1024,
-# 600 -> 382 on 512 x 784, 190 -> 194 on 256 x 512. Inside a training step the gain on mid-sized
-# arrays did not hold (waking the worker costs as much: the MLP's step was 4 % slower with 512 x 784
-# split), so only arrays of a million elements or more are split (VGG-11-BN's step: 1-2 % faster).
+# hand-over for all the update's passes); below it, waking a worker costs what the split saves.
 _PARALLEL_MIN_ELEMENTS = 1 << 20
-
-
-class _Handle:
-    """Returned by the hook registration methods; ``remove()`` unregisters the hook."""
-
-    _next = 0
-
-    def __init__(self, store):
-        self._store = store
-        self.id = _Handle._next
-        _Handle._next += 1
-
-    def remove(self):
-        self._store.pop(self.id, None)
 
 
 def check_hyper(owner, ok, message, expected):
@@ -230,13 +214,13 @@ class Optimizer:
 
         Returns a handle with ``remove()``.
         """
-        handle = _Handle(self._step_pre_hooks)
+        handle = RemovableHandle(self._step_pre_hooks)
         self._step_pre_hooks[handle.id] = hook
         return handle
 
     def register_step_post_hook(self, hook):
         """Call ``hook(optimizer, args, kwargs)`` after each ``step``; returns a handle with ``remove()``."""
-        handle = _Handle(self._step_post_hooks)
+        handle = RemovableHandle(self._step_post_hooks)
         self._step_post_hooks[handle.id] = hook
         return handle
 
@@ -346,6 +330,54 @@ class Optimizer:
         """Update ``param`` (an array, in place) from ``grad`` and ``state``; ``tmp`` holds two scratch
         arrays of ``param``'s shape; ``step`` is the already incremented step count."""
         raise NotImplementedError(f"{type(self).__name__} does not implement _update")
+
+    # ------------------------------------------------------------------ pieces shared by update rules
+    # Each rounds its coefficients to the parameter's dtype first, as the matching PyTorch CPU kernel does.
+    @staticmethod
+    def _effective_grad(group, param, grad, out, scratch):
+        """The gradient the rule sees after the group's ``maximize`` and ``weight_decay``.
+
+        ``-grad`` when maximizing. With ``decoupled_weight_decay`` set, the weights shrink in place
+        (``param *= 1 - lr * weight_decay``) and the gradient is left alone; otherwise
+        ``weight_decay * param`` is added to it (L2). Returns ``grad`` itself when neither changes the
+        gradient, else ``out`` (``scratch`` is overwritten).
+        """
+        xp = array_module(param)
+        weight_decay = float(group["weight_decay"])
+        g = grad
+        if group["maximize"]:
+            xp.negative(grad, out=out)
+            g = out
+        if weight_decay != 0:
+            if group.get("decoupled_weight_decay", False):
+                param *= 1.0 - float(group["lr"]) * weight_decay
+            else:
+                xp.multiply(param, weight_decay, out=scratch)
+                xp.add(g, scratch, out=out)
+                g = out
+        return g
+
+    @staticmethod
+    def _lerp_(avg, target, weight, scratch):
+        """``avg = lerp(avg, target, weight)`` in place, with the two formulas PyTorch's lerp switches
+        between at ``|weight| = 0.5`` (the weight is taken in ``avg``'s dtype)."""
+        xp = array_module(avg)
+        w = avg.dtype.type(weight)
+        xp.subtract(target, avg, out=scratch)
+        if is_small_weight(float(w)):
+            scratch *= w
+            avg += scratch
+        else:
+            scratch *= avg.dtype.type(1) - w
+            xp.subtract(target, scratch, out=avg)
+
+    @staticmethod
+    def _decay_average_(avg, value, decay, scratch):
+        """``avg = decay * avg + (1 - decay) * value * value`` in place (PyTorch's ``mul_``, ``addcmul_``)."""
+        avg *= decay
+        array_module(avg).multiply(value, 1.0 - decay, out=scratch)
+        scratch *= value
+        avg += scratch
 
     def _temps(self, like, count=2):
         """``count`` scratch arrays shaped like ``like``, carved from buffers reused across steps."""

@@ -2,7 +2,6 @@
 import math
 
 from ..backend import array_module
-from ._elementwise import decay_average_, effective_grad, lerp_
 from .adam import check_adam_hypers
 from .optimizer import Optimizer, new_step, reject_unsupported
 
@@ -64,18 +63,14 @@ class RAdam(Optimizer):
         xp = array_module(param)
         lr = float(group["lr"])
         beta1, beta2 = (float(b) for b in group["betas"])
-        weight_decay = float(group["weight_decay"])
         exp_avg = state["exp_avg"]
         exp_avg_sq = state["exp_avg_sq"]
         t0, t1 = tmp
 
-        decoupled = weight_decay != 0 and group["decoupled_weight_decay"]
-        if decoupled:
-            param *= 1.0 - lr * weight_decay
-        g = effective_grad(xp, grad, param, 0.0 if decoupled else weight_decay, group["maximize"], t0, t1)
+        g = self._effective_grad(group, param, grad, t0, t1)
 
-        lerp_(xp, exp_avg, g, 1.0 - beta1, t1)
-        decay_average_(xp, exp_avg_sq, g, beta2, t1)
+        self._lerp_(exp_avg, g, 1.0 - beta1, t1)
+        self._decay_average_(exp_avg_sq, g, beta2, t1)
 
         bias_correction1 = 1.0 - beta1 ** step
         bias_correction2 = 1.0 - beta2 ** step

@@ -1,8 +1,8 @@
 """RMSprop: divide the gradient by a running root mean square of recent gradients."""
-import numpy as np
 
 from ..backend import array_module
-from .optimizer import Optimizer, as_scalar, check_hyper, is_small_weight, new_step, reject_unsupported
+from ..kernels import _select
+from .optimizer import Optimizer, as_scalar, check_hyper, new_step, reject_unsupported
 
 __all__ = ["RMSprop"]
 
@@ -67,41 +67,22 @@ class RMSprop(Optimizer):
             state["grad_avg"] = xp.zeros_like(param.array)
 
     def _update(self, group, param, grad, state, step, tmp):
+        kernel = _select.choose("rmsprop", group, param, grad, state)
+        if kernel != "reference":
+            return _select.implementation("rmsprop", kernel)(group, param, grad, state, step)
         xp = array_module(param)
         lr = float(group["lr"])
         alpha = float(group["alpha"])
-        weight_decay = float(group["weight_decay"])
         momentum = float(group["momentum"])
         square_avg = state["square_avg"]
         t0, t1 = tmp
 
-        g = grad
-        if weight_decay != 0:
-            xp.multiply(param, weight_decay, out=t0)
-            if group["maximize"]:
-                xp.subtract(t0, grad, out=t0)
-            else:
-                xp.add(t0, grad, out=t0)
-            g = t0
-        elif group["maximize"]:
-            xp.negative(grad, out=t0)
-            g = t0
-
-        square_avg *= alpha
-        xp.multiply(g, 1.0 - alpha, out=t1)
-        t1 *= g
-        square_avg += t1
+        g = self._effective_grad(group, param, grad, t0, t1)
+        self._decay_average_(square_avg, g, alpha, t1)
 
         if group["centered"]:
             grad_avg = state["grad_avg"]
-            w = 1.0 - alpha
-            xp.subtract(g, grad_avg, out=t1)
-            if is_small_weight(float(np.float32(w))):
-                t1 *= w
-                grad_avg += t1
-            else:
-                t1 *= float(np.float32(1.0) - np.float32(w))
-                xp.subtract(g, t1, out=grad_avg)
+            self._lerp_(grad_avg, g, 1.0 - alpha, t1)
             # square_avg - grad_avg**2, in the order PyTorch's addcmul(value=-1) rounds it
             xp.negative(grad_avg, out=t1)
             t1 *= grad_avg

@@ -1,5 +1,6 @@
 """Stochastic gradient descent with optional momentum, dampening, Nesterov momentum and weight decay."""
 from ..backend import array_module
+from ..kernels import _select
 from .optimizer import Optimizer, as_scalar, check_hyper, reject_unsupported
 
 __all__ = ["SGD"]
@@ -65,23 +66,14 @@ class SGD(Optimizer):
         return group["momentum"] == 0 or "momentum_buffer" in state
 
     def _update(self, group, param, grad, state, step, tmp):
+        kernel = _select.choose("sgd", group, param, grad, state)
+        if kernel != "reference":
+            return _select.implementation("sgd", kernel)(group, param, grad, state, step)
         xp = array_module(param)
         lr = float(group["lr"])
-        weight_decay = float(group["weight_decay"])
         momentum = float(group["momentum"])
         t0, t1 = tmp
-        d_p = grad
-        if weight_decay != 0:
-            # maximize: -g + wd*p computed as wd*p - g, which rounds identically.
-            xp.multiply(param, weight_decay, out=t0)
-            if group["maximize"]:
-                xp.subtract(t0, grad, out=t0)
-            else:
-                xp.add(t0, grad, out=t0)
-            d_p = t0
-        elif group["maximize"]:
-            xp.negative(grad, out=t0)
-            d_p = t0
+        d_p = self._effective_grad(group, param, grad, t0, t1)
         if momentum != 0:
             buf = state.get("momentum_buffer")
             if buf is None:

@@ -74,7 +74,7 @@ KERNEL_CHOICE_CASES = [
 
 
 def test_gemm_blocks_split_columns_then_rows():
-    from somanet.ops.conv import _gemm_blocks
+    from somanet.kernels.conv import _gemm_blocks
 
     assert _gemm_blocks(32, 96, 784, 1) == (4, 1)      # column chunks of 196 when some fit
     assert _gemm_blocks(128, 192, 64, 1) == (1, 2)     # too few columns to chunk: two row blocks of 64
@@ -405,7 +405,7 @@ def test_weight_gradients_are_c_contiguous(xs, ws, kw):
     g = F.conv2d(x, w, **kw)
     g.sum().backward()
     assert w.grad.array.flags.c_contiguous
-    from somanet.ops.conv import conv_weight_grad
+    from somanet.kernels.conv import conv_weight_grad
 
     gw = conv_weight_grad(np.ones(g.shape, np.float32), x.array, kw.get("groups", 1),
                           ((kw.get("padding", 0),) * 2,) * 2, (kw.get("stride", 1),) * 2, (1, 1), ws[2:])
@@ -417,7 +417,7 @@ def test_weight_gradients_are_c_contiguous(xs, ws, kw):
 def cache_blocks(monkeypatch):
     """Convolution passes cut into cache blocks far smaller than real ones: ``images`` per block (a
     fraction makes uneven blocks). Returns the list of range counts every split was asked for."""
-    from somanet.ops import conv
+    from somanet.kernels import conv
 
     seen = []
     original = conv._cache_ranges

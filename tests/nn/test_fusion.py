@@ -1,5 +1,5 @@
 """Batch-norm folding (``somanet.nn.utils.fusion``) against ``torch.nn.utils.fusion``, and the folded
-inference path of ``Sequential`` and the ResNet blocks against the unfolded modules."""
+inference models of ``fuse_for_inference`` and the ResNet blocks against the unfolded modules."""
 import numpy as np
 import pytest
 
@@ -130,30 +130,34 @@ def _conv_bn_relu(seed=0):
     return s_seq.eval(), t_seq.eval()
 
 
-def test_sequential_folds_in_inference_and_matches_torch():
+def test_fuse_for_inference_matches_torch_and_the_unfused_model():
     s_seq, t_seq = _conv_bn_relu()
-    calls = []
-    original = fusion.conv_bn
-
-    def counting(conv, bn, x):
-        calls.append(type(conv).__name__)
-        return original(conv, bn, x)
-    fusion.conv_bn = counting
-    try:
-        x = _x(5, 3, 9, 9)
-        with somanet.no_grad(), torch.no_grad():
-            out = s_seq(somanet.tensor(x))
-            assert_close(out, t_seq(torch.tensor(x)), rtol=1e-4, atol=1e-5)
-    finally:
-        fusion.conv_bn = original
-    assert calls == ["Conv2d", "Conv2d"]
-    assert out.dtype == np.float32 and not out.requires_grad
-    # The folded and the plain paths agree closely (same arithmetic up to the order of two products).
-    plain = somanet.tensor(x)
+    model = nn.Sequential(s_seq, nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5)))
+    rng = np.random.default_rng(7)
+    bn = model[1][1]
+    bn.running_mean.array[...] = rng.standard_normal(5)
+    bn.running_var.array[...] = rng.uniform(0.5, 1.5, 5)
+    model.train()
+    fused = fusion.fuse_for_inference(model)
+    assert model.training and not fused.training       # a copy, in evaluation mode
+    kinds = [type(m).__name__ for m in fused.modules()]
+    assert kinds.count("Identity") == 4 and "BatchNorm2d" not in kinds and "BatchNorm1d" not in kinds
+    assert isinstance(model[0][1], nn.BatchNorm2d)      # the original keeps its layers
+    x = _x(5, 3, 9, 9)
+    model.eval()
     with somanet.no_grad():
-        for m in s_seq:
-            plain = m(plain)
-    np.testing.assert_allclose(out.array, plain.array, rtol=1e-5, atol=1e-5)
+        out, unfused = fused(somanet.tensor(x)), model(somanet.tensor(x))
+    np.testing.assert_allclose(out.array, unfused.array, rtol=1e-5, atol=1e-5)
+    assert out.dtype == np.float32
+    with somanet.no_grad(), torch.no_grad():
+        assert_close(fused[0](somanet.tensor(x)), t_seq(torch.tensor(x)), rtol=1e-4, atol=1e-5)
+    # In place, and pairs that must not fold (a hook on the batch norm) are left alone.
+    s_seq, _ = _conv_bn_relu(seed=2)
+    _spy_bn_calls(s_seq[4])
+    assert fusion.fuse_for_inference(s_seq, inplace=True) is s_seq
+    assert isinstance(s_seq[1], nn.Identity) and isinstance(s_seq[4], nn.BatchNorm2d)
+    with pytest.raises(TypeError, match="fuse_for_inference.*expected a Module"):
+        fusion.fuse_for_inference(lambda x: x)
 
 
 def _spy_bn_calls(bn):

@@ -8,7 +8,7 @@ import somanet
 import somanet.nn as nn
 import somanet.nn.functional as F
 from somanet.autograd import gradcheck
-from somanet.ops import winograd
+from somanet.kernels import winograd
 from reference import compare, copy_state, torch_or_skip
 
 torch = torch_or_skip()
@@ -92,24 +92,25 @@ def test_conv_transpose_through_winograd_matches_torch():
             _x(2, 128, 5, 6), _x(128, 64, 3, 3, seed=1, scale=1 / 34), **TOL)
 
 
-@pytest.mark.parametrize("tile", [2, 4])
-def test_gradcheck_float64(monkeypatch, tile):
-    monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
-    monkeypatch.setattr(winograd, "MIN_CHANNEL_PAIRS", 1)
-    monkeypatch.setattr(winograd, "MIN_CHANNELS_F4", 1)
-    monkeypatch.setattr(winograd, "MIN_CHANNEL_PAIRS_F4_FORWARD", 1)
-    if tile == 4:
-        monkeypatch.setattr(winograd, "MIN_TILES_F4", 1)
-        monkeypatch.setattr(winograd, "MAX_PRODUCT_SHARE_F4", 100.0)
-    else:
-        monkeypatch.setattr(winograd, "MIN_TILES_F4", 10 ** 9)
+@pytest.fixture
+def forced(request):
+    """The ``conv2d`` kernel named by the test's parameter, forced for its duration."""
+    with somanet.backends.cpu.kernel("conv2d", request.param):
+        yield request.param
+
+
+@pytest.mark.parametrize("forced", ["winograd_f2", "winograd_f4"], indirect=True)
+def test_gradcheck_float64(forced):
+    # Forced onto layers far below the thresholds, so that float64 finite differences stay cheap.
+    from somanet.kernels import _select
+
     rng = np.random.default_rng(0)
 
     def x64(*shape):
         return somanet.tensor(rng.standard_normal(shape), requires_grad=True)
 
     x, w, b = x64(2, 2, 5, 4), x64(3, 2, 3, 3), x64(3)
-    assert winograd.output_tile(x.array, w.array, 1, ((1, 1), (1, 1)), (1, 1), (1, 1)) == tile
+    assert _select.choose("conv2d", x.array, w.array, 1, ((1, 1), (1, 1)), (1, 1), (1, 1), False) == forced
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=1), (x, w, b))
     assert gradcheck(lambda x, w: F.conv2d(x, w, padding=(2, 0)), (x64(1, 2, 4, 5), x64(2, 2, 3, 3)))
     assert gradcheck(lambda x, w: F.conv2d(x, w), (x64(2, 3, 6, 5), x64(2, 3, 3, 3)))
@@ -122,7 +123,7 @@ def test_gradcheck_float64(monkeypatch, tile):
 def test_two_threads_match_one(hw, c, o, split):
     # Big enough to split the batch across two threads (forward, input and weight gradients); 8x8 planes take
     # F(4x4), 4x4 planes F(2x2). The bigger weights' transforms are split by output channels as well.
-    from somanet.ops import conv
+    from somanet.kernels import conv
 
     x, w = _x(4, c, hw, hw), _x(o, c, 3, 3, seed=1, scale=1 / np.sqrt(9 * c))
     tile = _tile(x.shape, w.shape, 1)
@@ -241,7 +242,7 @@ def test_cache_blocks_match_torch(monkeypatch, threads, xs, ws, tile):
     # Batch blocks of one image, each reading the transformed weight again; across two threads each
     # thread's images are blocked in turn.
     from somanet import backend
-    from somanet.ops import conv
+    from somanet.kernels import conv
 
     seen = []
     original_ranges, original_cache_ranges = conv._winograd_ranges, conv._cache_ranges
@@ -278,7 +279,7 @@ def test_cache_blocks_match_torch(monkeypatch, threads, xs, ws, tile):
     ((4, 64, 16, 16), 128, False),     # the whole batch fits
 ])
 def test_cache_blocks_only_where_activations_outweigh_the_weight(xs, o, blocked):
-    from somanet.ops import conv
+    from somanet.kernels import conv
 
     x = np.empty(xs, np.float32)
     tile = _tile(xs, (o, xs[1], 3, 3), 1)

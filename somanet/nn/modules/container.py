@@ -1,7 +1,6 @@
 """Containers: ``Sequential``, ``ModuleList``, ``ModuleDict``, ``ParameterList``, ``ParameterDict``."""
 from collections import OrderedDict
 
-from ...autograd.grad_mode import is_grad_enabled
 from .module import Module, Parameter
 
 
@@ -62,11 +61,7 @@ class Sequential(_ModuleSequence):
     """Run modules one after another: ``Sequential(a, b, c)(x) == c(b(a(x)))``.
 
     Also accepts one ``OrderedDict`` of named modules. Supports indexing, slicing, ``len`` and ``append``.
-
-    In evaluation mode under ``no_grad`` a convolution or ``Linear`` directly followed by a batch norm runs
-    as one call with the batch norm folded into its weights (``nn.utils.fusion.run_folded``): the same
-    result up to float rounding, one pass over the activations fewer. Hooks or training mode on either
-    module keep the two calls.
+    ``nn.utils.fusion.fuse_for_inference(model)`` folds its convolution + batch norm pairs for inference.
     """
 
     def __init__(self, *args):
@@ -82,11 +77,6 @@ class Sequential(_ModuleSequence):
         return Sequential(OrderedDict(items))
 
     def forward(self, input):
-        if not self.training and not is_grad_enabled():
-            # Inference: a convolution or linear layer followed by a batch norm runs as one call with the
-            # batch norm folded into its weights (nn.utils.fusion; same result up to rounding).
-            from ..utils.fusion import run_folded
-            return run_folded(self._modules.values(), input)
         for module in self._modules.values():
             input = module(input)
         return input

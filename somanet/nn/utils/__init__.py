@@ -5,6 +5,7 @@ from .convert_parameters import parameters_to_vector, vector_to_parameters  # no
 from .regularization import regularized_parameters, l1_penalty, l2_penalty  # noqa: F401
 from . import rnn  # noqa: F401
 from .fusion import fuse_conv_bn_eval, fuse_conv_bn_weights, fuse_linear_bn_eval, fuse_linear_bn_weights  # noqa: F401
+from .fusion import fuse_for_inference  # noqa: F401
 from . import fusion  # noqa: F401
 from .spectral_norm import spectral_norm, remove_spectral_norm  # noqa: F401
 from . import parametrizations  # noqa: F401

@@ -4,8 +4,10 @@ In evaluation mode a batch norm is a fixed per-channel affine map, ``y = (x - me
 ``s = gamma / sqrt(var + eps)``, so after a convolution it can be folded into the convolution's weights
 (each output channel's filter times ``s``) and bias (``(b - mean) * s + beta``): one pass over the
 activations fewer. ``fuse_conv_bn_eval`` / ``fuse_linear_bn_eval`` and the ``*_weights`` forms follow
-``torch.nn.utils.fusion``. ``conv_bn`` is the folding on the fly that somanet's model zoo uses: each call
-folds the current weights and running statistics, so nothing goes stale.
+``torch.nn.utils.fusion``. ``fuse_for_inference(model)`` folds every convolution/linear + batch norm
+pair of a model's ``Sequential`` containers once, for evaluation. ``conv_bn`` is the folding on the fly
+that somanet's model zoo uses inside its blocks: each call folds the current weights and running
+statistics, so nothing goes stale.
 """
 import copy
 import math
@@ -22,7 +24,7 @@ from ..modules.module import Parameter
 from ..modules.norm import _BatchNorm
 
 __all__ = ["fuse_conv_bn_eval", "fuse_conv_bn_weights", "fuse_linear_bn_eval", "fuse_linear_bn_weights", "conv_bn",
-           "linear_bn", "run_folded"]
+           "linear_bn", "run_folded", "fuse_for_inference"]
 
 
 def _array(value, what):
@@ -203,8 +205,8 @@ def linear_bn(linear, bn, x):
 
 
 def run_folded(modules, x):
-    """Call ``modules`` in order on ``x`` (``Sequential``'s forward in evaluation mode without gradient
-    recording), a convolution or linear layer and the batch norm right after it as one folded call."""
+    """Call ``modules`` in order on ``x``, each convolution or linear layer and the batch norm right after
+    it as one call folded on the fly (``conv_bn``/``linear_bn``: unfolded wherever folding could differ)."""
     modules = list(modules)
     i, n = 0, len(modules)
     while i < n:
@@ -217,3 +219,60 @@ def run_folded(modules, x):
             x = m(x)
             i += 1
     return x
+
+
+def _fusable_pair(layer, bn):
+    """Whether ``bn`` right after ``layer`` can be folded into it for good (both already in eval mode)."""
+    if not isinstance(bn, _BatchNorm) or bn.running_mean is None or bn.running_var is None:
+        return False
+    if layer._forward_hooks or layer._forward_pre_hooks or bn._forward_hooks or bn._forward_pre_hooks:
+        return False
+    if type(bn).forward is not _BatchNorm.forward:
+        return False
+    if isinstance(layer, _Conv) and type(layer).forward is _Conv.forward:
+        return bn.num_features == layer.out_channels and layer.weight.ndim in bn._dims
+    if isinstance(layer, Linear) and type(layer).forward is Linear.forward:
+        return bn.num_features == layer.out_features and 2 in bn._dims
+    return False
+
+
+def fuse_for_inference(model, inplace=False):
+    """``model`` prepared for inference: in evaluation mode, with every convolution (``Conv1d``/``Conv2d``)
+    or ``Linear`` directly followed by a batch norm inside a ``Sequential`` replaced by one layer whose
+    weight and bias fold the batch norm in (``fuse_conv_bn_eval``), and the batch norm by ``Identity``.
+
+    The outputs equal the unfused model's in evaluation mode up to float rounding, with one pass over each
+    folded layer's activations fewer. Returns a fused copy (the model is left as it was) unless
+    ``inplace=True``. Pairs with hooks, subclassed ``forward`` methods, batch norms without running
+    statistics or mismatched channels are left alone. As with PyTorch's fusion, a folded ``Linear`` +
+    ``BatchNorm1d`` assumes ``(N, features)`` input and a folded convolution batched input (a batch norm
+    after a 3-D linear output or an unbatched 1-d convolution normalises another dimension).
+
+    >>> fused = fuse_for_inference(model)     # model unchanged; fused.eval() already
+    >>> y = fused(x)
+    """
+    from ..modules.container import Sequential
+    from ..modules.linear import Identity
+    from ..modules.module import Module
+
+    if not isinstance(model, Module):
+        raise TypeError(f"fuse_for_inference(): expected a Module, got {type(model).__name__}")
+    if not inplace:
+        model = copy.deepcopy(model)
+    model.eval()
+    for container in model.modules():
+        if not isinstance(container, Sequential):
+            continue
+        names = list(container._modules)
+        i = 0
+        while i + 1 < len(names):
+            layer, bn = container._modules[names[i]], container._modules[names[i + 1]]
+            if isinstance(layer, (_Conv, Linear)) and _fusable_pair(layer, bn):
+                fw, fb = _folded(layer, bn)
+                layer.weight = Parameter(fw, requires_grad=layer.weight.requires_grad)
+                layer.bias = Parameter(fb, requires_grad=_requires_grad(layer.bias, layer.weight))
+                container._modules[names[i + 1]] = Identity()
+                i += 2
+            else:
+                i += 1
+    return model

@@ -24,11 +24,11 @@ both sides (``output_tile``), and F(4x4) only on planes with enough 4x4 tiles. R
 coefficients are 0, +-1 and +-0.5, so it stays at float32's level; F(4x4)'s (up to 8 in A^T, fractions
 down to 1/24 in G) cost about one decimal digit (relative error about 1e-5 of the output's magnitude
 against 1e-6). The tests compare both with PyTorch at the usual tolerances and check the gradients by
-float64 finite differences. ``docs/cnn.md`` has the measurements.
+float64 finite differences. ``docs/cnn.md`` and ``docs/dev/kernels.md`` have the measurements.
 
 Temporaries are fresh arrays, not the convolutions' per-thread scratch buffers: with somanet's malloc
-settings freed blocks are reused without page faults, and buffers kept per slot and per thread raised
-VGG-11-BN's peak memory by 46 MiB at one thread and 88 MiB at two while running 3 % slower.
+settings freed blocks are reused without page faults, and per-thread buffers raised peak memory for no
+gain.
 """
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -50,28 +50,21 @@ _MATRICES = {"kg2": np.kron(_G2, _G2), "kg4": np.kron(_G4, _G4), "bt4": _BT4, "b
              "a4": _AT4.T}
 _CACHE = {}
 
-#: Fewest input and output channels for F(2x2): below them its GEMMs (``K = C``) are too thin for OpenBLAS
-#: and its transforms too large a share (docs/cnn.md: 16 and 32 channels lose to the windows).
+# Thresholds of ``output_tile``: the shapes where each tile size beat the window GEMMs (docs/dev/kernels.md
+# has the measurements). The transforms cost a few passes over the activations, so the GEMMs must be big.
+#: Fewest input and output channels for F(2x2): thinner GEMMs lose to the windows.
 MIN_CHANNELS = 64
-#: Fewest input and output channels for F(4x4), whose tiles need 36 products for 16 outputs where F(2x2)
-#: needs 16 for 4: with the passes run in cache blocks it beats the windows from 32 channels up (ResNet-20's
-#: 32 -> 32 layer, forward and backward 10.3 -> 8.3 ms at one thread), but not at 16 (12.8 -> 18.6 ms).
+#: Fewest input and output channels for F(4x4).
 MIN_CHANNELS_F4 = 32
-#: Fewest channel pairs for F(4x4)'s forward pass; the backward pass, which shares one transform of the
-#: output gradient between both gradients, gains with fewer (32 -> 32 channels: forward 0.85-1.06x the
-#: windows' speed, backward 1.26-1.37x; 32 -> 48 forward 1.02-1.22x).
+#: Fewest channel pairs for F(4x4)'s forward pass (backward shares one gradient transform, so gains earlier).
 MIN_CHANNEL_PAIRS_F4_FORWARD = 32 * 48
-#: Fewest channel pairs for F(2x2) (64 -> 64 channels is a tie with the windows, 64 -> 128 gains).
+#: Fewest channel pairs for F(2x2).
 MIN_CHANNEL_PAIRS = 64 * 128
-#: Fewest F(2x2) output tiles per image for the forward pass: at one tile (2x2 outputs) the weight transform
-#: costs more than the GEMM saves, while the backward pass, which shares one output-gradient transform
-#: between both gradients, still gains.
+#: Fewest F(2x2) output tiles per image for the forward pass (one tile: the weight transform dominates).
 MIN_TILES_FORWARD = 2
-#: F(4x4) needs at least this many 4x4 tiles per image (its weight transform is 2.25x F(2x2)'s: at one tile,
-#: 4x4 planes, F(2x2) measured faster) ...
+#: F(4x4) needs at least this many 4x4 tiles per image (its weight transform is 2.25x F(2x2)'s) ...
 MIN_TILES_F4 = 4
-#: ... and at most this share of F(2x2)'s products, counting the tiles' padding (on 6x6 planes both need
-#: 144 per image and channel pair, on 8x8 F(4x4) needs 144 against 256).
+#: ... and at most this share of F(2x2)'s products, counting the tiles' padding.
 MAX_PRODUCT_SHARE_F4 = 0.75
 
 
@@ -83,23 +76,29 @@ def _matrix(name, dtype):
     return m
 
 
-def output_tile(x4, w4, groups, pads, stride, dilation, backward=False):
-    """The output tile side, 4 or 2, of the Winograd algorithm the convolution of ``x4`` with ``w4`` takes
-    (its forward pass, or with ``backward`` its gradients), or 0 when it keeps the windows: NumPy
-    float32/float64, a 3x3 kernel at stride 1 without dilation or groups, non-negative padding, and enough
-    channels and tiles."""
+def supported(x4, w4, groups, pads, stride, dilation):
+    """Whether Winograd can compute this convolution at all: NumPy float32/float64, a 3x3 kernel at stride
+    1 without dilation or groups, non-negative padding and at least one output."""
     if backend.array_module(x4) is not np or x4.dtype not in (np.float32, np.float64):
-        return 0
-    if w4.shape[2:] != (3, 3) or stride != (1, 1) or dilation != (1, 1) or groups != 1:
-        return 0
+        return False
+    if tuple(w4.shape[2:]) != (3, 3) or tuple(stride) != (1, 1) or tuple(dilation) != (1, 1) or groups != 1:
+        return False
     if min(pads[0] + pads[1]) < 0:
+        return False
+    th, tw = tiles(x4.shape[2:], pads)
+    return th > 0 and tw > 0
+
+
+def output_tile(x4, w4, groups, pads, stride, dilation, backward=False):
+    """The output tile side, 4 or 2, that pays for this convolution (its forward pass, or with
+    ``backward`` its gradients), or 0 when the window GEMMs are faster or Winograd does not apply
+    (``supported``): enough channels and tiles."""
+    if not supported(x4, w4, groups, pads, stride, dilation):
         return 0
     o, c = w4.shape[:2]
     if min(c, o) < min(MIN_CHANNELS, MIN_CHANNELS_F4):
         return 0
     th, tw = tiles(x4.shape[2:], pads)
-    if th <= 0 or tw <= 0:
-        return 0
     th4, tw4 = tiles(x4.shape[2:], pads, 4)
     if th4 * tw4 >= MIN_TILES_F4 and 36 * th4 * tw4 <= MAX_PRODUCT_SHARE_F4 * 16 * th * tw:
         if min(c, o) >= MIN_CHANNELS_F4 and (backward or c * o >= MIN_CHANNEL_PAIRS_F4_FORWARD):
