@@ -1,30 +1,25 @@
 """The array module behind every op, and somanet's dtype policy.
 
 Op math asks this module which array library its inputs live in (``array_module(x)``) instead of
-importing NumPy directly, so that a CuPy backend can be added without rewriting ops. NumPy is the only
-backend today.
+importing NumPy directly, so that CuPy (device 'cuda') and other registered devices need no change to
+the ops (see ``somanet.devices``).
 """
 import contextlib
 import os
 import sys
 import threading
 
-# OpenBLAS's idle worker threads spin on their cores for 2^28 clock cycles (about 0.1 s) after each
-# multi-threaded product before they sleep. somanet runs threads of its own (a convolution's batch
-# blocks): a block started meanwhile shares its core with a spinning thread and runs at half speed.
-# VGG-11-BN's training step at two threads took 297 ms with OpenBLAS's default and 207 ms with 2^22
-# cycles (about 2 ms), which still keeps the threads awake between the back-to-back products of a
-# recurrent step (LSTM, GRU and GPT unchanged). OpenBLAS reads this when it loads, so it takes effect
-# only when somanet is imported before NumPy, and a value the user set is kept.
-BLAS_THREAD_TIMEOUT = "22"
-if "numpy" not in sys.modules:
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
+import numpy as np
 
-import numpy as np  # noqa: E402
+from . import _process, devices
+from ._process import BLAS_THREAD_TIMEOUT  # noqa: F401  - the value configure_process sets
 
-# Applied once, when somanet is imported: glibc keeps freed large blocks for reuse instead of returning
-# them to the kernel (see _malloc.py; SOMANET_MALLOC_TUNING=0 turns it off).
-from ._malloc import malloc_tuned  # noqa: F401
+
+def __getattr__(name):
+    if name == "malloc_tuned":  # whether configure_process tuned malloc (see somanet._process)
+        return _process.malloc_tuned()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: The default floating dtype: Python floats and float arrays become float32 unless told otherwise.
 default_float = np.dtype(np.float32)
@@ -46,15 +41,18 @@ _FLOAT_KINDS = "f"
 def array_module(*arrays):
     """Return the array library (module) that the given arrays belong to: NumPy, or CuPy for CuPy arrays.
 
-    Scalars and NumPy arrays give NumPy. Ops call this inside forward and backward instead of using
-    NumPy directly, so a CuPy backend needs no change to any op.
+    Scalars and NumPy arrays give NumPy, an array of a registered device its module (see
+    ``somanet.devices``). Ops call this inside forward and backward instead of using NumPy directly, so
+    a device backend needs no change to any op.
     """
     for a in arrays:
         kind = type(a)
-        if kind is np.ndarray or kind.__module__ == "numpy" or not hasattr(a, "__array_namespace__"):
+        if kind is np.ndarray:
             continue
-        module = kind.__module__.split(".", 1)[0]
-        if module == "cupy":
+        name = devices._array_types.get(kind)
+        if name is not None:
+            return devices._modules[name][0]
+        if kind.__module__.partition(".")[0] == "cupy" and hasattr(a, "__array_namespace__"):
             import cupy
 
             return cupy
@@ -104,6 +102,10 @@ def as_array(data, dtype=None, copy=False):
         if dtype is not None:
             arr = arr.astype(dtype)
         return arr
+    if type(data) in devices._array_types:  # a device's array stays on its device
+        if dtype is not None and data.dtype != dtype:
+            return data.astype(dtype)
+        return data.copy() if copy else data
     arr = np.asarray(data)
     if dtype is not None:
         return arr.astype(dtype, copy=False)
@@ -260,6 +262,17 @@ def blas_threads():
     return max(lib.get_num_threads() for lib in libs)
 
 
+def refresh_blas_libraries():
+    """Find BLAS libraries loaded since the first look (Numba's compiler loads SciPy's), so that
+    ``set_num_threads`` and ``one_blas_thread`` reach them too; a new one gets somanet's thread count."""
+    global _blas_libs
+    known = {lib.filepath for lib in _blas_libs or ()}
+    _blas_libs = None
+    for lib in _blas():
+        if lib.filepath not in known and _num_threads is not None:
+            lib.set_num_threads(_num_threads)
+
+
 def _blas():
     """threadpoolctl's controllers of the loaded BLAS libraries (empty without threadpoolctl)."""
     global _blas_libs
@@ -349,8 +362,8 @@ def one_blas_thread():
     """Hold NumPy's BLAS to one thread inside the ``with`` block, then restore its thread count.
 
     For the blocks of ``split_batch``, and for small products made right next to them: on several
-    threads OpenBLAS leaves its idle threads spinning afterwards (about 0.1 s unless somanet set a shorter
-    timeout, see ``BLAS_THREAD_TIMEOUT``), on the cores the blocks are about to use."""
+    threads OpenBLAS leaves its idle threads spinning afterwards (see ``somanet._process``), on the cores
+    the blocks are about to use."""
     libs = _blas()
     saved = [lib.get_num_threads() for lib in libs]
     for lib in libs:

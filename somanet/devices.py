@@ -1,14 +1,24 @@
 """Devices as PyTorch names them: ``somanet.device("cpu")``, ``device("cuda", 0)``, ``"cuda:1"``.
 
-somanet computes on the CPU. Device-aware PyTorch code (``x.to(device)``, ``model.cuda()`` behind a
-``cuda.is_available()`` check, ``device=`` on creation functions) runs unchanged on it: the CPU is always
-there, and asking for a device that is not gives an error that names it and what is available.
+Each device type computes with one array module: NumPy for ``cpu``, CuPy for ``cuda`` (found the first
+time a CUDA device is asked for, when CuPy and a GPU are there), and any module given to
+``register_device``. A tensor's device is the device of its array, so ops need no device argument: they
+take their array module from their inputs (``backend.array_module``). ``Tensor.to(device)``,
+``Module.to(device)`` and ``device=`` on creation functions move arrays with ``move``.
+
+An array module for a device provides NumPy's functions, an ``ndarray`` class (the arrays it makes),
+``asarray`` (copies a NumPy array onto the device) and ``asnumpy`` (copies an array back to the host):
+CuPy's interface.
 """
 
 #: Device types PyTorch knows; a string naming any other type is a malformed device.
 _KNOWN_TYPES = ("cpu", "cuda", "mps", "xpu", "meta", "hip", "xla", "ipu", "hpu", "mtia", "privateuseone")
-#: Device types somanet can compute on.
+#: Device types somanet can compute on right now ('cpu', plus every registered device).
 AVAILABLE = ("cpu",)
+#: The array module and device count of each device type besides 'cpu'.
+_modules = {}
+#: The device type of each registered array class (``cupy.ndarray`` -> 'cuda').
+_array_types = {}
 
 
 class device:  # noqa: N801 - PyTorch's spelling
@@ -81,19 +91,109 @@ CPU = device("cpu")
 _default = CPU
 
 
+def register_device(type, module, count=1):  # noqa: A002 - PyTorch's name for a device's kind
+    """Make device ``type`` compute with the array module ``module`` (see the module docstring), with
+    ``count`` devices (indices ``0 .. count-1``). Registering 'cuda' by hand is not needed: CuPy is found
+    when a CUDA device is first asked for."""
+    global AVAILABLE, _KNOWN_TYPES
+    if not isinstance(type, str) or not type.isidentifier() or type == "cpu":
+        raise ValueError(f"register_device(): expected a device type name other than 'cpu', got {type!r}")
+    for attr in ("ndarray", "asarray", "asnumpy"):
+        if not hasattr(module, attr):
+            raise TypeError(f"register_device(): the array module for '{type}' has no '{attr}'")
+    _modules[type] = (module, int(count))
+    _array_types[module.ndarray] = type
+    if type not in _KNOWN_TYPES:
+        _KNOWN_TYPES = _KNOWN_TYPES + (type,)
+    if type not in AVAILABLE:
+        AVAILABLE = AVAILABLE + (type,)
+
+
+def unregister_device(type):  # noqa: A002
+    """Undo ``register_device(type, ...)`` (its tensors stay where they are but new ones cannot be made)."""
+    global AVAILABLE, _default
+    entry = _modules.pop(type, None)
+    if entry is not None:
+        _array_types.pop(entry[0].ndarray, None)
+        AVAILABLE = tuple(t for t in AVAILABLE if t != type)
+        if _default.type == type:
+            _default = CPU
+
+
+def _find(type):  # noqa: A002
+    """The array module and device count of ``type``, registering CuPy for 'cuda' on first use; None when
+    the device type has no backend here."""
+    entry = _modules.get(type)
+    if entry is None and type == "cuda":
+        from . import cuda
+
+        if cuda.is_available():
+            import cupy
+
+            register_device("cuda", cupy, cuda.device_count())
+            entry = _modules["cuda"]
+    return entry
+
+
 def resolve(spec, op="to"):
-    """The device a ``device=`` argument names, checked to be available (``None`` means the default)."""
+    """The device a ``device=`` argument names, checked to be available (``None`` means the default).
+
+    A device type other than 'cpu' without an index means its device 0 (``'cuda'`` -> ``cuda:0``).
+    """
     if spec is None:
         return _default
     d = spec if isinstance(spec, device) else device(spec)
-    if d.type not in AVAILABLE:
-        hint = " (somanet.cuda.is_available() is False: there is no GPU backend in this install)" \
-            if d.type == "cuda" else ""
+    if d.type == "cpu":
+        if d.index not in (None, 0):
+            raise RuntimeError(f"{op}(): device '{d}' does not exist; the CPU is device 'cpu' (or 'cpu:0')")
+        return CPU
+    entry = _find(d.type)
+    if entry is None:
+        hint = ""
+        if d.type == "cuda":
+            from . import cuda
+
+            hint = f" ({cuda.unavailable_reason()})"
         raise RuntimeError(f"{op}(): device '{d}' is not available{hint}; available devices: "
                            f"{', '.join(AVAILABLE)}")
-    if d.type == "cpu" and d.index not in (None, 0):
-        raise RuntimeError(f"{op}(): device '{d}' does not exist; the CPU is device 'cpu' (or 'cpu:0')")
-    return CPU
+    index = 0 if d.index is None else d.index
+    if index >= entry[1]:
+        raise RuntimeError(f"{op}(): device '{d}' does not exist; there are {entry[1]} '{d.type}' devices")
+    return device(d.type, index)
+
+
+def module_of(d):
+    """The array module that computes on device ``d`` (a resolved device): NumPy for the CPU."""
+    if d.type == "cpu":
+        import numpy
+
+        return numpy
+    return _modules[d.type][0]
+
+
+def of_array(arr):
+    """The device that holds the array ``arr``: the CPU for NumPy arrays (and anything unregistered)."""
+    kind = _array_types.get(type(arr))
+    if kind is None:
+        return CPU
+    dev = getattr(arr, "device", None)
+    return device(kind, getattr(dev, "id", 0))
+
+
+def move(arr, d):
+    """``arr`` on the resolved device ``d``: the array itself when it is there already, else a copy."""
+    src = of_array(arr)
+    if src == d:
+        return arr
+    if src.type != "cpu":
+        arr = module_of(src).asnumpy(arr)
+    if d.type == "cpu":
+        return arr
+    module = module_of(d)
+    if d.type == "cuda":
+        with module.cuda.Device(d.index):
+            return module.asarray(arr)
+    return module.asarray(arr)
 
 
 def is_device_like(obj):
@@ -106,7 +206,7 @@ def is_device_like(obj):
 
 
 def set_default_device(spec):
-    """Make ``spec`` the device that creation functions use by default (only 'cpu' exists here)."""
+    """Make ``spec`` the device that creation functions use by default (``None`` means the CPU)."""
     global _default
     _default = CPU if spec is None else resolve(spec, "set_default_device")
 

@@ -1218,8 +1218,37 @@ def _load_legacy(fh, loader):
     return loader.finish(result)
 
 
+def _target_device(map_location):
+    """The available device other than the CPU that a device-string ``map_location`` names, else None."""
+    from . import devices
+
+    if isinstance(map_location, (str, bytes)) or hasattr(map_location, "type"):
+        text = _device_string(map_location)
+        kind = text.partition(":")[0]
+        if kind != "cpu" and (kind in devices.AVAILABLE or (kind == "cuda" and devices._find("cuda") is not None)):
+            return devices.resolve(text, "somanet.load")
+    return None
+
+
+def _to_device(obj, device):
+    """``obj`` with every tensor in it (in dicts, lists and tuples) moved to ``device`` in place."""
+    from . import devices
+
+    if isinstance(obj, Tensor):
+        obj.array = devices.move(obj.array, device)
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            _to_device(value, device)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            _to_device(value, device)
+    return obj
+
+
 def _check_map_location(map_location):
     if map_location is None or isinstance(map_location, dict) or callable(map_location):
+        return
+    if _target_device(map_location) is not None:
         return
     if isinstance(map_location, (str, bytes)) or hasattr(map_location, "type"):
         _check_device(_device_string(map_location))
@@ -1233,11 +1262,11 @@ def load(f, map_location=None, *, weights_only=True):
 
     Args:
         f: a path (str or os.PathLike) or a binary file object open for reading.
-        map_location: where to put the tensors. somanet keeps every tensor on the CPU, so this is ``None``
-            (tensors saved from any device load onto the CPU), ``'cpu'`` or ``torch.device('cpu')``, a dict
-            mapping saved locations to new ones (``{'cuda:0': 'cpu'}``), or a function ``(storage,
-            location)`` returning the storage, None or a device string. Asking for any device but the CPU
-            (``'cuda'``, ``'mps'``) raises an error naming it.
+        map_location: where to put the tensors: ``None`` (tensors saved from any device load onto the
+            CPU), ``'cpu'`` or ``torch.device('cpu')``, an available device (``'cuda'`` with the CuPy
+            backend: loaded on the CPU, then copied there), a dict mapping saved locations to new ones
+            (``{'cuda:0': 'cpu'}``), or a function ``(storage, location)`` returning the storage, None or a
+            device string. Asking for a device that is not available (``'mps'``) raises an error naming it.
         weights_only: must be True (the default; None means True as in PyTorch). somanet never unpickles
             arbitrary objects, so ``weights_only=False`` is refused rather than silently ignored.
 
@@ -1261,6 +1290,9 @@ def load(f, map_location=None, *, weights_only=True):
     if weights_only not in (True, None):
         raise TypeError(f"somanet.load: weights_only must be True, got {weights_only!r}")
     _check_map_location(map_location)
+    target = _target_device(map_location)
+    if target is not None:  # read onto the CPU, then copy every tensor to the device asked for
+        return _to_device(load(f, None, weights_only=weights_only), target)
     desc = _describe(f)
     if isinstance(f, (str, bytes, os.PathLike)):
         with open(f, "rb") as fh:

@@ -8,6 +8,9 @@ import pytest
 import somanet
 from reference import torch_or_skip
 
+# These check the answers of an install without a GPU; tests/gpu covers a machine with one.
+cpu_install = pytest.mark.skipif(somanet.cuda.is_available(), reason="CUDA is available here")
+
 
 def test_device_objects_parse_and_print_like_torch():
     torch = torch_or_skip()
@@ -23,6 +26,7 @@ def test_device_objects_parse_and_print_like_torch():
             somanet.device(bad)
 
 
+@cpu_install
 def test_device_aware_code_runs_on_the_cpu():
     dev = somanet.device("cuda" if somanet.cuda.is_available() else "cpu")
     model = somanet.nn.Linear(3, 2).to(dev)
@@ -40,6 +44,7 @@ def test_device_aware_code_runs_on_the_cpu():
     np.testing.assert_array_equal(a.array, somanet.rand(3, generator=g).array)
 
 
+@cpu_install
 @pytest.mark.parametrize("call", [
     lambda: somanet.ones(2).cuda(), lambda: somanet.ones(2).to("cuda"), lambda: somanet.zeros(2, device="cuda:0"),
     lambda: somanet.nn.Linear(2, 2).cuda(), lambda: somanet.nn.Linear(2, 2).to("cuda"),
@@ -51,6 +56,7 @@ def test_a_missing_device_is_a_clear_error(call):
         call()
 
 
+@cpu_install
 def test_cuda_accelerator_and_backend_switches_answer_for_a_cpu_install():
     assert somanet.cuda.is_available() is False and somanet.cuda.device_count() == 0
     assert somanet.cuda.is_bf16_supported() is False
@@ -76,9 +82,20 @@ def test_default_dtype_round_trip():
         somanet.set_default_dtype(somanet.int64)
 
 
+@cpu_install
 def test_submodules_are_attributes_but_not_imported_eagerly():
     code = ("import sys, somanet; assert 'somanet.nn' not in sys.modules, 'nn imported eagerly'; "
             "import somanet as torch; assert torch.nn.Linear and torch.optim.SGD and torch.utils.data.DataLoader; "
             "assert torch.autograd.grad and torch.backends.cudnn and torch.cuda.is_available() is False; "
             "assert not hasattr(torch, 'no_such_thing')")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cuda_without_cupy_says_how_to_install_and_import_stays_light():
+    code = ("import sys; sys.modules['cupy'] = None; import somanet; "
+            "assert 'cupy' not in [m for m in sys.modules if sys.modules[m] is not None]; "
+            "assert somanet.cuda.is_available() is False and somanet.cuda.device_count() == 0; "
+            "assert 'pip install somanet[cuda]' in somanet.cuda.unavailable_reason()\n"
+            "try:\n    somanet.ones(2, device='cuda')\nexcept RuntimeError as e:\n"
+            "    assert 'pip install somanet[cuda]' in str(e), e\nelse:\n    raise AssertionError('no error')")
     subprocess.run([sys.executable, "-c", code], check=True)

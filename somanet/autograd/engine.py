@@ -9,6 +9,7 @@ import heapq
 
 import numpy as np
 
+from .. import devices
 from . import higher_order
 from .function import _FREED
 from .tensor import Tensor, _wrap
@@ -85,7 +86,10 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         if only is not None and id(leaf) not in only:
             return
         if leaf.grad is None:
-            if type(g) is not np.ndarray or not g.flags.writeable:
+            if type(g) is not np.ndarray:
+                # A device's array (CuPy's) is copied with its own module: np.array would pull it to the host.
+                g = g.copy() if type(g) in devices._array_types else np.array(g)
+            elif not g.flags.writeable:
                 g = np.array(g)
             else:
                 owner = g if g.base is None else g.base

@@ -23,6 +23,7 @@ PyTorch's way works too: a subclass whose ``forward`` and ``backward`` are ``@st
 """
 from numpy import asarray, ndarray
 
+from .. import devices
 from .grad_mode import _state
 from .tensor import Tensor, _wrap
 
@@ -75,10 +76,14 @@ class Function:
             else:
                 append(x)
         ctx = _new(cls)
-        out = ctx.forward(*arrays, **params)
-        # NumPy turns 0-d results into scalars; a Tensor always holds an ndarray.
+        try:
+            out = ctx.forward(*arrays, **params)
+        except (TypeError, ValueError) as exc:
+            _check_one_device(cls, inputs, exc)
+            raise
+        # NumPy turns 0-d results into scalars; a Tensor always holds an ndarray (or a device's array).
         if type(out) is not ndarray:
-            out = tuple(o if type(o) is ndarray else asarray(o) for o in out) if type(out) is tuple else asarray(out)
+            out = tuple(_as_array(o) for o in out) if type(out) is tuple else _as_array(out)
         if not need_grad or not _state.enabled or not cls.differentiable:
             version = inputs[0]._version if cls.is_view else None
             if type(out) is tuple:
@@ -218,6 +223,24 @@ class Function:
 
 
 # --------------------------------------------------------------------------- PyTorch-style Functions
+def _as_array(x):
+    return x if type(x) is ndarray or type(x) in devices._array_types else asarray(x)
+
+
+def _check_one_device(cls, inputs, exc):
+    """Raise PyTorch's error when an op failed because its tensors are on different devices."""
+    found = []
+    for x in inputs:
+        if isinstance(x, Tensor):
+            d = devices.of_array(x.array)
+            if d not in found:
+                found.append(d)
+    if len(found) > 1:
+        op = cls.__name__.lower()
+        raise RuntimeError(f"{op}(): expected all tensors to be on the same device, but found at least two "
+                           f"devices, {found[0]} and {found[1]}; move them with .to(device)") from exc
+
+
 class _TensorFunctionNode(Function):
     """The graph node (and ``ctx``) of one call of a PyTorch-style ``Function`` subclass.
 

@@ -1,4 +1,5 @@
-"""``somanet.backends.cuda``: CUDA's matmul switches, kept as plain flags; there is no GPU backend here."""
+"""``somanet.backends.cuda``: CUDA's matmul switches, kept as plain flags (CuPy's defaults are used), and
+whether the CUDA backend (CuPy) is installed."""
 
 
 class _MatmulFlags:
@@ -11,4 +12,7 @@ matmul = _MatmulFlags()
 
 
 def is_built():
-    return False
+    """Whether the CUDA backend is installed (CuPy can be imported); a GPU may still be missing."""
+    import importlib.util
+
+    return importlib.util.find_spec("cupy") is not None

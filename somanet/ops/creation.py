@@ -27,9 +27,11 @@ def _size(size, op):
     return size
 
 
-def _finish(arr, requires_grad, device=None):
-    if device is not None:
-        devices.resolve(device, "tensor")
+def _finish(arr, requires_grad, device=None, op="tensor"):
+    # Values are made on the host (random draws too, so a seed gives the same numbers on every device),
+    # then copied to the device asked for, or the default device.
+    if device is not None or devices._default is not devices.CPU:
+        arr = devices.move(arr, devices.resolve(device, op))
     if arr.dtype.name == "bfloat16":  # held as float32 arrays of bfloat16 values (see somanet.amp)
         from ..amp._lowp import bfloat16_tensor
         t = bfloat16_tensor(arr)
@@ -60,20 +62,20 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
 
 def as_tensor(data, dtype=None, device=None):
     """Make a tensor sharing memory with ``data`` where possible (an ndarray of the right dtype)."""
-    if device is not None:
-        devices.resolve(device, "as_tensor")
     if isinstance(data, Tensor):
+        if device is not None:
+            data = data.to(device)
         if dtype is None or data.array.dtype == backend.to_dtype(dtype):
             return data
         return data.to(dtype)
-    return _finish(backend.as_array(data, backend.to_dtype(dtype)), False)
+    return _finish(backend.as_array(data, backend.to_dtype(dtype)), False, device, "as_tensor")
 
 
 def from_numpy(array):
     """A tensor sharing memory with a NumPy array, keeping its dtype."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy(): expected an np.ndarray, got {type(array).__name__}")
-    return _finish(array, False)
+    return _finish(array, False, devices.CPU)  # always on the CPU, whatever the default device
 
 
 def is_tensor(obj):
@@ -109,24 +111,29 @@ def _like(input, dtype):
     return arr, (arr.dtype if dtype is None else backend.to_dtype(dtype))
 
 
+def _like_device(arr, device):
+    """A ``*_like`` result stays on its input's device unless ``device`` says otherwise."""
+    return devices.of_array(arr) if device is None else device
+
+
 def zeros_like(input, dtype=None, device=None, requires_grad=False):
     arr, dt = _like(input, dtype)
-    return _finish(array_module(arr).zeros(arr.shape, dtype=dt), requires_grad, device)
+    return _finish(array_module(arr).zeros(arr.shape, dtype=dt), requires_grad, _like_device(arr, device))
 
 
 def ones_like(input, dtype=None, device=None, requires_grad=False):
     arr, dt = _like(input, dtype)
-    return _finish(array_module(arr).ones(arr.shape, dtype=dt), requires_grad, device)
+    return _finish(array_module(arr).ones(arr.shape, dtype=dt), requires_grad, _like_device(arr, device))
 
 
 def empty_like(input, dtype=None, device=None, requires_grad=False):
     arr, dt = _like(input, dtype)
-    return _finish(array_module(arr).empty(arr.shape, dtype=dt), requires_grad, device)
+    return _finish(array_module(arr).empty(arr.shape, dtype=dt), requires_grad, _like_device(arr, device))
 
 
 def full_like(input, fill_value, dtype=None, device=None, requires_grad=False):
     arr, dt = _like(input, dtype)
-    return _finish(array_module(arr).full(arr.shape, fill_value, dtype=dt), requires_grad, device)
+    return _finish(array_module(arr).full(arr.shape, fill_value, dtype=dt), requires_grad, _like_device(arr, device))
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
@@ -198,17 +205,17 @@ def randperm(n, generator=None, dtype=None, device=None, requires_grad=False):
 
 def rand_like(input, dtype=None, generator=None):
     arr, dt = _like(input, dtype)
-    return rand(arr.shape, dtype=dt, generator=generator)
+    return rand(arr.shape, dtype=dt, generator=generator, device=devices.of_array(arr))
 
 
 def randn_like(input, dtype=None, generator=None):
     arr, dt = _like(input, dtype)
-    return randn(arr.shape, dtype=dt, generator=generator)
+    return randn(arr.shape, dtype=dt, generator=generator, device=devices.of_array(arr))
 
 
 def randint_like(input, low, high=None, dtype=None, generator=None):
     arr, dt = _like(input, dtype)
-    return randint(low, high, arr.shape, dtype=dt, generator=generator)
+    return randint(low, high, arr.shape, dtype=dt, generator=generator, device=devices.of_array(arr))
 
 
 def normal(mean=0.0, std=1.0, size=None, generator=None, dtype=None):
@@ -227,8 +234,9 @@ def bernoulli(input, p=None, generator=None):
     probs = input.array if isinstance(input, Tensor) else array_module(input).asarray(input, dtype=np.float32)
     if p is not None:
         probs = array_module(probs).full(probs.shape, p, dtype=probs.dtype)
-    draws = numpy_rng(generator).random(probs.shape, dtype=np.float32) < probs
-    return _finish(draws.astype(probs.dtype), False)
+    where = devices.of_array(probs)
+    draws = devices.move(numpy_rng(generator).random(probs.shape, dtype=np.float32), where) < probs
+    return _finish(draws.astype(probs.dtype), False, where)
 
 
 def multinomial(input, num_samples, replacement=False, generator=None):

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from .. import backend
+from .. import backend, devices
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
@@ -71,7 +71,8 @@ def _apply(input, p, training, mask_shape, generator, op, alpha=False):
         return input
     dtype = input.dtype
     if p < 1.0:
-        keep = _keep_mask(mask_shape, p, dtype, generator)
+        # Drawn on the host from somanet's generator, so a seed gives the same mask on every device.
+        keep = devices.move(_keep_mask(mask_shape, p, dtype, generator), input.device)
     else:
         keep = array_module(input.array).zeros(mask_shape, dtype=dtype)
     if not alpha:

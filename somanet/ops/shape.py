@@ -52,8 +52,10 @@ def to_dtype(input, dtype):
     return Cast.apply(input, dtype)
 
 
-def _to(self, *args, dtype=None, device=None, copy=False, non_blocking=False, memory_format=None):
-    """``x.to(dtype)``, ``x.to(device)``, ``x.to(device, dtype)``, ``x.to(other)`` (other's dtype and device)."""
+def to_args(args, dtype=None, device=None):
+    """``(dtype, device)`` from ``to``'s positional arguments, as PyTorch reads them: a Tensor gives its
+    dtype and device, a device (or device string) the device, anything else the dtype. Shared by
+    ``Tensor.to`` and ``Module.to``."""
     for a in args:
         if isinstance(a, Tensor):
             dtype, device = a.dtype, a.device
@@ -61,8 +63,38 @@ def _to(self, *args, dtype=None, device=None, copy=False, non_blocking=False, me
             device = a
         else:
             dtype = a
+    return dtype, device
+
+
+class ToDevice(Function):
+    """A copy of the input on another device; its gradient goes back to the input's device."""
+
+    def forward(ctx, a, device):
+        ctx.src = devices.of_array(a)
+        return devices.move(a, device)
+
+    def backward(ctx, grad):
+        return devices.move(grad, ctx.src)
+
+    def grad_graph(ctx, grad):
+        return to_device(grad, ctx.src)
+
+
+def to_device(input, device, op="to"):
+    """``input`` on ``device`` (differentiable): itself when it is there already, else a copy."""
+    d = devices.resolve(device, op)
+    if input.device == d:
+        return input
+    return ToDevice.apply(input, d)
+
+
+def _to(self, *args, dtype=None, device=None, copy=False, non_blocking=False, memory_format=None):
+    """``x.to(dtype)``, ``x.to(device)``, ``x.to(device, dtype)``, ``x.to(other)`` (other's dtype and device)."""
+    dtype, device = to_args(args, dtype, device)
     if device is not None:
-        devices.resolve(device, "to")
+        moved = to_device(self, device)
+        if moved is not self:
+            return moved if dtype is None else to_dtype(moved, dtype)
     if dtype is None:
         return self.clone() if copy else self
     out = to_dtype(self, dtype)
@@ -1015,7 +1047,7 @@ install(
     float=lambda self: to_dtype(self, np.float32), double=lambda self: to_dtype(self, np.float64),
     half=lambda self: to_dtype(self, np.float16), long=lambda self: to_dtype(self, np.int64),
     int=lambda self: to_dtype(self, np.int32), bool=lambda self: to_dtype(self, np.bool_),
-    cpu=lambda self, memory_format=None: self, cuda=_cuda,
+    cpu=lambda self, memory_format=None: to_device(self, "cpu", "cpu"), cuda=_cuda,
     reshape=_reshape_method, view=_view, view_as=_view_as, reshape_as=_reshape_as, flatten=flatten,
     unflatten=unflatten, squeeze=_squeeze_method, unsqueeze=unsqueeze, permute=_permute_method,
     transpose=transpose, swapaxes=swapaxes, swapdims=swapdims, t=t, T=property(_T), mT=property(_mT),
