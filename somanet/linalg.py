@@ -10,7 +10,6 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import backend
 from .autograd.function import Function
 from .autograd.tensor import Tensor, _wrap
 from .backend import array_module
@@ -19,7 +18,7 @@ from .ops import linalg as _L
 from .ops import matrix as M
 from .ops import reduce as R
 from .ops import shape as S
-from .ops._util import normalize_dim
+from .ops._util import ensure_tensor, normalize_dim
 
 __all__ = [
     "norm", "vector_norm", "matrix_norm", "inv", "inv_ex", "det", "slogdet", "solve", "cholesky", "cholesky_ex",
@@ -36,10 +35,6 @@ _cholesky_ex = namedtuple("cholesky_ex", ["L", "info"])
 _lstsq = namedtuple("lstsq", ["solution", "residuals", "rank", "singular_values"])
 
 
-def _tensor(x):
-    return x if isinstance(x, Tensor) else Tensor(backend.as_array(x))
-
-
 def _mT(a):
     return array_module(a).swapaxes(a, -1, -2)
 
@@ -48,7 +43,7 @@ def _mT(a):
 def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):  # noqa: A002
     """The ``ord``-norm of the elements of ``x`` over ``dim`` (all of them by default; ``inf``, ``-inf``
     and 0 included); differentiable."""
-    t = _tensor(x)
+    t = ensure_tensor(x)
     if dtype is not None:
         t = t.to(dtype)
     if t.array.dtype.kind != "f":
@@ -64,12 +59,17 @@ def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):  # noqa: A002
 class Svdvals(Function):
     def forward(ctx, a):
         u, s, vh = array_module(a).linalg.svd(a, full_matrices=False)
-        ctx.save_for_backward(u, vh)
+        ctx.save_for_backward(u, vh, a)  # the input for create_graph's second pass
         return s.astype(a.dtype, copy=False)
 
     def backward(ctx, grad):
-        u, vh = ctx.saved
+        u, vh = ctx.saved[:2]
         return (u * grad[..., None, :]) @ vh
+
+    def grad_graph(ctx, grad):
+        # U and Vh depend on the input: they come from a differentiable SVD of it, run again.
+        u, _, vh = Svd.apply(ctx.graph_input(0, ctx.saved[2]), False)
+        return _L.matmul(u * S.unsqueeze(grad, -2), vh)
 
 
 def svdvals(A):
@@ -79,7 +79,7 @@ def svdvals(A):
 
 def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None):  # noqa: A002
     """A matrix norm over the two dims ``dim``: 'fro', 'nuc', 1, -1, 2, -2, inf or -inf; differentiable."""
-    t = _tensor(A)
+    t = ensure_tensor(A)
     if dtype is not None:
         t = t.to(dtype)
     if t.array.ndim < 2:
@@ -107,7 +107,7 @@ def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None):  # no
 def norm(A, ord=None, dim=None, keepdim=False, *, dtype=None):  # noqa: A002
     """A vector norm (``dim`` an int, or a 1-d input) or a matrix norm (``dim`` a pair, or a 2-d input);
     without ``ord`` and ``dim``, the 2-norm of all elements. Differentiable."""
-    t = _tensor(A)
+    t = ensure_tensor(A)
     if isinstance(dim, builtins.int):
         dim = (dim,)
     if dim is None:
@@ -163,12 +163,18 @@ class Solve(Function):
         ga = -(gb @ _mT(x)) if ctx.needs(0) else None
         return ga, gb
 
+    def grad_graph(ctx, grad):
+        a, x = ctx.saved
+        gb = Solve.apply(S.transpose(ctx.graph_input(0, a), -2, -1), grad)
+        ga = -_L.matmul(gb, S.transpose(ctx.graph_output(x), -2, -1)) if ctx.graph_needs(0) else None
+        return ga, gb
+
 
 def solve(A, B, *, left=True):
     """The solution ``X`` of ``A X = B`` (``X A = B`` with ``left=False``); ``B`` may be a batch of vectors.
     Differentiable in both."""
     a = M._square(A, "linalg.solve")
-    b = _tensor(B)
+    b = ensure_tensor(B)
     if a.array.dtype != b.array.dtype:
         a, b = E._binary_operands(a, b, "linalg.solve")
     if not left:
@@ -211,7 +217,7 @@ def lstsq(A, B, rcond=None, *, driver=None):
     """The least-squares solution of ``A X = B`` as ``(solution, residuals, rank, singular_values)``; the
     last three are empty, as with PyTorch's default CPU driver. Differentiable."""
     a = M._float_matrix(A, "linalg.lstsq")
-    b = _tensor(B)
+    b = ensure_tensor(B)
     vector = b.array.ndim == a.array.ndim - 1
     if vector:
         b = S.unsqueeze(b, -1)
@@ -244,6 +250,22 @@ class Eigh(Function):
             inner[..., range(n), range(n)] += gw
         return v @ inner @ _mT(v)
 
+    def grad_graph(ctx, gw, gv):
+        w, v = ctx.saved
+        w_t, v_t = ctx.graph_output(w, 0), ctx.graph_output(v, 1)
+        v_mt = S.transpose(v_t, -2, -1)
+        inner = None
+        if gv is not None:
+            vtg = _L.matmul(v_mt, gv)
+            # w_j - w_i; 1 on the diagonal, where the antisymmetric numerator is 0 anyway.
+            eye = Tensor(np.eye(w.shape[-1], dtype=bool))
+            diff = E.where(eye, 1.0, S.unsqueeze(w_t, -2) - S.unsqueeze(w_t, -1))
+            inner = (vtg - S.transpose(vtg, -2, -1)) / (2 * diff)
+        if gw is not None:
+            diag = M.diag_embed(gw)
+            inner = diag if inner is None else inner + diag
+        return _L.matmul(_L.matmul(v_t, inner), v_mt)
+
 
 def eigh(A, UPLO="L"):
     """``(eigenvalues, eigenvectors)`` of a symmetric matrix (or a batch), eigenvalues ascending; reads the
@@ -267,7 +289,7 @@ class Svd(Function):
     def backward(ctx, gu, gs, gvh):
         u, s, vh = ctx.saved
         xp = array_module(s)
-        if ctx.full and (gu is not None or gvh is not None):
+        if ctx.full and _beyond_rank(gu, gvh, s.shape[-1]):
             raise RuntimeError("linalg.svd(): the gradient of U or Vh with full_matrices=True is not defined for "
                                "non-square inputs; use full_matrices=False")
         k = s.shape[-1]
@@ -299,6 +321,56 @@ class Svd(Function):
             if n > k:
                 out = out + u @ (gvh / s[..., :, None]) @ (xp.eye(n) - v @ vh)
         return u @ inner @ vh + out
+
+    def grad_graph(ctx, gu, gs, gvh):
+        # backward's formula on tensors of the graph (U, S and Vh are this node's outputs).
+        u, s, vh = ctx.saved
+        if ctx.full and _beyond_rank(*(None if g is None else g.array for g in (gu, gvh)), s.shape[-1]):
+            raise RuntimeError("linalg.svd(): the gradient of U or Vh with full_matrices=True is not defined for "
+                               "non-square inputs; use full_matrices=False")
+        mm = _L.matmul
+
+        def tr(t):
+            return S.transpose(t, -2, -1)
+
+        def add(a, b):
+            return b if a is None else a + b
+
+        k = s.shape[-1]
+        ut = ctx.graph_output(u, 0)[..., :, :k]
+        st = ctx.graph_output(s, 1)
+        vht = ctx.graph_output(vh, 2)[..., :k, :]
+        inner = None if gs is None else M.diag_embed(gs)
+        if gu is None and gvh is None:
+            return mm(mm(ut, inner), vht)
+        s2 = st * st
+        # s_j^2 - s_i^2; 1 on the diagonal, where the antisymmetric numerators are 0 anyway.
+        e = E.where(Tensor(np.eye(k, dtype=bool)), 1.0, S.unsqueeze(s2, -2) - S.unsqueeze(s2, -1))
+        out = None
+        if gu is not None:
+            gu = gu[..., :, :k]
+            utg = mm(tr(ut), gu)
+            inner = add(inner, (utg - tr(utg)) / e * S.unsqueeze(st, -2))
+            m = u.shape[-2]
+            if m > k:
+                proj = Tensor(np.eye(m, dtype=u.dtype)) - mm(ut, tr(ut))
+                out = add(out, mm(mm(proj, gu) / S.unsqueeze(st, -2), vht))
+        if gvh is not None:
+            gvh = gvh[..., :k, :]
+            vtg = mm(vht, tr(gvh))
+            inner = add(inner, S.unsqueeze(st, -1) * ((vtg - tr(vtg)) / e))
+            n = vh.shape[-1]
+            if n > k:
+                proj = Tensor(np.eye(n, dtype=vh.dtype)) - mm(tr(vht), vht)
+                out = add(out, mm(mm(ut, gvh / S.unsqueeze(st, -1)), proj))
+        return add(out, mm(mm(ut, inner), vht))
+
+
+def _beyond_rank(gu, gvh, k):
+    """Whether the gradients of U and Vh (arrays or None) reach past their first ``k`` columns (rows): the
+    part ``full_matrices=True`` adds, whose gradient is not defined. Zeros there (a second-order pass through
+    S only) are fine."""
+    return (gu is not None and np.any(gu[..., :, k:])) or (gvh is not None and np.any(gvh[..., k:, :]))
 
 
 def svd(A, full_matrices=True, *, driver=None):
@@ -351,7 +423,7 @@ matmul = _L.matmul
 
 def multi_dot(tensors):
     """The product of a list of matrices (the first may be a vector, and the last); differentiable."""
-    ts = [_tensor(t) for t in tensors]
+    ts = [ensure_tensor(t) for t in tensors]
     if len(ts) < 2:
         raise RuntimeError("linalg.multi_dot(): expected at least 2 tensors")
     first_vec, last_vec = ts[0].array.ndim == 1, ts[-1].array.ndim == 1

@@ -199,15 +199,9 @@ class BFloat16Tensor(Tensor):
         return tag(Tensor.detach(self))
 
     def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False, memory_format=None):
-        from .. import devices
+        from ..ops.shape import to_args
 
-        for a in args:
-            if isinstance(a, Tensor):
-                dtype, device = a.dtype, a.device
-            elif devices.is_device_like(a):
-                device = a
-            else:
-                dtype = a
+        dtype, device = to_args(args, dtype, device)
         if dtype is not None:
             from .. import backend
 
@@ -287,6 +281,11 @@ class LowCast(Function):
     def backward(ctx, grad):
         if ctx.src_bf16 and grad.dtype is F32:
             return round_bf16(grad)
+        return grad
+
+    def grad_graph(ctx, grad):
+        if ctx.src_bf16 and grad.array.dtype is F32:
+            return LowCast.apply(grad, BF16)  # the same rounding, as a differentiable cast
         return grad
 
 

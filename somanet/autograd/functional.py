@@ -83,6 +83,18 @@ def _single_element(out, fn):
                            f"{tuple(out.shape)}")
 
 
+def _vector(v, like, fn, when):
+    """``v`` as a tuple checked against ``like``; ``None`` means ones, allowed only for one single-element
+    tensor (``when`` says which, for the error)."""
+    if v is None:
+        if len(like) != 1 or like[0].array.size != 1:
+            raise RuntimeError(f"{fn}: v can be omitted only when {when}")
+        return (_wrap(np.ones(like[0].shape, like[0].dtype), False, None, 0),)
+    v, _ = _as_tuple(v, "v", fn)
+    _check_v(v, like, fn)
+    return v
+
+
 def _call(func, inputs, fn):
     with enable_grad():
         out = func(*inputs)
@@ -97,13 +109,7 @@ def vjp(func, inputs, v=None, create_graph=False, strict=False):
     inputs, in_tuple = _as_tuple(inputs, "inputs", fn)
     inputs = _prepare(inputs, create_graph)
     outputs, out_tuple = _call(func, inputs, fn)
-    if v is None:
-        if len(outputs) != 1 or outputs[0].array.size != 1:
-            raise RuntimeError(f"{fn}: v can be omitted only when the function returns a single-element tensor")
-        v = (_wrap(np.ones(outputs[0].shape, outputs[0].dtype), False, None, 0),)
-    else:
-        v, _ = _as_tuple(v, "v", fn)
-        _check_v(v, outputs, fn)
+    v = _vector(v, outputs, fn, "the function returns a single-element tensor")
     grads = _autograd(outputs, inputs, v, create_graph)
     grads = _zeros_for_none(grads, inputs, strict, fn, "vjp")
     outputs, grads = _finish(outputs, create_graph), _finish(grads, create_graph)
@@ -117,13 +123,7 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
     fn = "jvp"
     inputs, in_tuple = _as_tuple(inputs, "inputs", fn)
     inputs = _prepare(inputs, create_graph)
-    if v is None:
-        if len(inputs) != 1 or inputs[0].array.size != 1:
-            raise RuntimeError(f"{fn}: v can be omitted only when the input is a single element")
-        v = (_wrap(np.ones(inputs[0].shape, inputs[0].dtype), False, None, 0),)
-    else:
-        v, _ = _as_tuple(v, "v", fn)
-        _check_v(v, inputs, fn)
+    v = _vector(v, inputs, fn, "the input is a single element")
     outputs, out_tuple = _call(func, inputs, fn)
     # u -> J^T u is linear in u; differentiating <J^T u, v> with respect to u gives J v.
     us = tuple(_wrap(np.zeros(o.shape, o.dtype), True, None, 0) for o in outputs)
@@ -265,13 +265,7 @@ def hvp(func, inputs, v=None, create_graph=False, strict=False):
 def _hessian_product(func, inputs, v, create_graph, strict, fn):
     inputs, in_tuple = _as_tuple(inputs, "inputs", fn)
     inputs = _prepare(inputs, create_graph)
-    if v is None:
-        if len(inputs) != 1 or inputs[0].array.size != 1:
-            raise RuntimeError(f"{fn}: v can be omitted only when the input is a single element")
-        v = (_wrap(np.ones(inputs[0].shape, inputs[0].dtype), False, None, 0),)
-    else:
-        v, _ = _as_tuple(v, "v", fn)
-        _check_v(v, inputs, fn)
+    v = _vector(v, inputs, fn, "the input is a single element")
     outputs, out_tuple = _call(func, inputs, fn)
     if out_tuple or len(outputs) != 1:
         raise RuntimeError(f"{fn}: the function given to {fn} must return a single tensor")

@@ -16,8 +16,10 @@ original graph:
   pooling by averaging, ...), its input gradients computed by its own array ``backward`` and recorded as
   one node whose backward applies the op itself, ``forward``, to the incoming tangents.
 
-This module holds the two node types behind the last two helpers and the tensor-level versions of the
-engine's bookkeeping (summing broadcast dimensions, casting).
+This module holds the two node types behind the last two helpers, the tensor-level versions of the
+engine's bookkeeping (summing broadcast dimensions, casting), and ``recompute_grad``: the gradient of an
+op whose backward is a hand-written loop (a recurrence), found by running its forward again on tensor ops
+and differentiating that.
 """
 import numpy as np
 
@@ -302,3 +304,62 @@ def rms_graph(ctx, y, rinv, axes, input_shape):
 
     y_t, rinv_t = ctx.graph_derived((y, rinv), [parent], vjp)
     return y_t, reshape(rinv_t, kept)
+
+
+# --------------------------------------------------------------------------- gradients by recomputation
+class GraphAlias(Function):
+    """The identity as a node of its own: a fresh tensor standing for one input of an op whose gradient is
+    recomputed (see ``recompute_grad``), so the inner gradient stops there and nothing upstream is visited
+    twice."""
+
+    def forward(ctx, a):
+        return a
+
+    def backward(ctx, grad):
+        return grad
+
+    def grad_graph(ctx, grad):
+        return grad
+
+
+def recompute_grad(ctx, values, run, grads):
+    """``grad_graph`` of an op whose backward is too involved to write with tensor ops (a recurrence): the
+    op's forward runs again as ``run(*inputs)`` on differentiable somanet ops and is differentiated with
+    ``create_graph=True``.
+
+    ``values`` holds input ``i``'s array (None for an absent input); inputs on the graph enter ``run`` as
+    tensors of the graph (those that need a gradient through a ``GraphAlias``), the others as constants.
+    ``run`` returns the op's outputs (a tensor or a tuple), ``grads`` their incoming gradients (None for an
+    unused output). Returns one gradient per input.
+    """
+    from .engine import grad as graph_grad
+    from .grad_mode import enable_grad
+
+    inputs, wanted, positions = [], [], []
+    edges = ctx.edges
+    for i, value in enumerate(values):
+        if value is None:
+            inputs.append(None)
+        elif ctx.graph_needs(i):
+            t = GraphAlias.apply(ctx.graph_input(i, value))
+            inputs.append(t)
+            wanted.append(t)
+            positions.append(i)
+        else:
+            # Still a tensor of the graph when it has an edge: the gradient depends on it even where it
+            # asks no gradient for it.
+            inputs.append(ctx.graph_input(i, value) if i < len(edges) and edges[i] is not None else constant(value))
+    results = [None] * len(values)
+    if not wanted:
+        return tuple(results)
+    with enable_grad():
+        outs = run(*inputs)
+    if not isinstance(outs, tuple):
+        outs = (outs,)
+    pairs = [(o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad]
+    if not pairs:
+        return tuple(results)
+    found = graph_grad([o for o, _ in pairs], wanted, [g for _, g in pairs], create_graph=True, allow_unused=True)
+    for i, g in zip(positions, found):
+        results[i] = g
+    return tuple(results)

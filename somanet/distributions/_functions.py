@@ -191,29 +191,6 @@ def _mT(a):
     return array_module(a).swapaxes(a, -1, -2)
 
 
-class Cholesky(Function):
-    """The lower Cholesky factor ``L`` of a symmetric positive-definite ``A = L L^T`` (batched)."""
-
-    def forward(ctx, a):
-        xp = array_module(a)
-        try:
-            low = xp.linalg.cholesky(a)
-        except xp.linalg.LinAlgError:
-            raise ValueError("cholesky: the matrix is not positive definite") from None
-        ctx.save_for_backward(low)
-        return low
-
-    def backward(ctx, grad):
-        # With Phi(M) the lower triangle of M with its diagonal halved, symmetrised:
-        # dA = L^-T Phi(L^T dL) L^-1.
-        (low,) = ctx.saved
-        xp = array_module(low)
-        inv = xp.linalg.inv(low)
-        m = xp.tril(_mT(low) @ grad)
-        m = 0.5 * (m + _mT(xp.tril(m, -1)))
-        return _mT(inv) @ m @ inv
-
-
 class SolveTriangular(Function):
     """``X = A^-1 B`` for a lower (or ``upper``) triangular ``A``; batch dimensions broadcast."""
 
@@ -234,6 +211,17 @@ class SolveTriangular(Function):
         ga = xp.triu(ga) if ctx.upper else xp.tril(ga)
         return ga, gb
 
+    def grad_graph(ctx, grad):
+        from ..ops.index import tril, triu
+        from ..ops.linalg import matmul
+        from ..ops.shape import transpose
+
+        a, out = ctx.saved
+        # The transpose of a lower triangle is an upper one.
+        gb = SolveTriangular.apply(transpose(ctx.graph_input(0, a), -2, -1), grad, upper=not ctx.upper)
+        ga = -matmul(gb, transpose(ctx.graph_output(out), -2, -1))
+        return (triu(ga) if ctx.upper else tril(ga)), gb
+
 
 class Diagonal(Function):
     """The diagonal of the last two dimensions: ``(*, n, n) -> (*, n)``."""
@@ -250,9 +238,8 @@ class Diagonal(Function):
         out[..., idx, idx] = grad
         return out
 
-
-def cholesky(a):
-    return Cholesky.apply(a)
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v: Diagonal.apply(v))
 
 
 def solve_triangular(a, b, upper=False):

@@ -7,27 +7,17 @@ ReLU, LeakyReLU, GELU, SiLU, ELU, SELU, Softplus, Hardtanh, ReLU6, sigmoid and t
 """
 import numpy as np
 
-from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
 from ..random import numpy_rng
-from ._util import INF, normalize_dim, one_element, select
+from ._util import INF, ensure_tensor, normalize_dim, one_element, select
 from .elementwise import _leaky, _sigmoid, log1p_exp_neg_abs, one_where_positive, softplus_values
 
 __all__ = [
     "hardsigmoid", "hardswish", "mish", "logsigmoid", "softsign", "tanhshrink", "softshrink", "hardshrink",
     "threshold", "celu", "prelu", "rrelu", "glu",
 ]
-
-
-def _as_tensor(x, op):
-    if isinstance(x, Tensor):
-        return x
-    try:
-        return Tensor(backend.as_array(x))
-    except TypeError:
-        raise TypeError(f"{op}(): expected a Tensor, got {type(x).__name__}") from None
 
 
 class Hardsigmoid(Function):
@@ -142,11 +132,16 @@ class Softsign(Function):
 
     def forward(ctx, a):
         denom = 1 + array_module(a).abs(a)
-        ctx.save_for_backward(denom)
+        # The input too: the derivative 1 / denom^2 alone does not give the second derivative.
+        ctx.save_for_backward(denom, a)
         return a / denom
 
     def backward(ctx, grad):
-        (denom,) = ctx.saved
+        denom = ctx.saved[0]
+        return grad / (denom * denom)
+
+    def grad_graph(ctx, grad):
+        denom = 1 + ctx.graph_input(0, ctx.saved[1]).abs()
         return grad / (denom * denom)
 
 
@@ -356,7 +351,7 @@ class Glu(Function):
 
 def hardsigmoid(input, inplace=False):
     """``relu6(x + 3) / 6``, elementwise; any shape."""
-    x = _as_tensor(input, "hardsigmoid")
+    x = ensure_tensor(input, "hardsigmoid")
     if x.array.ndim == 0:
         return one_element(hardsigmoid, x)
     return Hardsigmoid.apply(x)
@@ -364,7 +359,7 @@ def hardsigmoid(input, inplace=False):
 
 def hardswish(input, inplace=False):
     """``x * relu6(x + 3) / 6``, elementwise (MobileNetV3); any shape."""
-    x = _as_tensor(input, "hardswish")
+    x = ensure_tensor(input, "hardswish")
     if x.array.ndim == 0:
         return one_element(hardswish, x)
     return Hardswish.apply(x)
@@ -372,7 +367,7 @@ def hardswish(input, inplace=False):
 
 def mish(input, inplace=False):
     """``x * tanh(softplus(x))``, elementwise; any shape."""
-    x = _as_tensor(input, "mish")
+    x = ensure_tensor(input, "mish")
     if x.array.ndim == 0:
         return one_element(mish, x)
     return Mish.apply(x)
@@ -380,7 +375,7 @@ def mish(input, inplace=False):
 
 def logsigmoid(input):
     """``log(sigmoid(x)) = -softplus(-x)``, stable for any x; any shape."""
-    x = _as_tensor(input, "logsigmoid")
+    x = ensure_tensor(input, "logsigmoid")
     if x.array.ndim == 0:
         return one_element(logsigmoid, x)
     return Logsigmoid.apply(x)
@@ -388,19 +383,19 @@ def logsigmoid(input):
 
 def softsign(input):
     """``x / (1 + |x|)``, elementwise; any shape."""
-    return Softsign.apply(_as_tensor(input, "softsign"))
+    return Softsign.apply(ensure_tensor(input, "softsign"))
 
 
 def tanhshrink(input):
     """``x - tanh(x)``, elementwise; any shape."""
-    return Tanhshrink.apply(_as_tensor(input, "tanhshrink"))
+    return Tanhshrink.apply(ensure_tensor(input, "tanhshrink"))
 
 
 def softshrink(input, lambd=0.5):
     """``x - lambd`` above ``lambd``, ``x + lambd`` below ``-lambd``, 0 between; any shape."""
     if lambd < 0:
         raise ValueError(f"softshrink(): lambd must be non-negative, got {lambd}")
-    x = _as_tensor(input, "softshrink")
+    x = ensure_tensor(input, "softshrink")
     if x.array.ndim == 0:
         return one_element(softshrink, x, lambd)
     return Softshrink.apply(x, lambd=lambd)
@@ -408,7 +403,7 @@ def softshrink(input, lambd=0.5):
 
 def hardshrink(input, lambd=0.5):
     """``x`` where ``|x| > lambd``, else 0; any shape."""
-    x = _as_tensor(input, "hardshrink")
+    x = ensure_tensor(input, "hardshrink")
     if x.array.ndim == 0:
         return one_element(hardshrink, x, lambd)
     return Hardshrink.apply(x, lambd=lambd)
@@ -416,14 +411,14 @@ def hardshrink(input, lambd=0.5):
 
 def threshold(input, threshold, value, inplace=False):
     """``x`` where ``x > threshold``, else ``value``; any shape."""
-    return Threshold.apply(_as_tensor(input, "threshold"), threshold=threshold, value=value)
+    return Threshold.apply(ensure_tensor(input, "threshold"), threshold=threshold, value=value)
 
 
 def celu(input, alpha=1.0, inplace=False):
     """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``; any shape."""
     if alpha == 0:
         raise ValueError("celu(): alpha must not be 0 (it divides x)")
-    x = _as_tensor(input, "celu")
+    x = ensure_tensor(input, "celu")
     if x.array.ndim == 0:
         return one_element(celu, x, alpha)
     return Celu.apply(x, alpha=alpha)
@@ -432,8 +427,8 @@ def celu(input, alpha=1.0, inplace=False):
 def prelu(input, weight):
     """Leaky ReLU with a learned slope: ``weight`` of shape ``(1,)`` or ``(C,)`` where ``C`` is dim 1 of
     ``input`` ``(N, C, *)``."""
-    input = _as_tensor(input, "prelu")
-    weight = _as_tensor(weight, "prelu")
+    input = ensure_tensor(input, "prelu")
+    weight = ensure_tensor(weight, "prelu")
     n = weight.array.size
     if weight.array.ndim > 1:
         raise ValueError(f"prelu(): weight must be 1-D or a scalar, got shape {tuple(weight.shape)}")
@@ -450,7 +445,7 @@ def prelu(input, weight):
 def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False, generator=None):
     """Randomized leaky ReLU: negative inputs are scaled by a slope drawn from ``U(lower, upper)`` per
     element in training, by ``(lower + upper) / 2`` in evaluation; any shape."""
-    input = _as_tensor(input, "rrelu")
+    input = ensure_tensor(input, "rrelu")
     if not 0 <= lower <= upper:
         raise ValueError(f"rrelu(): expected 0 <= lower <= upper, got lower={lower}, upper={upper}")
     if input.array.ndim == 0:
@@ -470,7 +465,7 @@ def glu(input, dim=-1):
 
     ``(*, 2K, *) -> (*, K, *)``.
     """
-    input = _as_tensor(input, "glu")
+    input = ensure_tensor(input, "glu")
     if input.ndim == 0:
         raise RuntimeError("glu(): does not support scalars because halving size must be even")
     d = normalize_dim(dim, input.ndim, "glu")

@@ -9,7 +9,7 @@ from ..autograd.function import Function
 from ..autograd.grad_mode import is_grad_enabled
 from ..autograd.tensor import Tensor
 from ..backend import array_module
-from ._util import INF, LOG2_E, as_operand, exp2_, install, one_element, select
+from ._util import INF, LOG2_E, as_operand, exp2_, install, nonzero, one_element, select
 
 __all__ = [
     "add", "sub", "subtract", "mul", "multiply", "div", "divide", "true_divide", "pow", "neg", "negative", "abs",
@@ -368,8 +368,6 @@ def minimum(input, other):
 def where(condition, input=None, other=None):
     """``input`` where ``condition`` holds, else ``other``; with one argument, the nonzero indices."""
     if input is None and other is None:
-        from .index import nonzero
-
         return nonzero(condition, as_tuple=True)
     cond = condition.array if isinstance(condition, Tensor) else array_module(condition).asarray(condition)
     if cond.dtype != np.bool_:
@@ -654,8 +652,10 @@ class Abs(Function):
         return grad * s
 
     def grad_graph(ctx, grad):
+        # sign is a graph op with a zero derivative (and 0 at NaN), so the second derivative is 0 everywhere,
+        # as in PyTorch, and the gradient stays in the graph even when only ``a`` requires grad.
         (a,) = ctx.saved
-        return grad * Tensor(array_module(a).sign(a))
+        return grad * sign(ctx.graph_input(0, a))
 
 
 class Exp(Function):
@@ -892,7 +892,7 @@ class Sigmoid(Function):
 
 def positive_part(a):
     """``max(a, 0)`` as a fresh array. Floats take ``clip(a, 0, inf)``, NumPy's vectorised loop (``maximum``
-    against the scalar 0 is not: 390 against 115 us on a million float32); like PyTorch's relu it keeps
+    against the scalar 0 is not); like PyTorch's relu it keeps
     NaN, and -0.0 as -0.0."""
     xp = array_module(a)
     if a.dtype.kind != "f":
@@ -1030,7 +1030,7 @@ class Clamp(Function):
 
 # --------------------------------------------------------------------------- erf
 # ``erf`` runs SciPy's ``special.erf`` when SciPy is installed (imported on the first call, not with
-# somanet: the import takes about 0.3 s). Without SciPy, float64 takes the NumPy evaluation below, accurate
+# somanet, to keep ``import somanet`` fast). Without SciPy, float64 takes the NumPy evaluation below, accurate
 # to a few units in the last place; float32 keeps a fast formula accurate to about 1.2e-7.
 _special = None
 
@@ -1102,8 +1102,8 @@ def erf_float32(x):
 #   erf^(n)(c) = (2 / sqrt(pi)) (-1)^(n-1) H_(n-1)(c) exp(-c^2), H_(m+1) = 2c H_m - 2m H_(m-1); the
 #   constant term is math.erf(c). Relative to the Gaussian factor the terms shrink like (2 c h)^n / n!, so
 #   degree 12 is below 1e-19 up to c = 6. The table (coefficient-major, so that each Horner step gathers
-#   from one contiguous row) is built on the first call. Measured against mpmath: at most 1 unit in the
-#   last place, as PyTorch's; 60 ms per million elements where SciPy takes 15.
+#   from one contiguous row) is built on the first call. Against mpmath: at most 1 unit in the last
+#   place, as PyTorch's.
 # Each range is computed on its own elements only (boolean masks), NaN is passed through at the end.
 # * z >= 6 (and inf): 1, which erf rounds to in float64 from about 5.92 on.
 _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
@@ -1168,8 +1168,8 @@ _AS_P = 0.3275911
 _AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
-# NumPy's float32 exp2 runs in half the time of its exp (60 against 127 us on 278k elements), and dividing
-# into a scalar in half the time of ``reciprocal`` (30 against 58 us); both are used below.
+# NumPy's float32 exp2 is faster than its exp, and dividing into a scalar faster than ``reciprocal``; both
+# are used below.
 # The polynomial in t = 1 / (1 + p z / sqrt(2)) is rewritten in u = 1 / (r + z), r = sqrt(2) / p (t = r u),
 # which saves the pass that scales z: the coefficients become 0.5 * a_k * r^k (0.5 turns erfc into Phi).
 _AS_R = math.sqrt(2) / _AS_P
@@ -1179,9 +1179,9 @@ _AS_B = tuple(0.5 * a * _AS_R ** (k + 1) for k, a in enumerate(_AS_A))
 def _normal_cdf_f32(x):
     """``(Phi(x), exp(-x^2 / 2))`` for a float32 array, Phi accurate to about 3e-7.
 
-    GELU's erf with 1/sqrt(2) folded into the constants, in place on two buffers: 505 us on 278k elements,
-    where the same formula through exp, reciprocal and a pass scaling |x| took 630. The Gaussian factor
-    comes out too, for backward to reuse.
+    GELU's erf with 1/sqrt(2) folded into the constants, in place on two buffers (fewer passes than the
+    same formula through exp, reciprocal and a pass scaling |x|). The Gaussian factor comes out too, for
+    backward to reuse.
     """
     xp = array_module(x)
     u = xp.abs(x)
@@ -1218,14 +1218,34 @@ class Gelu(Function):
     def forward(ctx, a, approximate="none"):
         ctx.approximate = approximate
         ctx.half = a.dtype == np.float16
-        if ctx.half:
-            return _gelu_values(ctx, a.astype(np.float32)).astype(np.float16)
-        return _gelu_values(ctx, a)
+        out = _gelu_values(ctx, a.astype(np.float32)).astype(np.float16) if ctx.half else _gelu_values(ctx, a)
+        if ctx.saved:
+            # The input as well: create_graph's second derivative needs it, the saved derivative alone not.
+            ctx.saved = (ctx.saved[0], a)
+        return out
 
     def backward(ctx, grad):
         if ctx.half:
             return _gelu_grad(ctx, grad.astype(np.float32)).astype(np.float16)
         return _gelu_grad(ctx, grad)
+
+    def grad_graph(ctx, grad):
+        from .shape import to_dtype
+
+        a = ctx.graph_input(0, ctx.saved[1])
+        if ctx.half:
+            a = to_dtype(a, np.float32)
+        if ctx.approximate == "tanh":
+            # With y = c (a + k a^3) and t = tanh(y): d/da = (1 + t) / 2 + a (1 - t^2) c (1 + 3 k a^2) / 2.
+            a2 = a * a
+            t = tanh(a * (_SQRT_2_OVER_PI + _SQRT_2_OVER_PI * _GELU_K * a2))
+            deriv = 0.5 + 0.5 * t + (0.5 * _SQRT_2_OVER_PI) * a * (1 - t * t) * (1 + 3 * _GELU_K * a2)
+        else:
+            # Phi(a) + a phi(a).
+            deriv = 0.5 + 0.5 * erf(a * _INV_SQRT_2) + _INV_SQRT_2PI * a * exp(-0.5 * (a * a))
+        if ctx.half:
+            deriv = to_dtype(deriv, np.float16)
+        return grad * deriv
 
 
 def _gelu_values(ctx, a):
@@ -1233,8 +1253,8 @@ def _gelu_values(ctx, a):
     xp = array_module(a)
     if ctx.approximate == "tanh":
         # 0.5 (1 + tanh(y)) is sigmoid(2 y), so GELU = a / (1 + 2^(-2 log2(e) y)) with y = c (a + k a^3),
-        # formed as a (c + c k a^2) with every constant times -2 log2(e): exp2 and one division in place
-        # of tanh (100 us on 278k float32) and three passes (exp2: 60 us).
+        # formed as a (c + c k a^2) with every constant times -2 log2(e): exp2 and one division are
+        # cheaper than tanh.
         e = a * a
         e *= -2 * LOG2_E * _SQRT_2_OVER_PI * _GELU_K
         e += -2 * LOG2_E * _SQRT_2_OVER_PI

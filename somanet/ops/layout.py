@@ -8,22 +8,17 @@ import builtins
 
 import numpy as np
 
-from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor, _wrap
 from ..backend import array_module
 from . import shape as S
-from ._util import install, normalize_dim
+from ._util import ensure_tensor, install, normalize_dim
 
 __all__ = [
     "dstack", "column_stack", "row_stack", "tensor_split", "hsplit", "vsplit", "dsplit", "rot90", "select", "take",
     "repeat_interleave", "atleast_1d", "atleast_2d", "atleast_3d", "broadcast_tensors", "broadcast_shapes",
     "scatter_reduce", "index_put", "as_strided",
 ]
-
-
-def _tensor(x):
-    return x if isinstance(x, Tensor) else Tensor(backend.as_array(x))
 
 
 def _seq(tensors):
@@ -34,7 +29,7 @@ def _seq(tensors):
 
 # --------------------------------------------------------------------------- at least n-d
 def _atleast(t, n):
-    t = _tensor(t)
+    t = ensure_tensor(t)
     shape = t.array.shape
     if len(shape) >= n:
         return t
@@ -74,7 +69,7 @@ def column_stack(tensors):
     """Join as columns: 0-d and 1-d tensors become ``(n, 1)`` columns, then everything joins along dim 1."""
     cols = []
     for t in tensors:
-        t = _tensor(t)
+        t = ensure_tensor(t)
         cols.append(S.reshape(t, (-1, 1)) if t.array.ndim < 2 else t)
     return S.cat(cols, 1)
 
@@ -88,7 +83,7 @@ def row_stack(tensors):
 def tensor_split(input, indices_or_sections, dim=0):
     """Split into views along ``dim``: into ``n`` near-equal parts (the first ``size % n`` one longer) for an
     int, or at the given indices for a list or 1-d tensor."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     if x.array.ndim == 0:
         raise RuntimeError("tensor_split(): expected at least a 1-dimensional tensor")
     d = normalize_dim(dim, x.array.ndim, "tensor_split")
@@ -116,7 +111,7 @@ def tensor_split(input, indices_or_sections, dim=0):
 
 def _split_along(name, dim_for):
     def fn(input, indices_or_sections):
-        x = _tensor(input)
+        x = ensure_tensor(input)
         d = dim_for(x.array.ndim)
         if isinstance(indices_or_sections, (builtins.int, np.integer)):
             size = x.array.shape[d]
@@ -157,7 +152,7 @@ dsplit = _split_along("dsplit", _ddim)
 def rot90(input, k=1, dims=(0, 1)):
     """Rotate by 90 degrees ``k`` times in the plane of ``dims`` (from the first toward the second);
     differentiable."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     if len(dims) != 2:
         raise RuntimeError(f"rot90(): expected two dims, got {len(dims)}")
     d0, d1 = (normalize_dim(d, x.array.ndim, "rot90") for d in dims)
@@ -175,7 +170,7 @@ def rot90(input, k=1, dims=(0, 1)):
 
 def select(input, dim, index):
     """The view ``input[..., index, ...]`` at ``dim`` (that dim removed); differentiable."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     d = normalize_dim(dim, x.array.ndim, "select")
     n = x.array.shape[d]
     i = builtins.int(index)
@@ -187,8 +182,8 @@ def select(input, dim, index):
 def take(input, index):
     """Elements of the flattened input at ``index`` (an integer tensor; the result has its shape);
     differentiable."""
-    x = _tensor(input)
-    idx = _tensor(index)
+    x = ensure_tensor(input)
+    idx = ensure_tensor(index)
     n = x.array.size
     a = idx.array
     if a.size and (a.max() >= n or a.min() < -n):
@@ -218,17 +213,20 @@ class RepeatInterleave(Function):
             sums[tuple(key)] = 0
         return sums
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v: RepeatInterleave.apply(v, ctx.repeats, ctx.dim))
+
 
 def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
     """Repeat each element (or each slice along ``dim``) ``repeats`` times (an int, or one count per
     element); ``repeat_interleave(counts)`` alone gives ``[0]*counts[0] + [1]*counts[1] + ...``.
     Differentiable."""
     if repeats is None:
-        counts = _tensor(input).array
+        counts = ensure_tensor(input).array
         if counts.ndim > 1:
             raise RuntimeError("repeat_interleave(): the repeats tensor must be 0-d or 1-d")
         return _wrap(np.repeat(np.arange(counts.size, dtype=np.int64), counts.reshape(-1)), False, None, 0)
-    x = _tensor(input)
+    x = ensure_tensor(input)
     if dim is None:
         x = S.reshape(x, (-1,))
         d = 0
@@ -261,7 +259,7 @@ def broadcast_shapes(*shapes):
 
 def broadcast_tensors(*tensors):
     """The tensors expanded to their common broadcast shape (views); differentiable."""
-    ts = [_tensor(t) for t in _seq(tensors)]
+    ts = [ensure_tensor(t) for t in _seq(tensors)]
     shape = broadcast_shapes(*[t.array.shape for t in ts])
     return tuple(t if t.array.shape == shape else S.broadcast_to(t, shape) for t in ts)
 
@@ -338,15 +336,51 @@ class ScatterReduce(Function):
             g_src[sub] = xp.where(eq_src, share[pos], 0)
         return g_self.astype(grad.dtype, copy=False), None, g_src
 
+    def grad_graph(ctx, grad):
+        # backward's formulas on tensors: every reduction but prod scales the gradient by constant factors.
+        from .elementwise import where
+        from .shape import pad
+
+        a, src, out = ctx.saved
+        pos, hit, reduce = ctx.pos, ctx.hit, ctx.reduce
+        dt = grad.dtype
+        sub = tuple(slice(0, n) for n in ctx.vshape)
+        key = tuple(Tensor(np.asarray(p)) for p in pos)
+        if reduce == "sum":
+            g_self = grad if ctx.include_self else grad * Tensor((~hit).astype(dt))
+            g_src = grad[key]
+        elif reduce == "mean":
+            n = np.maximum(ctx.counts + (1 if ctx.include_self else 0), 1)
+            scale = Tensor((1 / n).astype(dt))
+            g_self = grad * Tensor(np.where(hit, (1 / n) if ctx.include_self else 0, 1).astype(dt))
+            g_src = (grad * scale)[key]
+        elif reduce == "prod":
+            grad_out = grad * ctx.graph_output(out)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                g_self = where(Tensor(hit), grad_out / ctx.graph_input(0, a) if ctx.include_self else 0.0, grad)
+                g_src = grad_out[key] / ctx.graph_input(2, src)[sub]
+        else:
+            winners_self = (a == out) & ctx.include_self
+            eq_src = src[sub] == out[pos]
+            n = winners_self.astype(np.int64)
+            np.add.at(n, pos, eq_src.astype(np.int64))
+            share = 1 / np.maximum(n, 1)
+            g_self = grad * Tensor(np.where(hit, np.where(winners_self, share, 0), 1).astype(dt))
+            g_src = grad[key] * Tensor(np.where(eq_src, share[pos], 0).astype(dt))
+        widths = tuple(w for k in reversed(range(src.ndim)) for w in (0, src.shape[k] - ctx.vshape[k]))
+        if any(widths):
+            g_src = pad(g_src, widths)
+        return g_self, None, g_src
+
 
 def scatter_reduce(input, dim, index, src, reduce, *, include_self=True):
     """``input`` with ``src`` combined into it at ``index`` along ``dim`` by ``reduce`` ('sum', 'prod',
     'mean', 'amax' or 'amin'); ``include_self=False`` leaves the old values of the targets out.
     Differentiable in ``input`` and ``src`` (amax/amin share the gradient among ties)."""
-    x, s = _tensor(input), _tensor(src)
+    x, s = ensure_tensor(input), ensure_tensor(src)
     if reduce not in ("sum", "prod", "mean", "amax", "amin"):
         raise RuntimeError(f"scatter_reduce(): reduce must be one of sum, prod, mean, amax, amin, got {reduce!r}")
-    idx = _tensor(index).array
+    idx = ensure_tensor(index).array
     if idx.dtype != np.int64:
         raise RuntimeError(f"scatter_reduce(): expected an int64 index, got {idx.dtype}")
     d = normalize_dim(dim, builtins.max(x.array.ndim, 1), "scatter_reduce")
@@ -363,13 +397,13 @@ def scatter_reduce(input, dim, index, src, reduce, *, include_self=True):
 
 # --------------------------------------------------------------------------- index_put, put, as_strided
 def _index_key(indices):
-    return tuple(i if isinstance(i, Tensor) or i is None else _tensor(i) for i in indices)
+    return tuple(i if isinstance(i, Tensor) or i is None else ensure_tensor(i) for i in indices)
 
 
 def index_put(input, indices, values, accumulate=False):
     """A copy of ``input`` with ``values`` written (or added, with ``accumulate``) at ``input[indices]``
     (a tuple of index tensors); differentiable."""
-    out = S.clone(_tensor(input))
+    out = S.clone(ensure_tensor(input))
     return _index_put_(out, indices, values, accumulate)
 
 
@@ -404,7 +438,7 @@ def _index_put_(self, indices, values, accumulate=False):
 
 def _put_(self, index, source, accumulate=False):
     """Write ``source`` at the flat positions ``index`` in place (add with ``accumulate``)."""
-    idx = _tensor(index)
+    idx = ensure_tensor(index)
     n = self.array.size
     from .index import _inplace
 
@@ -432,7 +466,7 @@ def _put_(self, index, source, accumulate=False):
 
 def put(input, index, source, accumulate=False):
     """A copy of ``input`` with ``source`` written (or added) at the flat positions ``index``."""
-    return _put_(S.clone(_tensor(input)), index, source, accumulate)
+    return _put_(S.clone(ensure_tensor(input)), index, source, accumulate)
 
 
 class AsStrided(Function):
@@ -457,11 +491,14 @@ class AsStrided(Function):
         xp.add.at(out, xp.asarray(pos.reshape(-1)), grad.reshape(-1))
         return out.reshape(ctx.shape)
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v: AsStrided.apply(v.contiguous(), *ctx.args))
+
 
 def as_strided(input, size, stride, storage_offset=0):
     """A view of a contiguous tensor's elements with the given ``size`` and ``stride`` (in elements)
     starting at ``storage_offset``; differentiable (overlapping elements add their gradients)."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     size = tuple(builtins.int(s) for s in size)
     stride = tuple(builtins.int(s) for s in stride)
     if len(size) != len(stride):
@@ -497,6 +534,9 @@ class Unfold(Function):
             dst[dim] = slice(j, j + (n - 1) * step + 1, step)
             out[tuple(dst)] += grad[..., j]
         return out
+
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v: Unfold.apply(v, *ctx.args))
 
 
 def _unfold_method(self, dimension, size, step):

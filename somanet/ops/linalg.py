@@ -36,20 +36,14 @@ def _swap(x):
 
 
 # Few-row products. OpenBLAS packs both operands of any product above 10^6 multiply-adds, and on few
-# rows the packed path is slow: ``x @ W.T`` with a C-ordered weight (N, K), every linear layer's forward,
-# runs at 25 GFLOP/s on 8 rows, 40 on 16, 60 on 32 and 90 on 128 (K = 784, N = 512, one thread), and
-# ``g @ W``, its input gradient, at 30-60 on 8 rows, where a large square product reaches 104. OpenBLAS's
-# unpacked small-matrix kernels run both at 95-112 GFLOP/s, on products of at most 10^6 multiply-adds
-# (and, for ``x @ W.T``, at most 1200 outputs). So ``few_row_matmul`` computes the output as blocks of
-# ``rb`` columns, each one such small product, all in one ``matmul`` call writing straight into the
-# output's columns. Measured block widths:
-# - ``x @ W.T``: 2.5-4x faster at 8-16 rows, 1.2-1.3x at 128-256. From about 300 rows no block of 4
-#   columns fits 1200 outputs, and the packed product is fast there anyway (95-104). Under 128 input
-#   features the whole product already runs well (82 against 77 at 128 rows).
-# - ``g @ W``: blocks of 32-128 columns, 1.2-3x faster at 8-32 rows. Blocks of 16 ran slower than the
-#   whole product on some shapes (19 against 30 GFLOP/s).
-# With several BLAS threads OpenBLAS threads the whole product but not the blocks, which then win only
-# below 32 rows for ``x @ W.T`` and at 8 rows for ``g @ W``.
+# rows that packed path is slow for ``x @ W.T`` (every linear layer's forward) and ``g @ W`` (its input
+# gradient); its unpacked small-matrix kernels take products of at most 10^6 multiply-adds (and, for
+# ``x @ W.T``, at most 1200 outputs). So ``few_row_matmul`` computes the output as blocks of ``rb``
+# columns, each one such small product, all in one ``matmul`` call writing straight into the output's
+# columns. The limits below are where the blocks stopped paying in measurements (docs/benchmarks.md,
+# "Linear layers by batch size"): ``x @ W.T`` from about 300 rows or under 128 input features, ``g @ W``
+# with blocks under 32 columns; with several BLAS threads OpenBLAS threads the whole product but not the
+# blocks, which then win only below 32 rows for ``x @ W.T`` and at 8 rows for ``g @ W``.
 _SMALL_WORK = 10 ** 6
 _SMALL_OUT = 1200
 _MIN_FEATURES = 128
@@ -332,19 +326,42 @@ class Einsum(Function):
             if not ctx.graph_needs(i):
                 grads.append(None)
                 continue
-            if len(set(term)) != len(term):
-                raise RuntimeError(f"create_graph=True: Einsum's backward is not differentiable in somanet yet for "
-                                   f"a repeated subscript (operand '{term}')")
             others = [t for j, t in enumerate(ctx.terms) if j != i]
             other_ops = [o for j, o in enumerate(ops) if j != i]
             available = set(ctx.output).union(*map(set, others)) if others else set(ctx.output)
             seen = [c for c in term if c in available]
+            if len(set(term)) != len(term):
+                grads.append(_repeated_subscript_grad(ctx, i, term, others, other_ops, available, grad))
+                continue
             g = einsum(",".join([ctx.output] + others) + "->" + "".join(seen), grad, *other_ops)
             # Back to the operand's subscripts: letters summed away in forward come back as broadcast dims.
             shape = ctx.saved[i].shape
             g = reshape(g, tuple(shape[k] if c in seen else 1 for k, c in enumerate(term)))
             grads.append(broadcast_to(g, shape))
         return tuple(grads)
+
+
+def _repeated_subscript_grad(ctx, i, term, others, other_ops, available, grad):
+    """The graph gradient of an einsum operand with a repeated subscript (a diagonal, ``'ii'``): the
+    gradient over its distinct letters, gathered onto the diagonal positions and zero elsewhere."""
+    from .shape import broadcast_to
+
+    seen = []
+    for c in term:
+        if c in available and c not in seen:
+            seen.append(c)
+    g = einsum(",".join([ctx.output] + others) + "->" + "".join(seen), grad, *other_ops)
+    shape = ctx.saved[i].shape
+    grid = np.indices(shape)
+    mask = np.ones(shape, dtype=bool)
+    first = {}
+    for k, c in enumerate(term):
+        if c in first:
+            mask &= grid[k] == grid[first[c]]
+        else:
+            first[c] = k
+    vals = g[tuple(Tensor(grid[first[c]]) for c in seen)] if seen else broadcast_to(g, shape)
+    return vals * Tensor(mask.astype(grad.dtype))
 
 
 def matmul(input, other):

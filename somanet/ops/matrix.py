@@ -20,7 +20,7 @@ from . import elementwise as E
 from . import linalg as L
 from . import reduce as R
 from . import shape as S
-from ._util import install, normalize_dim
+from ._util import ensure_tensor, install, normalize_dim
 
 __all__ = [
     "diag", "diag_embed", "diagonal", "diagflat", "trace", "tril_indices", "triu_indices", "kron", "cross",
@@ -29,10 +29,6 @@ __all__ = [
     "cosine_similarity", "pairwise_distance", "vander", "meshgrid", "cartesian_prod", "combinations", "cov",
     "corrcoef", "cholesky_solve", "cholesky_inverse", "triangular_solve",
 ]
-
-
-def _tensor(x):
-    return x if isinstance(x, Tensor) else Tensor(backend.as_array(x))
 
 
 def _mT(a):
@@ -68,22 +64,29 @@ class Diagonal(Function):
         _diagonal_view(out, *ctx.args)[...] = grad
         return out
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v: Diagonal.apply(v, *ctx.args))
+
 
 class DiagEmbed(Function):
     def forward(ctx, a, offset, dim1, dim2, shape):
         out = array_module(a).zeros(shape, a.dtype)
         _diagonal_view(out, offset, dim1, dim2)[...] = a
         ctx.args = (offset, dim1, dim2)
+        ctx.out_shape = shape
         return out
 
     def backward(ctx, grad):
         return _diagonal_view(grad, *ctx.args).copy()
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v: DiagEmbed.apply(v, *ctx.args, ctx.out_shape))
+
 
 def diagonal(input, offset=0, dim1=0, dim2=1):
     """The diagonal of ``input`` over ``dim1, dim2`` (shifted by ``offset``), as a view appended as the last
     dim; differentiable."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     nd = x.array.ndim
     if nd < 2:
         raise RuntimeError(f"diagonal(): expected a tensor with at least 2 dimensions, got {nd}")
@@ -96,7 +99,7 @@ def diagonal(input, offset=0, dim1=0, dim2=1):
 def diag_embed(input, offset=0, dim1=-2, dim2=-1):
     """Tensors whose diagonals (over ``dim1, dim2`` of the result, shifted by ``offset``) are the last dim
     of ``input``, zeros elsewhere; differentiable."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     nd = x.array.ndim + 1
     d1, d2 = normalize_dim(dim1, nd, "diag_embed"), normalize_dim(dim2, nd, "diag_embed")
     if d1 == d2:
@@ -110,7 +113,7 @@ def diag_embed(input, offset=0, dim1=-2, dim2=-1):
 def diag(input, diagonal=0):  # noqa: A002 - PyTorch's keyword
     """A 1-d input becomes a square matrix with it on diagonal ``diagonal``; a 2-d input gives that
     diagonal as a 1-d tensor. Differentiable."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     if x.array.ndim == 1:
         return diag_embed(x, diagonal, 0, 1)
     if x.array.ndim == 2:
@@ -120,12 +123,12 @@ def diag(input, diagonal=0):  # noqa: A002 - PyTorch's keyword
 
 def diagflat(input, offset=0):
     """``diag`` of the flattened input: a square matrix with it on diagonal ``offset``."""
-    return diag(S.reshape(_tensor(input), (-1,)), offset)
+    return diag(S.reshape(ensure_tensor(input), (-1,)), offset)
 
 
 def trace(input):
     """The sum of the main diagonal of a 2-d tensor (integers sum to int64); differentiable."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     if x.array.ndim != 2:
         raise RuntimeError(f"trace(): expected a matrix, got {x.array.ndim} dimensions")
     return R.sum(Diagonal.apply(x, 0, 0, 1))
@@ -153,7 +156,7 @@ def triu_indices(row, col, offset=0, *, dtype=None, device=None, layout=None):
 # --------------------------------------------------------------------------- products
 def kron(input, other):
     """The Kronecker product (dims aligned from the right); differentiable."""
-    a, b = _tensor(input), _tensor(other)
+    a, b = ensure_tensor(input), ensure_tensor(other)
     nd = builtins.max(a.array.ndim, b.array.ndim)
     sa = (1,) * (nd - a.array.ndim) + a.array.shape
     sb = (1,) * (nd - b.array.ndim) + b.array.shape
@@ -177,10 +180,16 @@ class Cross(Function):
         gb = xp.cross(grad, a, axis=d) if ctx.needs(1) else None
         return ga, gb
 
+    def grad_graph(ctx, grad):
+        a, b = (ctx.graph_input(i, v) for i, v in enumerate(ctx.saved))
+        d = ctx.dim
+        return (Cross.apply(b, grad, dim=d) if ctx.graph_needs(0) else None,
+                Cross.apply(grad, a, dim=d) if ctx.graph_needs(1) else None)
+
 
 def cross(input, other, dim=None):
     """The cross product of 3-vectors along ``dim`` (by default the first dim of size 3); differentiable."""
-    a, b = E._binary_operands(_tensor(input), _tensor(other), "cross")
+    a, b = E._binary_operands(ensure_tensor(input), ensure_tensor(other), "cross")
     shape = np.broadcast_shapes(a.array.shape, b.array.shape)
     if dim is None:
         dim = next((i for i, n in enumerate(shape) if n == 3), None)
@@ -200,7 +209,7 @@ def _addmm_like(input, product, beta, alpha):
         input = amp.lowered_operand(input, product)
     scaled = product if alpha == 1 else E.mul(product, alpha)
     if beta == 0:  # input only contributes its shape (and a zero gradient); its NaN and inf are ignored
-        inp = _tensor(input)
+        inp = ensure_tensor(input)
         return E.add(E.mul(E.where(E.isfinite(inp), inp, 0), 0), scaled)
     return E.add(input if beta == 1 else E.mul(input, beta), scaled)
 
@@ -240,7 +249,7 @@ def vdot(input, other):
 def tensordot(a, b, dims=2):
     """Contract the last ``dims`` dims of ``a`` with the first of ``b`` (or the dim lists ``dims = (da,
     db)``); differentiable."""
-    a, b = _tensor(a), _tensor(b)
+    a, b = ensure_tensor(a), ensure_tensor(b)
     if isinstance(dims, Tensor):
         dims = dims.tolist()
     if isinstance(dims, builtins.int):
@@ -269,7 +278,7 @@ def tensordot(a, b, dims=2):
 
 def inner(input, other):
     """Sum of products over the last dims of both tensors (a product when either is 0-d)."""
-    a, b = _tensor(input), _tensor(other)
+    a, b = ensure_tensor(input), ensure_tensor(other)
     if a.array.ndim == 0 or b.array.ndim == 0:
         return E.mul(a, b)
     return tensordot(a, b, ([-1], [-1]))
@@ -289,7 +298,7 @@ def chain_matmul(*matrices, out=None):
 
 # --------------------------------------------------------------------------- LAPACK-backed ops
 def _float_matrix(x, op):
-    t = _tensor(x)
+    t = ensure_tensor(x)
     if t.array.dtype.kind not in "f":
         raise RuntimeError(f"{op}(): expected a floating point tensor, got {t.array.dtype}")
     if t.array.ndim < 2:
@@ -319,6 +328,10 @@ class Inverse(Function):
         t = _mT(inv)
         return -(t @ grad @ t)
 
+    def grad_graph(ctx, grad):
+        t = S.transpose(ctx.graph_output(ctx.saved[0]), -2, -1)
+        return -L.matmul(L.matmul(t, grad), t)
+
 
 class Det(Function):
     def forward(ctx, a):
@@ -340,6 +353,14 @@ class Det(Function):
             adj_t = (u * prods[..., None, :]) @ vt * sign[..., None, None]
             return grad[..., None, None] * adj_t
 
+    def grad_graph(ctx, grad):
+        a, det_ = ctx.saved
+        if np.any(det_ == 0):
+            raise RuntimeError("create_graph=True: Det's backward is not differentiable in somanet yet for a "
+                               "singular matrix")
+        det_t = ctx.graph_output(det_)
+        return _unsqueeze2(grad * det_t) * _inverse_t(ctx.graph_input(0, a))
+
 
 class SlogDet(Function):
     def forward(ctx, a):
@@ -352,6 +373,11 @@ class SlogDet(Function):
         if grad_log is None:
             return None
         return grad_log[..., None, None] * _mT(array_module(a).linalg.inv(a))
+
+    def grad_graph(ctx, grad_sign, grad_log):
+        if grad_log is None:
+            return (None,)
+        return (_unsqueeze2(grad_log) * _inverse_t(ctx.graph_input(0, ctx.saved[0])),)
 
 
 class LogDet(Function):
@@ -366,6 +392,19 @@ class LogDet(Function):
     def backward(ctx, grad):
         (a,) = ctx.saved
         return grad[..., None, None] * _mT(array_module(a).linalg.inv(a))
+
+    def grad_graph(ctx, grad):
+        return _unsqueeze2(grad) * _inverse_t(ctx.graph_input(0, ctx.saved[0]))
+
+
+def _unsqueeze2(t):
+    """``t[..., None, None]`` on a tensor of the graph."""
+    return S.reshape(t, tuple(t.shape) + (1, 1))
+
+
+def _inverse_t(a):
+    """``inverse(a)^T`` (last two dims) on a tensor of the graph."""
+    return S.transpose(Inverse.apply(a), -2, -1)
 
 
 def inverse(input):
@@ -407,6 +446,20 @@ class Pinverse(Function):
         del at
         return -(xt @ grad @ xt) + left @ gt @ x @ xt + xt @ x @ gt @ right
 
+    def grad_graph(ctx, grad):
+        a, x = ctx.saved
+        m, n = a.shape[-2], a.shape[-1]
+        a, x = ctx.graph_input(0, a), ctx.graph_output(x)
+        mm = L.matmul
+
+        def tr(t):
+            return S.transpose(t, -2, -1)
+
+        xt, gt = tr(x), tr(grad)
+        left = Tensor(np.eye(m, dtype=a.dtype)) - mm(a, x)
+        right = Tensor(np.eye(n, dtype=a.dtype)) - mm(x, a)
+        return -mm(mm(xt, grad), xt) + mm(mm(mm(left, gt), x), xt) + mm(mm(mm(xt, x), gt), right)
+
 
 def pinverse(input, rcond=1e-15):
     """The Moore-Penrose pseudo-inverse (from the SVD; singular values below ``rcond`` times the largest
@@ -438,6 +491,22 @@ class Cholesky(Function):
         s = _mT(linv) @ phi @ linv
         return 0.5 * (s + _mT(s))
 
+    def grad_graph(ctx, grad):
+        from .index import tril
+
+        (low,) = ctx.saved
+        if ctx.upper:  # the output is L^T: its transpose is the factor
+            low = S.transpose(ctx.graph_output(_mT(low)), -2, -1)
+            grad = S.transpose(grad, -2, -1)
+        else:
+            low = ctx.graph_output(low)
+        n = low.shape[-1]
+        half = Tensor(np.where(np.eye(n, dtype=bool), 0.5, 1.0).astype(low.dtype))
+        phi = tril(L.matmul(S.transpose(low, -2, -1), grad)) * half
+        linv = Inverse.apply(low)
+        s = L.matmul(L.matmul(S.transpose(linv, -2, -1), phi), linv)
+        return 0.5 * (s + S.transpose(s, -2, -1))
+
 
 def cholesky(input, upper=False):
     """The Cholesky factor ``L`` (lower; ``upper=True``: ``L^T``) of a symmetric positive-definite matrix
@@ -455,10 +524,13 @@ class _EyeLike(Function):
     def backward(ctx, grad):
         return array_module(grad).zeros_like(grad)
 
+    def grad_graph(ctx, grad):
+        return grad * 0
+
 
 def matrix_power(input, n):
     """``input`` multiplied by itself ``n`` times (the identity for 0, powers of the inverse below 0)."""
-    x = _square(input, "matrix_power") if _tensor(input).array.dtype.kind == "f" else _tensor(input)
+    x = _square(input, "matrix_power") if ensure_tensor(input).array.dtype.kind == "f" else ensure_tensor(input)
     n = builtins.int(n)
     if n == 0:
         return _EyeLike.apply(x)
@@ -507,6 +579,14 @@ class MatrixExp(Function):
         block[..., :n, n:] = grad
         return _expm(block)[..., :n, n:].astype(grad.dtype)
 
+    def grad_graph(ctx, grad):
+        # The same Frechet block, assembled from tensors, through this differentiable op again.
+        a = S.transpose(ctx.graph_input(0, ctx.saved[0]), -2, -1)
+        zero = Tensor(np.zeros(a.shape, a.dtype))
+        block = S.cat([S.cat([a, grad], -1), S.cat([zero, a], -1)], -2)
+        n = a.shape[-1]
+        return MatrixExp.apply(block)[..., :n, n:]
+
 
 def matrix_exp(input):
     """The matrix exponential of a square matrix (or a batch); differentiable."""
@@ -518,7 +598,7 @@ def cholesky_solve(B, L, upper=False):
     ``U^T U`` with ``upper``); differentiable."""
     from ..linalg import solve
 
-    return solve(_gram(_tensor(L), upper), B)
+    return solve(_gram(ensure_tensor(L), upper), B)
 
 
 def _gram(f, upper):
@@ -530,7 +610,7 @@ def _gram(f, upper):
 def cholesky_inverse(L, upper=False):
     """The inverse of ``A`` given its Cholesky factor (``A = L L^T``, or ``U^T U`` with ``upper``);
     differentiable."""
-    return inverse(_gram(_tensor(L), upper))
+    return inverse(_gram(ensure_tensor(L), upper))
 
 
 def triangular_solve(b, A, upper=True, transpose=False, unitriangular=False):
@@ -541,7 +621,7 @@ def triangular_solve(b, A, upper=True, transpose=False, unitriangular=False):
     from ..linalg import solve
     from .index import tril, triu
 
-    a = _tensor(A)
+    a = ensure_tensor(A)
     t = triu(a) if upper else tril(a)
     if unitriangular:
         n = a.array.shape[-1]
@@ -574,12 +654,20 @@ class BlockDiag(Function):
         return tuple(grad[r0:r1, c0:c1].astype(dt, copy=False) if dt.kind == "f" else None
                      for (r0, r1, c0, c1), dt in zip(ctx.spans, ctx.dtypes))
 
+    def grad_graph(ctx, grad):
+        def forward(*blocks):
+            # A block without gradient (an integer one) contributes a zero tangent.
+            return BlockDiag.apply(*(Tensor(np.zeros((r1 - r0, c1 - c0), grad.dtype)) if b is None else b
+                                     for b, (r0, r1, c0, c1) in zip(blocks, ctx.spans)))
+
+        return ctx.graph_linear((grad,), forward)
+
 
 def block_diag(*tensors):
     """A matrix with the given tensors (0-d, 1-d as rows, or 2-d) along its diagonal; differentiable."""
     blocks = []
     for i, t in enumerate(tensors):
-        t = _tensor(t)
+        t = ensure_tensor(t)
         if t.array.ndim > 2:
             raise RuntimeError(f"block_diag(): input {i} has {t.array.ndim} dimensions; expected at most 2")
         blocks.append(S.reshape(t, (1, -1)) if t.array.ndim < 2 else t)
@@ -595,7 +683,7 @@ def meshgrid(*tensors, indexing=None):
     indexing = indexing or "ij"
     if indexing not in ("ij", "xy"):
         raise ValueError(f"meshgrid(): indexing must be 'ij' or 'xy', got {indexing!r}")
-    ts = [_tensor(t) for t in tensors]
+    ts = [ensure_tensor(t) for t in tensors]
     for t in ts:
         if t.array.ndim > 1:
             raise RuntimeError(f"meshgrid(): expected 0-d or 1-d tensors, got {t.array.ndim} dimensions")
@@ -618,14 +706,14 @@ def cartesian_prod(*tensors):
     """Every combination of the elements of the given 1-d tensors, one per row (a 1-d input comes back
     as it is); differentiable."""
     if len(tensors) == 1:
-        return _tensor(tensors[0])
+        return ensure_tensor(tensors[0])
     grids = meshgrid(*tensors, indexing="ij")
     return S.stack([S.reshape(g, (-1,)) for g in grids], 1)
 
 
 def combinations(input, r=2, with_replacement=False):
     """The length-``r`` combinations of the elements of a 1-d tensor, one per row; differentiable."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     if x.array.ndim != 1:
         raise RuntimeError(f"combinations(): expected a 1-d tensor, got {x.array.ndim} dimensions")
     n = x.array.shape[0]
@@ -638,7 +726,7 @@ def combinations(input, r=2, with_replacement=False):
 def vander(x, N=None, increasing=False):
     """The Vandermonde matrix of a 1-d tensor: columns ``x**(N-1), ..., x, 1`` (reversed with
     ``increasing``); differentiable."""
-    t = _tensor(x)
+    t = ensure_tensor(x)
     if t.array.ndim != 1:
         raise RuntimeError(f"vander(): expected a 1-d tensor, got {t.array.ndim} dimensions")
     n = t.array.shape[0] if N is None else builtins.int(N)
@@ -708,11 +796,41 @@ class Cdist(Function):
             term = xp.where(out[..., None] == 0, 0, term)
         return term.sum(-2), -term.sum(-3)
 
+    def grad_graph(ctx, grad):
+        a, b, out = ctx.saved
+        p = ctx.p
+        if p == 0:
+            return grad.sum() * Tensor(np.zeros_like(a)), grad.sum() * Tensor(np.zeros_like(b))
+        ta, tb, tout = ctx.graph_input(0, a), ctx.graph_input(1, b), ctx.graph_output(out)
+
+        def tr(t):
+            return S.transpose(t, -2, -1)
+
+        if p == 2:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                w = E.where(Tensor(out == 0), 0.0, grad / tout)
+            ga = ta * S.unsqueeze(R.sum(w, -1), -1) - L.matmul(w, tb)
+            gb = tb * S.unsqueeze(R.sum(w, -2), -1) - L.matmul(tr(w), ta)
+            return ga, gb
+        diff = S.unsqueeze(ta, -2) - S.unsqueeze(tb, -3)
+        sign = E.sign(diff)  # a zero-derivative graph op, so the gradient stays in the graph as in PyTorch
+        g = S.unsqueeze(grad, -1)
+        if p == 1:
+            term = sign * g
+        elif p == np.inf:
+            hit = np.abs(a[..., :, None, :] - b[..., None, :, :]) == out[..., None]
+            term = sign * Tensor(hit.astype(a.dtype)) * g
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                term = sign * E.abs(diff) ** (p - 1) / S.unsqueeze(tout, -1) ** (p - 1) * g
+            term = E.where(Tensor(out[..., None] == 0), 0.0, term)
+        return R.sum(term, -2), -R.sum(term, -3)
+
 
 def cdist(x1, x2, p=2.0, compute_mode=None):
     """The ``p``-norm distance between each row of ``x1`` (``(*, P, M)``) and each row of ``x2``
     (``(*, R, M)``): ``(*, P, R)``; differentiable (the gradient is 0 where two points coincide)."""
-    a, b = _tensor(x1), _tensor(x2)
+    a, b = ensure_tensor(x1), ensure_tensor(x2)
     if a.array.dtype.kind != "f" or b.array.dtype.kind != "f":
         raise RuntimeError("cdist(): only floating point tensors are supported")
     if a.array.ndim < 2 or b.array.ndim < 2 or a.array.shape[-1] != b.array.shape[-1]:
@@ -734,14 +852,14 @@ def cosine_similarity(x1, x2, dim=1, eps=1e-8):
     """``sum(x1 / |x1| * x2 / |x2|)`` along ``dim`` (inputs broadcast), each norm raised to at least
     ``eps``; differentiable, with PyTorch's gradient (the raise to ``eps`` changes the value only, the
     gradient flows through the norm as it is)."""
-    a, b = _tensor(x1), _tensor(x2)
+    a, b = ensure_tensor(x1), ensure_tensor(x2)
     shape = np.broadcast_shapes(a.array.shape, b.array.shape)
     d = normalize_dim(dim, len(shape), "cosine_similarity")
 
     def unit(t):
         n = R.norm(t, 2, d, True)
         raw = n.array
-        lifted = np.maximum(raw, np.asarray(eps, raw.dtype)) - raw
+        lifted = array_module(raw).maximum(raw, raw.dtype.type(eps)) - raw
         return E.div(t, E.add(n, Tensor(lifted)))
 
     return R.sum(E.mul(unit(a), unit(b)), d)
@@ -759,7 +877,7 @@ def pairwise_distance(x1, x2, p=2.0, eps=1e-6, keepdim=False):
 def cov(input, *, correction=1, fweights=None, aweights=None):
     """The covariance matrix of the variables in the rows of ``input`` (observations in columns), with
     optional integer frequency and float observation weights; differentiable."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     if x.array.ndim > 2:
         raise RuntimeError(f"cov(): expected a tensor with at most 2 dimensions, got {x.array.ndim}")
     if x.array.dtype.kind != "f":
@@ -769,9 +887,9 @@ def cov(input, *, correction=1, fweights=None, aweights=None):
     n = x.array.shape[1]
     w = None
     if fweights is not None:
-        w = _tensor(fweights)
+        w = ensure_tensor(fweights)
     if aweights is not None:
-        w = _tensor(aweights) if w is None else E.mul(w, aweights)
+        w = ensure_tensor(aweights) if w is None else E.mul(w, aweights)
     if w is None:
         mean = R.mean(x, 1, keepdim=True)
         xc = E.sub(x, mean)
@@ -787,10 +905,10 @@ def cov(input, *, correction=1, fweights=None, aweights=None):
         elif aweights is None:
             denom = E.sub(wsum, correction)
         else:
-            denom = E.sub(wsum, E.div(E.mul(R.sum(E.mul(w, _tensor(aweights).to(x.dtype))), correction), wsum))
+            denom = E.sub(wsum, E.div(E.mul(R.sum(E.mul(w, ensure_tensor(aweights).to(x.dtype))), correction), wsum))
         denom = E.clamp(denom, 0, None)
         c = E.div(L.matmul(E.mul(xc, w), S.t(xc)), denom)
-    return S.reshape(c, ()) if _one_variable(_tensor(input)) else c
+    return S.reshape(c, ()) if _one_variable(ensure_tensor(input)) else c
 
 
 def _one_variable(t):

@@ -15,7 +15,7 @@ from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
 from . import elementwise as E
-from ._util import install
+from ._util import ensure_tensor, install
 from .special import digamma, lgamma, polygamma
 
 __all__ = [
@@ -33,13 +33,9 @@ _SQRT_PI_OVER_TWO = math.sqrt(math.pi) / 2.0
 _LN2 = math.log(2.0)
 
 
-def _tensor(x):
-    return x if isinstance(x, Tensor) else Tensor(backend.as_array(x))
-
-
 def _float_tensor(x):
     """``x`` as a floating tensor: integer and bool tensors become the default float dtype."""
-    return E._float_operand(_tensor(x))
+    return E._float_operand(ensure_tensor(x))
 
 
 def _float_pair(a, b, op):
@@ -59,6 +55,13 @@ def _float_pair(a, b, op):
     return a, b
 
 
+def _graph_math():
+    """The array functions the derivative formulas of ``_unary_op`` call, as differentiable tensor ops."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(sqrt=E.sqrt, cos=E.cos, where=E.where, sinh=sinh, cosh=cosh)
+
+
 def _unary_op(name, forward, derivative, doc):
     """A differentiable float unary op: ``forward(xp, a)`` gives the result, ``derivative(xp, a, out)`` the
     elementwise derivative that multiplies the incoming gradient."""
@@ -76,6 +79,12 @@ def _unary_op(name, forward, derivative, doc):
             xp = array_module(grad)
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 return (grad * derivative(xp, a, out)).astype(grad.dtype, copy=False)
+
+        def grad_graph(ctx, grad):
+            # The same derivative formula, on tensors of the graph (``_graph_math`` stands in for ``xp``).
+            a, out = ctx.saved
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                return grad * derivative(_graph_math(), ctx.graph_input(0, a), ctx.graph_output(out))
 
     Op.__name__ = Op.__qualname__ = name.capitalize()
 
@@ -214,6 +223,10 @@ class Erfc(Function):
         xp = array_module(grad)
         return (grad * (-_TWO_OVER_SQRT_PI) * xp.exp(-(a * a))).astype(grad.dtype, copy=False)
 
+    def grad_graph(ctx, grad):
+        a = ctx.graph_input(0, ctx.saved[0])
+        return grad * (E.exp(-(a * a)) * -_TWO_OVER_SQRT_PI)
+
 
 class Erfinv(Function):
     def forward(ctx, a):
@@ -226,6 +239,10 @@ class Erfinv(Function):
         xp = array_module(grad)
         with np.errstate(over="ignore"):
             return (grad * _SQRT_PI_OVER_TWO * xp.exp(out.astype(np.float64) ** 2)).astype(grad.dtype)
+
+    def grad_graph(ctx, grad):
+        out = ctx.graph_output(ctx.saved[0])
+        return grad * (E.exp(out * out) * _SQRT_PI_OVER_TWO)
 
 
 def erfc(input):
@@ -246,10 +263,13 @@ class Frac(Function):
     def backward(ctx, grad):
         return grad
 
+    def grad_graph(ctx, grad):
+        return grad
+
 
 def frac(input):
     """The fractional part ``x - trunc(x)`` (keeps the sign); the gradient passes through unchanged."""
-    return Frac.apply(_tensor(input))
+    return Frac.apply(ensure_tensor(input))
 
 
 def fix(input):
@@ -269,7 +289,7 @@ def absolute(input):
 
 def positive(input):
     """``input`` itself (unary plus); bool tensors are refused, as in PyTorch."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     if x.array.dtype == np.bool_:
         raise TypeError("positive(): the unary + operator does not support bool tensors")
     return x
@@ -277,7 +297,7 @@ def positive(input):
 
 def conj(input):
     """The complex conjugate: for somanet's real tensors, ``input`` itself."""
-    return _tensor(input)
+    return ensure_tensor(input)
 
 
 def angle(input):
@@ -289,7 +309,7 @@ def angle(input):
 
 def real(input):
     """The real part: for somanet's real tensors, ``input`` itself."""
-    return _tensor(input)
+    return ensure_tensor(input)
 
 
 class _Predicate(Function):
@@ -301,24 +321,24 @@ class _Predicate(Function):
 
 def signbit(input):
     """True where the sign bit is set (negative numbers and -0.0); a bool tensor."""
-    return _Predicate.apply(_tensor(input), fn=lambda xp, a: xp.signbit(a))
+    return _Predicate.apply(ensure_tensor(input), fn=lambda xp, a: xp.signbit(a))
 
 
 def isposinf(input):
     """True where an element is +inf; a bool tensor."""
-    return _Predicate.apply(_tensor(input), fn=lambda xp, a: xp.isposinf(a) if a.dtype.kind == "f"
+    return _Predicate.apply(ensure_tensor(input), fn=lambda xp, a: xp.isposinf(a) if a.dtype.kind == "f"
                             else xp.zeros(a.shape, bool))
 
 
 def isneginf(input):
     """True where an element is -inf; a bool tensor."""
-    return _Predicate.apply(_tensor(input), fn=lambda xp, a: xp.isneginf(a) if a.dtype.kind == "f"
+    return _Predicate.apply(ensure_tensor(input), fn=lambda xp, a: xp.isneginf(a) if a.dtype.kind == "f"
                             else xp.zeros(a.shape, bool))
 
 
 def isreal(input):
     """True everywhere for somanet's real tensors (a bool tensor of the input's shape)."""
-    return _Predicate.apply(_tensor(input), fn=lambda xp, a: xp.ones(a.shape, bool))
+    return _Predicate.apply(ensure_tensor(input), fn=lambda xp, a: xp.ones(a.shape, bool))
 
 
 def clamp_min(input, min):  # noqa: A002
@@ -359,6 +379,15 @@ class Logit(Function):
             g = xp.where((a < ctx.eps) | (a > 1 - ctx.eps), 0, g)
         return g.astype(grad.dtype, copy=False)
 
+    def grad_graph(ctx, grad):
+        (a,) = ctx.saved
+        t = ctx.graph_input(0, a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = grad / (t * (1 - t))
+        if ctx.eps is not None:
+            g = E.where(Tensor((a < ctx.eps) | (a > 1 - ctx.eps)), 0.0, g)
+        return g
+
 
 def logit(input, eps=None):
     """``log(p / (1 - p))``; with ``eps``, ``p`` is first clamped to ``[eps, 1 - eps]`` (the gradient is 0
@@ -377,6 +406,11 @@ class Atan2(Function):
         with np.errstate(divide="ignore", invalid="ignore"):
             r = grad / (x * x + y * y)
         return (r * x if ctx.needs(0) else None), (-r * y if ctx.needs(1) else None)
+
+    def grad_graph(ctx, grad):
+        y, x = (ctx.graph_input(i, v) for i, v in enumerate(ctx.saved))
+        r = grad / (x * x + y * y)
+        return (r * x if ctx.graph_needs(0) else None), (-r * y if ctx.graph_needs(1) else None)
 
 
 def atan2(input, other):
@@ -400,6 +434,12 @@ class Hypot(Function):
             r = grad / out
         return (r * a if ctx.needs(0) else None), (r * b if ctx.needs(1) else None)
 
+    def grad_graph(ctx, grad):
+        a, b, out = ctx.saved
+        r = grad / ctx.graph_output(out)
+        return ((r * ctx.graph_input(0, a) if ctx.graph_needs(0) else None),
+                (r * ctx.graph_input(1, b) if ctx.graph_needs(1) else None))
+
 
 def hypot(input, other):
     """``sqrt(input**2 + other**2)`` without overflow in the squares; differentiable."""
@@ -422,6 +462,14 @@ class LogAddExp(Function):
         with np.errstate(invalid="ignore", over="ignore"):
             ga = grad * power(a - out) if ctx.needs(0) else None
             gb = grad * power(b - out) if ctx.needs(1) else None
+        return ga, gb
+
+    def grad_graph(ctx, grad):
+        a, b, out = ctx.saved
+        power = exp2 if ctx.base2 else E.exp
+        out = ctx.graph_output(out)
+        ga = grad * power(ctx.graph_input(0, a) - out) if ctx.graph_needs(0) else None
+        gb = grad * power(ctx.graph_input(1, b) - out) if ctx.graph_needs(1) else None
         return ga, gb
 
 
@@ -456,6 +504,19 @@ class Xlogy(Function):
                 gy = grad * x / y
         return gx, gy
 
+    def grad_graph(ctx, grad):
+        x, y = ctx.saved
+        xt, yt = ctx.graph_input(0, x), ctx.graph_input(1, y)
+        gx = gy = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if ctx.graph_needs(0):
+                g = grad.array
+                zero = ((g == 0) & ~np.isnan(y)) | ((x == 0) & (y <= 0))
+                gx = E.where(Tensor(zero), 0.0, grad * E.log(yt))
+            if ctx.graph_needs(1):
+                gy = grad * xt / yt
+        return gx, gy
+
 
 def xlogy(input, other):
     """``input * log(other)``, 0 where ``input`` is 0 (unless ``other`` is NaN); differentiable."""
@@ -477,6 +538,13 @@ class FMaxMin(Function):
         first = ((a >= b) if ctx.largest else (a <= b)) | xp.isnan(b)
         ga = xp.where(first, grad, 0) if ctx.needs(0) else None
         gb = xp.where(first, 0, grad) if ctx.needs(1) else None
+        return ga, gb
+
+    def grad_graph(ctx, grad):
+        a, b = ctx.saved
+        first = Tensor(((a >= b) if ctx.largest else (a <= b)) | np.isnan(b))
+        ga = E.where(first, grad, 0.0) if ctx.graph_needs(0) else None
+        gb = E.where(first, 0.0, grad) if ctx.graph_needs(1) else None
         return ga, gb
 
 
@@ -505,6 +573,13 @@ class Copysign(Function):
             ga = grad * xp.where(a == 0, 0, out / xp.where(a == 0, 1, a))
         return ga.astype(grad.dtype, copy=False), (xp.zeros_like(grad) if ctx.needs(1) else None)
 
+    def grad_graph(ctx, grad):
+        # The derivative in ``input`` is a piecewise-constant sign ratio: zero second derivative.
+        a, out = ctx.saved
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(a == 0, 0, out / np.where(a == 0, 1, a)).astype(a.dtype, copy=False)
+        return grad * Tensor(ratio), (grad * 0 if ctx.graph_needs(1) else None)
+
 
 def copysign(input, other):
     """``|input|`` with the sign of ``other`` (float result); differentiable in ``input``."""
@@ -527,6 +602,18 @@ class FloatPower(Function):
                 ga = xp.where(b == 0, 0.0, grad * b * xp.power(a, b - 1))
             if ctx.needs(1):
                 gb = xp.where((a == 0) & (b >= 0), 0.0, grad * out * xp.log(a))
+        return ga, gb
+
+    def grad_graph(ctx, grad):
+        a, b, out = ctx.saved
+        at, bt = ctx.graph_input(0, a), ctx.graph_input(1, b)
+        a_arr, b_arr = np.asarray(a), np.asarray(b)
+        ga = gb = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if ctx.graph_needs(0):
+                ga = E.where(Tensor(b_arr == 0), 0.0, grad * bt * at ** (bt - 1))
+            if ctx.graph_needs(1):
+                gb = E.where(Tensor((a_arr == 0) & (b_arr >= 0)), 0.0, grad * ctx.graph_output(out) * E.log(at))
         return ga, gb
 
 
@@ -601,7 +688,7 @@ bitwise_right_shift = _binary("bitwise_right_shift", lambda xp, a, b: xp.right_s
 
 def bitwise_not(input):
     """Elementwise bit NOT of an integer tensor (logical NOT of a bool tensor)."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     if x.array.dtype.kind not in "biu":
         raise TypeError(f"bitwise_not(): not implemented for dtype {x.array.dtype}")
     return _Predicate.apply(x, fn=lambda xp, a: xp.invert(a))
@@ -612,14 +699,14 @@ greater, less, greater_equal, less_equal, not_equal = E.gt, E.lt, E.ge, E.le, E.
 
 def equal(input, other):
     """True if both tensors have the same shape and the same elements (a Python bool)."""
-    a, b = _tensor(input).array, _tensor(other).array
+    a, b = ensure_tensor(input).array, ensure_tensor(other).array
     return a.shape == b.shape and bool(array_module(a, b).array_equal(a, b))
 
 
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     """True where ``|input - other| <= atol + rtol * |other|`` (a bool tensor); infinities match
     themselves."""
-    a, b = _tensor(input), _tensor(other)
+    a, b = ensure_tensor(input), ensure_tensor(other)
     if a.array.dtype != b.array.dtype:
         raise RuntimeError(f"isclose(): {a.array.dtype} did not match {b.array.dtype}")
     if a.array.dtype.kind in "biu":

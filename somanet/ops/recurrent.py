@@ -26,12 +26,21 @@ spares the attribute lookup on the array module in every step.
 Shapes: ``T`` steps, ``B`` batch, ``I`` input features, ``H`` hidden size, ``P`` output (projection)
 size (``P == H`` without projection), ``N`` rows of a packed sequence.
 """
+from functools import partial
+
 from .. import backend
 from ..autograd.function import Function
+from ..autograd.higher_order import recompute_grad
 from ..autograd.grad_mode import is_grad_enabled, set_grad_enabled
 from ..backend import array_module
+from ..kernels.blas import SMALL_GEMM
 
 __all__ = ["rnn_sequence", "lstm_sequence", "gru_sequence", "rnn_cell", "lstm_cell", "gru_cell"]
+
+# The positional inputs of each sequence Function, in ``apply`` order; a cell step takes a prefix of them.
+RNN_INPUTS = ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "emb")
+LSTM_INPUTS = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr", "emb")
+GRU_INPUTS = ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "emb")
 
 
 # --------------------------------------------------------------------------- sequence layout
@@ -162,7 +171,6 @@ class _Layout:
 # of the GEMM. Cut into row blocks under the limit and run as one stacked matmul, each block takes the
 # unpacked path (measured 184 -> 150 us per step for that shape, one thread); every output element is
 # still one dot product over the full K, so the result does not depend on the blocking.
-_SMALL_GEMM = 1_000_000
 _MIN_BLOCK_ROWS = 8
 _THREADED_GEMM = 1 << 20
 
@@ -179,7 +187,7 @@ def _row_blocks(w, cols):
     if M * K * cols >= _THREADED_GEMM and backend.blas_threads() > 1:
         return w.reshape(1, M, K)
     for n in range(1, M // _MIN_BLOCK_ROWS + 1):
-        if M % n == 0 and (M // n) * K * cols <= _SMALL_GEMM:
+        if M % n == 0 and (M // n) * K * cols <= SMALL_GEMM:
             return w.reshape(n, M // n, K)
     return w.reshape(1, M, K)
 
@@ -279,11 +287,6 @@ def _shape_out(rows, x, layout):
     return rows if layout.packed else rows.reshape(layout.T, layout.B, rows.shape[-1])
 
 
-def _needs(ctx, i):
-    edges = getattr(ctx, "edges", None)
-    return edges is not None and edges[i] is not None
-
-
 def _grad_rows(grad, layout):
     if grad is None:
         return None
@@ -336,8 +339,9 @@ def _token_sums(parts, tokens, vocab, xp):
     return [xp.matmul(dz, onehot) for dz in parts]
 
 
-def _input_grads(ctx, parts, x_saved, w_ih, w_ih_index, emb, emb_index):
-    """``(dx, dW_ih, d_emb)`` from the pre-activation gradients of every step.
+def _input_grads(ctx, parts, x_saved, w_ih, emb, inputs):
+    """``(dx, dW_ih, d_emb)`` from the pre-activation gradients of every step; ``inputs`` names the
+    Function's inputs (``RNN_INPUTS``, ...), to ask which of them need a gradient.
 
     ``parts`` pairs row slices of ``w_ih`` with their (G_p, N) gradients (one part for RNN/LSTM, the
     r,z and n rows for GRU). Dense input: ``dx = dz^T @ w_ih`` and ``dW_ih = dz @ x``, one GEMM each.
@@ -345,11 +349,11 @@ def _input_grads(ctx, parts, x_saved, w_ih, w_ih_index, emb, emb_index):
     ``d_emb = D^T @ w_ih`` are tiny GEMMs.
     """
     xp = array_module(w_ih)
-    need_w = _needs(ctx, w_ih_index)
+    need_w = ctx.needs(inputs.index("w_ih"))
     dw_ih = xp.empty_like(w_ih) if need_w else None
     if emb is None:
         dx = None
-        if _needs(ctx, 0):
+        if ctx.needs(inputs.index("x")):
             for rows, dz in parts:
                 term = xp.matmul(dz.T, w_ih[rows])
                 dx = term if dx is None else dx + term
@@ -363,7 +367,7 @@ def _input_grads(ctx, parts, x_saved, w_ih, w_ih_index, emb, emb_index):
     for (rows, _), D in zip(parts, sums):
         if need_w:
             xp.matmul(D, emb, out=dw_ih[rows])
-        if _needs(ctx, emb_index):
+        if ctx.needs(inputs.index("emb")):
             term = xp.matmul(D.T, w_ih[rows])
             d_emb = term if d_emb is None else d_emb + term
     if d_emb is not None and ctx.padding_idx is not None:
@@ -412,6 +416,7 @@ class RNNSequence(_BatchBlocks, Function):
         ctx.save_for_backward(x_saved, hs, prev, w_ih, w_hh, emb)
         ctx.lay, ctx.relu, ctx.x_shape, ctx.has_bias = lay, relu, x.shape, b_ih is not None
         ctx.padding_idx = padding_idx
+        ctx.unsaved = (h0, b_ih, b_hh)  # small arrays only create_graph's re-run reads
         return _shape_out(out, x, lay), h_n
 
     def backward(ctx, grad_out, grad_hn):
@@ -447,10 +452,21 @@ class RNNSequence(_BatchBlocks, Function):
             multiply(d, deriv[t][:, :b], out=dzt)
             matmul(w_blk, dzt, out=d_blk[:, :, :b])
             dz[:, lo:lo + b] = dzt
-        dx, dw_ih, d_emb = _input_grads(ctx, [(slice(None), dz)], x_saved, w_ih, 2, emb, 6)
-        dw_hh = dz @ prev if _needs(ctx, 3) else None
+        dx, dw_ih, d_emb = _input_grads(ctx, [(slice(None), dz)], x_saved, w_ih, emb, RNN_INPUTS)
+        dw_hh = dz @ prev if ctx.needs(RNN_INPUTS.index("w_hh")) else None
         db = dz.sum(1) if ctx.has_bias else None
         return dx, xp.ascontiguousarray(dh.T), dw_ih, dw_hh, db, db, d_emb
+
+    def grad_graph(ctx, grad_out, grad_hn):
+        return recompute_grad(ctx, ctx.input_values(), partial(_rerun_rnn, _rerun_params(ctx)), (grad_out, grad_hn))
+
+    def input_values(ctx):
+        """The arrays of the inputs (``RNN_INPUTS``) for create_graph's re-run."""
+        if ctx.n_blocks:
+            return ctx.saved[:len(RNN_INPUTS)]
+        x_saved, _, _, w_ih, w_hh, emb = ctx.saved
+        h0, b_ih, b_hh = ctx.unsaved
+        return x_saved.reshape(ctx.x_shape), h0, w_ih, w_hh, b_ih, b_hh, emb
 
 
 # --------------------------------------------------------------------------- LSTM
@@ -561,6 +577,7 @@ class LSTMSequence(_BatchBlocks, Function):
         c_n = lay.final_state(cs, H, dtype, xp)
         ctx.save_for_backward(x_saved, gates, cs, tanh_c, hprev, w_ih, w_hh, cell_out, w_hr, emb)
         ctx.lay, ctx.x_shape, ctx.has_bias, ctx.padding_idx = lay, x.shape, b_ih is not None, padding_idx
+        ctx.unsaved = (h0, c0, b_ih, b_hh)  # small arrays only create_graph's re-run reads
         return _shape_out(out, x, lay), h_n, c_n
 
     def backward(ctx, grad_out, grad_hn, grad_cn):
@@ -636,11 +653,23 @@ class LSTMSequence(_BatchBlocks, Function):
                 dct *= f[t][:, :b]
             matmul(w_blk, dzt, out=d_out)
             dz[:, lo:hi] = dzt
-        dx, dw_ih, d_emb = _input_grads(ctx, [(slice(None), dz)], x_saved, w_ih, 3, emb, 8)
-        dw_hh = dz @ hprev if _needs(ctx, 4) else None
+        dx, dw_ih, d_emb = _input_grads(ctx, [(slice(None), dz)], x_saved, w_ih, emb, LSTM_INPUTS)
+        dw_hh = dz @ hprev if ctx.needs(LSTM_INPUTS.index("w_hh")) else None
         db = dz.sum(1) if ctx.has_bias else None
         dw_hr = dh_cols @ cell_out.T if w_hr is not None else None
         return dx, xp.ascontiguousarray(dh.T), xp.ascontiguousarray(dc.T), dw_ih, dw_hh, db, db, dw_hr, d_emb
+
+    def grad_graph(ctx, grad_out, grad_hn, grad_cn):
+        return recompute_grad(ctx, ctx.input_values(), partial(_rerun_lstm, _rerun_params(ctx)),
+                              (grad_out, grad_hn, grad_cn))
+
+    def input_values(ctx):
+        """The arrays of the inputs (``LSTM_INPUTS``) for create_graph's re-run."""
+        if ctx.n_blocks:
+            return ctx.saved[:len(LSTM_INPUTS)]
+        x_saved, w_ih, w_hh, w_hr, emb = (ctx.saved[k] for k in (0, 5, 6, 8, 9))
+        h0, c0, b_ih, b_hh = ctx.unsaved
+        return x_saved.reshape(ctx.x_shape), h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, emb
 
 
 # --------------------------------------------------------------------------- GRU
@@ -710,6 +739,7 @@ class GRUSequence(_BatchBlocks, Function):
         h_n = lay.final_state(hs, H, dtype, xp)
         ctx.save_for_backward(x_saved, act, hn_part, hs, hprev, w_ih, w_hh, emb)
         ctx.lay, ctx.x_shape, ctx.has_bias, ctx.padding_idx = lay, x.shape, b_ih is not None, padding_idx
+        ctx.unsaved = (h0, b_ih, b_hh)  # small arrays only create_graph's re-run reads
         return _shape_out(out, x, lay), h_n
 
     def backward(ctx, grad_out, grad_hn):
@@ -760,14 +790,163 @@ class GRUSequence(_BatchBlocks, Function):
             dzh[:, lo:hi] = dzt
             d += tmp[:, :b]
         dx, dw_ih, d_emb = _input_grads(ctx, [(slice(0, 2 * H), dzh[:2 * H]), (slice(2 * H, 3 * H), dn_in)], x_saved,
-                                        w_ih, 2, emb, 6)
-        dw_hh = dzh @ hprev if _needs(ctx, 3) else None
+                                        w_ih, emb, GRU_INPUTS)
+        dw_hh = dzh @ hprev if ctx.needs(GRU_INPUTS.index("w_hh")) else None
         db_ih = db_hh = None
         if ctx.has_bias:
             db_hh = dzh.sum(1)
             db_ih = db_hh.copy()
             db_ih[2 * H:] = dn_in.sum(1)
         return dx, xp.ascontiguousarray(dh.T), dw_ih, dw_hh, db_ih, db_hh, d_emb
+
+    def grad_graph(ctx, grad_out, grad_hn):
+        return recompute_grad(ctx, ctx.input_values(), partial(_rerun_gru, _rerun_params(ctx)), (grad_out, grad_hn))
+
+    def input_values(ctx):
+        """The arrays of the inputs (``GRU_INPUTS``) for create_graph's re-run."""
+        if ctx.n_blocks:
+            return ctx.saved[:len(GRU_INPUTS)]
+        x_saved, w_ih, w_hh, emb = (ctx.saved[k] for k in (0, 5, 6, 7))
+        h0, b_ih, b_hh = ctx.unsaved
+        return x_saved.reshape(ctx.x_shape), h0, w_ih, w_hh, b_ih, b_hh, emb
+
+
+# --------------------------------------------------------------------------- create_graph=True: the re-run
+# Backward with create_graph=True needs a gradient built from differentiable ops. The hand-written
+# backward-through-time above works on raw buffers, so the layer's forward is re-run instead, step by step on
+# tensor ops (matmul, sigmoid, tanh, slices), and that re-run is differentiated (``recompute_grad``). It is
+# slower than the fused Functions, which ordinary training keeps using untouched.
+def _rerun_params(ctx):
+    """``(nonlinearity, batch_sizes, reverse, padding_idx)`` of a sequence call (a blocked one keeps them on
+    its blocks' contexts)."""
+    ref = ctx.saved[-1] if ctx.n_blocks else ctx
+    lay = ref.lay
+    relu = getattr(ref, "relu", False)
+    return "relu" if relu else "tanh", (lay.bs if lay.packed else None), lay.reverse, ref.padding_idx
+
+
+def _rerun_layer(x, init, widths, w_ih, b_in, emb, params, step):
+    """One layer-direction on tensor ops: ``(output, *final states)``.
+
+    ``x`` (T, B, I), packed (N, I), or int symbols with ``emb``; ``init`` the initial state tensors (None
+    for zeros) of widths ``widths``; ``b_in`` the bias added to the input projection (or None);
+    ``step(gx_t, states) -> states`` one step, its first state being the step's output.
+    """
+    from .embedding import embedding
+    from .linalg import matmul
+    from .shape import cat, stack, t as transpose2d
+
+    _, batch_sizes, reverse, padding_idx = params
+    if emb is not None:
+        x = embedding(x, emb, padding_idx=padding_idx)
+    gx = matmul(x, transpose2d(w_ih))
+    if b_in is not None:
+        gx = gx + b_in
+    if batch_sizes is None:
+        T, B = x.shape[0], x.shape[1]
+        bs, offs = [B] * T, None
+    else:
+        bs = [int(b) for b in batch_sizes]
+        T, B = len(bs), bs[0]
+        offs = [0] * T
+        for k in range(1, T):
+            offs[k] = offs[k - 1] + bs[k - 1]
+    dtype = w_ih.dtype
+    init = tuple(_zeros((B, w), dtype) if s is None else s for s, w in zip(init, widths))
+    outs, states, done = [None] * T, None, []
+    for k in (range(T - 1, -1, -1) if reverse else range(T)):
+        b = bs[k]
+        if states is None:
+            prev = tuple(s if s.shape[0] == b else s[:b] for s in init)
+        elif states[0].shape[0] > b:
+            # Packed, forward: the sequences past ``b`` ended at the previous step with these states.
+            done.append(tuple(s[b:] for s in states))
+            prev = tuple(s[:b] for s in states)
+        elif states[0].shape[0] < b:
+            # Packed, reverse: the sequences past the previous width begin here, from their initial state.
+            n = states[0].shape[0]
+            prev = tuple(cat([s, s0[n:b]], 0) for s, s0 in zip(states, init))
+        else:
+            prev = states
+        states = step(gx[k] if offs is None else gx[offs[k]:offs[k] + b], prev)
+        outs[k] = states[0]
+    done.append(states)
+    finals = tuple(cat([d[j] for d in reversed(done)], 0) if len(done) > 1 else states[j] for j in range(len(states)))
+    return (stack(outs, 0) if offs is None else cat(outs, 0),) + finals
+
+
+def _zeros(shape, dtype):
+    from ..autograd.higher_order import zeros
+
+    return zeros(shape, dtype)
+
+
+def _rerun_rnn(params, x, h0, w_ih, w_hh, b_ih, b_hh, emb=None):
+    """``RNNSequence`` on tensor ops: ``(output, h_n)``."""
+    from .elementwise import relu, tanh
+    from .linalg import matmul
+    from .shape import t as transpose2d
+
+    act = relu if params[0] == "relu" else tanh
+    w_hh_t = transpose2d(w_hh)
+
+    def step(g, states):
+        return (act(g + matmul(states[0], w_hh_t)),)
+
+    b_in = None if b_ih is None else b_ih + b_hh
+    return _rerun_layer(x, (h0,), (w_hh.shape[1],), w_ih, b_in, emb, params, step)
+
+
+def _rerun_lstm(params, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None, emb=None):
+    """``LSTMSequence`` on tensor ops: ``(output, h_n, c_n)``."""
+    from .elementwise import sigmoid, tanh
+    from .linalg import matmul
+    from .shape import split, t as transpose2d
+
+    H = w_hh.shape[0] // 4
+    w_hh_t = transpose2d(w_hh)
+    w_hr_t = None if w_hr is None else transpose2d(w_hr)
+
+    def step(g, states):
+        h, c = states
+        i, f, gg, o = split(g + matmul(h, w_hh_t), H, 1)
+        c = sigmoid(f) * c + sigmoid(i) * tanh(gg)
+        h = sigmoid(o) * tanh(c)
+        return (h if w_hr_t is None else matmul(h, w_hr_t), c)
+
+    b_in = None if b_ih is None else b_ih + b_hh
+    return _rerun_layer(x, (h0, c0), (w_hh.shape[1], H), w_ih, b_in, emb, params, step)
+
+
+def _rerun_gru(params, x, h0, w_ih, w_hh, b_ih, b_hh, emb=None):
+    """``GRUSequence`` on tensor ops: ``(output, h_n)``."""
+    from .elementwise import sigmoid, tanh
+    from .linalg import matmul
+    from .shape import split, t as transpose2d
+
+    H = w_hh.shape[1]
+    w_hh_t = transpose2d(w_hh)
+
+    def step(g, states):
+        h = states[0]
+        gh = matmul(h, w_hh_t)
+        if b_hh is not None:
+            gh = gh + b_hh
+        r_x, z_x, n_x = split(g, H, 1)
+        r_h, z_h, n_h = split(gh, H, 1)
+        r = sigmoid(r_x + r_h)
+        z = sigmoid(z_x + z_h)
+        n = tanh(n_x + r * n_h)
+        return (n + z * (h - n),)
+
+    return _rerun_layer(x, (h0,), (H,), w_ih, b_ih, emb, params, step)
+
+
+def _rerun_cell(rerun, params, x, *rest):
+    """A cell step (``x`` (B, I)) as a one-step sequence re-run: its final states."""
+    from .shape import unsqueeze
+
+    return rerun(params, unsqueeze(x, 0), *rest)[1:]
 
 
 # --------------------------------------------------------------------------- cells: one step
@@ -784,6 +963,10 @@ class RNNCellStep(RNNSequence):
     def backward(ctx, grad):
         return RNNSequence.backward(ctx, None, grad)[:6]
 
+    def grad_graph(ctx, grad):
+        run = partial(_rerun_cell, _rerun_rnn, _rerun_params(ctx))
+        return recompute_grad(ctx, ctx.input_values()[:6], run, (grad,))
+
 
 class LSTMCellStep(LSTMSequence):
     """One LSTM step: ``x`` (B, I), ``h`` (B, H), ``c`` (B, H) -> ``(h', c')``."""
@@ -798,6 +981,10 @@ class LSTMCellStep(LSTMSequence):
     def backward(ctx, grad_h, grad_c):
         return LSTMSequence.backward(ctx, None, grad_h, grad_c)[:7]
 
+    def grad_graph(ctx, grad_h, grad_c):
+        return recompute_grad(ctx, ctx.input_values()[:7], partial(_rerun_cell, _rerun_lstm, _rerun_params(ctx)),
+                              (grad_h, grad_c))
+
 
 class GRUCellStep(GRUSequence):
     """One GRU step: ``x`` (B, I), ``h`` (B, H) -> ``h'`` (B, H)."""
@@ -811,6 +998,10 @@ class GRUCellStep(GRUSequence):
 
     def backward(ctx, grad):
         return GRUSequence.backward(ctx, None, grad)[:6]
+
+    def grad_graph(ctx, grad):
+        run = partial(_rerun_cell, _rerun_gru, _rerun_params(ctx))
+        return recompute_grad(ctx, ctx.input_values()[:6], run, (grad,))
 
 
 # --------------------------------------------------------------------------- functional wrappers
@@ -877,6 +1068,7 @@ class PackRows(Function):
 
     def forward(ctx, padded, time_idx, batch_idx, batch_first=False):
         ctx.shape, ctx.dtype = padded.shape, padded.dtype
+        ctx.time_batch, ctx.batch_first = (time_idx, batch_idx), batch_first
         ctx.index = (batch_idx, time_idx) if batch_first else (time_idx, batch_idx)
         return padded[ctx.index]
 
@@ -886,12 +1078,16 @@ class PackRows(Function):
         out[ctx.index] = grad
         return out, None, None
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v, *_: PackRows.apply(v, *ctx.time_batch, batch_first=ctx.batch_first))
+
 
 class UnpackRows(Function):
     """Scatter packed rows (N, *) into a padded batch filled with ``padding_value``; the inverse of ``PackRows``."""
 
     def forward(ctx, data, time_idx, batch_idx, shape=None, padding_value=0.0, batch_first=False):
         xp = array_module(data)
+        ctx.time_batch, ctx.shape, ctx.batch_first = (time_idx, batch_idx), shape, batch_first
         ctx.index = (batch_idx, time_idx) if batch_first else (time_idx, batch_idx)
         out = xp.full(shape, padding_value, data.dtype)
         out[ctx.index] = data
@@ -899,6 +1095,11 @@ class UnpackRows(Function):
 
     def backward(ctx, grad):
         return grad[ctx.index], None, None
+
+    def grad_graph(ctx, grad):
+        # The padding is a constant: the op's linear part scatters into zeros.
+        return ctx.graph_linear((grad,), lambda v, *_: UnpackRows.apply(v, *ctx.time_batch, shape=ctx.shape,
+                                                                        batch_first=ctx.batch_first))
 
 
 class PadStack(Function):
@@ -921,12 +1122,17 @@ class PadStack(Function):
             else:
                 out[lo:lo + n, b] = s
         ctx.spans, ctx.batch_first = spans, batch_first
+        ctx.left = left
         return out
 
     def backward(ctx, grad):
         if ctx.batch_first:
             return tuple(grad[b, lo:hi] for b, (lo, hi) in enumerate(ctx.spans))
         return tuple(grad[lo:hi, b] for b, (lo, hi) in enumerate(ctx.spans))
+
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda *seqs: PadStack.apply(*seqs, batch_first=ctx.batch_first,
+                                                                       left=ctx.left))
 
 
 class SplitPadded(Function):
@@ -948,6 +1154,9 @@ class SplitPadded(Function):
                 else:
                     out[:n, b] = g
         return out
+
+    def grad_graph(ctx, *grads):
+        return ctx.graph_linear(grads, lambda v: SplitPadded.apply(v, lengths=ctx.lengths, batch_first=ctx.batch_first))
 
 
 # --------------------------------------------------------------------------- hidden-state plumbing
@@ -973,6 +1182,9 @@ class SplitStates(Function):
             out = unsorted
         return out
 
+    def grad_graph(ctx, *grads):
+        return ctx.graph_linear(grads, lambda v: SplitStates.apply(v, order=ctx.order))
+
 
 class StackStates(Function):
     """Stack final states (B, H) of every layer-direction into (L*D, B, H), batch reordered by ``order``."""
@@ -991,3 +1203,6 @@ class StackStates(Function):
             back[:, ctx.order] = grad
             grad = back
         return tuple(grad[k] for k in range(grad.shape[0]))
+
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda *states: StackStates.apply(*states, order=ctx.order))

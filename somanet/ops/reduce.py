@@ -110,12 +110,30 @@ class Prod(Function):
         from ..autograd.higher_order import keep_all, unreduce
 
         (a,) = ctx.saved
-        if not array_module(a).all(a != 0):
-            raise RuntimeError("create_graph=True: Prod's backward is not differentiable in somanet yet for an "
-                               "input that contains zeros")
         ta = ctx.graph_input(0, a)
+        if a.size and not array_module(a).all(a != 0):
+            return unreduce(grad, a.shape, ctx.dims, ctx.keepdim) * _product_of_others(ta, ctx.dims)
         total = prod(ta, ctx.dims, keepdim=True) if ctx.dims is not None else keep_all(prod(ta), a.ndim)
         return unreduce(grad, a.shape, ctx.dims, ctx.keepdim) * total / ta
+
+
+def _product_of_others(ta, dims):
+    """For each element of the tensor ``ta``, the product of the other elements of its reduced group
+    (``dims``; None: all), from exclusive cumulative products as ``Prod.backward`` does, on graph ops."""
+    from .shape import cat, flip, permute, reshape
+
+    a = ta.array
+    dims = tuple(range(a.ndim)) if dims is None else dims
+    rest = [d for d in range(a.ndim) if d not in dims]
+    order = rest + list(dims)
+    moved = permute(ta, order)
+    lead = tuple(moved.shape[:len(rest)])
+    flat = reshape(moved, lead + (-1,))
+    ones = Tensor(np.ones(lead + (1,), dtype=a.dtype))
+    left = cumprod(cat([ones, flat[..., :-1]], -1), -1)
+    right = flip(cumprod(cat([ones, flip(flat, (-1,))[..., :-1]], -1), -1), (-1,))
+    others = reshape(left * right, tuple(moved.shape))
+    return permute(others, sorted(range(len(order)), key=order.__getitem__))
 
 
 def sum(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=False):  # noqa: A001
@@ -460,8 +478,7 @@ class LogSumExp(Function):
 
 def sums_along(a, dim):
     """``a.sum(axis=dim, keepdims=True)``; along the last axis of a C-contiguous float32/float64 array as one
-    BLAS matrix-vector product, since NumPy's reduction pays a loop start per row (softmax over 64 keys:
-    109 -> 17 us on 262K elements)."""
+    BLAS matrix-vector product, since NumPy's reduction pays a loop start per row."""
     xp = array_module(a)
     if dim not in (-1, a.ndim - 1) or a.size == 0 or not a.flags.c_contiguous or a.dtype not in _BLAS_DTYPES:
         return xp.sum(a, axis=dim, keepdims=True)
@@ -641,12 +658,24 @@ class CumProd(Function):
 
     def grad_graph(ctx, grad):
         a, out = ctx.saved
-        if not array_module(a).all(a != 0):
-            raise RuntimeError("create_graph=True: CumProd's backward is not differentiable in somanet yet for "
-                               "an input that contains zeros")
-        from .shape import flip
+        from .elementwise import where
+        from .shape import flip, movedim, stack
 
         d = ctx.dim
+        if a.shape[d] > 1 and not array_module(a).all(a != 0):
+            # As in backward: sum_{j >= i} g_j prod_{k <= j, k != i} a_k, one position i at a time.
+            moved = movedim(ctx.graph_input(0, a), d, -1)
+            gmoved = movedim(grad, d, -1)
+            n = moved.shape[-1]
+            parts = []
+            for i in range(n):
+                at_i = np.zeros(moved.shape, bool)
+                at_i[..., i] = True
+                prods = cumprod(where(Tensor(at_i), 1.0, moved), -1)
+                parts.append(sum((gmoved * prods)[..., i:], -1))
+            return movedim(stack(parts, -1), -1, d)
+        if a.shape[d] <= 1:
+            return grad
         return flip(cumsum(flip(grad * ctx.graph_output(out), d), d), d) / ctx.graph_input(0, a)
 
 

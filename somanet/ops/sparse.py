@@ -18,7 +18,7 @@ from ..autograd.tensor import Tensor, _wrap
 from ..backend import array_module
 from . import linalg as _L
 from . import shape as S
-from ._util import install
+from ._util import ensure_tensor, install
 
 __all__ = ["sparse_coo_tensor", "spmm", "mm", "matmul", "SparseTensor", "strided", "sparse_coo", "layout"]
 
@@ -42,10 +42,6 @@ def _layout_named(name):
 
 strided = layout("strided")
 sparse_coo = layout("sparse_coo")
-
-
-def _tensor(x):
-    return x if isinstance(x, Tensor) else Tensor(backend.as_array(x))
 
 
 def _linear(indices, shape):
@@ -357,6 +353,7 @@ class SpMM(Function):
     def forward(ctx, values, dense, rows, cols, n_rows, row_order, col_order):
         ctx.save_for_backward(values, dense)
         ctx.rows, ctx.cols, ctx.col_order, ctx.n_cols = rows, cols, col_order, dense.shape[0]
+        ctx.n_rows, ctx.row_order = n_rows, row_order
         products = values.reshape(-1, *([1] * (dense.ndim - 1))) * dense[cols]
         return _row_sums(rows, products, n_rows, row_order).astype(np.result_type(values, dense), copy=False)
 
@@ -369,6 +366,17 @@ class SpMM(Function):
         if ctx.needs(1):
             products = values.reshape(-1, *([1] * (grad.ndim - 1))) * picked
             g_dense = _row_sums(ctx.cols, products, ctx.n_cols, ctx.col_order).astype(dense.dtype, copy=False)
+        return g_values, g_dense
+
+    def grad_graph(ctx, grad):
+        values, dense = (ctx.graph_input(i, v) for i, v in enumerate(ctx.saved))
+        g_values = g_dense = None
+        if ctx.graph_needs(0):
+            picked = grad[Tensor(ctx.rows)] * dense[Tensor(ctx.cols)]
+            g_values = picked.reshape(picked.shape[0], -1).sum(-1)
+        if ctx.graph_needs(1):
+            # The transposed sparse matrix times the gradient: the same op with rows and columns swapped.
+            g_dense = SpMM.apply(values, grad, ctx.cols, ctx.rows, ctx.n_cols, ctx.col_order, ctx.row_order)
         return g_values, g_dense
 
 
@@ -386,12 +394,12 @@ def spmm(input, mat2):
         raise TypeError("spmm(): the first operand must be a sparse tensor")
     if input.sparse_dim() != 2 or input.dense_dim():
         raise RuntimeError("spmm(): the sparse operand must be a 2-d matrix with scalar values")
-    d = _tensor(mat2)
+    d = ensure_tensor(mat2)
     vector = d.array.ndim == 1
     if vector:
         d = S.unsqueeze(d, 1)
     if d.array.ndim != 2 or d.array.shape[0] != input.shape[1]:
-        raise RuntimeError(f"spmm(): shapes {input.shape} and {tuple(_tensor(mat2).array.shape)} cannot be multiplied")
+        raise RuntimeError(f"spmm(): shapes {input.shape} and {tuple(ensure_tensor(mat2).array.shape)} cannot be multiplied")
     vals = input._vals
     if vals.array.dtype != d.array.dtype:
         dtype = backend.promote_types(vals.array.dtype, d.array.dtype)
@@ -407,7 +415,7 @@ def mm(input, mat2):
     if isinstance(input, SparseTensor):
         return spmm(input, mat2)
     if isinstance(mat2, SparseTensor):
-        return S.transpose(spmm(mat2.t(), S.transpose(_tensor(input), 0, 1)), 0, 1)
+        return S.transpose(spmm(mat2.t(), S.transpose(ensure_tensor(input), 0, 1)), 0, 1)
     return _L.mm(input, mat2)
 
 

@@ -390,6 +390,9 @@ class Lgamma(Function):
         (a,) = ctx.saved
         return grad * digamma_array(a)
 
+    def grad_graph(ctx, grad):
+        return grad * digamma(ctx.graph_input(0, ctx.saved[0]))
+
 
 class Digamma(Function):
     def forward(ctx, a):
@@ -399,6 +402,9 @@ class Digamma(Function):
     def backward(ctx, grad):
         (a,) = ctx.saved
         return grad * polygamma_array(1, a)
+
+    def grad_graph(ctx, grad):
+        return grad * polygamma(1, ctx.graph_input(0, ctx.saved[0]))
 
 
 class Polygamma(Function):
@@ -411,6 +417,9 @@ class Polygamma(Function):
         (a,) = ctx.saved
         return grad * polygamma_array(ctx.n + 1, a)
 
+    def grad_graph(ctx, grad):
+        return grad * polygamma(ctx.n + 1, ctx.graph_input(0, ctx.saved[0]))
+
 
 class Ndtr(Function):
     def forward(ctx, a):
@@ -420,6 +429,12 @@ class Ndtr(Function):
     def backward(ctx, grad):
         (a,) = ctx.saved
         return grad * _normal_pdf(a.astype(np.float64)).astype(a.dtype, copy=False)
+
+    def grad_graph(ctx, grad):
+        from .elementwise import exp
+
+        a = ctx.graph_input(0, ctx.saved[0])
+        return grad * (exp(-0.5 * (a * a)) * (1 / _SQRT_2PI))
 
 
 class Ndtri(Function):
@@ -434,6 +449,12 @@ class Ndtri(Function):
         with np.errstate(over="ignore"):
             slope = _SQRT_2PI * xp.exp(0.5 * out.astype(np.float64) ** 2)
         return grad * slope.astype(out.dtype, copy=False)
+
+    def grad_graph(ctx, grad):
+        from .elementwise import exp
+
+        out = ctx.graph_output(ctx.saved[0])
+        return grad * (exp(0.5 * (out * out)) * _SQRT_2PI)
 
 
 def _float_tensor(input):

@@ -17,7 +17,7 @@ from ..backend import array_module
 from . import elementwise as E
 from . import reduce as R
 from . import shape as S
-from ._util import install, normalize_dim
+from ._util import ensure_tensor, install, normalize_dim
 from .index import gather, sort
 
 __all__ = [
@@ -33,10 +33,6 @@ _kthvalue = namedtuple("kthvalue", ["values", "indices"])
 _cummax = namedtuple("cummax", ["values", "indices"])
 _cummin = namedtuple("cummin", ["values", "indices"])
 _histogram = namedtuple("histogram", ["hist", "bin_edges"])
-
-
-def _tensor(x):
-    return x if isinstance(x, Tensor) else Tensor(backend.as_array(x))
 
 
 def _int64(arr):
@@ -59,10 +55,14 @@ class _ZeroNaN(Function):
         with np.errstate(invalid="ignore"):
             return grad * keep
 
+    def grad_graph(ctx, grad):
+        with np.errstate(invalid="ignore"):
+            return grad * Tensor(ctx.saved[0].astype(grad.dtype))
+
 
 def nansum(input, dim=None, keepdim=False, *, dtype=None):
     """The sum with NaN counted as 0; differentiable (NaN positions get no gradient)."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     if x.array.dtype.kind == "f":
         x = _ZeroNaN.apply(x)
     return R.sum(x, dim, keepdim, dtype=dtype)
@@ -70,7 +70,7 @@ def nansum(input, dim=None, keepdim=False, *, dtype=None):
 
 def nanmean(input, dim=None, keepdim=False, *, dtype=None):
     """The mean of the non-NaN elements (NaN where there are none); differentiable."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     if x.array.dtype.kind != "f":
         raise RuntimeError(f"nanmean(): expected a floating point tensor, got {x.array.dtype}")
     if dtype is not None:
@@ -94,6 +94,11 @@ class _EvenlyShared(Function):
         mask = a == value
         n = mask.sum()
         return xp.where(mask, grad / builtins.max(builtins.int(n), 1), 0).astype(grad.dtype)
+
+    def grad_graph(ctx, grad):
+        a, value = ctx.saved
+        mask = a == value
+        return E.where(Tensor(mask), grad * (1.0 / builtins.max(builtins.int(mask.sum()), 1)), 0.0)
 
 
 def _moved_rows(a, d):
@@ -160,7 +165,7 @@ def _median_dim(x, dim, keepdim, ignore_nan):
 def median(input, dim=None, keepdim=False):
     """The lower median of all elements (NaN if any is NaN), or ``(values, indices)`` along ``dim``;
     differentiable."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     if dim is None:
         return _median_all(x, False)
     return _median(*_median_dim(x, dim, keepdim, False))
@@ -168,7 +173,7 @@ def median(input, dim=None, keepdim=False):
 
 def nanmedian(input, dim=None, keepdim=False):
     """``median`` ignoring NaN (NaN only where every element is NaN); differentiable."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     if dim is None:
         return _median_all(x, True)
     return _nanmedian(*_median_dim(x, dim, keepdim, True))
@@ -176,7 +181,7 @@ def nanmedian(input, dim=None, keepdim=False):
 
 def kthvalue(input, k, dim=-1, keepdim=False):
     """``(values, indices)`` of the ``k``-th smallest element (1-based) along ``dim``; differentiable."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     a = x.array
     if a.ndim == 0:
         if k != 1:
@@ -194,7 +199,7 @@ def kthvalue(input, k, dim=-1, keepdim=False):
 def mode(input, dim=-1, keepdim=False):
     """``(values, indices)``: the most frequent value along ``dim`` (the smallest among equally frequent
     ones) and the last position where it occurs; differentiable."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     a = x.array
     if a.ndim == 0:
         return _mode(x, _int64(np.zeros((), np.int64)))
@@ -226,13 +231,13 @@ _INTERPOLATIONS = ("linear", "lower", "higher", "midpoint", "nearest")
 
 
 def _quantile(input, q, dim, keepdim, interpolation, ignore_nan, op):
-    x = _tensor(input)
+    x = ensure_tensor(input)
     if x.array.dtype.kind != "f":
         raise RuntimeError(f"{op}(): input must be a float tensor, got {x.array.dtype}")
     if interpolation not in _INTERPOLATIONS:
         raise ValueError(f"{op}(): interpolation must be one of {_INTERPOLATIONS}, got {interpolation!r}")
     scalar_q = not isinstance(q, Tensor)
-    qa = np.asarray(q.array if isinstance(q, Tensor) else q, np.float64)
+    qa = array_module(q.array).asarray(q.array, np.float64) if isinstance(q, Tensor) else np.asarray(q, np.float64)
     if qa.ndim > 1:
         raise RuntimeError(f"{op}(): q must be a scalar or a 1-d tensor, got {qa.ndim} dimensions")
     if ((qa < 0) | (qa > 1)).any():
@@ -251,7 +256,7 @@ def _quantile(input, q, dim, keepdim, interpolation, ignore_nan, op):
     n = a.shape[-1]
     nan = xp.isnan(a)
     count = (n - nan.sum(-1)) if ignore_nan else xp.full(a.shape[:-1], n)
-    qv = qa.reshape(-1)
+    qv = xp.asarray(qa.reshape(-1))  # a Python q goes to the input's device
     nq = qv.size
     pos = qv.reshape((nq,) + (1,) * (a.ndim - 1)) * (xp.maximum(count, 1) - 1)  # (nq, *lead)
     lo = xp.floor(pos)
@@ -316,9 +321,12 @@ class _Scatter(Function):
         xp.add.at(out, (rows + index).reshape(-1), grad.reshape(-1))
         return out.reshape(ctx.shape)
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda v, *_: _Scatter.apply(v, ctx.saved[0]))
+
 
 def _cumulative_extreme(input, dim, largest, result):
-    x = _tensor(input)
+    x = ensure_tensor(input)
     a = x.array
     if a.ndim == 0:
         return result(x.clone(), _int64(np.zeros((), np.int64)))
@@ -377,10 +385,21 @@ class LogCumSumExp(Function):
         g = xp.where(xp.isnan(g) & ~xp.isnan(am), 0, g)
         return xp.moveaxis(g, -1, d).astype(grad.dtype, copy=False)
 
+    def grad_graph(ctx, grad):
+        # exp(a_j - c) * sum_{i >= j} g_i exp(c - out_i), shifted by the largest finite result c of each row.
+        a, out = ctx.saved
+        d = ctx.dim
+        with np.errstate(invalid="ignore"):
+            c = np.nan_to_num(np.max(np.where(np.isfinite(out), out, -np.inf), axis=d, keepdims=True),
+                              neginf=0.0).astype(out.dtype)
+        c = Tensor(c)
+        tail = S.flip(R.cumsum(S.flip(grad * E.exp(c - ctx.graph_output(out)), (d,)), d), (d,))
+        return E.exp(ctx.graph_input(0, a) - c) * tail
+
 
 def logcumsumexp(input, dim):
     """``log(cumsum(exp(input)))`` along ``dim`` without overflow or underflow; differentiable."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     if x.array.dtype.kind != "f":
         x = x.to(backend.default_float)
     if x.array.ndim == 0:
@@ -392,7 +411,7 @@ def logcumsumexp(input, dim):
 def histc(input, bins=100, min=0, max=0):  # noqa: A002
     """Counts of the elements in ``bins`` equal-width bins over ``[min, max]`` (the data's range when they
     are equal); elements outside are ignored. A float tensor of the input's dtype, no gradient."""
-    a = _tensor(input).array
+    a = ensure_tensor(input).array
     if a.dtype.kind != "f":
         raise RuntimeError(f"histc(): expected a floating point tensor, got {a.dtype}")
     xp = array_module(a)
@@ -410,10 +429,10 @@ def histc(input, bins=100, min=0, max=0):  # noqa: A002
 def histogram(input, bins, *, range=None, weight=None, density=False):  # noqa: A002
     """``(hist, bin_edges)``: the (optionally weighted or normalised) histogram of ``input`` over ``bins``
     (a count, or a 1-d tensor of edges) and its edges, both of the input's dtype."""
-    a = _tensor(input).array
+    a = ensure_tensor(input).array
     xp = array_module(a)
     b = bins.array if isinstance(bins, Tensor) else builtins.int(bins)
-    w = None if weight is None else _tensor(weight).array
+    w = None if weight is None else ensure_tensor(weight).array
     hist, edges = xp.histogram(a, bins=b, range=range, weights=w, density=density)
     return _histogram(_wrap(hist.astype(a.dtype), False, None, 0), _wrap(edges.astype(a.dtype), False, None, 0))
 
@@ -421,7 +440,7 @@ def histogram(input, bins, *, range=None, weight=None, density=False):  # noqa: 
 def bincount(input, weights=None, minlength=0):
     """How often each value occurs in a 1-d tensor of non-negative integers (int64), or the sums of
     ``weights`` per value (float32 weights stay float32, others give float64)."""
-    a = _tensor(input).array
+    a = ensure_tensor(input).array
     if a.ndim != 1 or a.dtype.kind not in "iub":
         raise RuntimeError(f"bincount(): expected a 1-d integer tensor, got shape {tuple(a.shape)} and dtype {a.dtype}")
     xp = array_module(a)
@@ -429,7 +448,7 @@ def bincount(input, weights=None, minlength=0):
         raise RuntimeError("bincount(): the input must hold non-negative values")
     if weights is None:
         return _int64(xp.bincount(a, minlength=minlength))
-    w = _tensor(weights).array
+    w = ensure_tensor(weights).array
     out = xp.bincount(a, weights=w, minlength=minlength)
     return _wrap(out.astype(w.dtype if w.dtype in (np.float32, np.float64) else np.float64), False, None, 0)
 
@@ -455,7 +474,7 @@ def _search(sequence, values, right, out_int32, sorter=None):
 def bucketize(input, boundaries, *, out_int32=False, right=False):
     """The index of the bucket of each element among sorted 1-d ``boundaries``: ``boundaries[i-1] < x <=
     boundaries[i]`` (``<`` on the right with ``right=True``). int64 (int32 with ``out_int32``)."""
-    b = _tensor(boundaries).array
+    b = ensure_tensor(boundaries).array
     if b.ndim != 1:
         raise RuntimeError(f"bucketize(): boundaries must be a 1-d tensor, got {b.ndim} dimensions")
     v = input.array if isinstance(input, Tensor) else np.asarray(input)
@@ -471,16 +490,16 @@ def searchsorted(sorted_sequence, input, *, out_int32=False, right=False, side=N
         if right and side == "left":
             raise RuntimeError("searchsorted(): side='left' and right=True contradict each other")
         right = side == "right"
-    seq = _tensor(sorted_sequence).array
+    seq = ensure_tensor(sorted_sequence).array
     v = input.array if isinstance(input, Tensor) else np.asarray(input)
-    srt = None if sorter is None else _tensor(sorter).array
+    srt = None if sorter is None else ensure_tensor(sorter).array
     return _wrap(np.asarray(_search(seq, v, right, out_int32, srt)), False, None, 0)
 
 
 def diff(input, n=1, dim=-1, prepend=None, append=None):
     """The ``n``-th forward difference along ``dim`` (``prepend``/``append`` joined first; bools give
     XOR); differentiable."""
-    x = _tensor(input)
+    x = ensure_tensor(input)
     if x.array.ndim == 0:
         raise RuntimeError("diff(): expected at least a 1-d tensor")
     d = normalize_dim(dim, x.array.ndim, "diff")
@@ -488,7 +507,7 @@ def diff(input, n=1, dim=-1, prepend=None, append=None):
     for extra in (prepend, x, append):
         if extra is None:
             continue
-        t = _tensor(extra)
+        t = ensure_tensor(extra)
         if t.array.ndim == 0:
             shape = list(x.array.shape)
             shape[d] = 1
@@ -509,7 +528,7 @@ def diff(input, n=1, dim=-1, prepend=None, append=None):
 def unique_consecutive(input, return_inverse=False, return_counts=False, dim=None):
     """The input with each run of equal consecutive elements (or slices along ``dim``) kept once; optionally
     the int64 ``inverse`` (the run of each element) and ``counts`` (run lengths). No gradient."""
-    a = _tensor(input).array
+    a = ensure_tensor(input).array
     xp = array_module(a)
     if dim is None:
         flat = a.reshape(-1)

@@ -36,6 +36,11 @@ class _Checkpoint(Function):
 
     @staticmethod
     def backward(ctx, *grads):
+        if grad_mode._state.enabled:
+            # Only create_graph=True runs a backward with grad mode on; the recomputed block's gradients
+            # below are plain arrays, so they would come back silently detached.
+            raise RuntimeError("create_graph=True: checkpoint's backward is not differentiable in somanet yet; "
+                               "call the block without checkpoint() where second derivatives are needed")
         saved = iter(ctx.saved_tensors)
         args = [next(saved) if a is None else a for a in ctx.args]
         inputs = _detached_inputs(args)

@@ -7,6 +7,8 @@ from ... import backend, devices
 from ...autograd.function import Function
 from ...autograd.tensor import Tensor, _wrap
 from ...autograd import grad_mode
+from ...ops.shape import to_args
+from ...utils.hooks import RemovableHandle
 
 
 class Parameter(Tensor):
@@ -26,18 +28,6 @@ class Parameter(Tensor):
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
-
-
-class _Handle:
-    _next_id = 0
-
-    def __init__(self, store):
-        self.store = store
-        self.id = _Handle._next_id
-        _Handle._next_id += 1
-
-    def remove(self):
-        self.store.pop(self.id, None)
 
 
 class _IncompatibleKeys(tuple):
@@ -248,17 +238,12 @@ class Module:
 
     def to(self, *args, dtype=None, device=None, non_blocking=False, memory_format=None):
         """Move and cast in place, as PyTorch does: ``to(device)``, ``to(dtype)``, ``to(device, dtype)``,
-        ``to(tensor)``. Floating parameters and buffers take ``dtype``; the device must be available
-        ('cpu' here). Returns the module itself."""
-        for a in args:
-            if isinstance(a, Tensor):
-                dtype, device = a.dtype, a.device
-            elif devices.is_device_like(a):
-                device = a
-            else:
-                dtype = a
+        ``to(tensor)``. Floating parameters and buffers take ``dtype``; parameters, buffers and their
+        gradients move to the device (which must be available, see ``somanet.devices``). Returns the
+        module itself."""
+        dtype, device = to_args(args, dtype, device)
         if device is not None:
-            devices.resolve(device, f"{type(self).__name__}.to")
+            self._move(devices.resolve(device, f"{type(self).__name__}.to"))
         if dtype is None:
             return self
         dtype = backend.to_dtype(dtype)
@@ -282,12 +267,25 @@ class Module:
     def half(self):
         return self.to(np.float16)
 
+    def _move(self, device):
+        # In place, as PyTorch does: parameters stay the same objects, so optimizers built after the
+        # move (or before it, while they hold no state yet) update them on the new device.
+        for m in self.modules():
+            for store in (m._parameters, m._buffers):
+                for t in store.values():
+                    if t is not None:
+                        t.array = devices.move(t.array, device)
+                        if t.grad is not None:
+                            t.grad.array = devices.move(t.grad.array, device)
+
     def cpu(self):
-        return self
+        """Move every parameter and buffer to the CPU, in place; returns the module."""
+        return self.to("cpu")
 
     def cuda(self, device=None):
-        devices.resolve("cuda" if device is None else device, f"{type(self).__name__}.cuda")
-        return self
+        """Move every parameter and buffer to a CUDA device (``cuda:0`` by default), in place."""
+        d = devices.resolve("cuda" if device is None else device, f"{type(self).__name__}.cuda")
+        return self.to(d)
 
     # ----------------------------------------------------------------- state
     def state_dict(self, destination=None, prefix="", keep_vars=False):
@@ -330,8 +328,9 @@ class Module:
             if assign:
                 target.array = arr.astype(target.array.dtype, copy=False)
             else:
-                # Copy into the existing array so optimizers holding it see the new values.
-                target.array[...] = arr
+                # Copy into the existing array so optimizers holding it see the new values (a checkpoint
+                # read on the CPU goes to the parameter's device first, as in PyTorch).
+                target.array[...] = devices.move(arr, devices.of_array(target.array))
             target._version[0] += 1
         if strict and (missing or unexpected):
             if missing:
@@ -345,7 +344,7 @@ class Module:
     # ----------------------------------------------------------------- hooks and calling
     def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False):
         """``hook(module, args, output)``; a non-None return replaces the output."""
-        handle = _Handle(self._forward_hooks)
+        handle = RemovableHandle(self._forward_hooks)
         self._forward_hooks[handle.id] = (hook, with_kwargs)
         if prepend:
             self._forward_hooks.move_to_end(handle.id, last=False)
@@ -353,7 +352,7 @@ class Module:
 
     def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
         """``hook(module, args)``; a non-None return replaces the positional args."""
-        handle = _Handle(self._forward_pre_hooks)
+        handle = RemovableHandle(self._forward_pre_hooks)
         self._forward_pre_hooks[handle.id] = (hook, with_kwargs)
         if prepend:
             self._forward_pre_hooks.move_to_end(handle.id, last=False)
@@ -363,7 +362,7 @@ class Module:
         """``hook(module, grad_output) -> new grad_output or None``, called when the gradients with respect to
         the module's outputs are ready, before they flow into the module."""
         store = self.__dict__.setdefault("_backward_pre_hooks", OrderedDict())
-        handle = _Handle(store)
+        handle = RemovableHandle(store)
         store[handle.id] = hook
         if prepend:
             store.move_to_end(handle.id, last=False)
@@ -373,7 +372,7 @@ class Module:
         """``hook(module, grad_input, grad_output) -> new grad_input or None``, called when the gradients with
         respect to the module's positional tensor inputs are computed (None for inputs without gradient)."""
         store = self.__dict__.setdefault("_backward_hooks", OrderedDict())
-        handle = _Handle(store)
+        handle = RemovableHandle(store)
         store[handle.id] = hook
         if prepend:
             store.move_to_end(handle.id, last=False)
@@ -453,12 +452,16 @@ class _HookIdentity(Function):
     def backward(ctx, *grads):
         return ctx.on_backward(grads)
 
+    def grad_graph(ctx, *grads):
+        # create_graph=True: the hooks see, and may return, tensors of the graph.
+        return ctx.on_backward(grads, graph=True)
+
 
 def _grads_to_tensors(grads):
-    return tuple(None if g is None else _wrap(g, False, None, 0) for g in grads)
+    return tuple(None if g is None else g if isinstance(g, Tensor) else _wrap(g, False, None, 0) for g in grads)
 
 
-def _grads_to_arrays(new, old, what):
+def _grads_to_arrays(new, old, what, graph=False):
     if not isinstance(new, (tuple, list)):
         new = (new,)
     if len(new) != len(old):
@@ -469,10 +472,11 @@ def _grads_to_arrays(new, old, what):
             out.append(None)
             continue
         arr = n.array if isinstance(n, Tensor) else np.asarray(n)
-        if o is not None and arr.shape != o.shape:
+        if o is not None and arr.shape != tuple(o.shape):
             raise RuntimeError(f"backward hook returned a {what} gradient of shape {tuple(arr.shape)}, expected "
                                f"{tuple(o.shape)}")
-        out.append(arr)
+        # The graph pass keeps a returned tensor as it is, so that its graph is kept too.
+        out.append((n if isinstance(n, Tensor) else _wrap(arr, False, None, 0)) if graph else arr)
     return tuple(out)
 
 
@@ -488,29 +492,35 @@ def _call_with_backward_hooks(module, args, kwargs):
     positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
     hooked_inputs = [i for i in positions if args[i].requires_grad]
 
-    def run_hooks(grad_input):
+    def run_hooks(grad_input, graph):
         grad_output = state.get("grad_output", ())
         for hook in list(module.__dict__.get("_backward_hooks", {}).values()):
             res = hook(module, _grads_to_tensors(grad_input), _grads_to_tensors(grad_output))
             if res is not None:
-                grad_input = _grads_to_arrays(res, grad_input, "input")
+                grad_input = _grads_to_arrays(res, grad_input, "input", graph)
         return grad_input
 
-    def on_input_grads(grads):
+    # ``graph``: called by create_graph=True's pass, with tensors of the graph instead of arrays.
+    def on_input_grads(grads, graph=False):
+        if "grad_output" not in state:
+            # Reached without passing the outputs' node: a later backward through a create_graph=True
+            # gradient. The hooks already ran for this call, and PyTorch runs them once.
+            return grads
         full = [None] * len(args)
         for i, g in zip(hooked_inputs, grads):
             full[i] = g
-        full = run_hooks(tuple(full))
+        full = run_hooks(tuple(full), graph)
+        del state["grad_output"]
         return tuple(full[i] for i in hooked_inputs)
 
-    def on_output_grads(grads):
+    def on_output_grads(grads, graph=False):
         for hook in list(module.__dict__.get("_backward_pre_hooks", {}).values()):
             res = hook(module, _grads_to_tensors(grads))
             if res is not None:
-                grads = _grads_to_arrays(res, grads, "output")
+                grads = _grads_to_arrays(res, grads, "output", graph)
         state["grad_output"] = grads
         if not hooked_inputs:
-            run_hooks(tuple(None for _ in args))
+            run_hooks(tuple(None for _ in args), graph)
         return grads
 
     if hooked_inputs:

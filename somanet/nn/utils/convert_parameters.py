@@ -27,6 +27,9 @@ class _FlattenCat(Function):
             start += n
         return tuple(grads)
 
+    def grad_graph(ctx, grad):
+        return ctx.graph_linear((grad,), lambda *parts: _FlattenCat.apply(*parts))
+
 
 def parameters_to_vector(parameters):
     """Flatten and concatenate ``parameters`` into one 1-D tensor (differentiable).
