@@ -158,8 +158,7 @@ NOTES = """What the numbers rest on (cProfile of the somanet steps, one thread):
   embedded positions) in less time, through oneDNN's fused RNN kernel with the recurrent weights
   packed once per call; our per-step GEMMs run at about 112 GFLOP/s and the rest of a step (about
   38 us per step and layer, some 40 % of it the two `tanh` calls) is close to what separate NumPy
-  calls can do: laying out the gate rows and the previous cell state so that `i*g` and `f*c` are one
-  call (three calls fewer per step) measured under 1 %. Closing the gap needs a faster per-step GEMM
+  calls can do (`docs/dev/speed-history.md`). Closing the gap needs a faster per-step GEMM
   (weights packed once, which NumPy's BLAS interface does not offer) or fewer multiplies.
 - GPT: its time goes to the Linear layers' GEMMs, the fused attention ops and the tanh-approximated
   GELU (see the Summary notes)."""

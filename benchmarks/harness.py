@@ -28,11 +28,8 @@ def _calls_per_block(fn, target_s):
     return max(1, int(target_s / once))
 
 
-#: Pause between timed blocks, in seconds. After a multi-threaded call, OpenBLAS's worker threads keep
-#: spinning on their cores for about 0.1 s (2^28 cycles) and OpenMP's (PyTorch's) for a while too; a
-#: block started meanwhile shares its cores with the other framework's spinning threads. Measured
-#: without the pause at two threads, PyTorch's LSTM step took 156 ms right after somanet's blocks and
-#: 62 ms after a pause.
+#: Pause between timed blocks, in seconds: after a multi-threaded call OpenBLAS's and OpenMP's idle
+#: threads keep spinning for a while, and a block started meanwhile would share its cores with them.
 SETTLE_S = 0.15
 
 

@@ -2,6 +2,60 @@
 
 Methods (``x.exp()``, ``x.sum(dim=1)``, ``x @ w``) delegate to the op library; they are installed on
 the class by ``somanet.ops`` so that this file only holds what every tensor needs.
+
+Methods and operators attached at import
+------------------------------------------
+The op families in ``somanet/ops/`` attach their methods with ``install(...)`` (``somanet/ops/_util.py``)
+when ``somanet`` is imported:
+
+- ``ops/elementwise.py``: arithmetic and comparison operators, unary math, ``clamp``, ``where``: add, sub,
+  subtract, mul, multiply, div, divide, true_divide, pow, neg, negative, abs, exp, expm1, log, log2, log10,
+  log1p, sqrt, rsqrt, reciprocal, square, sin, cos, tan, tanh, sigmoid, relu, erf, clamp, clip, maximum,
+  minimum, sign, floor, ceil, round, trunc, floor_divide, remainder, fmod, eq, ne, lt, le, gt, ge,
+  logical_and, logical_or, logical_not, logical_xor, isnan, isinf, isfinite, lerp, nan_to_num, where;
+  operators __add__, __radd__, __sub__, __rsub__, __mul__, __rmul__, __truediv__, __rtruediv__, __pow__,
+  __rpow__, __neg__, __abs__, __floordiv__, __rfloordiv__, __mod__, __rmod__, __eq__, __ne__, __lt__,
+  __le__, __gt__, __ge__, __and__, __rand__, __or__, __ror__, __xor__, __invert__
+- ``ops/index.py``: indexing (``x[i]``, ``x[i] = v``), gather/scatter, masking, sorting and the basic
+  in-place ops: index_select, index_add, index_copy, index_fill, gather, scatter, scatter_add, masked_fill,
+  masked_select, take_along_dim, tril, triu, outer, ger, nonzero, argwhere, topk, sort, argsort, unique,
+  add_, sub_, mul_, div_, clamp_, clip_, zero_, fill_, copy_, masked_fill_, scatter_, scatter_add_;
+  operators __getitem__, __setitem__, __iter__
+- ``ops/inplace.py``: the augmented assignments (``+=``, ``*=``, ...) and the remaining ``name_`` in-place
+  methods
+- ``ops/layout.py``: splitting, ``take``, ``index_put``, ``as_strided``, ``unfold``: tensor_split, hsplit,
+  vsplit, dsplit, rot90, select, take, repeat_interleave, scatter_reduce, scatter_reduce_, index_put,
+  index_put_, put_, put, as_strided, unfold
+- ``ops/linalg.py``: matrix products: matmul, mm, bmm, mv, dot; operators __matmul__, __rmatmul__
+- ``ops/matrix.py``: diagonals, determinants, decompositions, ``addmm`` and relatives: diag, diag_embed,
+  diagonal, diagflat, trace, kron, cross, det, logdet, slogdet, inverse, pinverse, cholesky, matrix_power,
+  matrix_exp, addmm, addbmm, baddbmm, addmv, addr, vdot, inner, cov, corrcoef, fill_diagonal_,
+  cholesky_solve, cholesky_inverse, triangular_solve, tril_, triu_
+- ``ops/pointwise.py``: more unary/binary math, bitwise ops, comparisons by name; plus the in-place
+  ``name_`` form of most of them: exp2, float_power, asin, acos, atan, arcsin, arccos, arctan, atan2,
+  arctan2, sinh, cosh, asinh, acosh, atanh, arcsinh, arccosh, arctanh, erfc, erfinv, fix, frac, sgn,
+  signbit, absolute, positive, conj, clamp_min, clamp_max, logaddexp, logaddexp2, hypot, logit, xlogy, fmax,
+  fmin, copysign, deg2rad, rad2deg, sinc, heaviside, gcd, lcm, addcmul, addcdiv, greater, less,
+  greater_equal, less_equal, not_equal, equal, isclose, allclose, isposinf, isneginf, isreal, bitwise_and,
+  bitwise_or, bitwise_xor, bitwise_not, bitwise_left_shift, bitwise_right_shift, lgamma, digamma, polygamma,
+  mvlgamma, angle, real; operators __lshift__, __rshift__, __pos__
+- ``ops/reduce.py``: reductions and ``softmax``: sum, mean, prod, var, std, max, min, amax, amin, argmax,
+  argmin, logsumexp, softmax, log_softmax, cumsum, cumprod, norm, all, any, count_nonzero
+- ``ops/shape.py``: dtype/device casts, views and reshapes: to, type, float, double, half, long, int, bool,
+  cpu, cuda, reshape, view, view_as, reshape_as, flatten, unflatten, squeeze, unsqueeze, permute, transpose,
+  swapaxes, swapdims, t, T, mT, H, mH, movedim, moveaxis, expand, expand_as, broadcast_to, repeat, tile,
+  flip, fliplr, flipud, roll, split, chunk, unbind, narrow, clone, contiguous, is_contiguous
+- ``ops/sparse.py``: conversion to and from sparse COO: to_sparse, to_sparse_coo, is_sparse, layout,
+  to_dense
+- ``ops/statistics.py``: NaN-aware reductions, order statistics, histograms: nansum, nanmean, median,
+  nanmedian, mode, kthvalue, quantile, nanquantile, cummax, cummin, logcumsumexp, histc, histogram,
+  bincount, diff, unique_consecutive, dist, msort
+- ``ops/tensor_api.py``: constructors like ``new_zeros``, storage queries, sampling; PyTorch methods somanet
+  does not implement raise a clear error: coalesce, indices, values, _indices, _values, _nnz, aminmax,
+  new_zeros, new_ones, new_empty, new_full, new_tensor, stride, storage_offset, data_ptr, ndimension,
+  type_as, byte, char, short, is_nonzero, is_complex, apply_, map_, pin_memory, is_pinned, share_memory_,
+  is_shared, resize_, resize_as_, masked_scatter, masked_scatter_, bernoulli, multinomial, poisson,
+  dim_order, type; also the ``nbytes`` property
 """
 import operator
 
@@ -110,20 +164,30 @@ class Tensor:
 
     @property
     def device(self):
-        """The device that holds this tensor: ``device(type='cpu')``."""
-        return devices.CPU
+        """The device that holds this tensor (its array's): ``device(type='cpu')`` for a NumPy array."""
+        if type(self.array) is np.ndarray:
+            return devices.CPU
+        return devices.of_array(self.array)
 
     @property
     def is_cuda(self):
-        return False
+        """Whether this tensor is on a CUDA device."""
+        return type(self.array) is not np.ndarray and self.device.type == "cuda"
 
     @property
     def is_cpu(self):
-        return True
+        """Whether this tensor is on the CPU."""
+        return type(self.array) is np.ndarray or self.device.type == "cpu"
 
     def get_device(self):
         """The device index, -1 for the CPU (as in PyTorch)."""
-        return -1
+        d = self.device
+        return -1 if d.type == "cpu" else d.index
+
+    def _host_only(self, op):
+        if type(self.array) is not np.ndarray and self.device.type != "cpu":
+            raise TypeError(f"{op}(): can't convert a tensor on device '{self.device}' to a NumPy array; use "
+                            f"Tensor.cpu() to copy it to host memory first")
 
     def is_floating_point(self):
         return self.array.dtype.kind == "f"
@@ -145,11 +209,13 @@ class Tensor:
         return self.array.tolist()
 
     def numpy(self):
+        self._host_only("numpy")
         if self.requires_grad and grad_mode._state.enabled:
             raise RuntimeError("numpy(): can't call numpy() on a tensor that requires grad; use tensor.detach().numpy()")
         return self.array
 
     def __array__(self, dtype=None, copy=None):
+        self._host_only("__array__")
         if dtype is not None:
             return self.array.astype(dtype)
         return self.array
@@ -279,11 +345,12 @@ class Tensor:
 
     # ----------------------------------------------------------------- printing
     def __repr__(self):
+        on_host = type(self.array) is np.ndarray or self.device.type == "cpu"
         body = np.array2string(
-            self.array, separator=", ", prefix="tensor(", precision=4, threshold=1000, edgeitems=3,
-            floatmode="maxprec",
+            self.array if on_host else devices.move(self.array, devices.CPU), separator=", ", prefix="tensor(",
+            precision=4, threshold=1000, edgeitems=3, floatmode="maxprec",
         )
-        extras = []
+        extras = [] if on_host else [f"device='{self.device}'"]
         if self.array.dtype != backend.default_float and not (self.array.dtype == np.int64) and not self.array.dtype == np.bool_:
             extras.append(f"dtype=somanet.{self.array.dtype}")
         if self.array.size == 0 and self.array.ndim != 1:

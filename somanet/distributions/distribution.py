@@ -10,7 +10,7 @@ import numpy as np
 from ..autograd.grad_mode import no_grad
 from ..autograd.tensor import Tensor
 from . import constraints
-from .utils import lazy_property, size_tuple
+from .utils import broadcast_all, is_number, lazy_property, size_tuple
 
 __all__ = ["Distribution"]
 
@@ -182,3 +182,28 @@ class Distribution:
             if isinstance(v, Tensor):
                 parts.append(f"{p}: {v.array.item() if v.array.size == 1 else tuple(v.shape)}")
         return f"{type(self).__name__}({', '.join(parts)})"
+
+
+class LocScale(Distribution):
+    """Base of the real-valued location-scale families (``Normal``, ``Laplace``): ``loc`` and ``scale``
+    (numbers or tensors, broadcast together), reparameterised sampling, and the mean and mode at ``loc``."""
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.real
+    has_rsample = True
+
+    def __init__(self, loc, scale, validate_args=None):
+        self.loc, self.scale = broadcast_all(loc, scale)
+        batch_shape = () if is_number(loc) and is_number(scale) else tuple(self.loc.shape)
+        super().__init__(batch_shape, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        return self._expanded(batch_shape, {"loc": 0, "scale": 0}, _instance)
+
+    @property
+    def mean(self):
+        return self.loc
+
+    @property
+    def mode(self):
+        return self.loc

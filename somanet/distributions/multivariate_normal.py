@@ -5,8 +5,9 @@ import numpy as np
 
 from ..autograd.tensor import Tensor
 from ..ops.creation import eye
+from ..ops.matrix import cholesky
 from . import constraints
-from ._functions import cholesky, diagonal, solve_triangular
+from ._functions import diagonal, solve_triangular
 from .distribution import Distribution
 from .utils import as_float_tensor, lazy_property, standard_normal
 

@@ -21,7 +21,8 @@ from ..autograd import grad_mode
 from ..autograd.tensor import Tensor
 from ..nn import functional as F
 from ..nn import init
-from .pretrained import PretrainedConfig, get_activation
+from .pretrained import (PreTrainedModel, PretrainedConfig, as_config, get_activation, int_ids, merge_heads,
+                         split_heads)
 
 __all__ = ["BertConfig", "BertModel", "BertForMaskedLM", "BertForSequenceClassification",
            "BertForTokenClassification", "BertModelOutput", "mean_pooling", "sentence_embeddings",
@@ -71,26 +72,6 @@ class BertConfig(PretrainedConfig):
 BertModelOutput = namedtuple("BertModelOutput", ["last_hidden_state", "pooler_output", "hidden_states"])
 
 
-def _as_config(config, kwargs, who):
-    if config is None:
-        return BertConfig(**kwargs)
-    if isinstance(config, Mapping):
-        return BertConfig(**{**config, **kwargs})
-    if not isinstance(config, BertConfig):
-        raise TypeError(f"{who}: config must be a BertConfig or a dict, got {type(config).__name__}")
-    return config.copy(**kwargs) if kwargs else config
-
-
-def _long(x, what, who):
-    if x is None:
-        return None
-    if not isinstance(x, Tensor):
-        x = Tensor(np.asarray(x))
-    if x.dtype.kind not in "iub":
-        raise TypeError(f"{who}: {what} must hold integers, got dtype {x.dtype}")
-    return x
-
-
 # --------------------------------------------------------------------------- building blocks
 class BertEmbeddings(nn.Module):
     """Word + position + token-type embeddings, then LayerNorm and dropout: (N, L) ids -> (N, L, H)."""
@@ -133,8 +114,7 @@ class BertSelfAttention(nn.Module):
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
 
     def _heads(self, x):
-        n, length = x.shape[0], x.shape[1]
-        return x.reshape(n, length, self.num_attention_heads, self.attention_head_size).transpose(1, 2)
+        return split_heads(x, self.num_attention_heads, self.attention_head_size)
 
     def forward(self, hidden_states, attention_mask=None):
         q = self._heads(self.query(hidden_states))
@@ -142,8 +122,7 @@ class BertSelfAttention(nn.Module):
         v = self._heads(self.value(hidden_states))
         p = self.dropout.p if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attention_mask, dropout_p=p)
-        n, length = hidden_states.shape[0], hidden_states.shape[1]
-        return out.transpose(1, 2).reshape(n, length, self.num_attention_heads * self.attention_head_size)
+        return merge_heads(out)
 
 
 class BertSelfOutput(nn.Module):
@@ -239,7 +218,7 @@ class BertPooler(nn.Module):
 
 
 # --------------------------------------------------------------------------- models
-class BertPreTrainedModel(nn.Module):
+class BertPreTrainedModel(PreTrainedModel):
     """Shared by the BERT models: the config, BERT's initialisation (N(0, initializer_range) weights, zero
     biases and padding row, unit LayerNorm) and the Hugging Face directory round trip."""
 
@@ -262,19 +241,6 @@ class BertPreTrainedModel(nn.Module):
                 init.ones_(module.weight)
                 init.zeros_(module.bias)
 
-    def reset_parameters(self):
-        self._init_weights()
-
-    @classmethod
-    def from_pretrained(cls, path, **overrides):
-        """This model with the weights of a Hugging Face directory (see ``somanet.models.from_pretrained``)."""
-        from .pretrained import from_pretrained
-        return from_pretrained(path, architecture=cls.__name__, **overrides)
-
-    def save_pretrained(self, path):
-        """Write ``config.json`` and ``model.safetensors`` in the Hugging Face layout."""
-        from .pretrained import save_pretrained
-        return save_pretrained(self, path)
 
 
 def _inputs(args, kwargs, who):
@@ -306,7 +272,7 @@ class BertModel(BertPreTrainedModel):
 
     def __init__(self, config=None, add_pooling_layer=True, **kwargs):
         super().__init__()
-        self.config = _as_config(config, kwargs, "BertModel")
+        self.config = as_config(config, kwargs, BertConfig, "BertModel")
         self.config.validate()
         self.embeddings = BertEmbeddings(self.config)
         self.encoder = BertEncoder(self.config)
@@ -335,9 +301,9 @@ class BertModel(BertPreTrainedModel):
         who = type(self).__name__
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError(f"{who}: pass exactly one of input_ids and inputs_embeds")
-        input_ids = _long(input_ids, "input_ids", who)
-        token_type_ids = _long(token_type_ids, "token_type_ids", who)
-        position_ids = _long(position_ids, "position_ids", who)
+        input_ids = int_ids(input_ids, "input_ids", who)
+        token_type_ids = int_ids(token_type_ids, "token_type_ids", who)
+        position_ids = int_ids(position_ids, "position_ids", who)
         shape = tuple(input_ids.shape) if input_ids is not None else tuple(inputs_embeds.shape[:-1])
         if len(shape) != 2:
             raise ValueError(f"{who}: expected input_ids of shape (N, L), got {shape}")
@@ -400,7 +366,7 @@ class BertForMaskedLM(BertPreTrainedModel):
 
     def __init__(self, config=None, **kwargs):
         super().__init__()
-        self.config = _as_config(config, kwargs, "BertForMaskedLM")
+        self.config = as_config(config, kwargs, BertConfig, "BertForMaskedLM")
         self.bert = BertModel(self.config, add_pooling_layer=False)
         self.cls = _MLMHead(self.config)
         self._init_weights()
@@ -420,7 +386,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
 
     def __init__(self, config=None, **kwargs):
         super().__init__()
-        self.config = _as_config(config, kwargs, "BertForSequenceClassification")
+        self.config = as_config(config, kwargs, BertConfig, "BertForSequenceClassification")
         self.num_labels = self.config.num_labels
         self.bert = BertModel(self.config)
         p = self.config.classifier_dropout
@@ -439,7 +405,7 @@ class BertForTokenClassification(BertPreTrainedModel):
 
     def __init__(self, config=None, **kwargs):
         super().__init__()
-        self.config = _as_config(config, kwargs, "BertForTokenClassification")
+        self.config = as_config(config, kwargs, BertConfig, "BertForTokenClassification")
         self.num_labels = self.config.num_labels
         self.bert = BertModel(self.config, add_pooling_layer=False)
         p = self.config.classifier_dropout

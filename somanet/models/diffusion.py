@@ -665,21 +665,11 @@ class DiffusionReport(_report_base()):
     def on_fit_end(self, trainer, model):
         if trainer.run_dir is None:
             return
-        import json
-        from ..train._io import atomic_write_text
+        from ..train.generative import write_report
         datasets = [getattr(loader, "dataset", None) for loader in (trainer.train_loader, trainer.val_loader)]
         self.results = self.evaluate(model, trainer.run_dir, *datasets)
-        atomic_write_text(os.path.join(trainer.run_dir, "quality.json"), json.dumps(self.results, indent=2) + "\n")
         lines = self.headline(self.results)
-        path = os.path.join(trainer.run_dir, "summary.txt")
-        old = ""
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                old = f.read()
-        marker = "Generative quality"
-        if marker in old:
-            old = old[:old.index(marker)]
-        atomic_write_text(path, old.rstrip("\n") + ("\n\n" if old.strip() else "") + "\n".join(lines) + "\n")
+        write_report(trainer.run_dir, self.results, lines)
         if self.verbose:
             print("\n".join(lines), flush=True)
 

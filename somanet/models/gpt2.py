@@ -16,7 +16,6 @@ code: a linear layer whose weight is stored transposed, ``(in_features, out_feat
 """
 import math
 from collections import namedtuple
-from collections.abc import Mapping
 
 import numpy as np
 
@@ -27,7 +26,8 @@ from ..nn import functional as F
 from ..nn import init
 from ..ops.shape import cat
 from ..random import numpy_rng
-from .pretrained import PretrainedConfig, get_activation
+from .pretrained import (PreTrainedModel, PretrainedConfig, as_config, get_activation, int_ids, merge_heads,
+                         split_heads)
 
 __all__ = ["GPT2Config", "Conv1D", "GPT2Model", "GPT2LMHeadModel", "GPT2Output", "CausalLMOutput"]
 
@@ -81,26 +81,6 @@ GPT2Output = namedtuple("GPT2Output", ["last_hidden_state", "past_key_values", "
 CausalLMOutput = namedtuple("CausalLMOutput", ["loss", "logits", "past_key_values", "hidden_states"])
 
 
-def _as_config(config, kwargs, cls, who):
-    if config is None:
-        return cls(**kwargs)
-    if isinstance(config, Mapping):
-        return cls(**{**config, **kwargs})
-    if not isinstance(config, cls):
-        raise TypeError(f"{who}: config must be a {cls.__name__} or a dict, got {type(config).__name__}")
-    return config.copy(**kwargs) if kwargs else config
-
-
-def _ids(x, what, who):
-    if x is None:
-        return None
-    if not isinstance(x, Tensor):
-        x = Tensor(np.asarray(x))
-    if x.dtype.kind not in "iub":
-        raise TypeError(f"{who}: {what} must hold integers, got dtype {x.dtype}")
-    return x
-
-
 # --------------------------------------------------------------------------- building blocks
 class Conv1D(nn.Module):
     """A linear layer with its weight stored as ``(in_features, out_features)``: ``y = x @ W + b``.
@@ -140,9 +120,11 @@ class GPT2Attention(nn.Module):
         self.attn_pdrop = config.attn_pdrop
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
 
+    #: Set by ``somanet.interpret.record_attention``: called with (module, weights (N, heads, T, S)).
+    _attention_recorder = None
+
     def _heads(self, x):
-        n, t = x.shape[0], x.shape[1]
-        return x.reshape(n, t, self.n_head, self.head_dim).transpose(1, 2)
+        return split_heads(x, self.n_head, self.head_dim)
 
     def forward(self, x, layer_past=None, keep=None, use_cache=False):
         q, k, v = self.c_attn(x).split(self.embed_dim, dim=2)
@@ -152,13 +134,17 @@ class GPT2Attention(nn.Module):
             v = cat([layer_past[1], v], dim=-2)
         present = (k, v) if use_cache else None
         p = self.attn_pdrop if self.training else 0.0
-        if keep is None:  # no padding and no cache: the plain causal mask
+        if self._attention_recorder is not None:  # the same fused op, asked for its weights as well
+            from ..ops.attention import ScaledDotProductAttention
+            out, weights = ScaledDotProductAttention.apply(q, k, v, None if keep is None else keep.array,
+                                                           scale=self.scale, dropout_p=p, need_weights=True,
+                                                           is_causal=keep is None and q.shape[2] > 1)
+            self._attention_recorder(self, weights)
+        elif keep is None:  # no padding and no cache: the plain causal mask
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=q.shape[2] > 1, scale=self.scale)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p, scale=self.scale)
-        n, t = x.shape[0], x.shape[1]
-        out = out.transpose(1, 2).reshape(n, t, self.embed_dim)
-        return self.resid_dropout(self.c_proj(out)), present
+        return self.resid_dropout(self.c_proj(merge_heads(out))), present
 
 
 class GPT2MLP(nn.Module):
@@ -191,7 +177,7 @@ class GPT2Block(nn.Module):
         return x + self.mlp(self.ln_2(x)), present
 
 
-class GPT2PreTrainedModel(nn.Module):
+class GPT2PreTrainedModel(PreTrainedModel):
     """Shared by the GPT-2 models: the config, GPT-2's initialisation (N(0, initializer_range) weights,
     residual projections scaled by 1/sqrt(2 * n_layer), zero biases, unit LayerNorms) and the Hugging
     Face directory round trip."""
@@ -216,19 +202,6 @@ class GPT2PreTrainedModel(nn.Module):
                 init.ones_(module.weight)
                 init.zeros_(module.bias)
 
-    def reset_parameters(self):
-        self._init_weights()
-
-    @classmethod
-    def from_pretrained(cls, path, **overrides):
-        """This model with the weights of a Hugging Face directory (see ``somanet.models.from_pretrained``)."""
-        from .pretrained import from_pretrained
-        return from_pretrained(path, architecture=cls.__name__, **overrides)
-
-    def save_pretrained(self, path):
-        """Write ``config.json`` and ``model.safetensors`` in the Hugging Face layout."""
-        from .pretrained import save_pretrained
-        return save_pretrained(self, path)
 
 
 def _past_length(past_key_values):
@@ -250,7 +223,7 @@ class GPT2Model(GPT2PreTrainedModel):
 
     def __init__(self, config=None, **kwargs):
         super().__init__()
-        self.config = _as_config(config, kwargs, GPT2Config, "GPT2Model")
+        self.config = as_config(config, kwargs, GPT2Config, "GPT2Model")
         self.config.validate()
         c = self.config
         self.wte = nn.Embedding(c.vocab_size, c.n_embd)
@@ -279,9 +252,9 @@ class GPT2Model(GPT2PreTrainedModel):
         who = type(self).__name__
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError(f"{who}: pass exactly one of input_ids and inputs_embeds")
-        input_ids = _ids(input_ids, "input_ids", who)
-        position_ids = _ids(position_ids, "position_ids", who)
-        token_type_ids = _ids(token_type_ids, "token_type_ids", who)
+        input_ids = int_ids(input_ids, "input_ids", who)
+        position_ids = int_ids(position_ids, "position_ids", who)
+        token_type_ids = int_ids(token_type_ids, "token_type_ids", who)
         shape = tuple(input_ids.shape) if input_ids is not None else tuple(inputs_embeds.shape[:-1])
         if len(shape) != 2:
             raise ValueError(f"{who}: expected input_ids of shape (N, T), got {shape}")
@@ -335,7 +308,7 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
 
     def __init__(self, config=None, **kwargs):
         super().__init__()
-        self.config = _as_config(config, kwargs, GPT2Config, "GPT2LMHeadModel")
+        self.config = as_config(config, kwargs, GPT2Config, "GPT2LMHeadModel")
         self.transformer = GPT2Model(self.config)
         self.lm_head = nn.Linear(self.config.n_embd, self.config.vocab_size, bias=False)
         if self.config.tie_word_embeddings:
@@ -352,7 +325,7 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
         logits = self.lm_head(out.last_hidden_state)
         loss = None
         if labels is not None:
-            labels = _ids(labels, "labels", type(self).__name__)
+            labels = int_ids(labels, "labels", type(self).__name__)
             v = logits.shape[-1]
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, v), labels[:, 1:].reshape(-1), ignore_index=-100)
         return CausalLMOutput(loss, logits, out.past_key_values, out.hidden_states)
@@ -370,7 +343,7 @@ class GPT2LMHeadModel(GPT2PreTrainedModel):
         ended. ``attention_mask`` (N, T0) marks left padding (0) in a batch of prompts of unequal length.
         """
         who = f"{type(self).__name__}.generate()"
-        input_ids = _ids(input_ids, "input_ids", who)
+        input_ids = int_ids(input_ids, "input_ids", who)
         if input_ids.ndim != 2:
             raise ValueError(f"{who}: input_ids must be (N, T), got shape {tuple(input_ids.shape)}")
         seq = np.asarray(input_ids.array, dtype=np.int64)

@@ -23,6 +23,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .. import nn as _nn
 from ..autograd.tensor import Tensor
 
 __all__ = ["PretrainedConfig", "from_pretrained", "save_pretrained", "load_weights", "convert_state_dict",
@@ -195,6 +196,58 @@ def get_activation(name, who="get_activation"):
     if name not in table:
         raise ValueError(f"{who}: unknown activation {name!r}; known: {', '.join(sorted(table))}")
     return table[name]
+
+
+# =========================================================================== shared by the transformer models
+def as_config(config, kwargs, cls, who):
+    """``config`` (a ``cls``, a dict of its fields, or None for the defaults) with ``kwargs`` applied."""
+    from collections.abc import Mapping
+    if config is None:
+        return cls(**kwargs)
+    if isinstance(config, Mapping):
+        return cls(**{**config, **kwargs})
+    if not isinstance(config, cls):
+        raise TypeError(f"{who}: config must be a {cls.__name__} or a dict, got {type(config).__name__}")
+    return config.copy(**kwargs) if kwargs else config
+
+
+def int_ids(x, what, who):
+    """Token ids, labels or positions as an integer Tensor (None stays None); floats are refused."""
+    if x is None:
+        return None
+    if not isinstance(x, Tensor):
+        x = Tensor(np.asarray(x))
+    if x.dtype.kind not in "iub":
+        raise TypeError(f"{who}: {what} must hold integers, got dtype {x.dtype}")
+    return x
+
+
+def split_heads(x, num_heads, head_dim):
+    """``(N, L, num_heads * head_dim) -> (N, num_heads, L, head_dim)``, the layout attention runs in."""
+    return x.reshape(x.shape[0], x.shape[1], num_heads, head_dim).transpose(1, 2)
+
+
+def merge_heads(x):
+    """``(N, heads, L, head_dim) -> (N, L, heads * head_dim)``, the inverse of ``split_heads``."""
+    n, heads, length, head_dim = x.shape
+    return x.transpose(1, 2).reshape(n, length, heads * head_dim)
+
+
+class PreTrainedModel(_nn.Module):
+    """Base of the Hugging Face-layout models (BERT, GPT-2, T5): ``reset_parameters`` runs the model's
+    ``_init_weights``, and ``from_pretrained`` / ``save_pretrained`` read and write a model directory."""
+
+    def reset_parameters(self):
+        self._init_weights()
+
+    @classmethod
+    def from_pretrained(cls, path, **overrides):
+        """This model with the weights of a Hugging Face directory (see ``somanet.models.from_pretrained``)."""
+        return from_pretrained(path, architecture=cls.__name__, **overrides)
+
+    def save_pretrained(self, path):
+        """Write ``config.json`` and ``model.safetensors`` in the Hugging Face layout."""
+        return save_pretrained(self, path)
 
 
 # =========================================================================== name mapping

@@ -37,8 +37,9 @@ from ..autograd.tensor import Tensor
 from ..nn import functional as F
 from ..nn import init
 from ..ops.shape import cat
-from .gpt2 import _as_config, _ids, next_tokens
-from .pretrained import PretrainedConfig, get_activation
+from .gpt2 import next_tokens
+from .pretrained import (PreTrainedModel, PretrainedConfig, as_config, get_activation, int_ids, merge_heads,
+                         split_heads)
 
 __all__ = ["T5Config", "T5LayerNorm", "T5Model", "T5EncoderModel", "T5ForConditionalGeneration", "Seq2SeqLMOutput",
            "T5StackOutput", "relative_position_bucket"]
@@ -211,8 +212,7 @@ class T5Attention(nn.Module):
         return values.permute(2, 0, 1).unsqueeze(0)
 
     def _heads(self, x):
-        n, length = x.shape[0], x.shape[1]
-        return x.reshape(n, length, self.n_heads, self.d_kv).transpose(1, 2)
+        return split_heads(x, self.n_heads, self.d_kv)
 
     def forward(self, x, key_value_states=None, bias=None, past=None, use_cache=False):
         q = self._heads(self.q(x))
@@ -228,8 +228,7 @@ class T5Attention(nn.Module):
                 v = cat([past[1], v], dim=-2)
         p = self.dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p, scale=1.0)
-        n, length = x.shape[0], x.shape[1]
-        out = self.o(out.transpose(1, 2).reshape(n, length, self.inner_dim))
+        out = self.o(merge_heads(out))
         return out, ((k, v) if use_cache else None)
 
 
@@ -309,7 +308,7 @@ class T5Stack(nn.Module):
     def forward(self, input_ids, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
                 past_key_values=None, use_cache=False):
         who = "T5 decoder" if self.is_decoder else "T5 encoder"
-        input_ids = _ids(input_ids, "input_ids", who)
+        input_ids = int_ids(input_ids, "input_ids", who)
         if input_ids.ndim != 2:
             raise ValueError(f"{who}: expected input_ids of shape (N, L), got {tuple(input_ids.shape)}")
         n, length = input_ids.shape
@@ -346,7 +345,7 @@ class T5Stack(nn.Module):
         return T5StackOutput(x, tuple(presents) if presents is not None else None)
 
 
-class T5PreTrainedModel(nn.Module):
+class T5PreTrainedModel(PreTrainedModel):
     """Shared by the T5 models: the config, T5's initialisation (per-layer normal scales from
     ``initializer_factor``, unit layer norms) and the Hugging Face directory round trip."""
 
@@ -378,22 +377,9 @@ class T5PreTrainedModel(nn.Module):
         if head is not None and head.weight is not self.shared.weight:
             init.normal_(head.weight, 0.0, factor)
 
-    def reset_parameters(self):
-        self._init_weights()
-
-    @classmethod
-    def from_pretrained(cls, path, **overrides):
-        """This model with the weights of a Hugging Face directory (see ``somanet.models.from_pretrained``)."""
-        from .pretrained import from_pretrained
-        return from_pretrained(path, architecture=cls.__name__, **overrides)
-
-    def save_pretrained(self, path):
-        """Write ``config.json`` and ``model.safetensors`` in the Hugging Face layout."""
-        from .pretrained import save_pretrained
-        return save_pretrained(self, path)
 
     def _build(self, config, kwargs, decoder=True):
-        self.config = _as_config(config, kwargs, T5Config, type(self).__name__)
+        self.config = as_config(config, kwargs, T5Config, type(self).__name__)
         self.config.validate()
         self.shared = nn.Embedding(self.config.vocab_size, self.config.d_model)
         self.encoder = T5Stack(self.config, self.shared)
@@ -476,7 +462,7 @@ class T5ForConditionalGeneration(T5PreTrainedModel):
                 labels=None, encoder_outputs=None, past_key_values=None, use_cache=False):
         who = type(self).__name__
         if labels is not None:
-            labels = _ids(labels, "labels", who)
+            labels = int_ids(labels, "labels", who)
             if decoder_input_ids is None:
                 decoder_input_ids = self._shift_right(labels)
         if decoder_input_ids is None:
@@ -511,7 +497,7 @@ class T5ForConditionalGeneration(T5PreTrainedModel):
         sequence has ended or after ``max_new_tokens``.
         """
         who = f"{type(self).__name__}.generate()"
-        input_ids = _ids(input_ids, "input_ids", who)
+        input_ids = int_ids(input_ids, "input_ids", who)
         start = self.config.decoder_start_token_id if decoder_start_token_id is None else decoder_start_token_id
         eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
         eos = None if eos is None or eos < 0 else int(eos)

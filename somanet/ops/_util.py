@@ -4,20 +4,18 @@ import math
 import numpy as np
 
 from .. import backend
-from ..autograd.tensor import Tensor
+from ..autograd.tensor import Tensor, _wrap
 
 #: ``exp(x) == exp2(x * LOG2_E)``: NumPy's float32 exp2 runs in half the time of its exp, so ops that scale
 #: their argument anyway fold this factor in, and call ``exp2_``.
 LOG2_E = math.log2(math.e)
 
-#: Unbounded clip limits: ``np.clip(a, lo, INF)`` is NumPy's vectorised max against a scalar (115 us on a
-#: million float32, where ``np.maximum(a, lo)`` takes 390) with the same results, NaN included.
+#: Unbounded clip limit: ``np.clip(a, lo, INF)`` takes NumPy's vectorised loop where ``np.maximum(a, lo)``
+#: does not, with the same results, NaN included.
 INF = math.inf
 
-# NumPy's exp2 runs its vector loop only for arguments whose result is a normal number: within [-126, 126]
-# in float32. Outside it takes a scalar path, 13 to 150 times slower per element (a million float32
-# arguments: 0.22 ms in range, 33 ms near -130 where the results are subnormal, 3.7 ms below -150 where they
-# are 0, 15 ms near 127 and 2.8 ms at overflow); NumPy's exp has no such cliff. ``exp2_`` clips the
+# NumPy's exp2 runs its vector loop only for arguments whose result is a normal number (within [-126, 126]
+# in float32) and a far slower scalar path outside; NumPy's exp has no such cliff. ``exp2_`` clips the
 # arguments at -126 first, so that a result that should underflow is 2^-126 (1.2e-38), which the formulas
 # that use it (GELU's) turn into their limits within float32 rounding. The overflow side is left alone: an
 # infinite result must stay infinite there (tanh-GELU at -inf is NaN, as in PyTorch), and the tanh formula
@@ -45,15 +43,41 @@ def as_operand(x):
         return x.item()
     if isinstance(x, (bool, int, float)):
         return x
-    return Tensor(backend.as_array(x))
+    return ensure_tensor(x)
 
 
-def ensure_tensor(x, name="input"):
+def ensure_tensor(x, op=None, what="input"):
+    """``x`` as a Tensor: a Tensor is returned as is, an ndarray is wrapped without a copy, and numbers
+    or nested sequences of numbers become a new tensor with somanet's dtype policy (``backend.as_array``).
+
+    Anything else raises ``TypeError`` naming ``op`` (the op's name, for the message) and ``what``.
+    """
     if isinstance(x, Tensor):
         return x
-    if isinstance(x, (bool, int, float, np.generic, np.ndarray, list, tuple)):
+    try:
         return Tensor(backend.as_array(x))
-    raise TypeError(f"{name}: expected a Tensor, got {type(x).__name__}")
+    except (TypeError, ValueError):
+        where = f"{op}(): " if op else ""
+        raise TypeError(f"{where}{what} must be a Tensor (or an array, a number or a sequence of numbers), "
+                        f"got {type(x).__name__}") from None
+
+
+def int_result(arr):
+    """A plain int64 tensor that never carries gradient (indices, counts)."""
+    return _wrap(arr.astype(np.int64, copy=False), False, None, 0)
+
+
+def nonzero(input, *, as_tuple=False):
+    """Indices of the nonzero elements: an ``(n, ndim)`` int64 tensor, or with ``as_tuple=True`` a tuple of
+    ``ndim`` 1-d tensors (a 0-d input counts as 1-d).
+
+    Defined here, below both ``index`` and ``elementwise`` (one-argument ``where``), which use it.
+    """
+    a = ensure_tensor(input, "nonzero").array
+    xp = backend.array_module(a)
+    if as_tuple:
+        return tuple(int_result(i) for i in xp.nonzero(xp.atleast_1d(a)))
+    return int_result(xp.argwhere(a))
 
 
 def pick_dim(dim, axis, op):
@@ -118,9 +142,9 @@ def install(**methods):
 
 
 # --------------------------------------------------------------------------- branch-free selection
-# NumPy's ``where`` (and ``putmask``, ``copyto(where=)``) branches once per element. When the condition
-# flips at random, as the sign of an activation does, the branch predictor misses half the time: 3.7 ms on
-# a million float32, 25 times a multiply. The helpers below give the same results with whole-array
+# NumPy's ``where`` (and ``putmask``, ``copyto(where=)``) branches once per element, and when the condition
+# flips at random, as the sign of an activation does, the branch predictor misses half the time. The
+# helpers below give the same results with whole-array
 # arithmetic or bit operations, which run at memory speed whatever the condition looks like.
 _SELECT_MIN = 1 << 12
 _INT_OF_SIZE = {2: np.int16, 4: np.int32, 8: np.int64}
@@ -141,8 +165,8 @@ def select(cond, a, b):
     scalars; everything broadcasts), without a branch per element.
 
     Exact for every value, infinities, NaN and signed zeros included: the result's bits are ``b ^ ((a ^ b)
-    & mask)``, 0.55 ms on a million float32 against ``where``'s 3.7 ms on a random condition. Small
-    arrays and other array libraries go to ``where``.
+    & mask)``, at memory speed whatever the condition looks like. Small arrays and other array libraries go
+    to ``where``.
     """
     xp = backend.array_module(cond, a, b)
     if xp is not np:

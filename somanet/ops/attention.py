@@ -47,9 +47,8 @@ def _masked_softmax_(scores, keep, xp, base2=False):
     fused attention does, instead of NaN.
 
     The scores are shifted by the maximum of each (L, S) block rather than of each row: NumPy reduces a
-    contiguous block about ten times faster than many short rows (15 against 163 us for ViT-tiny's
-    weights). Rows whose exponentials sum below ``_ROW_SUM_FLOOR`` (far below the block's maximum, or
-    fully masked) are redone with their own maximum, and when some block's maximum is not finite (a NaN
+    contiguous block many times faster than many short rows. Rows whose exponentials sum below
+    ``_ROW_SUM_FLOOR`` (far below the block's maximum, or fully masked) are redone with their own maximum, and when some block's maximum is not finite (a NaN
     or +inf in it, or nothing to attend to at all) every row takes the per-row path, so the result is the
     per-row softmax to float32 precision.
     """
@@ -129,8 +128,8 @@ class ScaledDotProductAttention(Function):
         scores = xp.matmul(q, _swap(k))
         keep = None
         # Without a mask the softmax runs in base 2 (see _masked_softmax_), log2(e) riding in the scaling
-        # pass. Masked positions are -inf, on which NumPy's exp2 leaves its vector loop (394 against 57 us
-        # on causal GPT scores, exp: 118), so masked attention keeps exp.
+        # pass; masked positions are -inf, on which NumPy's exp2 leaves its vector loop, so masked attention
+        # keeps exp.
         base2 = mask is None and not is_causal
         scores *= sc * LOG2_E if base2 else sc
         if mask is not None:
@@ -338,8 +337,7 @@ class HeadProjection(Function):
             y += bias[blo:bhi]
         y = y.reshape(a, b, chunks, num_heads, hd)
         # (C, N, h, L, hd) views: batch is axis 0 of x with batch_first, else axis 1. Every (L, hd) matrix of
-        # a view has unit-stride rows, which BLAS takes as they are, so the heads are not copied apart
-        # (the attention products run as fast on the views; the copy cost 90 us per GPT layer).
+        # a view has unit-stride rows, which BLAS takes as they are, so the heads are not copied apart.
         y = y.transpose(2, 0, 3, 1, 4) if batch_first else y.transpose(2, 1, 3, 0, 4)
         ctx.save_for_backward(x2d, weight)
         ctx.lo, ctx.hi, ctx.chunks, ctx.batch_first = lo, hi, chunks, batch_first

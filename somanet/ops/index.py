@@ -16,7 +16,7 @@ from ..autograd.function import Function
 from ..autograd.tensor import Tensor, _wrap
 from ..backend import array_module
 from . import elementwise
-from ._util import as_operand, ensure_tensor, install, normalize_dim, select
+from ._util import as_operand, ensure_tensor, install, int_result, nonzero, normalize_dim, select
 from .shape import Expand, Slice, _reshape, clone, to_dtype, unbind
 
 __all__ = [
@@ -29,11 +29,6 @@ __all__ = [
 def _is_array(k):
     """Whether ``k`` is an array of any array library (NumPy's scalars count as numbers, as in indexing)."""
     return hasattr(k, "__array_namespace__") and not isinstance(k, np.generic)
-
-
-def _int_result(arr):
-    """A plain int64 tensor that never carries gradient (indices, counts)."""
-    return _wrap(arr.astype(np.int64, copy=False), False, None, 0)
 
 
 def _index_array(index, op, name="index"):
@@ -915,20 +910,10 @@ def one_hot(tensor, num_classes=-1):
     if idx.size and (idx.min() < 0 or idx.max() >= num_classes):
         raise RuntimeError(f"one_hot(): class values must be in [0, {num_classes}), got values in "
                            f"[{builtins.int(idx.min())}, {builtins.int(idx.max())}]")
-    return _int_result(idx[..., None] == array_module(idx).arange(num_classes))
+    return int_result(idx[..., None] == array_module(idx).arange(num_classes))
 
 
 # --------------------------------------------------------------------------- nonzero, sorting, unique
-def nonzero(input, *, as_tuple=False):
-    """Indices of the nonzero elements: an ``(n, ndim)`` int64 tensor, or with ``as_tuple=True`` a tuple of
-    ``ndim`` 1-d tensors (a 0-d input counts as 1-d)."""
-    a = ensure_tensor(input).array
-    xp = array_module(a)
-    if as_tuple:
-        return tuple(_int_result(i) for i in xp.nonzero(xp.atleast_1d(a)))
-    return _int_result(xp.argwhere(a))
-
-
 def argwhere(input):
     """``nonzero(input)``: an ``(n, ndim)`` int64 tensor of indices."""
     return nonzero(input)
@@ -957,10 +942,10 @@ def sort(input, dim=-1, descending=False, stable=False):
     if x.array.ndim == 0:
         normalize_dim(dim, 0, "sort")
         xp = array_module(x.array)
-        return _SortResult(gather(x, 0, xp.zeros((), np.int64)), _int_result(xp.zeros((), np.int64)))
+        return _SortResult(gather(x, 0, xp.zeros((), np.int64)), int_result(xp.zeros((), np.int64)))
     d = normalize_dim(dim, x.array.ndim, "sort")
     idx = _argsort(x.array, d, descending)
-    return _SortResult(Gather.apply(x, d, idx), _int_result(idx))
+    return _SortResult(Gather.apply(x, d, idx), int_result(idx))
 
 
 def argsort(input, dim=-1, descending=False, stable=False):
@@ -968,9 +953,9 @@ def argsort(input, dim=-1, descending=False, stable=False):
     x = ensure_tensor(input)
     if x.array.ndim == 0:
         normalize_dim(dim, 0, "argsort")
-        return _int_result(array_module(x.array).zeros((), np.int64))
+        return int_result(array_module(x.array).zeros((), np.int64))
     d = normalize_dim(dim, x.array.ndim, "argsort")
-    return _int_result(_argsort(x.array, d, descending))
+    return int_result(_argsort(x.array, d, descending))
 
 
 def topk(input, k, dim=-1, largest=True, sorted=True):  # noqa: A002
@@ -1004,7 +989,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True):  # noqa: A002
             idx = xp.take_along_axis(cand, order, axis=d)
     if idx is None:
         idx = xp.take(_argsort(a, d, largest), xp.arange(k), axis=d)
-    return _TopkResult(Gather.apply(x, d, idx), _int_result(idx))
+    return _TopkResult(Gather.apply(x, d, idx), int_result(idx))
 
 
 def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=None):  # noqa: A002
@@ -1023,9 +1008,9 @@ def unique(input, sorted=True, return_inverse=False, return_counts=False, dim=No
         inv = inv.reshape(-1)
     out = [_wrap(vals, False, None, 0)]
     if return_inverse:
-        out.append(_int_result(inv))
+        out.append(int_result(inv))
     if return_counts:
-        out.append(_int_result(cnt))
+        out.append(int_result(cnt))
     return out[0] if len(out) == 1 else tuple(out)
 
 

@@ -10,11 +10,10 @@ import warnings
 
 import numpy as np
 
-from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
-from ._util import INF
+from ._util import INF, ensure_tensor
 from .elementwise import _sigmoid, log1p_exp_neg_abs
 from .reduce import sums_along
 
@@ -36,19 +35,8 @@ def _reduction(reduction, size_average, reduce, op, extra=()):
     return reduction
 
 
-def _tensor(x, op, what):
-    if isinstance(x, Tensor):
-        return x
-    if x is None:
-        return None
-    try:
-        return Tensor(backend.as_array(x))
-    except TypeError:
-        raise TypeError(f"{op}(): {what} must be a Tensor, got {type(x).__name__}") from None
-
-
 def _float_input(x, op, what="input"):
-    x = _tensor(x, op, what)
+    x = ensure_tensor(x, op, what)
     if x.dtype.kind != "f":
         raise TypeError(f"{op}(): {what} must be a floating point tensor, got dtype {x.dtype}")
     return x
@@ -230,9 +218,9 @@ class HuberLoss(_Pointwise):
 
 def _pointwise(cls, op, input, target, reduction, weight=None, param=None):
     input = _float_input(input, op)
-    target = _match_float(_tensor(target, op, "target"), input.dtype, op, "target")
+    target = _match_float(ensure_tensor(target, op, "target"), input.dtype, op, "target")
     _broadcast_pair(input, target, op)
-    weight = _match_float(_tensor(weight, op, "weight"), input.dtype, op, "weight")
+    weight = _match_float((None if weight is None else ensure_tensor(weight, op, "weight")), input.dtype, op, "weight")
     _check_weight(weight, input, op)
     return cls.apply(input, target, weight, reduction=reduction, param=param)
 
@@ -541,7 +529,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{op}(): label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
     input = _float_input(input, op)
-    target = _tensor(target, op, "target")
+    target = ensure_tensor(target, op, "target")
     n, c, s, index_shape, unbatched = _class_layout(input, target, op)
     w = _class_weight(weight, c, input.dtype, op)
     if target.dtype.kind == "f" and tuple(target.shape) == tuple(input.shape):
@@ -610,7 +598,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     op = "nll_loss"
     reduction = _reduction(reduction, size_average, reduce, op)
     input = _float_input(input, op)
-    target = _tensor(target, op, "target")
+    target = ensure_tensor(target, op, "target")
     n, c, s, index_shape, unbatched = _class_layout(input, target, op)
     w = _class_weight(weight, c, input.dtype, op)
     t = _class_indices(input, target, op, ignore_index, index_shape, c)
@@ -666,7 +654,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     op = "binary_cross_entropy"
     reduction = _reduction(reduction, size_average, reduce, op)
     input = _float_input(input, op)
-    target = _match_float(_tensor(target, op, "target"), input.dtype, op, "target")
+    target = _match_float(ensure_tensor(target, op, "target"), input.dtype, op, "target")
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(f"{op}(): target of shape {tuple(target.shape)} must have the same shape as the input "
                          f"{tuple(input.shape)}")
@@ -674,7 +662,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     if x.size and (np.nanmin(x) < 0 or np.nanmax(x) > 1 or np.isnan(x).any()):
         raise ValueError(f"{op}(): all elements of input should be probabilities between 0 and 1 (got values in "
                          f"[{np.nanmin(x):g}, {np.nanmax(x):g}]); for logits use binary_cross_entropy_with_logits")
-    weight = _match_float(_tensor(weight, op, "weight"), input.dtype, op, "weight")
+    weight = _match_float((None if weight is None else ensure_tensor(weight, op, "weight")), input.dtype, op, "weight")
     if weight is not None:
         try:
             np.broadcast_shapes(tuple(weight.shape), tuple(input.shape))
@@ -761,12 +749,12 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     op = "binary_cross_entropy_with_logits"
     reduction = _reduction(reduction, size_average, reduce, op)
     input = _float_input(input, op)
-    target = _match_float(_tensor(target, op, "target"), input.dtype, op, "target")
+    target = _match_float(ensure_tensor(target, op, "target"), input.dtype, op, "target")
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(f"{op}(): target size {tuple(target.shape)} must be the same as input size "
                          f"{tuple(input.shape)}")
-    weight = _match_float(_tensor(weight, op, "weight"), input.dtype, op, "weight")
-    pos_weight = _match_float(_tensor(pos_weight, op, "pos_weight"), input.dtype, op, "pos_weight")
+    weight = _match_float((None if weight is None else ensure_tensor(weight, op, "weight")), input.dtype, op, "weight")
+    pos_weight = _match_float((None if pos_weight is None else ensure_tensor(pos_weight, op, "pos_weight")), input.dtype, op, "pos_weight")
     for what, extra in (("weight", weight), ("pos_weight", pos_weight)):
         if extra is not None:
             try:
@@ -852,7 +840,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
                       "divergence.", stacklevel=2)
     reduction = _reduction(reduction, size_average, reduce, op, extra=("batchmean",))
     input = _float_input(input, op)
-    target = _match_float(_tensor(target, op, "target"), input.dtype, op, "target")
+    target = _match_float(ensure_tensor(target, op, "target"), input.dtype, op, "target")
     _broadcast_pair(input, target, op)
     return KLDiv.apply(input, target, reduction=reduction, log_target=log_target)
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd.tensor import Tensor, _wrap
-from ._util import install
+from ._util import ensure_tensor, install
 
 __all__ = [
     "is_floating_point", "is_complex", "is_nonzero", "numel", "result_type", "promote_types", "can_cast", "finfo",
@@ -17,10 +17,6 @@ __all__ = [
     "HalfTensor", "LongTensor", "IntTensor", "ShortTensor", "ByteTensor", "CharTensor", "BoolTensor",
     "is_storage", "typename",
 ]
-
-
-def _tensor(x):
-    return x if isinstance(x, Tensor) else Tensor(backend.as_array(x))
 
 
 def _sizes(size, op):
@@ -153,7 +149,7 @@ def _map_(self, tensor, callable):  # noqa: A002
     """``self[i] = callable(self[i], tensor[i])`` for every element, in place (``tensor`` broadcasts)."""
     if self.requires_grad:
         raise RuntimeError("map_(): can't call map_() on a tensor that requires grad")
-    other = np.broadcast_to(_tensor(tensor).array, self.array.shape)
+    other = np.broadcast_to(ensure_tensor(tensor).array, self.array.shape)
     out = np.fromiter((callable(a, b) for a, b in zip(self.array.reshape(-1).tolist(), other.reshape(-1).tolist())),
                       dtype=self.array.dtype, count=self.array.size)
     self.array[...] = out.reshape(self.array.shape)
@@ -208,11 +204,11 @@ def _masked_scatter(self, mask, source):
     from . import elementwise as E
     from . import shape as S
 
-    m = np.broadcast_to(_tensor(mask).array.astype(bool), np.broadcast_shapes(self.array.shape,
-                                                                                _tensor(mask).array.shape))
+    m = np.broadcast_to(ensure_tensor(mask).array.astype(bool), np.broadcast_shapes(self.array.shape,
+                                                                                ensure_tensor(mask).array.shape))
     x = self if self.array.shape == m.shape else S.broadcast_to(self, m.shape)
     n = builtins.int(m.sum())
-    src = S.reshape(_tensor(source), (-1,))
+    src = S.reshape(ensure_tensor(source), (-1,))
     if src.array.size < n:
         raise RuntimeError(f"masked_scatter(): the source has {src.array.size} elements, the mask selects {n}")
     pos = np.zeros(m.shape, np.int64)
@@ -226,8 +222,8 @@ def _masked_scatter_(self, mask, source):
     from .index import _inplace
 
     def array_op(data):
-        m = np.broadcast_to(_tensor(mask).array.astype(bool), data.shape)
-        data[m] = _tensor(source).array.reshape(-1)[:builtins.int(m.sum())]
+        m = np.broadcast_to(ensure_tensor(mask).array.astype(bool), data.shape)
+        data[m] = ensure_tensor(source).array.reshape(-1)[:builtins.int(m.sum())]
 
     return _inplace(self, "masked_scatter_", array_op, lambda old: _masked_scatter(old, mask, source), source)
 
@@ -260,17 +256,17 @@ def _nbytes(self):
 # --------------------------------------------------------------------------- module functions
 def is_floating_point(input):
     """True if ``input`` has a floating dtype."""
-    return _tensor(input).array.dtype.kind == "f"
+    return ensure_tensor(input).array.dtype.kind == "f"
 
 
 def is_complex(input):
     """True if ``input`` has a complex dtype (never, for somanet's tensors)."""
-    return _tensor(input).array.dtype.kind == "c"
+    return ensure_tensor(input).array.dtype.kind == "c"
 
 
 def is_nonzero(input):
     """The truth of a one-element tensor (an error for other sizes, as in PyTorch)."""
-    t = _tensor(input)
+    t = ensure_tensor(input)
     if t.array.size != 1:
         if t.array.size == 0:
             raise RuntimeError("is_nonzero(): boolean value of a tensor with no values is ambiguous")
@@ -280,7 +276,7 @@ def is_nonzero(input):
 
 def numel(input):
     """The number of elements of ``input``."""
-    return _tensor(input).array.size
+    return ensure_tensor(input).array.size
 
 
 def is_storage(obj):
@@ -392,7 +388,7 @@ def poisson(input, generator=None):
     """Draws from Poisson distributions with the rates in ``input`` (same shape and dtype)."""
     from ..random import numpy_rng
 
-    rates = _tensor(input).array
+    rates = ensure_tensor(input).array
     rng = numpy_rng(generator)
     return _wrap(rng.poisson(rates).astype(rates.dtype), False, None, 0)
 

@@ -27,6 +27,7 @@ from .callbacks import (Callback, CSVLogger, History, LearningRateMonitor, Learn
                         TerminateOnNaN)
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data import as_loader, batch_size_of, loader_generators, split_batch
+from .doctor import Doctor
 from .metrics import MeanMetric, get_metric
 from .progress import ProgressBar
 from .seed import get_rng_state, seed_everything, set_rng_state
@@ -133,6 +134,16 @@ def _amp_dtype(precision):
     return F16 if precision == "16-mixed" else require_bfloat16("Trainer(precision='bf16-mixed')")
 
 
+def _doctor(value):
+    if value is True:
+        return Doctor()
+    if value is False or value is None:
+        return None
+    if isinstance(value, Doctor):
+        return value
+    raise TypeError(f"Trainer: doctor must be True, False or a Doctor(...), got {type(value).__name__}")
+
+
 class _NoAutocast:
     def __enter__(self):
         return self
@@ -170,6 +181,9 @@ class Trainer:
             ``autocast`` with bfloat16; needs ml_dtypes) or ``"16-mixed"`` (autocast with float16 and a
             ``GradScaler``, whose state goes into checkpoints). Parameters and optimizer states stay
             float32 in every mode; see docs/amp.md.
+        doctor: ``True`` (default) adds a ``Doctor`` that diagnoses failing training (vanishing or exploding
+            gradients, dead units, a learning rate too high, overfitting, NaN) and writes ``doctor.md`` to the
+            ``run_dir``; a ``Doctor(...)`` instance sets its options; ``False`` turns it off. See docs/doctor.md.
 
     Override ``training_step``, ``validation_step`` or ``predict_step`` in a subclass for models
     with unusual steps; a model that defines ``training_step(batch, batch_idx)`` (Lightning style)
@@ -182,7 +196,7 @@ class Trainer:
 
     def __init__(self, *, accumulate_grad_batches=1, gradient_clip_val=None, gradient_clip_algorithm="norm",
                  run_dir=None, enable_progress_bar=True, terminate_on_nan=True, seed=None, progress_stream=None,
-                 plots=True, precision="32"):
+                 plots=True, precision="32", doctor=True):
         if isinstance(accumulate_grad_batches, bool) or not isinstance(accumulate_grad_batches, int) \
                 or accumulate_grad_batches < 1:
             raise ValueError(f"Trainer: accumulate_grad_batches must be an int >= 1, got {accumulate_grad_batches!r}")
@@ -201,6 +215,7 @@ class Trainer:
         self.progress_stream = progress_stream
         self.plots = plots
         self.precision = _precision(precision)
+        self.doctor = _doctor(doctor)
         self._amp_dtype = _amp_dtype(self.precision)
         #: The ``GradScaler`` of a "16-mixed" fit (None otherwise): a step that optimizes by itself uses it.
         self.scaler = None
@@ -599,12 +614,6 @@ class Trainer:
         model.train()
         k = self.accumulate_grad_batches
         n_batches = self.num_training_batches
-        if (k == 1 and self._default_step and not self.manual_optimization and not self._batch_start_hooks
-                and n_batches is not None):
-            exhausted = self._plain_batches(iterator, n_batches)
-            if exhausted:
-                self._end_epoch()
-            return
         exhausted = False
         while True:
             if n_batches is not None and self.batch_idx >= n_batches:
@@ -627,65 +636,8 @@ class Trainer:
         if exhausted:
             self._end_epoch()
 
-    def _plain_batches(self, iterator, n_batches):
-        """The loop of ``_train_window`` for its most common case, one batch per step with the default
-        step and no batch-start hooks, without the bookkeeping the general case needs; returns whether
-        the epoch's batches are exhausted. Same results, bit for bit, as the general path."""
-        model = self.model
-        loss_fn = self.loss_fn
-        metrics = self.metrics
-        batch_end = self._batch_end_hooks
-        max_steps = self.max_steps
-        scaler = self.scaler
-        autocast = self._autocast
-        while self.batch_idx < n_batches:
-            if max_steps is not None and self.global_step >= max_steps:
-                self._stop_for_max_steps()
-                return False
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                return True
-            batch_idx = self.batch_idx
-            self.at_step_boundary = False
-            if self._first_batch_pending:
-                self._first_batch_pending = False
-                self._check_first_batch(batch)
-            if loss_fn is not None and type(batch) in (list, tuple) and len(batch) == 2 and type(batch[1]) is Tensor:
-                x, y = batch
-                with autocast():
-                    output = model(x)
-                    loss = loss_fn(output, y)
-                n = y.array.shape[0] if y.array.ndim else 1
-            else:
-                with autocast():
-                    loss, output, y = self._supervised_parts(model, batch, "training_step")
-                n = batch_size_of(batch)
-            if not isinstance(loss, Tensor) or not loss.requires_grad:
-                raise TypeError(_LOSS_TYPE_ERROR + type(loss).__name__
-                                + (" without grad" if isinstance(loss, Tensor) else ""))
-            (loss if scaler is None else scaler.scale(loss)).backward()
-            value = float(loss.array)
-            self._loss_sum += value * n
-            self._loss_count += n
-            if metrics:
-                out_arr, tgt_arr = _array(output), _array(y)
-                for m in metrics:
-                    m.update(out_arr, tgt_arr)
-            self.last_batch_size = n
-            self.last_loss = value
-            self._optimizer_step()
-            self.at_step_boundary = True
-            self.batch_idx = batch_idx + 1
-            if batch_end:
-                outputs = {"loss": value}
-                for hook in batch_end:
-                    hook(self, model, outputs, batch, batch_idx)
-            if self.should_stop:
-                return False
-        return True
-
     def _train_window(self, window):
+        """Train on ``window``: the ``accumulate_grad_batches`` batches of one optimizer step."""
         model = self.model
         sizes = [batch_size_of(b) for b in window] if len(window) > 1 else (batch_size_of(window[0]),)
         total = sum(sizes)
@@ -972,6 +924,8 @@ class Trainer:
         checkpoints = [cb for cb in given if isinstance(cb, ModelCheckpoint)]
         if self.terminate_on_nan and not any(isinstance(cb, TerminateOnNaN) for cb in given):
             others.append(TerminateOnNaN())
+        if self.doctor is not None and not any(isinstance(cb, Doctor) for cb in given):
+            others.append(self.doctor)
         if self.run_dir is not None:
             if not any(isinstance(cb, LearningRateMonitor) for cb in given):
                 others.append(LearningRateMonitor())

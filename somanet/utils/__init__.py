@@ -2,7 +2,7 @@
 
 Submodules load on first use, so ``somanet.utils.data.DataLoader`` works without importing them eagerly.
 """
-_SUBMODULES = frozenset({"data", "tensorboard", "checkpoint"})
+_SUBMODULES = frozenset({"data", "tensorboard", "checkpoint", "hooks"})
 
 
 def __getattr__(name):

@@ -70,8 +70,13 @@ def make_grid(tensor, nrow=8, padding=2, normalize=False, value_range=None, scal
             _rescale(part, low, high)
     if arr.shape[0] == 1:
         return from_numpy(np.ascontiguousarray(arr[0]))
+    return from_numpy(tile(arr, min(nrow, arr.shape[0]), padding, pad_value))
+
+
+def tile(arr, cols, padding=2, pad_value=0.0):
+    """The ``(N, C, H, W)`` array ``arr`` tiled into one ``(C, H', W')`` array of its dtype, ``cols`` images
+    per row with ``padding`` pixels of ``pad_value`` between them and around the border."""
     count, channels, height, width = arr.shape
-    cols = min(nrow, count)
     rows = int(math.ceil(count / cols))
     cell_h, cell_w = height + padding, width + padding
     grid = np.full((channels, rows * cell_h + padding, cols * cell_w + padding), pad_value, dtype=arr.dtype)
@@ -79,7 +84,7 @@ def make_grid(tensor, nrow=8, padding=2, normalize=False, value_range=None, scal
         y, x = divmod(k, cols)
         top, left = y * cell_h + padding, x * cell_w + padding
         grid[:, top:top + height, left:left + width] = arr[k]
-    return from_numpy(grid)
+    return grid
 
 
 def _format_for(path, format):

@@ -1,5 +1,5 @@
-"""torchvision.models' builders on the somanet model zoo: ``resnet18`` ... ``resnet152``, ``vgg11`` ...
-``vgg19_bn`` (module and parameter names are torchvision's), and ``lenet5``.
+"""torchvision.models' builders on the somanet model zoo: ``alexnet``, ``resnet18`` ... ``resnet152``, ``vgg11``
+... ``vgg19_bn`` (module and parameter names are torchvision's), and ``lenet5``.
 
 Each builder takes torchvision's keywords: ``weights`` (``None`` for a random initialisation),
 ``progress``, the older ``pretrained`` flag, and the model's own (``num_classes``...). somanet ships no
@@ -14,11 +14,14 @@ import enum
 from ...models import lenet as _lenet
 from ...models import resnet as _resnet
 from ...models import vgg as _vgg
+from ...models.alexnet import AlexNet
+from ...models.alexnet import alexnet as _alexnet
 from ...models.lenet import LeNet5
 from ...models.resnet import BasicBlock, Bottleneck, ResNet
 from ...models.vgg import VGG
 
-__all__ = ["ResNet", "BasicBlock", "Bottleneck", "VGG", "LeNet5", "WeightsEnum", "ResNet18_Weights",
+__all__ = ["AlexNet", "AlexNet_Weights", "alexnet",
+           "ResNet", "BasicBlock", "Bottleneck", "VGG", "LeNet5", "WeightsEnum", "ResNet18_Weights",
            "ResNet34_Weights", "ResNet50_Weights", "ResNet101_Weights", "ResNet152_Weights", "VGG11_Weights",
            "VGG11_BN_Weights", "VGG13_Weights", "VGG13_BN_Weights", "VGG16_Weights", "VGG16_BN_Weights",
            "VGG19_Weights", "VGG19_BN_Weights", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -36,73 +39,30 @@ class WeightsEnum(enum.Enum):
     __str__ = __repr__
 
 
-# DEFAULT has the value of another member, which makes it an alias of that member, as in torchvision.
-class ResNet18_Weights(WeightsEnum):
-    IMAGENET1K_V1 = "IMAGENET1K_V1"
-    DEFAULT = "IMAGENET1K_V1"
+def _weights_enum(name, *versions):
+    """A ``WeightsEnum`` subclass called ``name`` with torchvision's ``versions`` and ``DEFAULT``, the last
+    of them (a member with another's value is an alias of it, as in torchvision)."""
+    members = {v: v for v in versions}
+    members["DEFAULT"] = versions[-1]
+    return WeightsEnum(name, members, module=__name__, qualname=name)
 
 
-class ResNet34_Weights(WeightsEnum):
-    IMAGENET1K_V1 = "IMAGENET1K_V1"
-    DEFAULT = "IMAGENET1K_V1"
-
-
-class ResNet50_Weights(WeightsEnum):
-    IMAGENET1K_V1 = "IMAGENET1K_V1"
-    IMAGENET1K_V2 = "IMAGENET1K_V2"
-    DEFAULT = "IMAGENET1K_V2"
-
-
-class ResNet101_Weights(WeightsEnum):
-    IMAGENET1K_V1 = "IMAGENET1K_V1"
-    IMAGENET1K_V2 = "IMAGENET1K_V2"
-    DEFAULT = "IMAGENET1K_V2"
-
-
-class ResNet152_Weights(WeightsEnum):
-    IMAGENET1K_V1 = "IMAGENET1K_V1"
-    IMAGENET1K_V2 = "IMAGENET1K_V2"
-    DEFAULT = "IMAGENET1K_V2"
-
-
-class VGG11_Weights(WeightsEnum):
-    IMAGENET1K_V1 = "IMAGENET1K_V1"
-    DEFAULT = "IMAGENET1K_V1"
-
-
-class VGG11_BN_Weights(WeightsEnum):
-    IMAGENET1K_V1 = "IMAGENET1K_V1"
-    DEFAULT = "IMAGENET1K_V1"
-
-
-class VGG13_Weights(WeightsEnum):
-    IMAGENET1K_V1 = "IMAGENET1K_V1"
-    DEFAULT = "IMAGENET1K_V1"
-
-
-class VGG13_BN_Weights(WeightsEnum):
-    IMAGENET1K_V1 = "IMAGENET1K_V1"
-    DEFAULT = "IMAGENET1K_V1"
-
-
-class VGG16_Weights(WeightsEnum):
-    IMAGENET1K_V1 = "IMAGENET1K_V1"
-    DEFAULT = "IMAGENET1K_V1"
-
-
-class VGG16_BN_Weights(WeightsEnum):
-    IMAGENET1K_V1 = "IMAGENET1K_V1"
-    DEFAULT = "IMAGENET1K_V1"
-
-
-class VGG19_Weights(WeightsEnum):
-    IMAGENET1K_V1 = "IMAGENET1K_V1"
-    DEFAULT = "IMAGENET1K_V1"
-
-
-class VGG19_BN_Weights(WeightsEnum):
-    IMAGENET1K_V1 = "IMAGENET1K_V1"
-    DEFAULT = "IMAGENET1K_V1"
+V1, V2 = "IMAGENET1K_V1", "IMAGENET1K_V2"
+AlexNet_Weights = _weights_enum("AlexNet_Weights", V1)
+ResNet18_Weights = _weights_enum("ResNet18_Weights", V1)
+ResNet34_Weights = _weights_enum("ResNet34_Weights", V1)
+ResNet50_Weights = _weights_enum("ResNet50_Weights", V1, V2)
+ResNet101_Weights = _weights_enum("ResNet101_Weights", V1, V2)
+ResNet152_Weights = _weights_enum("ResNet152_Weights", V1, V2)
+VGG11_Weights = _weights_enum("VGG11_Weights", V1)
+VGG11_BN_Weights = _weights_enum("VGG11_BN_Weights", V1)
+VGG13_Weights = _weights_enum("VGG13_Weights", V1)
+VGG13_BN_Weights = _weights_enum("VGG13_BN_Weights", V1)
+VGG16_Weights = _weights_enum("VGG16_Weights", V1)
+VGG16_BN_Weights = _weights_enum("VGG16_BN_Weights", V1)
+VGG19_Weights = _weights_enum("VGG19_Weights", V1)
+VGG19_BN_Weights = _weights_enum("VGG19_BN_Weights", V1)
+del V1, V2
 
 
 def _build(build, name, weights_enum, weights, kwargs):
@@ -129,79 +89,44 @@ def _build(build, name, weights_enum, weights, kwargs):
     return build(**kwargs)
 
 
-def resnet18(*, weights=None, progress=True, **kwargs):
-    """ResNet-18; ``weights`` must be ``None``; other keywords (``num_classes``...) go to ``ResNet``."""
-    return _build(_resnet.resnet18, "resnet18", ResNet18_Weights, weights, kwargs)
+def _builder(name, build, weights_enum, doc):
+    """A torchvision-style builder ``name(*, weights=None, progress=True, **kwargs)`` around ``build``."""
+    def builder(*, weights=None, progress=True, **kwargs):
+        return _build(build, name, weights_enum, weights, kwargs)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = doc
+    return builder
 
 
-def resnet34(*, weights=None, progress=True, **kwargs):
-    """ResNet-34; ``weights`` must be ``None``; other keywords (``num_classes``...) go to ``ResNet``."""
-    return _build(_resnet.resnet34, "resnet34", ResNet34_Weights, weights, kwargs)
+_NO_WEIGHTS = "``weights`` must be ``None``"
+_RESNET = _NO_WEIGHTS + "; other keywords (``num_classes``...) go to ``ResNet``."
+_VGG = _NO_WEIGHTS + "; other keywords (``num_classes``, ``dropout``...) go to ``VGG``."
+_VGG_BN = _NO_WEIGHTS + "; other keywords go to ``VGG``."
+alexnet = _builder("alexnet", _alexnet, AlexNet_Weights,
+                   "AlexNet; " + _NO_WEIGHTS + "; other keywords (``num_classes``, ``dropout``) go to ``AlexNet``.")
+resnet18 = _builder("resnet18", _resnet.resnet18, ResNet18_Weights, "ResNet-18; " + _RESNET)
+resnet34 = _builder("resnet34", _resnet.resnet34, ResNet34_Weights, "ResNet-34; " + _RESNET)
+resnet50 = _builder("resnet50", _resnet.resnet50, ResNet50_Weights, "ResNet-50; " + _RESNET)
+resnet101 = _builder("resnet101", _resnet.resnet101, ResNet101_Weights, "ResNet-101; " + _RESNET)
+resnet152 = _builder("resnet152", _resnet.resnet152, ResNet152_Weights, "ResNet-152; " + _RESNET)
+vgg11 = _builder("vgg11", _vgg.vgg11, VGG11_Weights, "VGG-11; " + _VGG)
+vgg11_bn = _builder("vgg11_bn", _vgg.vgg11_bn, VGG11_BN_Weights, "VGG-11 with batch norm; " + _VGG_BN)
+vgg13 = _builder("vgg13", _vgg.vgg13, VGG13_Weights, "VGG-13; " + _VGG)
+vgg13_bn = _builder("vgg13_bn", _vgg.vgg13_bn, VGG13_BN_Weights, "VGG-13 with batch norm; " + _VGG_BN)
+vgg16 = _builder("vgg16", _vgg.vgg16, VGG16_Weights, "VGG-16; " + _VGG)
+vgg16_bn = _builder("vgg16_bn", _vgg.vgg16_bn, VGG16_BN_Weights, "VGG-16 with batch norm; " + _VGG_BN)
+vgg19 = _builder("vgg19", _vgg.vgg19, VGG19_Weights, "VGG-19; " + _VGG)
+vgg19_bn = _builder("vgg19_bn", _vgg.vgg19_bn, VGG19_BN_Weights, "VGG-19 with batch norm; " + _VGG_BN)
+lenet5 = _builder("lenet5", _lenet.LeNet5, None,
+                  "``LeNet5`` for 28 x 28 images (somanet's; torchvision has none); " + _NO_WEIGHTS + ".")
 
 
-def resnet50(*, weights=None, progress=True, **kwargs):
-    """ResNet-50; ``weights`` must be ``None``; other keywords (``num_classes``...) go to ``ResNet``."""
-    return _build(_resnet.resnet50, "resnet50", ResNet50_Weights, weights, kwargs)
-
-
-def resnet101(*, weights=None, progress=True, **kwargs):
-    """ResNet-101; ``weights`` must be ``None``; other keywords (``num_classes``...) go to ``ResNet``."""
-    return _build(_resnet.resnet101, "resnet101", ResNet101_Weights, weights, kwargs)
-
-
-def resnet152(*, weights=None, progress=True, **kwargs):
-    """ResNet-152; ``weights`` must be ``None``; other keywords (``num_classes``...) go to ``ResNet``."""
-    return _build(_resnet.resnet152, "resnet152", ResNet152_Weights, weights, kwargs)
-
-
-def vgg11(*, weights=None, progress=True, **kwargs):
-    """VGG-11; ``weights`` must be ``None``; other keywords (``num_classes``, ``dropout``...) go to ``VGG``."""
-    return _build(_vgg.vgg11, "vgg11", VGG11_Weights, weights, kwargs)
-
-
-def vgg11_bn(*, weights=None, progress=True, **kwargs):
-    """VGG-11 with batch norm; ``weights`` must be ``None``; other keywords go to ``VGG``."""
-    return _build(_vgg.vgg11_bn, "vgg11_bn", VGG11_BN_Weights, weights, kwargs)
-
-
-def vgg13(*, weights=None, progress=True, **kwargs):
-    """VGG-13; ``weights`` must be ``None``; other keywords (``num_classes``, ``dropout``...) go to ``VGG``."""
-    return _build(_vgg.vgg13, "vgg13", VGG13_Weights, weights, kwargs)
-
-
-def vgg13_bn(*, weights=None, progress=True, **kwargs):
-    """VGG-13 with batch norm; ``weights`` must be ``None``; other keywords go to ``VGG``."""
-    return _build(_vgg.vgg13_bn, "vgg13_bn", VGG13_BN_Weights, weights, kwargs)
-
-
-def vgg16(*, weights=None, progress=True, **kwargs):
-    """VGG-16; ``weights`` must be ``None``; other keywords (``num_classes``, ``dropout``...) go to ``VGG``."""
-    return _build(_vgg.vgg16, "vgg16", VGG16_Weights, weights, kwargs)
-
-
-def vgg16_bn(*, weights=None, progress=True, **kwargs):
-    """VGG-16 with batch norm; ``weights`` must be ``None``; other keywords go to ``VGG``."""
-    return _build(_vgg.vgg16_bn, "vgg16_bn", VGG16_BN_Weights, weights, kwargs)
-
-
-def vgg19(*, weights=None, progress=True, **kwargs):
-    """VGG-19; ``weights`` must be ``None``; other keywords (``num_classes``, ``dropout``...) go to ``VGG``."""
-    return _build(_vgg.vgg19, "vgg19", VGG19_Weights, weights, kwargs)
-
-
-def vgg19_bn(*, weights=None, progress=True, **kwargs):
-    """VGG-19 with batch norm; ``weights`` must be ``None``; other keywords go to ``VGG``."""
-    return _build(_vgg.vgg19_bn, "vgg19_bn", VGG19_BN_Weights, weights, kwargs)
-
-
-def lenet5(*, weights=None, progress=True, **kwargs):
-    """``LeNet5`` for 28 x 28 images (somanet's; torchvision has none); ``weights`` must be ``None``."""
-    return _build(_lenet.LeNet5, "lenet5", None, weights, kwargs)
-
-
-_BUILDERS = {f.__name__: f for f in (resnet18, resnet34, resnet50, resnet101, resnet152, vgg11, vgg11_bn, vgg13,
+_BUILDERS = {f.__name__: f for f in (alexnet,
+                                     resnet18, resnet34, resnet50, resnet101, resnet152, vgg11, vgg11_bn, vgg13,
                                      vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn, lenet5)}
-_WEIGHTS = {"resnet18": ResNet18_Weights, "resnet34": ResNet34_Weights, "resnet50": ResNet50_Weights,
+_WEIGHTS = {"alexnet": AlexNet_Weights,
+            "resnet18": ResNet18_Weights, "resnet34": ResNet34_Weights, "resnet50": ResNet50_Weights,
             "resnet101": ResNet101_Weights, "resnet152": ResNet152_Weights, "vgg11": VGG11_Weights,
             "vgg11_bn": VGG11_BN_Weights, "vgg13": VGG13_Weights, "vgg13_bn": VGG13_BN_Weights,
             "vgg16": VGG16_Weights, "vgg16_bn": VGG16_BN_Weights, "vgg19": VGG19_Weights,
