@@ -12,7 +12,8 @@ matplotlib (plots) with ``somanet[plot]``. They are imported only when used.
 """
 from .trainer import Trainer, get_loss, get_optimizer
 from .callbacks import (Callback, LambdaCallback, History, EarlyStopping, ModelCheckpoint, TerminateOnNaN,
-                        CSVLogger, LearningRateMonitor, LearningRateScheduler)
+                        CSVLogger, LearningRateMonitor, LearningRateScheduler, TensorBoardLogger, TensorBoard)
+from .doctor import Doctor, Finding
 from .progress import ProgressBar
 from .metrics import (Metric, Accuracy, Precision, Recall, F1Score, ConfusionMatrix, MeanSquaredError,
                       MeanAbsoluteError, R2Score, Perplexity, MeanMetric, get_metric)
@@ -30,4 +31,4 @@ __all__ = ["Trainer", "get_loss", "get_optimizer", "Callback", "LambdaCallback",
            "MeanSquaredError", "MeanAbsoluteError", "R2Score", "Perplexity", "MeanMetric", "get_metric",
            "CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "save_weights", "load_weights",
            "seed_everything", "get_rng_state", "set_rng_state", "summary", "ModelSummary", "lr_find",
-           "LRFinderResult", "Recipe", "ConfigError", "plots"]
+           "LRFinderResult", "Recipe", "ConfigError", "plots", "TensorBoardLogger", "TensorBoard", "Doctor", "Finding"]

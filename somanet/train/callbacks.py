@@ -26,7 +26,7 @@ import numpy as np
 from ._io import atomic_write_text
 
 __all__ = ["Callback", "LambdaCallback", "History", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN",
-           "CSVLogger", "LearningRateMonitor", "LearningRateScheduler"]
+           "CSVLogger", "LearningRateMonitor", "LearningRateScheduler", "TensorBoardLogger", "TensorBoard"]
 
 # Metric names whose larger values are better; everything else (losses, errors, perplexity) is "min".
 _MAX_HINTS = ("acc", "precision", "recall", "f1", "r2", "auc", "iou", "dice")
@@ -646,3 +646,108 @@ class LearningRateScheduler(Callback):
     @property
     def state_key(self):
         return f"LearningRateScheduler[{type(self.scheduler).__name__},{self.interval}]"
+
+
+class TensorBoardLogger(Callback):
+    """Write the run to TensorBoard event files: scalars, weight and gradient histograms, sample images.
+
+    Per step: the training loss (``train/loss``) and the learning rate (``train/lr``); per epoch: every
+    scalar log (``epoch/loss``, ``epoch/val_loss``, metrics) against the epoch number; every
+    ``histogram_every_n_steps`` optimizer steps: a histogram of each parameter (``weights/<name>``) and
+    of its gradient (``grads/<name>``); with ``log_images``, the first training batch's images when the
+    inputs are image batches ``(N, C, H, W)`` with 1 or 3 channels; and the model's structure as text
+    (``model``). TensorBoard's graph view needs PyTorch's tracer, which somanet does not have, so no graph
+    is written. The CSV log and plots of the run directory are kept as they are.
+
+    Needs tensorboardX: ``pip install 'somanet[tensorboard]'``. ``TensorBoard`` is the same callback
+    under Keras' name.
+
+    Args:
+        log_dir: where the event files go; by default ``<run_dir>/tensorboard`` of the trainer, else
+            ``runs/``.
+        log_every_n_steps: write the step scalars every this many optimizer steps.
+        histogram_every_n_steps: write histograms every this many optimizer steps (0: never).
+        log_images: write a grid of up to ``max_images`` input images once, at the start.
+        max_images: how many images ``log_images`` writes.
+    """
+
+    rank_zero_only = True
+
+    def __init__(self, log_dir=None, log_every_n_steps=1, histogram_every_n_steps=100, log_images=True,
+                 max_images=16):
+        for name, value, low in (("log_every_n_steps", log_every_n_steps, 1),
+                                 ("histogram_every_n_steps", histogram_every_n_steps, 0),
+                                 ("max_images", max_images, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"TensorBoardLogger: {name} must be an int >= {low}, got {value!r}")
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
+        self.log_every_n_steps = log_every_n_steps
+        self.histogram_every_n_steps = histogram_every_n_steps
+        self.log_images = log_images
+        self.max_images = max_images
+        self.writer = None
+        self._images_done = False
+
+    def on_fit_start(self, trainer, model):
+        from ..utils.tensorboard import SummaryWriter
+        if self.log_dir is None:
+            self.log_dir = os.path.join(trainer.run_dir, "tensorboard") if trainer.run_dir else "runs"
+        self.writer = SummaryWriter(self.log_dir)
+        self._images_done = not self.log_images
+        self._params = list(trainer.named_parameters)
+        self.writer.add_text("model", "```\n" + repr(model) + "\n```", global_step=trainer.global_step)
+        skip = set()
+        if not self.histogram_every_n_steps or trainer.manual_optimization:
+            skip.add("on_before_optimizer_step")
+        self._skip_hooks = skip
+
+    def on_before_optimizer_step(self, trainer, model, optimizer):
+        step = trainer.global_step
+        if step % self.histogram_every_n_steps:
+            return
+        for name, p in self._params:
+            self.writer.add_histogram(f"weights/{name}", p.array, global_step=step)
+            if p.grad is not None and np.isfinite(p.grad.array).all():
+                self.writer.add_histogram(f"grads/{name}", p.grad.array, global_step=step)
+
+    def on_train_batch_end(self, trainer, model, outputs, batch, batch_idx):
+        if not self._images_done:
+            self._images_done = True
+            self._write_images(batch, trainer.global_step)
+        if not trainer.at_step_boundary or trainer.global_step % self.log_every_n_steps:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else None
+        if loss is not None:
+            self.writer.add_scalar("train/loss", float(loss), global_step=trainer.global_step)
+        self.writer.add_scalar("train/lr", trainer.current_lr, global_step=trainer.global_step)
+
+    def _write_images(self, batch, step):
+        x = batch[0] if isinstance(batch, (list, tuple)) and batch else batch
+        arr = getattr(x, "array", x)
+        if not isinstance(arr, np.ndarray) or arr.ndim != 4 or arr.shape[1] not in (1, 3) or arr.dtype.kind != "f":
+            return
+        imgs = np.asarray(arr[:self.max_images], dtype=np.float32)
+        lo, hi = float(imgs.min()), float(imgs.max())
+        imgs = (imgs - lo) / (hi - lo) if hi > lo else np.zeros_like(imgs)
+        self.writer.add_images("inputs", imgs, global_step=step, dataformats="NCHW")
+
+    def on_train_epoch_end(self, trainer, model):
+        for key, value in trainer.callback_metrics.items():
+            if np.ndim(value) == 0 and math.isfinite(float(value)):
+                self.writer.add_scalar(f"epoch/{key}", float(value), global_step=trainer.current_epoch + 1)
+        self.writer.flush()
+
+    def on_fit_end(self, trainer, model):
+        self._close()
+
+    def on_exception(self, trainer, model, exception):
+        self._close()
+
+    def _close(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+#: Keras' name for ``TensorBoardLogger``.
+TensorBoard = TensorBoardLogger

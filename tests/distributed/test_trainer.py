@@ -27,7 +27,8 @@ def test_only_rank_zero_writes(runs):
     assert int(a0["writes"]) > 0 and int(a1["writes"]) == 0
     assert "ModelCheckpoint" in list(a0["callbacks"]) and "CSVLogger" in list(a0["callbacks"])
     assert "ModelCheckpoint" not in list(a1["callbacks"]) and "CSVLogger" not in list(a1["callbacks"])
-    assert sorted(os.listdir(runs.out / "a")) == ["checkpoints", "config.json", "metrics.csv", "summary.txt"]
+    assert sorted(os.listdir(runs.out / "a")) == ["checkpoints", "config.json", "doctor.json", "doctor.md",
+                                                  "metrics.csv", "summary.txt"]
 
 
 def test_ranks_share_the_epoch_and_stay_identical(runs):

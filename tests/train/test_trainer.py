@@ -336,7 +336,8 @@ def test_run_directory_gathers_metrics_checkpoints_summary_and_plots(tmp_path):
     trainer = quiet(run_dir=tmp_path / "run")
     history = trainer.fit(MLP(4, [8], 3), (x, y), (x, y), epochs=3, loss="cross_entropy", metrics=["accuracy"])
     run = tmp_path / "run"
-    assert sorted(os.listdir(run)) == ["checkpoints", "config.json", "metrics.csv", "plots", "summary.txt"]
+    assert sorted(os.listdir(run)) == ["checkpoints", "config.json", "doctor.json", "doctor.md", "metrics.csv", "plots",
+                                       "summary.txt"]
     assert sorted(os.listdir(run / "checkpoints")) == ["best", "last"]
     assert sorted(os.listdir(run / "plots")) == ["history.png", "lr.png"]
     assert "Total params: 67" in (run / "summary.txt").read_text()
