@@ -6,6 +6,8 @@
 >>> x.grad
 tensor([2., 4.])
 """
+from ._process import configure_process as _configure_process
+_configure_process()  # the process-wide settings, before NumPy loads (see somanet._process)
 from .backend import (float16, float32, float64, int8, int16, int32, int64, uint8, bool_)
 from .backend import bool_ as bool  # noqa: A001  - PyTorch spells it somanet.bool
 from .backend import get_num_threads, set_num_threads
@@ -70,7 +72,7 @@ def get_default_dtype():
 _LAZY_SUBMODULES = frozenset({
     "nn", "optim", "utils", "data", "distributions", "onnx", "backends", "cuda", "accelerator", "vision", "train",
     "models", "func", "amp", "distributed", "special", "linalg", "fft", "testing", "serialization", "sparse",
-    "cpu", "rl",
+    "cpu", "rl", "interpret",
 })
 
 
