@@ -1,4 +1,5 @@
-"""torchvision's layout on somanet: ``datasets``, ``transforms``, ``models`` and ``utils``.
+"""torchvision's layout on somanet: ``datasets``, ``transforms``, ``models``, ``utils`` and ``ops`` (plus
+``metrics``: COCO-style detection mAP).
 
 Each name is the one implementation that ``somanet.data`` and ``somanet.models`` already hold, under
 the import path a torchvision program uses, with torchvision's signatures: ``import somanet.vision as
@@ -10,7 +11,7 @@ Datasets return PIL images, as torchvision's do, when Pillow is installed (``pip
 >>> tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
 >>> mnist = datasets.MNIST("data", train=False, transform=tf)  # doctest: +SKIP
 """
-_SUBMODULES = frozenset({"datasets", "transforms", "models", "utils"})
+_SUBMODULES = frozenset({"datasets", "transforms", "models", "utils", "ops", "metrics"})
 
 __all__ = sorted(_SUBMODULES | {"get_image_backend", "set_image_backend"})
 

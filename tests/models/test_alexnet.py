@@ -84,3 +84,14 @@ def test_forward_and_gradients_match_torch(size):
 def test_small_input_is_rejected():
     with pytest.raises(ValueError, match="63"):
         AlexNet(num_classes=3, hidden_features=8)(somanet.randn(1, 3, 32, 32))
+
+
+def test_torchvision_builder_path():
+    from somanet.vision import models as tv_models
+
+    model = tv_models.alexnet(weights=None, num_classes=5, dropout=0.3)
+    assert isinstance(model, AlexNet) and "alexnet" in tv_models.list_models()
+    assert model.classifier[0].p == 0.3 and model.classifier[6].out_features == 5
+    assert tv_models.get_model_weights("alexnet").DEFAULT.name == "IMAGENET1K_V1"
+    with pytest.raises(RuntimeError, match="alexnet: weights=AlexNet_Weights.IMAGENET1K_V1 cannot be loaded"):
+        tv_models.alexnet(weights="DEFAULT")

@@ -83,7 +83,7 @@ def test_registry_helpers():
     assert models.get_model_weights(models.vgg13_bn) is models.VGG13_BN_Weights
     assert models.get_weight("VGG16_Weights.IMAGENET1K_V1") is models.VGG16_Weights.IMAGENET1K_V1
     with pytest.raises(ValueError, match="unknown model"):
-        models.get_model("alexnet")
+        models.get_model("mobilenet_v2")
 
 
 def test_classes_are_the_zoos():
