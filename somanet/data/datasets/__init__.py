@@ -13,10 +13,12 @@ from .text import (Vocab, CharCorpus, WordCorpus, train_val_split, LMWindows, ba
 from .synthetic import (make_spirals, Spirals, make_time_series, TimeSeriesWindows, make_shapes, Shapes,
                         detection_collate, SHAPE_CLASSES, make_reverse_pairs, make_sort_pairs, make_date_pairs,
                         Seq2SeqDataset)
+from .synthetic import make_interactions, leave_one_out, ImplicitFeedback
 
 __all__ = ["data_home", "DownloadError", "ChecksumError", "sha256_file", "read_idx", "read_cifar_binary", "MNIST",
            "FashionMNIST", "CIFAR10", "Digits", "Iris", "Wine", "BreastCancer", "Diabetes", "train_test_indices",
            "Vocab", "CharCorpus", "WordCorpus", "train_val_split", "LMWindows", "batchify", "BPTTIterator",
            "load_tinyshakespeare", "TinyShakespeare", "load_wikitext2", "WikiText2", "make_spirals", "Spirals",
            "make_time_series", "TimeSeriesWindows", "make_shapes", "Shapes", "detection_collate", "SHAPE_CLASSES",
-           "make_reverse_pairs", "make_sort_pairs", "make_date_pairs", "Seq2SeqDataset"]
+           "make_reverse_pairs", "make_sort_pairs", "make_date_pairs", "Seq2SeqDataset",
+           "make_interactions", "leave_one_out", "ImplicitFeedback"]

@@ -19,7 +19,7 @@ from ..dataset import Dataset
 
 __all__ = ["make_spirals", "Spirals", "make_time_series", "TimeSeriesWindows", "make_shapes", "Shapes",
            "detection_collate", "SHAPE_CLASSES", "make_reverse_pairs", "make_sort_pairs", "make_date_pairs",
-           "Seq2SeqDataset", "PAD", "SOS", "EOS", "UNK"]
+           "Seq2SeqDataset", "PAD", "SOS", "EOS", "UNK", "make_interactions", "leave_one_out", "ImplicitFeedback"]
 
 
 def _rng(seed, generator):
@@ -423,3 +423,154 @@ class Seq2SeqDataset(Dataset):
             if tok not in (SOS, PAD):
                 chars.append(tok)
         return "".join(chars)
+
+
+# ----------------------------------------------------------------------------- implicit feedback
+def make_interactions(n_users=1000, n_items=500, rank=8, density=0.05, seed=None, generator=None, *, popularity=1.0,
+                      return_logits=False):
+    """User-item interactions (implicit feedback) with a known low-rank structure.
+
+    Users and items get ``rank``-dimensional factors ``u``, ``v`` (Gaussian, scaled so that ``<u, v>``
+    has unit variance) and items a popularity ``b ~ N(0, 1)``. Each user interacts with
+    ``max(3, round(density * n_items))`` distinct items drawn without replacement with probabilities
+    proportional to ``exp(3 <u, v> + popularity * b)`` (Gumbel top-k), in a random order that stands for
+    time: ``leave_one_out`` holds out each user's last interactions.
+
+    Args:
+        n_users, n_items: sizes of the index ranges.
+        rank: dimension of the preference structure.
+        density: fraction of the items each user interacts with.
+        seed, generator: randomness (see the module docstring).
+        popularity: weight of the item popularity in the choice (0: pure low-rank taste).
+        return_logits: also return the ``(n_users, n_items)`` float64 logits the choices were drawn
+            from (the best possible scores: an oracle to compare a recommender with).
+
+    Returns:
+        int64 ``(N, 2)`` array of ``(user, item)`` pairs grouped by user, each user's in time order
+        (and the logits with ``return_logits``).
+    """
+    n_users = _positive_int(n_users, "n_users", "make_interactions")
+    n_items = _positive_int(n_items, "n_items", "make_interactions")
+    rank = _positive_int(rank, "rank", "make_interactions")
+    per_user = max(3, int(round(density * n_items)))
+    if not 0 < density <= 1 or per_user >= n_items:
+        raise ValueError(f"make_interactions: density must be in (0, 1] and leave items to sample as negatives; got "
+                         f"density={density} for {n_items} items ({per_user} interactions per user)")
+    rng = _rng(seed, generator)
+    scale = rank ** -0.25
+    u = rng.standard_normal((n_users, rank)) * scale
+    v = rng.standard_normal((n_items, rank)) * scale
+    logits = 3.0 * (u @ v.T) + popularity * rng.standard_normal(n_items)
+    keys = logits + rng.gumbel(size=logits.shape)
+    chosen = np.argpartition(-keys, per_user - 1, axis=1)[:, :per_user]
+    chosen = rng.permuted(chosen, axis=1)
+    users = np.repeat(np.arange(n_users), per_user)
+    pairs = np.stack([users, chosen.reshape(-1)], axis=1).astype(np.int64)
+    return (pairs, logits) if return_logits else pairs
+
+
+def leave_one_out(interactions, n_items, num_negatives=99, seed=0):
+    """The leave-one-out split of He et al. (2017): each user's last interaction is held out and ranked
+    against ``num_negatives`` items the user never interacted with.
+
+    Args:
+        interactions: int64 ``(N, 2)`` ``(user, item)`` pairs, each user's in time order (as
+            ``make_interactions`` gives); users with fewer than 2 interactions are not held out.
+        n_items: number of items (negatives are drawn from ``0 .. n_items - 1``).
+        num_negatives: sampled negatives per held-out item.
+        seed: seed of the negative sampling.
+
+    Returns:
+        ``(train, users, candidates)``: the remaining pairs ``(M, 2)``; the held-out users ``(U,)``; and
+        ``(U, 1 + num_negatives)`` candidate items, column 0 the held-out item.
+    """
+    pairs = np.asarray(interactions)
+    if pairs.ndim != 2 or pairs.shape[1] != 2 or pairs.dtype.kind not in "iu":
+        raise ValueError(f"leave_one_out: interactions must be integer (N, 2) (user, item) pairs, got "
+                         f"{pairs.dtype} array of shape {pairs.shape}")
+    pairs = pairs.astype(np.int64)
+    last = {}
+    counts = np.bincount(pairs[:, 0]) if len(pairs) else np.zeros(0, np.int64)
+    for k, user in enumerate(pairs[:, 0]):
+        last[int(user)] = k
+    held = np.array(sorted(k for u, k in last.items() if counts[u] >= 2), dtype=np.int64)
+    keep = np.ones(len(pairs), bool)
+    keep[held] = False
+    users = pairs[held, 0]
+    seen = set((pairs[:, 0] * n_items + pairs[:, 1]).tolist())
+    rng = np.random.default_rng(seed)
+    negatives = np.empty((len(users), num_negatives), np.int64)
+    for row, user in enumerate(users):
+        if counts[user] + num_negatives > n_items:
+            raise ValueError(f"leave_one_out: user {user} has {counts[user]} interactions; {num_negatives} negatives "
+                             f"cannot be drawn from {n_items} items")
+        picked = []
+        taken = set()
+        while len(picked) < num_negatives:
+            for item in rng.integers(0, n_items, num_negatives).tolist():
+                if len(picked) < num_negatives and item not in taken and user * n_items + item not in seen:
+                    taken.add(item)
+                    picked.append(item)
+        negatives[row] = picked
+    return pairs[keep], users, np.concatenate([pairs[held, 1:2], negatives], axis=1)
+
+
+class ImplicitFeedback(Dataset):
+    """Observed ``(user, item)`` pairs as positives, each followed by ``num_negatives`` items the user
+    did not interact with, drawn afresh at every access (so every epoch sees new negatives).
+
+    Samples are ``(user, item, label)`` with ``label`` 1.0 for the observed pair and 0.0 for a negative;
+    ``len`` is ``len(pairs) * (1 + num_negatives)``. The DataLoader batches them as three tensors.
+
+    Args:
+        pairs: int64 ``(N, 2)`` observed pairs.
+        n_items: number of items.
+        num_negatives: negatives per positive (4 in the NCF paper).
+        exclude: more ``(user, item)`` pairs never drawn as negatives (e.g. held-out ones).
+        seed: seed of the negative sampling stream.
+    """
+
+    def __init__(self, pairs, n_items, num_negatives=4, exclude=None, seed=0):
+        pairs = np.asarray(pairs)
+        if pairs.ndim != 2 or pairs.shape[1] != 2 or pairs.dtype.kind not in "iu":
+            raise ValueError(f"ImplicitFeedback: pairs must be integer (N, 2) (user, item) pairs, got {pairs.dtype} "
+                             f"array of shape {pairs.shape}")
+        if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 0:
+            raise ValueError(f"ImplicitFeedback: num_negatives must be a non-negative int, got {num_negatives!r}")
+        self.pairs = pairs.astype(np.int64)
+        self.n_items = _positive_int(n_items, "n_items", "ImplicitFeedback")
+        if len(self.pairs) and self.pairs[:, 1].max() >= self.n_items:
+            raise ValueError(f"ImplicitFeedback: an item index {self.pairs[:, 1].max()} is not below n_items={n_items}")
+        self.num_negatives = num_negatives
+        known = self.pairs if exclude is None else np.concatenate([self.pairs, np.asarray(exclude, np.int64)])
+        self._known = np.unique(known[:, 0] * self.n_items + known[:, 1])
+        self._rng = np.random.Generator(np.random.PCG64(seed))
+
+    def __len__(self):
+        return len(self.pairs) * (1 + self.num_negatives)
+
+    def _sample(self, indices):
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise IndexError(f"ImplicitFeedback: index out of range for {len(self)} samples")
+        idx = idx % len(self)
+        pos, slot = np.divmod(idx, 1 + self.num_negatives)
+        users = self.pairs[pos, 0]
+        items = self.pairs[pos, 1].copy()
+        neg = slot > 0
+        todo = np.flatnonzero(neg)
+        while todo.size:
+            draw = self._rng.integers(0, self.n_items, todo.size)
+            codes = users[todo] * self.n_items + draw
+            found = np.searchsorted(self._known, codes)
+            clash = (found < len(self._known)) & (self._known[np.minimum(found, len(self._known) - 1)] == codes)
+            items[todo[~clash]] = draw[~clash]
+            todo = todo[clash]
+        return users, items, (~neg).astype(np.float32)
+
+    def __getitem__(self, index):
+        users, items, labels = self._sample([index])
+        return int(users[0]), int(items[0]), float(labels[0])
+
+    def _fetch_batch(self, indices):
+        return [from_numpy(a) for a in self._sample(indices)]
