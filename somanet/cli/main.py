@@ -5,8 +5,11 @@
     somanet train --resume runs/spirals    # continue an interrupted run exactly
     somanet evaluate runs/spirals
     somanet predict runs/digits-mlp-001 digit.png
+    somanet explain runs/transfer-digits-001 digit.png --method gradcam   # what the model looks at
     somanet recipes | summary RECIPE | lr-find RECIPE
     somanet embed MODEL_DIR "a sentence" ...   # sentence embeddings (sentence-transformers folders)
+    somanet generate RUN_DIR --prompt TEXT     # text from a language-model run (shakespeare-char)
+    somanet doctor runs/spirals            # why a run fails: findings with evidence and advice
 
 Bad input (an unknown recipe, an invalid config, a missing or corrupt run directory or checkpoint, a
 run directory that already exists or cannot be created, an unreadable, empty, oversized or
@@ -17,9 +20,7 @@ import argparse
 import json
 import math
 import os
-import struct
 import sys
-import warnings
 
 import numpy as np
 
@@ -172,12 +173,6 @@ def _dataset_arrays(dataset, batch_size=512):
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def _softmax(logits):
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 # =========================================================================== train
 def cmd_train(args):
     from ..rl import recipes as rl_recipes  # reinforcement-learning recipes run their own loop
@@ -321,74 +316,17 @@ def _check_image_size(path, width, height):
                        f"at most {MAX_IMAGE_PIXELS:,} pixels (2048 x 2048): scale it down or crop it to the digit")
 
 
-def _png_size(path):
-    with open(path, "rb") as f:
-        head = f.read(24)
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-        return struct.unpack(">II", head[16:24])
-    return None
-
-
 def _read_image(path):
-    ext = os.path.splitext(path)[1].lower()
-    img = None
+    from ..vision.io import ImageTooLargeError, read_grayscale
     try:
-        from PIL import Image
-        try:
-            with warnings.catch_warnings():
-                # The size is checked below, against a far lower limit than Pillow's.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                im = Image.open(path)  # reads the header only
-        except Image.DecompressionBombError as exc:
-            raise CLIError(f"{path} is too large an image: {exc}") from None
-        with im:
-            _check_image_size(path, *im.size)
-            img = np.asarray(im.convert("RGBA"), dtype=np.float32) / np.float32(255.0)
-    except CLIError:
+        return read_grayscale(path, max_pixels=MAX_IMAGE_PIXELS)
+    except ImageTooLargeError as exc:
+        _check_image_size(path, exc.width, exc.height)
         raise
-    except ImportError:
-        if ext != ".png":
-            raise CLIError(f"reading {ext} images needs Pillow (pip install pillow); PNG also works with matplotlib "
-                           f"(pip install 'somanet[plot]'), or give a .npy file") from None
-        try:
-            import matplotlib.image as mpimg
-        except ImportError:
-            raise CLIError("reading PNG images needs matplotlib (pip install 'somanet[plot]') or Pillow "
-                           "(pip install pillow); or give a .npy file") from None
-        try:
-            size = _png_size(path)
-            if size is not None:
-                _check_image_size(path, *size)
-            img = np.asarray(mpimg.imread(path), dtype=np.float32)
-        except CLIError:
-            raise
-        except Exception as exc:
-            raise CLIError(f"{path} cannot be read as an image: {exc}") from None
-    except Exception as exc:
-        raise CLIError(f"{path} cannot be read as an image: {exc}") from None
-    if img.ndim == 3:
-        if img.shape[-1] == 4:
-            # Composite transparent pixels onto white, the usual background of a drawn digit.
-            alpha = img[..., 3:4]
-            img = img[..., :3] * alpha + (1.0 - alpha)
-        img = img[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return img.astype(np.float32)
-
-
-def _resize(img, size):
-    """Area-average (or nearest, when enlarging) resampling to ``size`` = (H, W), in NumPy."""
-    out = img
-    for axis, n in enumerate(size):
-        m = out.shape[axis]
-        if m == n:
-            continue
-        edges = np.linspace(0, m, n + 1)
-        lo = np.floor(edges[:-1]).astype(int)
-        hi = np.maximum(np.ceil(edges[1:]).astype(int), lo + 1)
-        cs = np.cumsum(np.concatenate([np.zeros_like(np.take(out, [0], axis=axis)), out], axis=axis), axis=axis)
-        out = (np.take(cs, hi, axis=axis) - np.take(cs, lo, axis=axis)) / (hi - lo).reshape(
-            [-1 if a == axis else 1 for a in range(out.ndim)])
-    return out.astype(np.float32)
+    except ImportError as exc:
+        raise CLIError(f"{exc}; or give a .npy file") from None
+    except (ValueError, OSError) as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _prepare_image(path, info):
@@ -399,7 +337,8 @@ def _prepare_image(path, info):
     if img.size and img.mean() > 0.5:
         # The training images have bright ink on a dark background; a dark digit on paper is inverted.
         img = 1.0 - img
-    img = _resize(img, info.image_size)
+    from ..vision.io import resize_area
+    img = resize_area(img, info.image_size)
     img = (img - np.float32(info.mean)) / np.float32(info.std)
     img = img.reshape(1, *info.input_shape).astype(np.float32)
     _check_finite(img, path)
@@ -493,7 +432,9 @@ def cmd_predict(args):
         for i, row in enumerate(out):
             print(f"sample {i}: {np.array2string(np.asarray(row), precision=4)}")
         return 0
-    probs = _softmax(out.astype(np.float64))
+    from ..autograd.tensor import Tensor
+    from ..ops.reduce import softmax
+    probs = softmax(Tensor(out.astype(np.float64)), dim=-1).array
     names = info.classes or [str(i) for i in range(probs.shape[-1])]
     k = min(args.top_k, probs.shape[-1])
     for i, p in enumerate(probs):
@@ -528,7 +469,9 @@ def cmd_summary(args):
         from ..train.generative import gan_summary
         print(gan_summary(model, tuple(info.input_shape)))
     else:
-        print(summary(model, tuple(info.input_shape), batch_size=cfg["batch_size"]))
+        # A language model reads symbol ids, not floats.
+        dtype = np.int64 if info.task in ("language_model", "translation") else None
+        print(summary(model, tuple(info.input_shape), batch_size=cfg["batch_size"], dtype=dtype))
     return 0
 
 
@@ -641,6 +584,12 @@ def build_parser():
     add_embed_parser(sub)
     from .launch import add_parser as add_launch_parser
     add_launch_parser(sub)
+    from .generate import add_parser as add_generate_parser
+    add_generate_parser(sub)
+    from .doctor import add_parser as add_doctor_parser
+    add_doctor_parser(sub)
+    from .explain import add_parser as add_explain_parser
+    add_explain_parser(sub)
     return parser
 
 

@@ -506,3 +506,7 @@ register_recipe(Recipe(
     loss="mse", metrics=(), task="regression",
     epochs=20, batch_size=64, seed=0,
     checkpoint={"monitor": None}))
+from . import recipes_detection  # noqa: E402,F401  (object detection: shapes-detection)
+from . import recipes_seq  # noqa: E402,F401  (translation and forecasting: translate-dates, sines-forecast)
+from . import recipes_lm  # noqa: E402,F401  (language models: shakespeare-char)
+from . import recipes_apps  # noqa: E402,F401  (segmentation and recommendation: shapes-segmentation, recsys-ncf)

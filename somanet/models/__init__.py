@@ -20,3 +20,6 @@ from .small_cnn import SmallCNN, mnist_cnn, digits_to_mnist  # noqa: F401
 from .unet import DiffusionUNet  # noqa: F401
 from .diffusion import (DDPM, NoiseSchedule, linear_beta_schedule, cosine_beta_schedule, ddpm_sample,  # noqa: F401
                         ddim_sample)
+from .seq2seq import (Seq2Seq, TransformerSeq2Seq, RNNEncoder, AttentionDecoder, beam_search,  # noqa: F401
+                      greedy_search, DecodeResult, Hypothesis)
+from .forecast import LSTMForecaster, TransformerForecaster, seasonal_naive  # noqa: F401

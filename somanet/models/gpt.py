@@ -7,7 +7,7 @@ from .. import nn
 from ..autograd import grad_mode
 from ..ops.elementwise import gelu
 from ..autograd.tensor import Tensor
-from .char_rnn import _sample
+from .gpt2 import next_tokens
 
 __all__ = ["GPT"]
 
@@ -83,18 +83,60 @@ class GPT(nn.Module):
             x = block(x, src_mask=mask, is_causal=True)
         return self.head(self.ln_f(x))
 
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, generator=None):
-        """Continue ``idx`` (N, T0) by sampling ``max_new_tokens`` symbols (the context is cropped to
-        ``block_size``); returns (N, T0 + max_new_tokens)."""
-        seq = idx.array
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, do_sample=True,
+                 generator=None):
+        """Continue ``idx`` (N, T0) by ``max_new_tokens`` symbols, one at a time; returns (N, T0 + max_new_tokens).
+
+        Each step runs the model on the last ``block_size`` symbols (the context is cropped, as in
+        nanoGPT) and picks the next symbol from the last position's logits, filtered as Hugging Face's
+        ``generate`` does (``somanet.models.gpt2.next_tokens``): divided by ``temperature``, then only
+        the ``top_k`` most likely kept, then only the smallest set whose probability reaches ``top_p``.
+        With ``do_sample`` the symbol is drawn from the softmax of what is left (from ``generator``, so
+        a seeded generator gives the same text every time), else it is the most likely one (greedy; so
+        is ``temperature=0``). Unlike ``GPT2LMHeadModel.generate`` it samples by default, as nanoGPT's does.
+
+        Args:
+            idx: integer symbols (N, T0) with T0 >= 1, a Tensor or array.
+            max_new_tokens: how many symbols to add (>= 0).
+            temperature: > 0 scales the logits (below 1 sharper, above 1 flatter); 0 means greedy.
+            top_k: keep the ``top_k`` largest logits (ties with the k-th kept too), or None for all.
+            top_p: nucleus sampling: keep the most likely symbols until their probability reaches
+                ``top_p`` in (0, 1] (at least one), or None for all.
+            do_sample: sample (True) or take the most likely symbol (False).
+            generator: a ``somanet.Generator`` to draw from (the default generator when None).
+        """
+        seq = idx.array if isinstance(idx, Tensor) else np.asarray(idx)
+        if seq.ndim != 2 or seq.dtype.kind not in "iu" or seq.shape[1] < 1:
+            raise ValueError(f"GPT.generate: expected integer symbols of shape (N, T0) with T0 >= 1, got "
+                             f"{seq.dtype} {tuple(seq.shape)}")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+            raise ValueError(f"GPT.generate: max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
+        _check_sampling(temperature, top_k, top_p, "GPT.generate")
+        if seq.size and (seq.min() < 0 or seq.max() >= self.vocab_size):
+            raise ValueError(f"GPT.generate: symbols must be in [0, {self.vocab_size}), got values in "
+                             f"[{seq.min()}, {seq.max()}]")
+        greedy = not do_sample or temperature == 0
+        seq = seq.astype(np.int64)
         with grad_mode.no_grad():
             was_training = self.training
             self.eval()
             try:
                 for _ in range(max_new_tokens):
-                    logits = self(Tensor(seq[:, -self.block_size:]))
-                    nxt = _sample(logits.array[:, -1], temperature, top_k, generator)
-                    seq = np.concatenate([seq, nxt[:, None]], axis=1)
+                    logits = self(Tensor(seq[:, -self.block_size:])).array[:, -1]
+                    nxt = next_tokens(logits, not greedy, temperature, top_k, top_p, generator)
+                    seq = np.concatenate([seq, nxt.astype(np.int64)[:, None]], axis=1)
             finally:
                 self.train(was_training)
         return Tensor(seq)
+
+
+def _check_sampling(temperature, top_k, top_p, owner):
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.number)) \
+            or not 0 <= temperature < float("inf"):
+        raise ValueError(f"{owner}: temperature must be a finite number >= 0, got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        raise ValueError(f"{owner}: top_k must be a positive int or None, got {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float, np.number))
+                              or not 0 < top_p <= 1):
+        raise ValueError(f"{owner}: top_p must be in (0, 1] or None, got {top_p!r}")
+

@@ -31,7 +31,7 @@ from .callbacks import Callback
 
 __all__ = ["MNIST_MEAN", "MNIST_STD", "frechet_distance", "gaussian_stats", "mnist_classifier", "classifier_outputs",
            "reference_stats", "mnist_fid", "mnist_quality", "train_mnist_classifier", "save_classifier",
-           "save_image_grid", "image_grid", "GenerativeReport", "recipe_callbacks", "CLASSIFIER_FILE"]
+           "save_image_grid", "image_grid", "GenerativeReport", "write_report", "recipe_callbacks", "CLASSIFIER_FILE"]
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 #: The shipped classifier and reference statistics, in ``somanet/models/weights/``.
@@ -280,16 +280,10 @@ def image_grid(images, nrow=None, padding=2, pad_value=0.0):
         arr = arr[:, None]
     if arr.ndim != 4 or arr.shape[1] not in (1, 3):
         raise ValueError(f"image_grid(): expected (N, 1 or 3, H, W) or (N, H, W) images, got shape {arr.shape}")
-    n, c, h, w = arr.shape
-    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
-    rows = int(math.ceil(n / nrow))
-    grid = np.full((c, rows * (h + padding) + padding, nrow * (w + padding) + padding), pad_value, np.float32)
-    for i in range(n):
-        r, col = divmod(i, nrow)
-        top, left = padding + r * (h + padding), padding + col * (w + padding)
-        grid[:, top:top + h, left:left + w] = arr[i]
-    grid = np.clip(grid, 0.0, 1.0)
-    return grid[0] if c == 1 else grid.transpose(1, 2, 0)
+    from ..vision.utils import tile
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(arr.shape[0]))))
+    grid = np.clip(tile(arr, nrow, padding, pad_value), 0.0, 1.0)
+    return grid[0] if arr.shape[1] == 1 else grid.transpose(1, 2, 0)
 
 
 def save_image_grid(images, path, nrow=None, padding=2, scale=1):
@@ -313,6 +307,21 @@ def save_image_grid(images, path, nrow=None, padding=2, scale=1):
 
 
 # --------------------------------------------------------------------------- the run report
+def write_report(run_dir, results, lines, marker="Generative quality"):
+    """Save ``results`` as ``quality.json`` in ``run_dir`` and put ``lines`` at the end of its
+    ``summary.txt``, replacing an earlier report that starts with ``marker`` (both written atomically)."""
+    from ._io import atomic_write_text
+    atomic_write_text(os.path.join(run_dir, "quality.json"), json.dumps(results, indent=2) + "\n")
+    path = os.path.join(run_dir, "summary.txt")
+    old = ""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
+    if marker in old:
+        old = old[:old.index(marker)]
+    atomic_write_text(path, old.rstrip("\n") + ("\n\n" if old.strip() else "") + "\n".join(lines) + "\n")
+
+
 def _rng_snapshot():
     from .seed import get_rng_state
     return get_rng_state()
@@ -447,19 +456,8 @@ class GenerativeReport(Callback):
         except ImportError as exc:
             print(f"sample grid skipped: {exc}")
         self.results = self.evaluate(model)
-        from ._io import atomic_write_text
-        atomic_write_text(os.path.join(trainer.run_dir, "quality.json"), json.dumps(self.results, indent=2) + "\n")
         lines = self.headline(self.results)
-        path = os.path.join(trainer.run_dir, "summary.txt")
-        old = ""
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                old = f.read()
-        marker = "Generative quality"
-        if marker in old:
-            old = old[:old.index(marker)]
-        text = old.rstrip("\n") + ("\n\n" if old.strip() else "") + "\n".join(lines) + "\n"
-        atomic_write_text(path, text)
+        write_report(trainer.run_dir, self.results, lines)
         if self.verbose:
             print("\n".join(lines), flush=True)
 
@@ -495,6 +493,27 @@ def recipe_callbacks(cfg):
         # diffusion models (somanet.models.diffusion) sample with their own report: DDIM and ancestral grids
         from ..models.diffusion import DiffusionReport
         return [DiffusionReport(**dict(cfg["model"].get("report") or {}))]
+    if (cfg.get("model") or {}).get("name") == "centernet":
+        # detectors (somanet.models.detection) report COCO mAP on held-out data and draw their predictions
+        from ..cli.recipes_detection import detection_report
+        return [detection_report(cfg)]
+    if (cfg.get("model") or {}).get("name") in ("seq2seq", "transformer-seq2seq", "lstm-forecaster",
+                                                "transformer-forecaster"):
+        # sequence recipes (somanet.cli.recipes_seq) score translation or forecasts on their held-out split
+        from ..cli.recipes_seq import sequence_report
+        return [sequence_report(cfg)]
+    if (cfg.get("model") or {}).get("name") == "char-gpt":
+        # character-level language models (somanet.cli.recipes_lm) print and save a text sample at the end
+        from ..cli.recipes_lm import text_report
+        return [text_report(cfg)]
+    if (cfg.get("model") or {}).get("name") == "unet":
+        # segmentation (somanet.cli.recipes_apps) reports mean IoU on held-out data and draws predictions
+        from ..cli.recipes_apps import segmentation_report
+        return [segmentation_report(cfg)]
+    if (cfg.get("model") or {}).get("name") in ("ncf", "mf"):
+        # recommendation (somanet.cli.recipes_apps) reports HR@10 / NDCG@10 against MF and popularity
+        from ..cli.recipes_apps import recommendation_report
+        return [recommendation_report(cfg)]
     if (cfg.get("model") or {}).get("name") not in _GENERATIVE_MODELS:
         return []
 

@@ -21,7 +21,9 @@ import numpy as np
 from ..autograd.tensor import Tensor
 
 __all__ = ["Metric", "Accuracy", "Precision", "Recall", "F1Score", "ConfusionMatrix", "MeanSquaredError",
-           "MeanAbsoluteError", "R2Score", "Perplexity", "MeanMetric", "get_metric", "METRIC_NAMES"]
+           "MeanAbsoluteError", "R2Score", "Perplexity", "MeanMetric", "get_metric", "METRIC_NAMES",
+           "BLEUScore", "ExactMatch", "bleu_score", "sentence_bleu", "exact_match",
+           "JaccardIndex", "PixelAccuracy", "jaccard_index", "pixel_accuracy", "hit_rate_at_k", "ndcg_at_k"]
 
 
 def _np(x, what):
@@ -314,15 +316,26 @@ class _Regression(Metric):
 
 
 class MeanSquaredError(_Regression):
-    """Mean of the squared errors over every element seen."""
+    """Mean of the squared errors over every element seen; its square root (RMSE, logged as
+    ``"rmse"``) with ``squared=False``, as in torchmetrics."""
 
     name = "mse"
+
+    def __init__(self, squared=True, name=None):
+        self.squared = bool(squared)
+        if not self.squared and not name:
+            name = "rmse"
+        super().__init__(name)
 
     def update(self, preds, target):
         p, t = self._pair(preds, target)
         d = p - t
         self.sum += float(np.dot(d.ravel(), d.ravel()))
         self.count += d.size
+
+    def compute(self):
+        mse = super().compute()
+        return mse if self.squared else math.sqrt(mse)
 
 
 class MeanAbsoluteError(_Regression):
@@ -458,6 +471,7 @@ _FACTORIES = {
     "confusion_matrix": lambda: ConfusionMatrix(),
     "mse": lambda: MeanSquaredError(),
     "mae": lambda: MeanAbsoluteError(),
+    "rmse": lambda: MeanSquaredError(squared=False),
     "r2": lambda: R2Score(),
     "perplexity": lambda: Perplexity(),
 }
@@ -496,3 +510,376 @@ class _FunctionMetric(MeanMetric):
     def update(self, preds, target):
         n = len(_np(target, "target"))
         super().update(float(self.fn(preds, target)), n)
+
+
+# --------------------------------------------------------------------------- text generation
+# BLEU (Papineni et al., 2002) and exact match compare token sequences, not score arrays: they take
+# strings (split on whitespace unless a tokenizer is given) or sequences of tokens.
+_BLEU_SMOOTHING = (False, True, "floor", "add-k", "exp")
+
+
+def _tokens(text, tokenizer, what):
+    if isinstance(text, str):
+        return list(tokenizer(text)) if tokenizer is not None else text.split()
+    if isinstance(text, Tensor):
+        text = text.array
+    if isinstance(text, np.ndarray):
+        text = text.tolist()
+    if isinstance(text, (list, tuple)):
+        return list(text)
+    raise TypeError(f"BLEU: {what} must be a string or a sequence of tokens, got {type(text).__name__}")
+
+
+def _references(refs, pred_is_text, tokenizer, i):
+    if isinstance(refs, (str, np.ndarray, Tensor)):
+        refs = [refs]
+    elif not pred_is_text and refs and all(not isinstance(r, (list, tuple, np.ndarray, Tensor)) for r in refs):
+        refs = [refs]  # the tokens of one reference, given directly
+    if not refs:
+        raise ValueError(f"BLEU: prediction {i} has no reference")
+    return [_tokens(r, tokenizer, f"reference of prediction {i}") for r in refs]
+
+
+def _ngram_counts(tokens, n):
+    counts = {}
+    for j in range(len(tokens) - n + 1):
+        key = tuple(tokens[j:j + n])
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _bleu_statistics(pred, refs, n_gram):
+    """Clipped n-gram matches and n-gram totals (orders 1..n_gram), the prediction's length and the
+    closest reference length (ties go to the shorter reference)."""
+    matches, totals = np.zeros(n_gram), np.zeros(n_gram)
+    for n in range(1, n_gram + 1):
+        hyp = _ngram_counts(pred, n)
+        most = {}
+        for ref in refs:
+            for key, c in _ngram_counts(ref, n).items():
+                if c > most.get(key, 0):
+                    most[key] = c
+        matches[n - 1] = sum(min(c, most.get(key, 0)) for key, c in hyp.items())
+        totals[n - 1] = max(len(pred) - n + 1, 0)
+    ref_len = min((abs(len(r) - len(pred)), len(r)) for r in refs)[1]
+    return matches, totals, len(pred), ref_len
+
+
+def _check_bleu_args(n_gram, smooth, weights, owner):
+    if isinstance(n_gram, bool) or not isinstance(n_gram, int) or n_gram < 1:
+        raise ValueError(f"{owner}: n_gram must be an int >= 1, got {n_gram!r}")
+    if not any(smooth is s or (isinstance(s, str) and smooth == s) for s in _BLEU_SMOOTHING):
+        raise ValueError(f"{owner}: smooth must be False, True (add-one), 'floor', 'add-k' or 'exp', got {smooth!r}")
+    if weights is None:
+        return np.full(n_gram, 1.0 / n_gram)
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (n_gram,):
+        raise ValueError(f"{owner}: weights must hold n_gram={n_gram} values, got {weights.shape[0] if weights.ndim else 0}")
+    return weights
+
+
+def _bleu_from_statistics(matches, totals, pred_len, ref_len, weights, smooth, epsilon=0.1, k=1.0):
+    matches, totals = np.asarray(matches, np.float64).copy(), np.asarray(totals, np.float64).copy()
+    if pred_len == 0:
+        return 0.0
+    if smooth is True or smooth == "add-k":
+        matches[1:] += k
+        totals[1:] += k
+    precisions = np.zeros(len(matches))
+    doubling = 1.0
+    for n in range(len(matches)):
+        if matches[n] > 0:
+            precisions[n] = matches[n] / totals[n]
+        elif smooth == "floor":
+            precisions[n] = epsilon / max(totals[n], 1.0)
+        elif smooth == "exp":
+            doubling *= 2.0
+            precisions[n] = 1.0 / (doubling * max(totals[n], 1.0))
+    used = weights > 0
+    if np.any(precisions[used] == 0):
+        return 0.0
+    log_precision = float(np.sum(weights[used] * np.log(precisions[used])))
+    brevity = 1.0 if pred_len > ref_len else math.exp(1.0 - ref_len / pred_len)
+    return brevity * math.exp(log_precision)
+
+
+def bleu_score(preds, target, n_gram=4, smooth=False, weights=None, tokenizer=None):
+    """Corpus BLEU (Papineni et al., 2002) of ``preds`` against ``target``, in [0, 1].
+
+    Clipped n-gram counts (each n-gram counts at most as often as in the reference where it is most
+    frequent) and prediction lengths are summed over the corpus; BLEU is
+    ``BP * exp(sum_n w_n log p_n)`` with ``p_n`` the corpus n-gram precisions and the brevity penalty
+    ``BP = min(1, exp(1 - r / c))`` (``c`` the total prediction length, ``r`` the total of each
+    prediction's closest reference length, ties to the shorter one).
+
+    Args:
+        preds: predictions, each a string (split on whitespace) or a sequence of tokens.
+        target: per prediction its references: a list of strings / token sequences, or one string.
+        n_gram: the highest n-gram order (4 for BLEU-4).
+        weights: one weight per order (uniform ``1 / n_gram`` by default).
+        smooth: ``False`` (a zero precision gives BLEU 0, as in Papineni); ``True`` or ``"add-k"``: add
+            one to the matches and totals of orders 2 and up (Lin and Och, 2004; NLTK's method 2,
+            torchmetrics' ``smooth=True``, sacreBLEU's ``add-k``); ``"floor"``: a zero match count
+            becomes 0.1 (NLTK's method 1, sacreBLEU's ``floor``); ``"exp"``: the k-th zero precision
+            becomes ``1 / (2^k total)`` (NLTK's method 3, sacreBLEU's default ``exp``).
+        tokenizer: a function ``str -> tokens`` for string inputs (``list`` gives characters).
+
+    >>> round(bleu_score(["the cat is on the mat"], [["the cat is on the mat", "a cat"]]), 4)
+    1.0
+    """
+    weights = _check_bleu_args(n_gram, smooth, weights, "bleu_score")
+    metric = BLEUScore(n_gram, smooth, weights, tokenizer)
+    metric.update(preds, target)
+    return metric.compute()
+
+
+def sentence_bleu(pred, references, n_gram=4, smooth=False, weights=None, tokenizer=None):
+    """BLEU of one prediction against its references (``bleu_score`` of a one-sentence corpus)."""
+    return bleu_score([pred], [references], n_gram, smooth, weights, tokenizer)
+
+
+def exact_match(preds, target):
+    """Fraction of predictions equal to their target (strings, or token sequences compared element-wise)."""
+    metric = ExactMatch()
+    metric.update(preds, target)
+    return metric.compute()
+
+
+class BLEUScore(Metric):
+    """Streaming corpus BLEU: ``update(preds, target)`` adds a batch of predictions and references;
+    ``compute()`` gives ``bleu_score`` over everything seen. Arguments as ``bleu_score``."""
+
+    name = "bleu"
+    _state_names = ("matches", "totals", "pred_len", "ref_len")
+
+    def __init__(self, n_gram=4, smooth=False, weights=None, tokenizer=None, name=None):
+        self.weights = _check_bleu_args(n_gram, smooth, weights, "BLEUScore")
+        self.n_gram, self.smooth, self.tokenizer = n_gram, smooth, tokenizer
+        if name:
+            self.name = name
+        super().__init__()
+
+    def reset(self):
+        self.matches = np.zeros(self.n_gram)
+        self.totals = np.zeros(self.n_gram)
+        self.pred_len = 0
+        self.ref_len = 0
+
+    def update(self, preds, target):
+        if isinstance(preds, str):
+            raise TypeError("BLEUScore: preds must be a list of predictions, got one string; wrap it in a list")
+        preds, target = list(preds), list(target)
+        if len(preds) != len(target):
+            raise ValueError(f"BLEUScore: {len(preds)} predictions but {len(target)} reference lists")
+        for i, (pred, refs) in enumerate(zip(preds, target)):
+            hyp = _tokens(pred, self.tokenizer, f"prediction {i}")
+            m, t, c, r = _bleu_statistics(hyp, _references(refs, isinstance(pred, str), self.tokenizer, i),
+                                          self.n_gram)
+            self.matches += m
+            self.totals += t
+            self.pred_len += c
+            self.ref_len += r
+
+    def compute(self):
+        return _bleu_from_statistics(self.matches, self.totals, self.pred_len, self.ref_len, self.weights, self.smooth)
+
+
+class ExactMatch(Metric):
+    """Fraction of predictions exactly equal to their targets (strings or token sequences)."""
+
+    name = "exact_match"
+    _state_names = ("correct", "total")
+
+    def reset(self):
+        self.correct = 0
+        self.total = 0
+
+    def update(self, preds, target):
+        if isinstance(preds, str) or isinstance(target, str):
+            raise TypeError("ExactMatch: preds and target must be lists of predictions, not one string")
+        preds, target = list(preds), list(target)
+        if len(preds) != len(target):
+            raise ValueError(f"ExactMatch: {len(preds)} predictions but {len(target)} targets")
+        for p, t in zip(preds, target):
+            same = (p == t) if isinstance(p, str) or isinstance(t, str) else \
+                _tokens(p, None, "prediction") == _tokens(t, None, "target")
+            self.correct += int(same)
+            self.total += 1
+
+    def compute(self):
+        return self.correct / self.total if self.total else float("nan")
+
+
+# --------------------------------------------------------------------------- segmentation
+# Dense predictions follow PyTorch's layout: class scores (N, C, ...) with the classes in dim 1 (as
+# torchmetrics' segmentation metrics take them), or predicted labels of the target's shape (N, ...).
+def _dense_labels(preds, target, owner):
+    preds = _np(preds, "preds")
+    target = _np(target, "target")
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"{owner}: target must hold integer class labels, got dtype {target.dtype}")
+    if preds.ndim == target.ndim + 1 and preds.ndim >= 2 and preds.shape[:1] + preds.shape[2:] == target.shape:
+        return preds.argmax(axis=1), target, preds.shape[1]
+    if preds.shape == target.shape:
+        if preds.dtype.kind not in "iu":
+            raise TypeError(f"{owner}: preds of the target's shape must be integer labels, got dtype {preds.dtype}")
+        return preds, target, None
+    raise ValueError(f"{owner}: preds has shape {preds.shape} and target {target.shape}; expected class scores "
+                     f"(N, C, ...) with target (N, ...), or labels of the target's shape")
+
+
+class JaccardIndex(Metric):
+    """Intersection over union per class (``tp / (tp + fp + fn)``), streamed over batches; the mean
+    over classes is the mean IoU of semantic segmentation.
+
+    Follows torchmetrics' ``JaccardIndex(task="multiclass")``: ``average="macro"`` averages the classes
+    whose union is not empty (a class absent from both targets and predictions is left out; a class
+    predicted but absent from the targets counts with IoU 0), ``"micro"`` pools the counts of all
+    classes, ``"weighted"`` weights by the number of target pixels, ``"none"`` / ``None`` gives the
+    per-class array (0 for a class with an empty union). Pixels whose target is ``ignore_index`` are
+    left out, and that class is left out of the macro mean.
+
+    Args:
+        num_classes: the number of classes (labels ``0 .. num_classes - 1``).
+        average: ``"macro"`` (default), ``"micro"``, ``"weighted"``, ``"none"`` or None.
+        ignore_index: a target value to leave out.
+        name: the log key; ``"mean_iou"`` (``"iou_per_class"`` for per-class values) by default.
+    """
+
+    _state_names = ("matrix",)
+
+    def __init__(self, num_classes, average="macro", ignore_index=None, name=None):
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"JaccardIndex: num_classes must be a positive int, got {num_classes!r}")
+        if average not in ("macro", "micro", "weighted", "none", None):
+            raise ValueError(f"JaccardIndex: average must be one of 'macro', 'micro', 'weighted', 'none' or None, "
+                             f"got {average!r}")
+        self.num_classes = num_classes
+        self.average = "none" if average is None else average
+        self.ignore_index = ignore_index
+        self.name = name or ("iou_per_class" if self.average == "none" else
+                             "mean_iou" if self.average == "macro" else f"iou_{self.average}")
+        super().__init__()
+
+    def reset(self):
+        self.matrix = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
+
+    def update(self, preds, target):
+        labels, target, classes = _dense_labels(preds, target, "JaccardIndex")
+        n = self.num_classes
+        if classes is not None and classes != n:
+            raise ValueError(f"JaccardIndex(num_classes={n}): preds has {classes} class scores in dim 1")
+        labels = labels.reshape(-1).astype(np.int64)
+        target = target.reshape(-1).astype(np.int64)
+        if self.ignore_index is not None:
+            keep = target != self.ignore_index
+            labels, target = labels[keep], target[keep]
+        if target.size:
+            lo, hi = min(target.min(), labels.min()), max(target.max(), labels.max())
+            if lo < 0 or hi >= n:
+                raise ValueError(f"JaccardIndex(num_classes={n}): got a label {lo if lo < 0 else hi} outside "
+                                 f"[0, {n - 1}]")
+        self.matrix += np.bincount(target * n + labels, minlength=n * n).reshape(n, n)
+
+    def compute(self):
+        m = self.matrix.astype(np.float64)
+        tp = np.diag(m)
+        union = m.sum(axis=0) + m.sum(axis=1) - tp
+        if self.average == "micro":
+            return float(tp.sum() / union.sum()) if union.sum() else float("nan")
+        iou = _ratio(tp, union)
+        if self.average == "none":
+            return iou
+        if self.average == "weighted":
+            weights = m.sum(axis=1)
+        else:
+            weights = (union > 0).astype(np.float64)
+        if self.ignore_index is not None and 0 <= self.ignore_index < self.num_classes:
+            weights[self.ignore_index] = 0.0
+        return float((weights * iou).sum() / weights.sum()) if weights.sum() else float("nan")
+
+
+class PixelAccuracy(Metric):
+    """Fraction of pixels (elements) whose predicted class equals the target, over all images seen:
+    torchmetrics' ``Accuracy(task="multiclass", average="micro")`` on dense predictions.
+
+    Args:
+        ignore_index: a target value to leave out.
+        name: the log key (``"pixel_accuracy"``).
+    """
+
+    _state_names = ("correct", "total")
+
+    def __init__(self, ignore_index=None, name="pixel_accuracy"):
+        self.ignore_index = ignore_index
+        self.name = name
+        super().__init__()
+
+    def reset(self):
+        self.correct = 0
+        self.total = 0
+
+    def update(self, preds, target):
+        labels, target, _ = _dense_labels(preds, target, "PixelAccuracy")
+        keep = np.ones(target.shape, bool) if self.ignore_index is None else target != self.ignore_index
+        self.correct += int(np.count_nonzero((labels == target) & keep))
+        self.total += int(np.count_nonzero(keep))
+
+    def compute(self):
+        return self.correct / self.total if self.total else float("nan")
+
+
+def jaccard_index(preds, target, num_classes, average="macro", ignore_index=None):
+    """The ``JaccardIndex`` of one set of dense predictions (class scores ``(N, C, ...)`` or labels)."""
+    metric = JaccardIndex(num_classes, average, ignore_index)
+    metric.update(preds, target)
+    return metric.compute()
+
+
+def pixel_accuracy(preds, target, ignore_index=None):
+    """The ``PixelAccuracy`` of one set of dense predictions (class scores ``(N, C, ...)`` or labels)."""
+    metric = PixelAccuracy(ignore_index)
+    metric.update(preds, target)
+    return metric.compute()
+
+
+# --------------------------------------------------------------------------- ranking
+def _positive_ranks(scores, target, k, owner):
+    scores = np.asarray(_np(scores, "scores"), dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[1] < 2:
+        raise ValueError(f"{owner}: scores must be (N, M) with M >= 2 candidates per row, got shape {scores.shape}")
+    target = np.broadcast_to(np.asarray(_np(target, "target")), (scores.shape[0],))
+    if target.dtype.kind not in "iu" or target.min(initial=0) < 0 or target.max(initial=0) >= scores.shape[1]:
+        raise ValueError(f"{owner}: target must hold the column of each row's positive, integers in "
+                         f"[0, {scores.shape[1] - 1}]; got {target.dtype} values")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"{owner}: k must be a positive int, got {k!r}")
+    if not np.isfinite(scores).all():
+        raise ValueError(f"{owner}: scores hold NaN or infinite values")
+    rows = np.arange(scores.shape[0])
+    pos = scores[rows, target]
+    # Ties count against the positive, so a constant scorer ranks it last, not first.
+    return (scores >= pos[:, None]).sum(axis=1) - 1
+
+
+def hit_rate_at_k(scores, target=0, k=10):
+    """Hit rate at ``k`` (HR@k) of the leave-one-out protocol of He et al. (2017): the fraction of rows
+    whose positive item is among the ``k`` highest-scored candidates.
+
+    Args:
+        scores: ``(N, M)`` scores of each user's ``M`` candidates (the held-out item and sampled
+            negatives).
+        target: the column of each row's positive, an int or ``(N,)`` ints (default 0).
+        k: the cut-off.
+
+    A candidate scoring the same as the positive counts as ranked above it (the pessimistic rule).
+    """
+    return float((_positive_ranks(scores, target, k, "hit_rate_at_k") < k).mean())
+
+
+def ndcg_at_k(scores, target=0, k=10):
+    """Normalised discounted cumulative gain at ``k`` (NDCG@k) with one relevant item per row: the mean
+    of ``1 / log2(rank + 2)`` for a positive at 0-based ``rank < k``, 0 otherwise. Arguments and ties
+    as ``hit_rate_at_k``."""
+    rank = _positive_ranks(scores, target, k, "ndcg_at_k")
+    return float(np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0).mean())
