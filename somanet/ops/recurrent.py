@@ -165,12 +165,9 @@ class _Layout:
         return res
 
 
-# OpenBLAS multiplies small matrices (M * N * K up to 1e6) with kernels that read the operands in
-# place instead of packing them first. A step's recurrent GEMM (4H x P by P x B, e.g. 1024 x 256 by
-# 256 x 32) is just above that size, and re-packing the whole weight at every step cost about a fifth
-# of the GEMM. Cut into row blocks under the limit and run as one stacked matmul, each block takes the
-# unpacked path (measured 184 -> 150 us per step for that shape, one thread); every output element is
-# still one dot product over the full K, so the result does not depend on the blocking.
+# A step's recurrent GEMM is just above OpenBLAS's small-product limit, so it would re-pack the weight
+# at every step; cut into row blocks under the limit (one stacked matmul) it reads them in place. Every
+# output element is still one dot product over the full K, so the result does not depend on the blocking.
 _MIN_BLOCK_ROWS = 8
 _THREADED_GEMM = 1 << 20
 
@@ -181,7 +178,7 @@ def _row_blocks(w, cols):
     ``_MIN_BLOCK_ROWS`` rows fits: thinner blocks lose more to per-call overhead than packing costs).
 
     With more than one BLAS thread a product of ``_THREADED_GEMM`` multiply-adds or more stays whole:
-    OpenBLAS threads it (LSTM step 1024x256x32: 94 us on 2 threads) but never the small blocks (148 us).
+    OpenBLAS threads it, but never the small blocks.
     """
     M, K = w.shape
     if M * K * cols >= _THREADED_GEMM and backend.blas_threads() > 1:
@@ -202,10 +199,8 @@ def _blocked_out(buf, n):
 # one batch block per thread (``backend.split_batch``, BLAS single-threaded meanwhile): each block is a
 # whole layer-direction of its own, time loop and weight-gradient GEMMs included, and the blocks' weight
 # gradients are summed. That is one hand-over per layer, where OpenBLAS threads each step's small GEMM
-# separately. An LSTM layer's forward (H = I = 256, B = 32, T = 64) took 16.0 ms with OpenBLAS threading
-# the steps on two threads and 12.9 ms as two 16-entry blocks (22.6 ms on one thread). Each block must own
-# its buffers: two threads writing the two halves of the same 128-byte rows of shared step buffers took
-# 17-25 ms. Packed sequences, whose batch width changes from step to step, and single cell steps run whole.
+# separately. Each block owns its buffers (threads writing halves of the same cache lines lose the
+# gain). Packed sequences, whose batch width changes from step to step, and single cell steps run whole.
 class _BatchBlocks:
     """What a sequence Function needs to run its batch in blocks (see above)."""
 
@@ -496,9 +491,8 @@ class LSTMSequence(_BatchBlocks, Function):
         scale = _gate_scale(4, H, (0, 1, 3), dtype, xp)
         bias = None if b_ih is None else (b_ih + b_hh) * scale
         # Dense padded input: each step's input rides in the recurrent GEMM, ``[W_hh | W_ih | b] @ [h; x_t; 1]``
-        # over a stack whose slot holds a state and the input of the step that starts from it. That GEMM
-        # (1024 x 513 x 32 for H = I = 256, B = 32) takes 297 us in row blocks, against 150 us for the
-        # recurrent part plus 164 us per step for a separate projection and a pass adding it in.
+        # over a stack whose slot holds a state and the input of the step that starts from it: one GEMM
+        # instead of the recurrent part, a separate projection and a pass adding them.
         fused = emb is None and not lay.packed and T > 0
         if fused:
             I = x.shape[-1]
