@@ -1,4 +1,5 @@
 """somanet's own threads: get/set_num_threads and the batch split heavy ops run on (backend.split_batch)."""
+import json
 import multiprocessing
 import os
 import subprocess
@@ -205,3 +206,16 @@ def test_somanet_first_shortens_openblas_spin():
 def test_users_timeout_is_kept_and_numpy_first_is_left_alone():
     assert _timeout_probe("import somanet", OPENBLAS_THREAD_TIMEOUT="12")[0] == "12"
     assert _timeout_probe("import numpy\nimport somanet")[0] == "None"
+
+
+def test_somanet_num_threads_limits_blas_from_the_first_product():
+    # SOMANET_NUM_THREADS reaches OpenBLAS when it loads, as OMP_NUM_THREADS would; a value the user gave
+    # OpenBLAS itself wins.
+    code = ("import json, somanet, numpy as np\n"
+            "from threadpoolctl import threadpool_info\n"
+            "print(somanet.get_num_threads(), json.dumps([i['num_threads'] for i in threadpool_info() "
+            "if i['user_api'] == 'blas']))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "SOMANET_NUM_THREADS": "1"}, capture_output=True,
+                         text=True, check=True).stdout.split(None, 1)
+    assert out[0] == "1" and set(json.loads(out[1])) == {1}
