@@ -16,6 +16,7 @@ import numpy as np
 
 import somanet
 from somanet import nn, optim
+from somanet.models import MLP
 from somanet.train import Doctor, Trainer
 
 
@@ -27,12 +28,7 @@ def blobs(n=512, d=16, k=4, scale=2.0, seed=0):
 
 
 def mlp(sizes, act=nn.ReLU):
-    layers = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(act())
-    return nn.Sequential(*layers)
+    return MLP(sizes[0], sizes[1:-1], sizes[-1], activation=act)
 
 
 class LogLayer(nn.Module):

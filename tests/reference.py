@@ -154,3 +154,29 @@ def set_grads(sp, tp, grads):
     for s, p, g in zip(sp, tp, grads):
         s.grad = somanet.tensor(g)
         p.grad = t.tensor(g)
+
+
+def torch_gpt(torch, vocab, block, layers, heads, d):
+    """The PyTorch model ``somanet.models.GPT(vocab, block, layers, heads, d)`` computes (same state_dict names)."""
+    class TorchGPT(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok_emb = torch.nn.Embedding(vocab, d)
+            self.pos_emb = torch.nn.Module()
+            self.pos_emb.weight = torch.nn.Parameter(torch.zeros(block, d))
+            self.blocks = torch.nn.ModuleList([
+                torch.nn.TransformerEncoderLayer(d, heads, 4 * d, 0.0, activation=lambda x: torch.nn.functional.gelu(
+                    x, approximate="tanh"), batch_first=True, norm_first=True) for _ in range(layers)])
+            self.ln_f = torch.nn.LayerNorm(d)
+            self.head = torch.nn.Linear(d, vocab, bias=False)
+            self.head.weight = self.tok_emb.weight
+
+        def forward(self, idx):
+            T = idx.shape[1]
+            x = self.tok_emb(idx) + self.pos_emb.weight[:T]
+            mask = torch.nn.Transformer.generate_square_subsequent_mask(T)
+            for blk in self.blocks:
+                x = blk(x, src_mask=mask, is_causal=True)
+            return self.head(self.ln_f(x))
+
+    return TorchGPT()

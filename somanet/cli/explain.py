@@ -47,18 +47,8 @@ def add_parser(sub):
 
 
 def _read_input(args, info, model):
-    from ..train import Trainer
-    from .main import _IMAGE_EXTS, CLIError, _prepare_image, _prepare_npy
-    if not os.path.exists(args.input):
-        raise CLIError(f"input {args.input} does not exist")
-    if os.path.isdir(args.input):
-        raise CLIError(f"input {args.input} is a directory; give an image file or a .npy file")
-    ext = os.path.splitext(args.input)[1].lower()
-    if ext != ".npy" and ext not in _IMAGE_EXTS:
-        raise CLIError(f"input {args.input}: unsupported file type {ext or '(none)'!r}; give a .npy array or an "
-                       f"image ({', '.join(_IMAGE_EXTS)})")
-    dtype = Trainer._model_dtype(model)
-    x = _prepare_npy(args.input, info, dtype) if ext == ".npy" else _prepare_image(args.input, info)
+    from .main import CLIError, _input_type, _read_input as read_input
+    x = read_input(args.input, _input_type(args.input), info, model)
     if np.dtype(x.dtype).kind != "f":
         raise CLIError(f"explain needs floating-point inputs to differentiate; this model takes {x.dtype}")
     return x

@@ -414,19 +414,31 @@ def _prepare_npy(path, info, dtype):
     return out
 
 
+def _input_type(path):
+    """The extension of the input file ``path`` (an image or a .npy array); a CLIError if it is unusable."""
+    if not os.path.exists(path):
+        raise CLIError(f"input {path} does not exist")
+    if os.path.isdir(path):
+        raise CLIError(f"input {path} is a directory; give an image file or a .npy file")
+    ext = os.path.splitext(path)[1].lower()
+    if ext != ".npy" and ext not in _IMAGE_EXTS:
+        raise CLIError(f"input {path}: unsupported file type {ext or '(none)'!r}; give a .npy array or an "
+                       f"image ({', '.join(_IMAGE_EXTS)})")
+    return ext
+
+
+def _read_input(path, ext, info, model):
+    """The samples in ``path`` (``ext`` from ``_input_type``) as an (N, *input_shape) array of the model's dtype."""
+    from ..train import Trainer
+    dtype = Trainer._model_dtype(model)
+    return _prepare_npy(path, info, dtype) if ext == ".npy" else _prepare_image(path, info)
+
+
 def cmd_predict(args):
     from ..train import Trainer
-    if not os.path.exists(args.input):
-        raise CLIError(f"input {args.input} does not exist")
-    if os.path.isdir(args.input):
-        raise CLIError(f"input {args.input} is a directory; give an image file or a .npy file")
-    ext = os.path.splitext(args.input)[1].lower()
-    if ext != ".npy" and ext not in _IMAGE_EXTS:
-        raise CLIError(f"input {args.input}: unsupported file type {ext or '(none)'!r}; give a .npy array or an "
-                       f"image ({', '.join(_IMAGE_EXTS)})")
+    ext = _input_type(args.input)
     cfg, info, model, _ = _model_from_run(args)
-    dtype = Trainer._model_dtype(model)
-    x = _prepare_npy(args.input, info, dtype) if ext == ".npy" else _prepare_image(args.input, info)
+    x = _read_input(args.input, ext, info, model)
     out = Trainer(enable_progress_bar=False).predict(model, x)
     if cfg.get("task") != "classification":
         for i, row in enumerate(out):

@@ -17,7 +17,6 @@
 """
 import dataclasses
 import io
-import json
 import os
 
 import numpy as np
@@ -35,18 +34,6 @@ def _int_option(options, key, default, owner, minimum=1):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"config 'data.{key}' ({owner}) must be an int >= {minimum}, got {value!r}")
     return value
-
-
-def _append_summary(run_dir, marker, lines):
-    from ..train._io import atomic_write_text
-    path = os.path.join(run_dir, "summary.txt")
-    old = ""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            old = f.read()
-    if marker in old:
-        old = old[:old.index(marker)]
-    atomic_write_text(path, old.rstrip("\n") + ("\n\n" if old.strip() else "") + "\n".join(lines) + "\n")
 
 
 # =========================================================================== segmentation
@@ -148,9 +135,8 @@ class SegmentationReport(Callback):
     def on_fit_end(self, trainer, model):
         if trainer.run_dir is None:
             return
-        from ..train._io import atomic_write_text
-        data = self.test_data() if callable(self.test_data) else self.test_data
-        dataset, split = data if isinstance(data, tuple) else (data, "test")
+        from ..train.reports import resolve_split, write_run_report
+        dataset, split = resolve_split(self.test_data)
         images = np.stack([np.asarray(dataset[i][0], np.float32) for i in range(len(dataset))])
         masks = np.stack([np.asarray(dataset[i][1], np.int64) for i in range(len(dataset))])
         num_classes = model.num_classes
@@ -163,18 +149,12 @@ class SegmentationReport(Callback):
                         "baseline_mean_iou": base["mean_iou"], "baseline_pixel_accuracy": base["pixel_accuracy"],
                         "baseline": "every pixel predicted as background",
                         "mean_iou_convention": "macro mean over classes present in the targets or predictions"}
-        atomic_write_text(os.path.join(trainer.run_dir, "segmentation.json"),
-                          json.dumps(self.results, indent=2) + "\n")
-        k = min(self.num_images, len(images))
-        try:
-            save_segmentation_picture(images[:k], masks[:k], preds[:k],
-                                      os.path.join(trainer.run_dir, "predictions.png"))
-        except ImportError as exc:
-            print(f"prediction picture skipped: {exc}")
         lines = self.headline(self.results)
-        _append_summary(trainer.run_dir, "Segmentation quality", lines)
-        if self.verbose:
-            print("\n".join(lines), flush=True)
+        k = min(self.num_images, len(images))
+        write_run_report(trainer.run_dir, "segmentation.json", self.results, lines, "Segmentation quality",
+                         lambda: save_segmentation_picture(images[:k], masks[:k], preds[:k],
+                                                           os.path.join(trainer.run_dir, "predictions.png")),
+                         "prediction picture", self.verbose)
 
     @staticmethod
     def headline(results):
@@ -368,7 +348,7 @@ class RecommendationReport(Callback):
         if trainer.run_dir is None:
             return
         from ..models.recsys import MatrixFactorization
-        from ..train._io import atomic_write_text
+        from ..train.reports import write_run_report
         from ..train.seed import get_rng_state, set_rng_state
         out = self.splits()
         train, (users, candidates) = out[:2]
@@ -391,11 +371,9 @@ class RecommendationReport(Callback):
         if oracle is not None:
             results["oracle"] = self.evaluate(np.asarray(oracle, np.float64), users, candidates)
         self.results = results
-        atomic_write_text(os.path.join(trainer.run_dir, "recommendation.json"), json.dumps(results, indent=2) + "\n")
         lines = self.headline(results)
-        _append_summary(trainer.run_dir, "Recommendation quality", lines)
-        if self.verbose:
-            print("\n".join(lines), flush=True)
+        write_run_report(trainer.run_dir, "recommendation.json", results, lines, "Recommendation quality",
+                         verbose=self.verbose)
 
     @staticmethod
     def headline(results):

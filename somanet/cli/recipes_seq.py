@@ -107,14 +107,22 @@ register_dataset("dates", DatasetSpec(_dates_info, _dates_load,
                                       "dates written in eight English styles paired with their ISO form (generated)"))
 
 
-def _seq_kwargs(kwargs, info, owner):
-    if not isinstance(info, SeqDataInfo) or info.src_vocab_size is None:
-        raise ValueError(f"the {owner} model needs token-sequence data (e.g. data.name = 'dates')")
-    kwargs.setdefault("pad_idx", info.pad_idx)
-    kwargs.setdefault("sos_idx", info.sos_idx)
-    kwargs.setdefault("eos_idx", info.eos_idx)
+def _model_kwargs(kwargs, info, field, needs, defaults):
+    """``kwargs`` with each missing ``key`` of ``defaults`` (``{key: attribute of info}``) taken from the data,
+    once ``info.<field>`` shows the data is what the model ``needs`` (a ValueError saying so otherwise);
+    the ``report`` option is the recipe's, not the model's."""
+    if not isinstance(info, SeqDataInfo) or getattr(info, field) is None:
+        raise ValueError(needs)
+    for key, attr in defaults.items():
+        kwargs.setdefault(key, getattr(info, attr))
     kwargs.pop("report", None)
     return kwargs
+
+
+def _seq_kwargs(kwargs, info, owner):
+    return _model_kwargs(kwargs, info, "src_vocab_size",
+                         f"the {owner} model needs token-sequence data (e.g. data.name = 'dates')",
+                         {"pad_idx": "pad_idx", "sos_idx": "sos_idx", "eos_idx": "eos_idx"})
 
 
 @register_model("seq2seq")
@@ -181,12 +189,8 @@ register_dataset("sines", DatasetSpec(_sines_info, _sines_load,
 
 
 def _forecast_kwargs(kwargs, info, owner):
-    if not isinstance(info, SeqDataInfo) or info.horizon is None:
-        raise ValueError(f"the {owner} model needs series windows (e.g. data.name = 'sines')")
-    kwargs.setdefault("input_size", info.channels)
-    kwargs.setdefault("horizon", info.horizon)
-    kwargs.pop("report", None)
-    return kwargs
+    return _model_kwargs(kwargs, info, "horizon", f"the {owner} model needs series windows (e.g. data.name = 'sines')",
+                         {"input_size": "channels", "horizon": "horizon"})
 
 
 @register_model("lstm-forecaster")

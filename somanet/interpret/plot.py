@@ -4,9 +4,6 @@ matplotlib is an optional extra (``pip install 'somanet[plot]'``), imported when
 figures are drawn on the Agg canvas (no ``pyplot``, the global backend is left alone) and every file is
 written atomically.
 """
-import io
-import os
-
 import numpy as np
 
 from ..autograd.tensor import Tensor
@@ -15,25 +12,13 @@ __all__ = ["heatmap_array", "plot_image_heatmap", "plot_token_heatmap"]
 
 
 def _figure(width, height):
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise ImportError("interpretation plots need matplotlib: pip install 'somanet[plot]'") from exc
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
+    from ..train.plots import _figure as figure  # the one Agg-canvas figure maker, imported when drawing
+    return figure(width, height, what="interpretation plots")
 
 
 def _save(fig, path):
-    """Render ``fig`` as PNG and write it to ``path`` atomically (a reader never sees half a file)."""
-    from ..train._io import atomic_write_bytes  # the one atomic writer of the package (a leaf module)
-    path = os.fspath(path)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    from ..train.plots import _save as save
+    return save(fig, path)
 
 
 def _array(x, who, name):

@@ -86,17 +86,20 @@ def _ones(d, dtype, w):
     return np.ones(d, dtype) if w is None else w
 
 
+def _outputs(x2):
+    """Empty ``(out, normalized input, per-row scale)`` arrays for the forward loops on ``x2`` (rows, d)."""
+    rows, d = x2.shape
+    return np.empty((rows, d), x2.dtype), np.empty((rows, d), x2.dtype), np.empty((rows, 1), x2.dtype)
+
+
 class _LayerNorm:
     """The ``"numba"`` kernel of ``layer_norm``: ``forward`` -> ``(out, xhat, invstd)``, ``input_grad``."""
 
     @staticmethod
     def forward(x2, w, b, eps):
         fwd, _, _ = _jit.compiled("norm", _build)
-        rows, d = x2.shape
-        dtype = x2.dtype
-        out = np.empty((rows, d), dtype)
-        xhat = np.empty((rows, d), dtype)
-        invstd = np.empty((rows, 1), dtype)
+        d, dtype = x2.shape[1], x2.dtype
+        out, xhat, invstd = _outputs(x2)
         fwd(x2, _ones(d, dtype, w), np.zeros(d, dtype) if b is None else b, float(eps), out, xhat, invstd)
         return out, xhat, invstd
 
@@ -113,12 +116,8 @@ class _RMSNorm:
     @staticmethod
     def forward(x2, w, eps):
         _, fwd, _ = _jit.compiled("norm", _build)
-        rows, d = x2.shape
-        dtype = x2.dtype
-        out = np.empty((rows, d), dtype)
-        y = np.empty((rows, d), dtype)
-        rinv = np.empty((rows, 1), dtype)
-        fwd(x2, _ones(d, dtype, w), float(eps), out, y, rinv)
+        out, y, rinv = _outputs(x2)
+        fwd(x2, _ones(x2.shape[1], x2.dtype, w), float(eps), out, y, rinv)
         return out, y, rinv
 
     @staticmethod

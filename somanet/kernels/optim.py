@@ -28,25 +28,33 @@ def _build(numba):
     njit = numba.njit
     opts = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
 
+    # Inlined into each loop at compile time (no call inside the loop, no dispatch).
+    @njit(inline="always", **opts)
+    def decayed(g, p, maximize, decay_mode, wd):
+        """The gradient (negated with ``maximize``) and parameter after weight decay. ``decay_mode``: 0
+        none, 1 L2 (g + wd * p), 2 decoupled (p * wd, wd = 1 - lr * weight_decay)."""
+        if maximize:
+            g = -g
+        if decay_mode == 2:
+            p = p * wd
+        elif decay_mode == 1:
+            g = g + p * wd
+        return g, p
+
+    @njit(inline="always", **opts)
+    def lerp(a, g, w, one_minus_w, small):
+        """``a + (g - a) * w`` with PyTorch's switch of formula at ``|w| = 0.5`` (``small``: ``|w| < 0.5``)."""
+        d = g - a
+        if small:
+            return a + d * w
+        return g - d * one_minus_w
+
     @njit(**opts)
     def adam(param, grad, exp_avg, exp_avg_sq, max_sq, maximize, decay_mode, wd, w1, one_minus_w1, small,
              beta2, one_minus_beta2, bc2_sqrt, eps, neg_step, amsgrad):
-        # decay_mode: 0 none, 1 L2 (g + wd * p), 2 decoupled (p * wd, wd = 1 - lr * weight_decay).
         for i in range(param.shape[0]):
-            g = grad[i]
-            if maximize:
-                g = -g
-            p = param[i]
-            if decay_mode == 2:
-                p = p * wd
-            elif decay_mode == 1:
-                g = g + p * wd
-            m = exp_avg[i]
-            d = g - m
-            if small:
-                m = m + d * w1
-            else:
-                m = g - d * one_minus_w1
+            g, p = decayed(grad[i], param[i], maximize, decay_mode, wd)
+            m = lerp(exp_avg[i], g, w1, one_minus_w1, small)
             exp_avg[i] = m
             v = exp_avg_sq[i] * beta2 + (g * one_minus_beta2) * g
             exp_avg_sq[i] = v
@@ -62,14 +70,7 @@ def _build(numba):
     @njit(**opts)
     def sgd(param, grad, buf, maximize, decay_mode, wd, momentum, damp, nesterov, first, neg_lr):
         for i in range(param.shape[0]):
-            g = grad[i]
-            if maximize:
-                g = -g
-            p = param[i]
-            if decay_mode == 2:
-                p = p * wd
-            elif decay_mode == 1:
-                g = g + p * wd
+            g, p = decayed(grad[i], param[i], maximize, decay_mode, wd)
             step = g
             if buf.shape[0]:
                 if first:
@@ -86,23 +87,11 @@ def _build(numba):
     def rmsprop(param, grad, square_avg, grad_avg, buf, maximize, decay_mode, wd, alpha, one_minus_alpha, w,
                 one_minus_w, small, centered, eps, momentum, neg_lr):
         for i in range(param.shape[0]):
-            g = grad[i]
-            if maximize:
-                g = -g
-            p = param[i]
-            if decay_mode == 2:
-                p = p * wd
-            elif decay_mode == 1:
-                g = g + p * wd
+            g, p = decayed(grad[i], param[i], maximize, decay_mode, wd)
             v = square_avg[i] * alpha + (g * one_minus_alpha) * g
             square_avg[i] = v
             if centered:
-                a = grad_avg[i]
-                d = g - a
-                if small:
-                    a = a + d * w
-                else:
-                    a = g - d * one_minus_w
+                a = lerp(grad_avg[i], g, w, one_minus_w, small)
                 grad_avg[i] = a
                 den = np.sqrt((-a) * a + v) + eps
             else:
@@ -117,14 +106,7 @@ def _build(numba):
     @njit(**opts)
     def adagrad(param, grad, state_sum, maximize, decay_mode, wd, eps, neg_clr):
         for i in range(param.shape[0]):
-            g = grad[i]
-            if maximize:
-                g = -g
-            p = param[i]
-            if decay_mode == 2:
-                p = p * wd
-            elif decay_mode == 1:
-                g = g + p * wd
+            g, p = decayed(grad[i], param[i], maximize, decay_mode, wd)
             total = state_sum[i] + g * g
             state_sum[i] = total
             param[i] = p + (g * neg_clr) / (np.sqrt(total) + eps)

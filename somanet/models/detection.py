@@ -337,20 +337,15 @@ def draw_detections(images, detections, path, classes=None, targets=None, ncols=
         ncols: images per row.
         score_threshold: detections below this score are not drawn.
     """
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError("drawing detections needs matplotlib: pip install 'somanet[plot]'") from exc
-    from ..train._io import atomic_write_bytes
-    import io
+    from ..train.plots import _figure, _save
 
     arr = images.detach().array if isinstance(images, Tensor) else np.asarray(images)
     n = len(arr)
     ncols = min(ncols, n)
     nrows = int(math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.4 * ncols, 2.4 * nrows), squeeze=False)
+    fig = _figure(2.4 * ncols, 2.4 * nrows, what="detection pictures")
+    from matplotlib.patches import Rectangle  # after _figure: it has checked that matplotlib is there
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     colours = ["tab:red", "tab:cyan", "tab:orange", "tab:green", "tab:purple", "tab:pink"]
 
     def np_(x):
@@ -363,22 +358,18 @@ def draw_detections(images, detections, path, classes=None, targets=None, ncols=
         ax.imshow(np.clip(arr[i].transpose(1, 2, 0), 0, 1), interpolation="nearest")
         if targets is not None:
             for x1, y1, x2, y2 in np_(targets[i]["boxes"]).reshape(-1, 4):
-                ax.add_patch(plt.Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, ec="white",
-                                           lw=0.8, ls="--"))
+                ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, ec="white", lw=0.8,
+                                       ls="--"))
         d = detections[i]
         for (x1, y1, x2, y2), s, lab in zip(np_(d["boxes"]), np_(d["scores"]), np_(d["labels"])):
             if s < score_threshold:
                 continue
             c = colours[int(lab) % len(colours)]
-            ax.add_patch(plt.Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, ec=c, lw=1.5))
+            ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, ec=c, lw=1.5))
             name = classes[int(lab)] if classes is not None and int(lab) < len(classes) else str(int(lab))
             ax.text(x1 - 0.5, y1 - 1.0, f"{name} {s:.2f}", color="white", fontsize=6,
                     bbox={"facecolor": c, "alpha": 0.8, "pad": 0.5, "lw": 0})
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    _save(fig, path, dpi=110)
     return path
 
 
@@ -414,11 +405,6 @@ class DetectionReport(_report_base()):
         self.verbose = verbose
         self.results = {}
 
-    @staticmethod
-    def _resolve(data):
-        data = data() if callable(data) else data
-        return data if isinstance(data, tuple) else (data, "test")
-
     def evaluate(self, model, dataset):
         """``(results dict, images, detections, targets)`` of ``model`` on ``dataset``."""
         from ..vision.metrics import mean_average_precision
@@ -433,12 +419,11 @@ class DetectionReport(_report_base()):
     def on_fit_end(self, trainer, model):
         if trainer.run_dir is None:
             return
-        from ..train._io import atomic_write_text
+        from ..train.reports import resolve_split, write_run_report
         from ..vision.metrics import mean_average_precision
-        import json
-        test, split = self._resolve(self.test_data)
+        test, split = resolve_split(self.test_data)
         res, images, detections, targets = self.evaluate(model, test)
-        train, _ = self._resolve(self.train_data) if self.train_data is not None else (None, None)
+        train, _ = resolve_split(self.train_data) if self.train_data is not None else (None, None)
         base = mean_average_precision(centre_box_baseline(targets, train, images.shape[2:]), targets)
         names = self.classes
         per_class = {(names[int(c)] if names else str(int(c))): float(v)
@@ -447,25 +432,12 @@ class DetectionReport(_report_base()):
                         "map_75": res["map_75"], "ap_50_per_class": per_class, "baseline_map": base["map"],
                         "baseline_map_50": base["map_50"],
                         "baseline": "one box per class present, of the class's mean training size, at the image centre"}
-        atomic_write_text(os.path.join(trainer.run_dir, "detection.json"), json.dumps(self.results, indent=2) + "\n")
-        k = min(self.num_images, len(images))
-        try:
-            draw_detections(images[:k], detections[:k], os.path.join(trainer.run_dir, "predictions.png"),
-                            names, targets[:k])
-        except ImportError as exc:
-            print(f"prediction picture skipped: {exc}")
         lines = self.headline(self.results)
-        path = os.path.join(trainer.run_dir, "summary.txt")
-        old = ""
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                old = f.read()
-        marker = "Detection quality"
-        if marker in old:
-            old = old[:old.index(marker)]
-        atomic_write_text(path, old.rstrip("\n") + ("\n\n" if old.strip() else "") + "\n".join(lines) + "\n")
-        if self.verbose:
-            print("\n".join(lines), flush=True)
+        k = min(self.num_images, len(images))
+        write_run_report(trainer.run_dir, "detection.json", self.results, lines, "Detection quality",
+                         lambda: draw_detections(images[:k], detections[:k],
+                                                 os.path.join(trainer.run_dir, "predictions.png"), names, targets[:k]),
+                         "prediction picture", self.verbose)
 
     @staticmethod
     def headline(results):

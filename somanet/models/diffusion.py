@@ -668,10 +668,7 @@ class DiffusionReport(_report_base()):
         from ..train.generative import write_report
         datasets = [getattr(loader, "dataset", None) for loader in (trainer.train_loader, trainer.val_loader)]
         self.results = self.evaluate(model, trainer.run_dir, *datasets)
-        lines = self.headline(self.results)
-        write_report(trainer.run_dir, self.results, lines)
-        if self.verbose:
-            print("\n".join(lines), flush=True)
+        write_report(trainer.run_dir, self.results, self.headline(self.results), verbose=self.verbose)
 
     @staticmethod
     def headline(results):

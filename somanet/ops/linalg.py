@@ -303,14 +303,7 @@ class Einsum(Function):
                 grads.append(xp.broadcast_to(expand, full_shape).astype(grad.dtype, copy=True))
             else:
                 out = xp.zeros(full_shape, dtype=grad.dtype)
-                grid = xp.indices(full_shape)
-                mask = xp.ones(full_shape, dtype=bool)
-                first = {}
-                for k, c in enumerate(term):
-                    if c in first:
-                        mask &= grid[k] == grid[first[c]]
-                    else:
-                        first[c] = k
+                grid, mask, first = _diagonal(xp, full_shape, term)
                 src_index = tuple(grid[first[c]] for c in seen)
                 vals = g[src_index] if seen else xp.broadcast_to(g, full_shape)
                 out[mask] = vals[mask]
@@ -341,6 +334,20 @@ class Einsum(Function):
         return tuple(grads)
 
 
+def _diagonal(xp, shape, term):
+    """``(grid, mask, first)`` for an operand of ``shape`` with subscripts ``term``: ``xp.indices(shape)``,
+    where the positions of each repeated letter agree (the diagonal), and each letter's first position."""
+    grid = xp.indices(shape)
+    mask = xp.ones(shape, dtype=bool)
+    first = {}
+    for k, c in enumerate(term):
+        if c in first:
+            mask &= grid[k] == grid[first[c]]
+        else:
+            first[c] = k
+    return grid, mask, first
+
+
 def _repeated_subscript_grad(ctx, i, term, others, other_ops, available, grad):
     """The graph gradient of an einsum operand with a repeated subscript (a diagonal, ``'ii'``): the
     gradient over its distinct letters, gathered onto the diagonal positions and zero elsewhere."""
@@ -352,14 +359,7 @@ def _repeated_subscript_grad(ctx, i, term, others, other_ops, available, grad):
             seen.append(c)
     g = einsum(",".join([ctx.output] + others) + "->" + "".join(seen), grad, *other_ops)
     shape = ctx.saved[i].shape
-    grid = np.indices(shape)
-    mask = np.ones(shape, dtype=bool)
-    first = {}
-    for k, c in enumerate(term):
-        if c in first:
-            mask &= grid[k] == grid[first[c]]
-        else:
-            first[c] = k
+    grid, mask, first = _diagonal(np, shape, term)
     vals = g[tuple(Tensor(grid[first[c]]) for c in seen)] if seen else broadcast_to(g, shape)
     return vals * Tensor(mask.astype(grad.dtype))
 

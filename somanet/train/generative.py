@@ -21,7 +21,6 @@ probability), the share of the ten classes predicted at least once, the entropy 
 histogram divided by ``log 10`` (1 = every class equally often) and, for class-conditional samples,
 how often the classifier agrees with the requested class.
 """
-import json
 import math
 import os
 
@@ -307,19 +306,12 @@ def save_image_grid(images, path, nrow=None, padding=2, scale=1):
 
 
 # --------------------------------------------------------------------------- the run report
-def write_report(run_dir, results, lines, marker="Generative quality"):
-    """Save ``results`` as ``quality.json`` in ``run_dir`` and put ``lines`` at the end of its
-    ``summary.txt``, replacing an earlier report that starts with ``marker`` (both written atomically)."""
-    from ._io import atomic_write_text
-    atomic_write_text(os.path.join(run_dir, "quality.json"), json.dumps(results, indent=2) + "\n")
-    path = os.path.join(run_dir, "summary.txt")
-    old = ""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            old = f.read()
-    if marker in old:
-        old = old[:old.index(marker)]
-    atomic_write_text(path, old.rstrip("\n") + ("\n\n" if old.strip() else "") + "\n".join(lines) + "\n")
+def write_report(run_dir, results, lines, marker="Generative quality", filename="quality.json", verbose=False):
+    """Save ``results`` as ``filename`` (``quality.json``) in ``run_dir`` and put ``lines`` at the end of
+    its ``summary.txt``, replacing an earlier report that starts with ``marker`` (both written atomically);
+    with ``verbose``, print ``lines``. The generative form of ``somanet.train.reports.write_run_report``."""
+    from .reports import write_run_report
+    write_run_report(run_dir, filename, results, lines, marker, verbose=verbose)
 
 
 def _rng_snapshot():
@@ -456,10 +448,7 @@ class GenerativeReport(Callback):
         except ImportError as exc:
             print(f"sample grid skipped: {exc}")
         self.results = self.evaluate(model)
-        lines = self.headline(self.results)
-        write_report(trainer.run_dir, self.results, lines)
-        if self.verbose:
-            print("\n".join(lines), flush=True)
+        write_report(trainer.run_dir, self.results, self.headline(self.results), verbose=self.verbose)
 
     @staticmethod
     def headline(results):

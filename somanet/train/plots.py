@@ -15,24 +15,26 @@ __all__ = ["plot_history", "plot_lr", "plot_lr_find", "plot_confusion_matrix", "
            "plot_top_losses"]
 
 
-def _figure(width, height):
+def _figure(width, height, what="plots"):
+    """A matplotlib ``Figure`` on its own Agg canvas; ``what`` names the caller in the install hint."""
     try:
         from matplotlib.figure import Figure
         from matplotlib.backends.backend_agg import FigureCanvasAgg
     except ImportError as exc:
-        raise ImportError("plots need matplotlib: pip install 'somanet[plot]'") from exc
+        raise ImportError(f"{what} need matplotlib: pip install 'somanet[plot]'") from exc
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig, path, tight=True):
+def _save(fig, path, tight=True, **savefig_kwargs):
+    """Render ``fig`` as PNG into ``path`` atomically (a reader never sees half a file); returns ``path``."""
     path = os.fspath(path)
     tmp = temporary_sibling(path, ".png")
     try:
         if tight:
             fig.tight_layout()
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", **savefig_kwargs)
     except BaseException:
         os.remove(tmp)
         raise

@@ -7,50 +7,15 @@ appended to ``summary.txt`` (replacing one from an earlier end of the same run).
 held-out split given by ``test_data``: a dataset, a function returning one, or either giving
 ``(dataset, split_name)``.
 """
-import json
 import os
 import time
 
 import numpy as np
 
+from .reports import resolve_split, write_run_report
 from .callbacks import Callback
 
 __all__ = ["TranslationReport", "ForecastReport", "plot_attention"]
-
-
-def _resolve(test_data):
-    test = test_data() if callable(test_data) else test_data
-    return test if isinstance(test, tuple) else (test, "test")
-
-
-def _append_summary(run_dir, marker, lines):
-    from ._io import atomic_write_text
-    path = os.path.join(run_dir, "summary.txt")
-    old = ""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            old = f.read()
-    if marker in old:
-        old = old[:old.index(marker)]
-    atomic_write_text(path, old.rstrip("\n") + ("\n\n" if old.strip() else "") + "\n".join(lines) + "\n")
-
-
-def _save_figure(fig, path):
-    from ._io import atomic_write_bytes
-    import io
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _pyplot():
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError("plots need matplotlib: pip install 'somanet[plot]'") from exc
-    return plt
 
 
 def plot_attention(examples, path, columns=2):
@@ -58,9 +23,10 @@ def plot_attention(examples, path, columns=2):
 
     ``examples``: a list of ``(source tokens, output tokens, weights (len(output), len(source)))``.
     """
-    plt = _pyplot()
+    from .plots import _figure, _save
     rows = (len(examples) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(6.2 * columns, 3.0 * rows), squeeze=False)
+    fig = _figure(6.2 * columns, 3.0 * rows)
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.ravel()[len(examples):]:
         ax.axis("off")
     for ax, (src, out, weights) in zip(axes.ravel(), examples):
@@ -71,10 +37,7 @@ def plot_attention(examples, path, columns=2):
         ax.set_yticklabels(out, fontsize=7)
         ax.set_xlabel("source", fontsize=8)
         ax.set_ylabel("output", fontsize=8)
-    fig.tight_layout()
-    _save_figure(fig, path)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=110, bbox_inches="tight")
 
 
 class TranslationReport(Callback):
@@ -135,20 +98,13 @@ class TranslationReport(Callback):
     def on_fit_end(self, trainer, model):
         if trainer.run_dir is None or self.test_data is None:
             return
-        dataset, split = _resolve(self.test_data)
+        dataset, split = resolve_split(self.test_data)
         self.results, plots = self.evaluate(model, dataset)
         self.results["split"] = split
-        from ._io import atomic_write_text
-        atomic_write_text(os.path.join(trainer.run_dir, "translation.json"), json.dumps(self.results, indent=2) + "\n")
-        try:
-            if plots:
-                plot_attention(plots, os.path.join(trainer.run_dir, "attention.png"))
-        except ImportError as exc:
-            print(f"attention plot skipped: {exc}")
         lines = self.headline(self.results)
-        _append_summary(trainer.run_dir, "Translation quality", lines)
-        if self.verbose:
-            print("\n".join(lines), flush=True)
+        draw = (lambda: plot_attention(plots, os.path.join(trainer.run_dir, "attention.png"))) if plots else None
+        write_run_report(trainer.run_dir, "translation.json", self.results, lines, "Translation quality", draw,
+                         "attention plot", self.verbose)
 
     @staticmethod
     def headline(results):
@@ -204,35 +160,31 @@ class ForecastReport(Callback):
     def on_fit_end(self, trainer, model):
         if trainer.run_dir is None or self.test_data is None:
             return
-        dataset, split = _resolve(self.test_data)
+        dataset, split = resolve_split(self.test_data)
         self.results, (xs, ys, forecasts) = self.evaluate(model, dataset)
         self.results["split"] = split
-        from ._io import atomic_write_text
-        atomic_write_text(os.path.join(trainer.run_dir, "forecast.json"), json.dumps(self.results, indent=2) + "\n")
-        try:
-            picks = np.linspace(0, len(xs) - 1, min(self.num_plots, len(xs))).astype(int)
-            plt = _pyplot()
-            fig, axes = plt.subplots(len(picks), 1, figsize=(9, 2.6 * len(picks)), squeeze=False)
-            naive = next((k for k in forecasts if k.startswith("seasonal_naive")), None)
-            for ax, i in zip(axes[:, 0], picks):
-                n = xs.shape[1]
-                ax.plot(np.arange(n), xs[i, :, 0], color="0.55", lw=0.9, label="input")
-                fut = np.arange(n, n + ys.shape[1])
-                ax.plot(fut, ys[i, :, 0], color="black", lw=1.4, label="actual")
-                ax.plot(fut, forecasts["model"][i, :, 0], lw=1.4, label="model")
-                if naive:
-                    ax.plot(fut, forecasts[naive][i, :, 0], lw=1.1, ls="--", label=naive.replace("_", " "))
-                ax.set_title(f"{split} window {i}", fontsize=9)
-            axes[0, 0].legend(fontsize=8, loc="upper left")
-            fig.tight_layout()
-            _save_figure(fig, os.path.join(trainer.run_dir, "forecast.png"))
-            plt.close(fig)
-        except ImportError as exc:
-            print(f"forecast plot skipped: {exc}")
         lines = self.headline(self.results)
-        _append_summary(trainer.run_dir, "Forecast quality", lines)
-        if self.verbose:
-            print("\n".join(lines), flush=True)
+        write_run_report(trainer.run_dir, "forecast.json", self.results, lines, "Forecast quality",
+                         lambda: self._plot(os.path.join(trainer.run_dir, "forecast.png"), xs, ys, forecasts, split),
+                         "forecast plot", self.verbose)
+
+    def _plot(self, path, xs, ys, forecasts, split):
+        from .plots import _figure, _save
+        picks = np.linspace(0, len(xs) - 1, min(self.num_plots, len(xs))).astype(int)
+        fig = _figure(9, 2.6 * len(picks))
+        axes = fig.subplots(len(picks), 1, squeeze=False)
+        naive = next((k for k in forecasts if k.startswith("seasonal_naive")), None)
+        for ax, i in zip(axes[:, 0], picks):
+            n = xs.shape[1]
+            ax.plot(np.arange(n), xs[i, :, 0], color="0.55", lw=0.9, label="input")
+            fut = np.arange(n, n + ys.shape[1])
+            ax.plot(fut, ys[i, :, 0], color="black", lw=1.4, label="actual")
+            ax.plot(fut, forecasts["model"][i, :, 0], lw=1.4, label="model")
+            if naive:
+                ax.plot(fut, forecasts[naive][i, :, 0], lw=1.1, ls="--", label=naive.replace("_", " "))
+            ax.set_title(f"{split} window {i}", fontsize=9)
+        axes[0, 0].legend(fontsize=8, loc="upper left")
+        _save(fig, path, dpi=110, bbox_inches="tight")
 
     @staticmethod
     def headline(results):

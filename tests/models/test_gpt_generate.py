@@ -6,39 +6,13 @@ import pytest
 
 import somanet
 from somanet.models import GPT
-from reference import copy_state, torch_or_skip
-
-
-def torch_twin(torch, vocab, block, layers, heads, d):
-    """The PyTorch model ``GPT(vocab, block, layers, heads, d)`` computes."""
-    class TorchGPT(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.tok_emb = torch.nn.Embedding(vocab, d)
-            self.pos_emb = torch.nn.Module()
-            self.pos_emb.weight = torch.nn.Parameter(torch.zeros(block, d))
-            self.blocks = torch.nn.ModuleList([
-                torch.nn.TransformerEncoderLayer(d, heads, 4 * d, 0.0, activation=lambda x: torch.nn.functional.gelu(
-                    x, approximate="tanh"), batch_first=True, norm_first=True) for _ in range(layers)])
-            self.ln_f = torch.nn.LayerNorm(d)
-            self.head = torch.nn.Linear(d, vocab, bias=False)
-            self.head.weight = self.tok_emb.weight
-
-        def forward(self, idx):
-            T = idx.shape[1]
-            x = self.tok_emb(idx) + self.pos_emb.weight[:T]
-            mask = torch.nn.Transformer.generate_square_subsequent_mask(T)
-            for blk in self.blocks:
-                x = blk(x, src_mask=mask, is_causal=True)
-            return self.head(self.ln_f(x))
-
-    return TorchGPT()
+from reference import copy_state, torch_gpt, torch_or_skip
 
 
 def test_greedy_decoding_matches_nanogpt_loop_on_torch_twin():
     torch = torch_or_skip()
     torch.manual_seed(0)
-    t = torch_twin(torch, 11, 8, 2, 2, 16).eval()
+    t = torch_gpt(torch, 11, 8, 2, 2, 16).eval()
     with torch.no_grad():
         t.pos_emb.weight.normal_(0, 0.5)
         t.tok_emb.weight.normal_(0, 1.0)  # large logits: no near-ties between the two best symbols

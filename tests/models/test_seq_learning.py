@@ -10,7 +10,7 @@ import somanet
 import somanet.nn.functional as F
 from somanet.models import GPT, CharRNN
 from somanet.optim import Adam
-from reference import compare_modules, copy_state, torch_or_skip
+from reference import compare_modules, copy_state, torch_gpt, torch_or_skip
 
 SEQ_LEN, BATCH = 64, 32
 
@@ -32,31 +32,6 @@ def _torch_char_rnn(torch, vocab, emb, hidden, layers, cell):
     return TorchCharRNN()
 
 
-def _torch_gpt(torch, vocab, block, layers, heads, d):
-    class TorchGPT(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.tok_emb = torch.nn.Embedding(vocab, d)
-            self.pos_emb = torch.nn.Module()
-            self.pos_emb.weight = torch.nn.Parameter(torch.zeros(block, d))
-            self.blocks = torch.nn.ModuleList([
-                torch.nn.TransformerEncoderLayer(d, heads, 4 * d, 0.0, activation=lambda x: torch.nn.functional.gelu(
-                    x, approximate="tanh"), batch_first=True, norm_first=True) for _ in range(layers)])
-            self.ln_f = torch.nn.LayerNorm(d)
-            self.head = torch.nn.Linear(d, vocab, bias=False)
-            self.head.weight = self.tok_emb.weight
-
-        def forward(self, idx):
-            T = idx.shape[1]
-            x = self.tok_emb(idx) + self.pos_emb.weight[:T]
-            mask = torch.nn.Transformer.generate_square_subsequent_mask(T)
-            for blk in self.blocks:
-                x = blk(x, src_mask=mask, is_causal=True)
-            return self.head(self.ln_f(x))
-
-    return TorchGPT()
-
-
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_char_rnn_matches_equivalent_torch_model(cell):
     torch = torch_or_skip()
@@ -70,7 +45,7 @@ def test_char_rnn_matches_equivalent_torch_model(cell):
 
 def test_gpt_matches_equivalent_torch_model():
     torch = torch_or_skip()
-    t = _torch_gpt(torch, 13, 16, 2, 2, 8)
+    t = torch_gpt(torch, 13, 16, 2, 2, 8)
     s = GPT(13, block_size=16, n_layer=2, n_head=2, d_model=8)
     assert list(s.state_dict()) == list(t.state_dict())
     copy_state(t, s)

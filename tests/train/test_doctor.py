@@ -1,4 +1,5 @@
 """The training doctor: each deliberately broken run gets its own finding and no other; healthy runs none."""
+import importlib.util
 import json
 import math
 import os
@@ -13,20 +14,18 @@ from somanet.train import Trainer
 from somanet.train.doctor import DEFAULT_THRESHOLDS, Doctor, diagnose, load_record, record_from_metrics
 
 
-def blobs(n=512, d=16, k=4, scale=2.0, seed=0):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, k, n)
-    centers = rng.standard_normal((k, d)) * scale
-    return (rng.standard_normal((n, d)) + centers[y]).astype(np.float32), y
+def _gallery():
+    """examples/doctor_gallery.py, whose synthetic data and MLP builder the broken runs here share."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples",
+                        "doctor_gallery.py")
+    spec = importlib.util.spec_from_file_location("doctor_gallery", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def mlp(sizes, act=nn.ReLU):
-    layers = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(act())
-    return nn.Sequential(*layers)
+_GALLERY = _gallery()
+blobs, mlp = _GALLERY.blobs, _GALLERY.mlp
 
 
 def run(model, optimizer, data=None, val=None, epochs=5, every=5, batch_size=32, **trainer_kwargs):
