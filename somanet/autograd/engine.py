@@ -12,6 +12,7 @@ import numpy as np
 from .. import devices
 from . import higher_order
 from .function import _FREED
+from .grad_mode import _state
 from .tensor import Tensor, _wrap
 
 
@@ -328,8 +329,6 @@ def _backward_graph(tensors, grad_tensors, retain, leaves=None, wanted=None):
     With ``wanted`` (a list of tensors, as ``grad()`` takes) it returns their gradients instead, visiting
     only the nodes that lead to them.
     """
-    from .grad_mode import _state
-
     wanted_leaves = {}
     capture = {}
     if wanted is not None:
@@ -462,3 +461,13 @@ def _backward_graph(tensors, grad_tensors, retain, leaves=None, wanted=None):
     finally:
         _state.enabled = prev
     return results if wanted is not None else None
+
+
+def _tensor_backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see ``somanet.autograd.backward``)."""
+    backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
+
+
+# Attached here rather than defined in tensor.py, which the engine imports: Tensor stays below the engine.
+_tensor_backward.__name__, _tensor_backward.__qualname__ = "backward", "Tensor.backward"
+Tensor.backward = _tensor_backward

@@ -21,10 +21,11 @@ PyTorch's way works too: a subclass whose ``forward`` and ``backward`` are ``@st
 (not arrays), uses ``ctx.save_for_backward``/``ctx.saved_tensors``, ``ctx.needs_input_grad`` and
 ``ctx.mark_non_differentiable``, and is called as ``F.apply(...)``, exactly as in PyTorch.
 """
+import numpy as np
 from numpy import asarray, ndarray
 
 from .. import devices
-from .grad_mode import _state
+from .grad_mode import _state, enable_grad, no_grad
 from .tensor import Tensor, _wrap
 
 _new = object.__new__
@@ -181,8 +182,6 @@ class Function:
 
     def graph_input(ctx, i, value):
         """Input ``i`` as a tensor of the graph; ``value`` is its array (as saved by forward)."""
-        from .higher_order import graph_tensor
-
         edges = ctx.edges
         return graph_tensor(edges[i] if i < len(edges) else None, value)
 
@@ -196,10 +195,8 @@ class Function:
         target, index = edge
         if isinstance(target, Tensor):
             return target
-        from numpy import broadcast_to, zeros
-
         shape, dtype = ctx.metas[i]
-        return _wrap(broadcast_to(zeros((), dtype), shape), True, target, index)
+        return _wrap(np.broadcast_to(np.zeros((), dtype), shape), True, target, index)
 
     def graph_output(ctx, value, k=0):
         """Output ``k`` of this node (its array ``value``, as saved by forward) as a tensor of the graph."""
@@ -209,16 +206,12 @@ class Function:
         """An array forward computed from inputs and saved (or a tuple of them), as a tensor of the graph
         depending on ``parents`` (graph tensors or None) through ``vjp(grad, value_tensor) -> one gradient
         per parent``, written with tensor ops (for a tuple: ``vjp(grads, value_tensors)``)."""
-        from .higher_order import derived
-
         return derived(value, parents, vjp, ctx.name)
 
     def graph_linear(ctx, grads, forward):
         """``grad_graph`` of an op linear in its inputs: its array ``backward`` on ``grads``, recorded as a
         node whose own backward is ``forward(*tangents) -> output tangents`` (the op applied to tensors,
         None for a zero tangent)."""
-        from .higher_order import linear_backward
-
         return linear_backward(ctx, grads, forward)
 
 
@@ -279,14 +272,10 @@ class _TensorFunctionNode(Function):
         return f"{self.fn_cls.__name__}Backward"
 
     def backward(ctx, *grads):
-        from .grad_mode import no_grad
-
         wrapped = []
         for g, (shape, dtype) in zip(grads, ctx.out_metas):
             if g is None and ctx.materialize_grads:
-                from numpy import zeros
-
-                g = zeros(shape, dtype)
+                g = np.zeros(shape, dtype)
             wrapped.append(None if g is None else _wrap(g, False, None, 0))
         with no_grad():
             result = ctx.fn_cls.backward(ctx, *wrapped)
@@ -328,9 +317,6 @@ class _TensorFunctionNode(Function):
     def grad_graph(ctx, *grads):
         """create_graph=True: the user's backward already computes on tensors, so it runs with grad mode on.
         Outputs the user saved stand for this node's outputs, so that their gradient flows back through it."""
-        from .grad_mode import enable_grad
-        from .higher_order import constant, zeros
-
         wrapped = []
         for g, (shape, dtype) in zip(grads, ctx.out_metas):
             if g is None and ctx.materialize_grads:
@@ -358,8 +344,6 @@ class _TensorFunctionNode(Function):
 
 def _apply_tensor_function(cls, *args, **kwargs):
     """``F.apply(*args)`` for a ``Function`` subclass written PyTorch's way (static forward/backward)."""
-    from .grad_mode import no_grad
-
     ctx = _new(_TensorFunctionNode)
     ctx.fn_cls = cls
     ctx.non_differentiable = ()
@@ -429,3 +413,175 @@ def _init_tensor_function(cls):
     setup = cls.__dict__.get("setup_context")
     cls._setup_context = setup if isinstance(setup, staticmethod) else None
     cls.apply = classmethod(_apply_tensor_function)
+
+
+# --------------------------------------------------------------------------- graph nodes of the second pass
+# The nodes and helpers that ``grad_graph`` methods build the differentiable gradient graph from (see
+# ``higher_order``); they live here, under ``Function``, so that ``Function``'s graph helpers need no import
+# from the modules above it.
+def zeros(shape, dtype):
+    return _wrap(np.zeros(shape, dtype), False, None, 0)
+
+
+def zeros_like(t):
+    return _wrap(np.zeros(t.shape, t.dtype), False, None, 0)
+
+
+def graph_tensor(edge, value):
+    """The tensor standing for graph ``edge`` (``(node, index)``, ``(leaf, 0)`` or None) with ``value``."""
+    if edge is None:
+        return _wrap(value, False, None, 0) if isinstance(value, np.ndarray) else value
+    target, index = edge
+    if isinstance(target, Tensor):
+        return target
+    return _wrap(value, True, target, index)
+
+
+def constant(value):
+    """An array (or a tensor's values) as a tensor outside the graph."""
+    if isinstance(value, Tensor):
+        return value
+    return _wrap(np.asarray(value), False, None, 0)
+
+
+def _attach(cls, parents):
+    """A node of ``cls`` whose inputs are ``parents`` (tensors or None), or None when nothing needs a gradient."""
+    if not _state.enabled:
+        return None
+    edges, metas, generation, needed = [], [], 0, False
+    for p in parents:
+        if p is not None and p.requires_grad:
+            needed = True
+            fn = p.grad_fn
+            if fn is None:
+                edges.append((p, 0))
+            else:
+                edges.append((fn, p._out_index))
+                if fn.generation >= generation:
+                    generation = fn.generation + 1
+            metas.append((p.array.shape, p.array.dtype))
+        else:
+            edges.append(None)
+            metas.append(None)
+    if not needed:
+        return None
+    node = _new(cls)
+    node.edges, node.metas, node.generation = edges, metas, generation
+    return node
+
+
+def _arrays(results):
+    if not isinstance(results, tuple):
+        results = (results,)
+    return tuple(None if r is None else (r.array if isinstance(r, Tensor) else np.asarray(r)) for r in results)
+
+
+class Derived(Function):
+    """Arrays that an op's forward computed from its inputs, as tensors of the graph (one output each).
+
+    Its backward is the vector-Jacobian product the op declared, a function of tensors, so it is itself
+    differentiable; the ordinary array backward runs the same function without recording. The node keeps
+    the arrays, not tensors: the product receives its own outputs as fresh tensors, so no reference cycle
+    forms through it.
+    """
+
+    def _outputs(ctx, record):
+        return tuple(_wrap(v, record, ctx if record else None, k) for k, v in enumerate(ctx.values))
+
+    def _call(ctx, grads, record):
+        outs = ctx._outputs(record)
+        if ctx.single:
+            return ctx.vjp(grads[0], outs[0])
+        grads = tuple(zeros(v.shape, v.dtype) if g is None else g for g, v in zip(grads, ctx.values))
+        return ctx.vjp(grads, outs)
+
+    def backward(ctx, *grads):
+        with no_grad():
+            wrapped = tuple(None if g is None else _wrap(g, False, None, 0) for g in grads)
+            return _arrays(ctx._call(wrapped, False))
+
+    def grad_graph(ctx, *grads):
+        out = ctx._call(grads, True)
+        return out if isinstance(out, tuple) else (out,)
+
+    @property
+    def name(self):
+        return f"{self.owner}Derived"
+
+
+def derived(values, parents, vjp, owner="op"):
+    """``values`` (an array, or a tuple of arrays) as tensors depending on ``parents`` (tensors or None).
+
+    ``vjp(grad, value)`` (for a tuple: ``vjp(grads, values)``, with zeros for unused outputs) gets the
+    incoming gradient and the derived tensor itself and returns one gradient per parent.
+    """
+    single = not isinstance(values, tuple)
+    arrays = (values,) if single else values
+    node = _attach(Derived, parents)
+    if node is None:
+        outs = tuple(_wrap(v, False, None, 0) for v in arrays)
+        return outs[0] if single else outs
+    node.vjp, node.owner, node.single = vjp, owner, single
+    node.values, node.n_out = arrays, len(arrays)
+    outs = tuple(_wrap(v, True, node, k) for k, v in enumerate(arrays))
+    return outs[0] if single else outs
+
+
+class LinearBackward(Function):
+    """The input gradients of a linear op as one node of the graph.
+
+    Its values come from the op's own array ``backward`` (the transpose of the op); the transpose of that
+    is the op itself, so this node's backward applies the op's forward to the tangents it receives.
+    """
+
+    def backward(ctx, *grads):
+        with no_grad():
+            tangents = [None if g is None else _wrap(g, False, None, 0) for g in grads]
+            return _arrays(ctx._select(ctx.forward_fn(*ctx._spread(tangents))))
+
+    def grad_graph(ctx, *grads):
+        return ctx._select(ctx.forward_fn(*ctx._spread(list(grads))))
+
+    def _spread(ctx, tangents):
+        """Tangents of this node's outputs placed at the op's inputs: zeros for an output nothing used,
+        None where the op gave no gradient."""
+        full = [None] * ctx.n_inputs
+        for k, t, (shape, dtype) in zip(ctx.positions, tangents, ctx.layouts):
+            full[k] = zeros(shape, dtype) if t is None else t
+        return full
+
+    def _select(ctx, outs):
+        """The op's output tangents, kept for this node's parents (the op's incoming gradients)."""
+        if not isinstance(outs, tuple):
+            outs = (outs,)
+        return tuple(outs[k] for k in ctx.parent_positions)
+
+    @property
+    def name(self):
+        return f"{self.owner}BackwardLinear"
+
+
+def linear_backward(op, grads, forward_fn):
+    """Input gradients of the linear op ``op`` for its output gradients ``grads`` (tensors or None).
+
+    ``forward_fn(*tangents)`` applies the op to tangents of its inputs (None meaning zero) and returns one
+    tensor per output of the op; it is what differentiating these gradients needs.
+    """
+    arrays = [None if g is None else g.array for g in grads]
+    results = op.backward(*arrays)
+    if not isinstance(results, tuple):
+        results = (results,)
+    parents = [g for g in grads if g is not None]
+    node = _attach(LinearBackward, parents)
+    if node is None:
+        return tuple(None if r is None else _wrap(np.asarray(r), False, None, 0) for r in results)
+    node.forward_fn, node.owner = forward_fn, op.name
+    node.n_inputs = len(results)
+    node.positions = [k for k, r in enumerate(results) if r is not None]
+    node.parent_positions = [k for k, g in enumerate(grads) if g is not None]
+    node.layouts = [(np.shape(results[k]), np.asarray(results[k]).dtype) for k in node.positions]
+    node.n_out = len(node.positions)
+    out = [None] * len(results)
+    for j, k in enumerate(node.positions):
+        out[k] = _wrap(np.asarray(results[k]), True, node, j)
+    return tuple(out)

@@ -2,6 +2,7 @@
 import numpy as np
 
 from . import grad_mode
+from .engine import grad
 from .tensor import Tensor, _wrap
 
 
@@ -50,8 +51,6 @@ def gradcheck(func, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True
     and the worst element. PyTorch's other options are accepted; the batched and forward-mode checks are
     not supported.
     """
-    from .engine import grad
-
     _unsupported(check_batched_grad=check_batched_grad, check_batched_forward_grad=check_batched_forward_grad,
                  check_forward_ad=check_forward_ad)
     inputs, checked = _as_float64(inputs)
@@ -135,8 +134,6 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
     """Check second derivatives: ``gradcheck`` of the function ``(inputs, v) -> v^T J(inputs)``, whose
     gradients are computed with ``create_graph=True``. ``grad_outputs`` (the vectors ``v``, one per output)
     default to random float64 tensors; they are checked too when they require grad."""
-    from .engine import grad
-
     _unsupported(check_batched_grad=check_batched_grad, check_fwd_over_rev=check_fwd_over_rev)
     if not check_rev_over_rev:
         return True

@@ -16,176 +16,21 @@ original graph:
   pooling by averaging, ...), its input gradients computed by its own array ``backward`` and recorded as
   one node whose backward applies the op itself, ``forward``, to the incoming tangents.
 
-This module holds the two node types behind the last two helpers, the tensor-level versions of the
-engine's bookkeeping (summing broadcast dimensions, casting), and ``recompute_grad``: the gradient of an
-op whose backward is a hand-written loop (a recurrence), found by running its forward again on tensor ops
-and differentiating that.
+This module holds the tensor-level versions of the engine's bookkeeping (summing broadcast dimensions,
+casting) and the ``grad_graph`` helpers of reductions and normalisations. The two node types behind
+``graph_derived`` and ``graph_linear`` (``Derived``, ``LinearBackward``) and the small helpers
+(``graph_tensor``, ``constant``, ``zeros``) live in ``function``, below ``Function``'s methods that use
+them, and are re-exported here for the ops. ``recompute_grad`` (the gradient of an op whose backward is
+a hand-written loop, found by running its forward again on tensor ops) is in ``recompute``, above the
+engine it calls.
 """
-import numpy as np
+# Re-exported for the ops' grad_graph methods.
+from .function import (Derived, LinearBackward, constant, derived, graph_tensor, linear_backward,  # noqa: F401
+                       zeros, zeros_like)
 
-from .function import Function, _new
-from .grad_mode import _state, no_grad
-from .tensor import Tensor, _wrap
-
-
-def graph_tensor(edge, value):
-    """The tensor standing for graph ``edge`` (``(node, index)``, ``(leaf, 0)`` or None) with ``value``."""
-    if edge is None:
-        return _wrap(value, False, None, 0) if isinstance(value, np.ndarray) else value
-    target, index = edge
-    if isinstance(target, Tensor):
-        return target
-    return _wrap(value, True, target, index)
-
-
-def constant(value):
-    """An array (or a tensor's values) as a tensor outside the graph."""
-    if isinstance(value, Tensor):
-        return value
-    return _wrap(np.asarray(value), False, None, 0)
-
-
-def _attach(cls, parents):
-    """A node of ``cls`` whose inputs are ``parents`` (tensors or None), or None when nothing needs a gradient."""
-    if not _state.enabled:
-        return None
-    edges, metas, generation, needed = [], [], 0, False
-    for p in parents:
-        if p is not None and p.requires_grad:
-            needed = True
-            fn = p.grad_fn
-            if fn is None:
-                edges.append((p, 0))
-            else:
-                edges.append((fn, p._out_index))
-                if fn.generation >= generation:
-                    generation = fn.generation + 1
-            metas.append((p.array.shape, p.array.dtype))
-        else:
-            edges.append(None)
-            metas.append(None)
-    if not needed:
-        return None
-    node = _new(cls)
-    node.edges, node.metas, node.generation = edges, metas, generation
-    return node
-
-
-def _arrays(results):
-    if not isinstance(results, tuple):
-        results = (results,)
-    return tuple(None if r is None else (r.array if isinstance(r, Tensor) else np.asarray(r)) for r in results)
-
-
-class Derived(Function):
-    """Arrays that an op's forward computed from its inputs, as tensors of the graph (one output each).
-
-    Its backward is the vector-Jacobian product the op declared, a function of tensors, so it is itself
-    differentiable; the ordinary array backward runs the same function without recording. The node keeps
-    the arrays, not tensors: the product receives its own outputs as fresh tensors, so no reference cycle
-    forms through it.
-    """
-
-    def _outputs(ctx, record):
-        return tuple(_wrap(v, record, ctx if record else None, k) for k, v in enumerate(ctx.values))
-
-    def _call(ctx, grads, record):
-        outs = ctx._outputs(record)
-        if ctx.single:
-            return ctx.vjp(grads[0], outs[0])
-        grads = tuple(zeros(v.shape, v.dtype) if g is None else g for g, v in zip(grads, ctx.values))
-        return ctx.vjp(grads, outs)
-
-    def backward(ctx, *grads):
-        with no_grad():
-            wrapped = tuple(None if g is None else _wrap(g, False, None, 0) for g in grads)
-            return _arrays(ctx._call(wrapped, False))
-
-    def grad_graph(ctx, *grads):
-        out = ctx._call(grads, True)
-        return out if isinstance(out, tuple) else (out,)
-
-    @property
-    def name(self):
-        return f"{self.owner}Derived"
-
-
-def derived(values, parents, vjp, owner="op"):
-    """``values`` (an array, or a tuple of arrays) as tensors depending on ``parents`` (tensors or None).
-
-    ``vjp(grad, value)`` (for a tuple: ``vjp(grads, values)``, with zeros for unused outputs) gets the
-    incoming gradient and the derived tensor itself and returns one gradient per parent.
-    """
-    single = not isinstance(values, tuple)
-    arrays = (values,) if single else values
-    node = _attach(Derived, parents)
-    if node is None:
-        outs = tuple(_wrap(v, False, None, 0) for v in arrays)
-        return outs[0] if single else outs
-    node.vjp, node.owner, node.single = vjp, owner, single
-    node.values, node.n_out = arrays, len(arrays)
-    outs = tuple(_wrap(v, True, node, k) for k, v in enumerate(arrays))
-    return outs[0] if single else outs
-
-
-class LinearBackward(Function):
-    """The input gradients of a linear op as one node of the graph.
-
-    Its values come from the op's own array ``backward`` (the transpose of the op); the transpose of that
-    is the op itself, so this node's backward applies the op's forward to the tangents it receives.
-    """
-
-    def backward(ctx, *grads):
-        with no_grad():
-            tangents = [None if g is None else _wrap(g, False, None, 0) for g in grads]
-            return _arrays(ctx._select(ctx.forward_fn(*ctx._spread(tangents))))
-
-    def grad_graph(ctx, *grads):
-        return ctx._select(ctx.forward_fn(*ctx._spread(list(grads))))
-
-    def _spread(ctx, tangents):
-        """Tangents of this node's outputs placed at the op's inputs: zeros for an output nothing used,
-        None where the op gave no gradient."""
-        full = [None] * ctx.n_inputs
-        for k, t, (shape, dtype) in zip(ctx.positions, tangents, ctx.layouts):
-            full[k] = zeros(shape, dtype) if t is None else t
-        return full
-
-    def _select(ctx, outs):
-        """The op's output tangents, kept for this node's parents (the op's incoming gradients)."""
-        if not isinstance(outs, tuple):
-            outs = (outs,)
-        return tuple(outs[k] for k in ctx.parent_positions)
-
-    @property
-    def name(self):
-        return f"{self.owner}BackwardLinear"
-
-
-def linear_backward(op, grads, forward_fn):
-    """Input gradients of the linear op ``op`` for its output gradients ``grads`` (tensors or None).
-
-    ``forward_fn(*tangents)`` applies the op to tangents of its inputs (None meaning zero) and returns one
-    tensor per output of the op; it is what differentiating these gradients needs.
-    """
-    arrays = [None if g is None else g.array for g in grads]
-    results = op.backward(*arrays)
-    if not isinstance(results, tuple):
-        results = (results,)
-    parents = [g for g in grads if g is not None]
-    node = _attach(LinearBackward, parents)
-    if node is None:
-        return tuple(None if r is None else _wrap(np.asarray(r), False, None, 0) for r in results)
-    node.forward_fn, node.owner = forward_fn, op.name
-    node.n_inputs = len(results)
-    node.positions = [k for k, r in enumerate(results) if r is not None]
-    node.parent_positions = [k for k, g in enumerate(grads) if g is not None]
-    node.layouts = [(np.shape(results[k]), np.asarray(results[k]).dtype) for k in node.positions]
-    node.n_out = len(node.positions)
-    out = [None] * len(results)
-    for j, k in enumerate(node.positions):
-        out[k] = _wrap(np.asarray(results[k]), True, node, j)
-    return tuple(out)
+__all__ = ["Derived", "LinearBackward", "constant", "derived", "graph_tensor", "linear_backward", "zeros",
+           "zeros_like", "sum_to_shape", "cast", "keep_all", "unreduce", "softmax_graph", "normalized_graph",
+           "rms_graph"]
 
 
 # --------------------------------------------------------------------------- engine bookkeeping on tensors
@@ -211,14 +56,6 @@ def cast(grad, dtype):
     from ..ops.shape import to_dtype
 
     return to_dtype(grad, dtype)
-
-
-def zeros(shape, dtype):
-    return _wrap(np.zeros(shape, dtype), False, None, 0)
-
-
-def zeros_like(t):
-    return _wrap(np.zeros(t.shape, t.dtype), False, None, 0)
 
 
 # --------------------------------------------------------------------------- helpers for ops' grad_graph
@@ -304,62 +141,3 @@ def rms_graph(ctx, y, rinv, axes, input_shape):
 
     y_t, rinv_t = ctx.graph_derived((y, rinv), [parent], vjp)
     return y_t, reshape(rinv_t, kept)
-
-
-# --------------------------------------------------------------------------- gradients by recomputation
-class GraphAlias(Function):
-    """The identity as a node of its own: a fresh tensor standing for one input of an op whose gradient is
-    recomputed (see ``recompute_grad``), so the inner gradient stops there and nothing upstream is visited
-    twice."""
-
-    def forward(ctx, a):
-        return a
-
-    def backward(ctx, grad):
-        return grad
-
-    def grad_graph(ctx, grad):
-        return grad
-
-
-def recompute_grad(ctx, values, run, grads):
-    """``grad_graph`` of an op whose backward is too involved to write with tensor ops (a recurrence): the
-    op's forward runs again as ``run(*inputs)`` on differentiable somanet ops and is differentiated with
-    ``create_graph=True``.
-
-    ``values`` holds input ``i``'s array (None for an absent input); inputs on the graph enter ``run`` as
-    tensors of the graph (those that need a gradient through a ``GraphAlias``), the others as constants.
-    ``run`` returns the op's outputs (a tensor or a tuple), ``grads`` their incoming gradients (None for an
-    unused output). Returns one gradient per input.
-    """
-    from .engine import grad as graph_grad
-    from .grad_mode import enable_grad
-
-    inputs, wanted, positions = [], [], []
-    edges = ctx.edges
-    for i, value in enumerate(values):
-        if value is None:
-            inputs.append(None)
-        elif ctx.graph_needs(i):
-            t = GraphAlias.apply(ctx.graph_input(i, value))
-            inputs.append(t)
-            wanted.append(t)
-            positions.append(i)
-        else:
-            # Still a tensor of the graph when it has an edge: the gradient depends on it even where it
-            # asks no gradient for it.
-            inputs.append(ctx.graph_input(i, value) if i < len(edges) and edges[i] is not None else constant(value))
-    results = [None] * len(values)
-    if not wanted:
-        return tuple(results)
-    with enable_grad():
-        outs = run(*inputs)
-    if not isinstance(outs, tuple):
-        outs = (outs,)
-    pairs = [(o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad]
-    if not pairs:
-        return tuple(results)
-    found = graph_grad([o for o, _ in pairs], wanted, [g for _, g in pairs], create_graph=True, allow_unused=True)
-    for i, g in zip(positions, found):
-        results[i] = g
-    return tuple(results)

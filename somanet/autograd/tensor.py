@@ -8,6 +8,7 @@ Methods and operators attached at import
 The op families in ``somanet/ops/`` attach their methods with ``install(...)`` (``somanet/ops/_util.py``)
 when ``somanet`` is imported:
 
+- ``autograd/engine.py``: backward (``x.backward()`` runs the engine, which sits above this file)
 - ``ops/elementwise.py``: arithmetic and comparison operators, unary math, ``clamp``, ``where``: add, sub,
   subtract, mul, multiply, div, divide, true_divide, pow, neg, negative, abs, exp, expm1, log, log2, log10,
   log1p, sqrt, rsqrt, reciprocal, square, sin, cos, tan, tanh, sigmoid, relu, erf, clamp, clip, maximum,
@@ -336,12 +337,6 @@ class Tensor:
         else:
             hooks.append(fn)
         return _HookHandle(hooks, fn)
-
-    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see ``somanet.autograd.backward``)."""
-        from .engine import backward
-
-        backward(self, gradient, retain_graph=retain_graph, create_graph=create_graph, inputs=inputs)
 
     # ----------------------------------------------------------------- printing
     def __repr__(self):

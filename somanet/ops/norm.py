@@ -632,7 +632,7 @@ class LocalResponseNorm(Function):
         return dx
 
     def grad_graph(ctx, grad):
-        from ..autograd.higher_order import recompute_grad
+        from ..autograd.recompute import recompute_grad
 
         return recompute_grad(ctx, ctx.saved[:1], lambda x: _lrn_on_tensors(x, *ctx.params, ctx.k), (grad,))
 

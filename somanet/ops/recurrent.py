@@ -30,7 +30,7 @@ from functools import partial
 
 from .. import backend
 from ..autograd.function import Function
-from ..autograd.higher_order import recompute_grad
+from ..autograd.recompute import recompute_grad
 from ..autograd.grad_mode import is_grad_enabled, set_grad_enabled
 from ..backend import array_module
 from ..kernels.blas import SMALL_GEMM
