@@ -8,6 +8,7 @@ Collectives work in place on a tensor's array, as PyTorch's do, and wait politel
 import datetime
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -313,6 +314,8 @@ def _abort(code):
     MPI = _mpi.loaded()
     if MPI is None or not MPI.Is_initialized() or MPI.Is_finalized() or MPI.COMM_WORLD.Get_size() == 1:
         return
+    # Abort kills every rank at once: give the launcher a moment to forward this rank's last lines first.
+    time.sleep(0.25)
     MPI.COMM_WORLD.Abort(int(code) if isinstance(code, int) and 0 < code < 256 else 1)
 
 
