@@ -34,6 +34,29 @@ def sum_to_shape(grad, shape):
     return grad
 
 
+
+def _call_hook(hook, grad):
+    return hook(grad)
+
+
+def _before_backward(node, slot, run_hook):
+    """What both passes do before a node's backward: refuse a freed graph or a saved tensor modified in
+    place, and run the hooks on its output gradients (``slot``, replaced by what a hook returns)."""
+    if node.saved is _FREED:
+        raise RuntimeError(
+            f"{node.name} backward: trying to backward through the graph a second time (or to use saved "
+            f"results after they were freed). Pass retain_graph=True to the first backward() if you need to."
+        )
+    if node.version_checks:
+        _check_versions(node)
+    if node.out_hooks:
+        for i, hooks in node.out_hooks.items():
+            if slot[i] is not None:
+                for hook in list(hooks):
+                    out = run_hook(hook, slot[i])
+                    if out is not None:
+                        slot[i] = out
+
 def _check_versions(node):
     for counter, seen in node.version_checks:
         if counter[0] != seen:
@@ -154,20 +177,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     while heap:
         _, _, node = heapq.heappop(heap)
         slot = grads.pop(node)
-        if node.saved is _FREED:
-            raise RuntimeError(
-                f"{node.name} backward: trying to backward through the graph a second time (or to use saved "
-                f"results after they were freed). Pass retain_graph=True to the first backward() if you need to."
-            )
-        if node.version_checks:
-            _check_versions(node)
-        if node.out_hooks:
-            for i, hooks in node.out_hooks.items():
-                if slot[i] is not None:
-                    for hook in list(hooks):
-                        out = hook(slot[i])
-                        if out is not None:
-                            slot[i] = out
+        _before_backward(node, slot, _call_hook)
         # A multi-output node receives one gradient per output, None for outputs nothing used.
         in_grads = node.backward(slot[0]) if node.n_out == 1 else node.backward(*slot)
         if type(in_grads) is not tuple:
@@ -403,20 +413,7 @@ def _backward_graph(tensors, grad_tensors, retain, leaves=None, wanted=None):
         while heap:
             _, _, node = heapq.heappop(heap)
             slot = grads.pop(node)
-            if node.saved is _FREED:
-                raise RuntimeError(
-                    f"{node.name} backward: trying to backward through the graph a second time (or to use saved "
-                    f"results after they were freed). Pass retain_graph=True to the first backward() if you need to."
-                )
-            if node.version_checks:
-                _check_versions(node)
-            if node.out_hooks:
-                for i, hooks in node.out_hooks.items():
-                    if slot[i] is not None:
-                        for hook in list(hooks):
-                            out = _graph_hook(hook, slot[i])
-                            if out is not None:
-                                slot[i] = out
+            _before_backward(node, slot, _graph_hook)
             if wanted is not None:
                 for i, k in capture.get(node, ()):
                     if slot[i] is not None:
