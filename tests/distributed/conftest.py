@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -79,11 +80,27 @@ def run_python(script, *args, cwd=None, timeout=120):
     return Job(proc, time.perf_counter() - start)
 
 
+def rank_script(name):
+    """The rank script ``scripts/NAME.py`` imported as a module (for the single-process reference it defines)."""
+    spec = importlib.util.spec_from_file_location(f"rank_script_{name}", os.path.join(SCRIPTS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def launch_results(script, out, prefix, n=2):
+    """Run ``script`` as a job of ``n`` ranks writing into ``out``; each rank's ``PREFIX_rank{r}.npz`` as a dict."""
+    launch(script, out, n=n).check()
+    return [dict(np.load(os.path.join(out, f"{prefix}_rank{r}.npz"))) for r in range(n)]
+
+
 class _Jobs:
     env = staticmethod(env)
     launch = staticmethod(launch)
     run_cli = staticmethod(run_cli)
     run_python = staticmethod(run_python)
+    rank_script = staticmethod(rank_script)
+    launch_results = staticmethod(launch_results)
     scripts = SCRIPTS
 
 

@@ -1,7 +1,4 @@
 """``DistributedDataParallel`` on two ranks against one process training on the combined batches."""
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
@@ -9,23 +6,13 @@ import somanet
 from somanet import nn
 
 
-def rank_script(jobs, name):
-    """A rank script imported as a module (for the single-process reference it defines)."""
-    spec = importlib.util.spec_from_file_location(f"rank_script_{name}", os.path.join(jobs.scripts, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def results(jobs, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
-    jobs.launch("ddp.py", out).check()
-    return [dict(np.load(out / f"ddp_rank{r}.npz")) for r in range(2)]
+    return jobs.launch_results("ddp.py", tmp_path_factory.mktemp("ddp"), "ddp")
 
 
 def test_fifty_steps_match_one_process_on_the_combined_batch(jobs, results):
-    ref = rank_script(jobs, "ddp").reference()
+    ref = jobs.rank_script("ddp").reference()
     for r in range(2):
         for key, want in ref.items():
             got = results[r]["trained/module." + key]
@@ -46,7 +33,7 @@ def test_reduction_starts_during_backward(results):
 
 
 def test_no_sync_accumulates_locally_then_reduces_everything(jobs, results):
-    mod = rank_script(jobs, "ddp")
+    mod = jobs.rank_script("ddp")
     x, y = mod.data()
     loss_fn = nn.CrossEntropyLoss()
     model = mod.new_net()
@@ -79,7 +66,7 @@ def test_state_dict_keys_are_prefixed_and_load_into_the_plain_model(results):
 def test_four_ranks_match_one_process_on_the_combined_batch(jobs, tmp_path):
     # Four ranks on any core count (oversubscribed here): 4 rows each, the same 16-row steps as one process.
     jobs.launch("ddp_world.py", tmp_path, n=4, timeout=240).check()
-    ref = rank_script(jobs, "ddp").reference()
+    ref = jobs.rank_script("ddp").reference()
     got = [dict(np.load(tmp_path / f"ddp_world4_rank{r}.npz")) for r in range(4)]
     for r in range(4):
         for key, want in ref.items():

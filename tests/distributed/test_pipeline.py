@@ -1,30 +1,18 @@
 """``somanet.distributed.pipeline.Pipe`` on two ranks: the gradients of the whole model in one process."""
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
 import somanet
 
 
-def rank_script(jobs, name):
-    spec = importlib.util.spec_from_file_location(f"rank_script_{name}", os.path.join(jobs.scripts, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def results(jobs, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pipe")
-    jobs.launch("pipeline.py", out).check()
-    return [dict(np.load(out / f"pipe_rank{r}.npz")) for r in range(2)]
+    return jobs.launch_results("pipeline.py", tmp_path_factory.mktemp("pipe"), "pipe")
 
 
 @pytest.mark.parametrize("schedule,bounds", [("gpipe", [0, 3, 7]), ("1f1b", [0, 4, 7])])
 def test_gradients_and_step_match_the_whole_model(jobs, results, schedule, bounds):
-    mod = rank_script(jobs, "pipeline")
+    mod = jobs.rank_script("pipeline")
     loss, grads, after, model = mod.reference()
     assert list(results[0][f"{schedule}/bounds"]) == bounds
     seen = set()

@@ -1,31 +1,19 @@
 """``SyncBatchNorm`` on two ranks against PyTorch's ``BatchNorm`` on the concatenated batch."""
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
 from reference import torch_or_skip
 
 
-def rank_script(jobs, name):
-    spec = importlib.util.spec_from_file_location(f"rank_script_{name}", os.path.join(jobs.scripts, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def results(jobs, tmp_path_factory):
-    out = tmp_path_factory.mktemp("syncbn")
-    jobs.launch("syncbn.py", out).check()
-    return [dict(np.load(out / f"syncbn_rank{r}.npz")) for r in range(2)]
+    return jobs.launch_results("syncbn.py", tmp_path_factory.mktemp("syncbn"), "syncbn")
 
 
 @pytest.mark.parametrize("case", ["4d", "2d"])
 def test_matches_batch_norm_over_the_whole_batch(jobs, results, case):
     torch = torch_or_skip()
-    mod = rank_script(jobs, "syncbn")
+    mod = jobs.rank_script("syncbn")
     shape = mod.CASES[case]
     x, g, w, b = mod.case_data(shape)
     bn = torch.nn.BatchNorm1d(shape[1], momentum=0.3) if len(shape) == 2 else torch.nn.BatchNorm2d(shape[1],
