@@ -375,6 +375,20 @@ def _owned(arr):
     return np.ascontiguousarray(arr)
 
 
+def _into(pg, tensor, arr, start, name, async_op):
+    """Start the nonblocking MPI call ``start(buf)`` that writes into ``arr`` (``tensor``'s array, or a
+    contiguous copy MPI can write, copied back when it completes), then count ``tensor`` as modified."""
+    buf = _owned(arr)
+    req = start(buf)
+
+    def finish():
+        if buf is not arr:
+            arr[...] = buf
+        _bump(tensor)
+
+    return _run([req], finish, pg, name, async_op)
+
+
 def _reducible(arr, op):
     """An array MPI can reduce in ``op`` (``arr`` itself when possible), in a dtype it has a type for."""
     if op == ReduceOp.AVG and arr.dtype.kind not in "fc":
@@ -468,15 +482,7 @@ def broadcast(tensor, src, group=None, async_op=False):
     pg = _group(group, "broadcast()")
     arr = _array(tensor, "broadcast()")
     root = _group_rank(pg, src, "broadcast()")
-    buf = _owned(arr)
-    req = pg.comm.Ibcast(_bytes(buf), root=root)
-
-    def finish():
-        if buf is not arr:
-            arr[...] = buf
-        _bump(tensor)
-
-    return _run([req], finish, pg, "broadcast()", async_op)
+    return _into(pg, tensor, arr, lambda buf: pg.comm.Ibcast(_bytes(buf), root=root), "broadcast()", async_op)
 
 
 def _same_shapes(tensors, like, what):
@@ -516,15 +522,8 @@ def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op=Fal
     if out.size != src.size * pg.size() or out.dtype != src.dtype:
         raise ValueError(f"all_gather_into_tensor(): the output must hold {pg.size()} inputs of shape "
                          f"{tuple(src.shape)} ({src.dtype}); got {tuple(out.shape)} {out.dtype}")
-    buf = _owned(out)
-    req = pg.comm.Iallgather(_bytes(src), _bytes(buf))
-
-    def finish():
-        if buf is not out:
-            out[...] = buf
-        _bump(output_tensor)
-
-    return _run([req], finish, pg, "all_gather_into_tensor()", async_op)
+    return _into(pg, output_tensor, out, lambda buf: pg.comm.Iallgather(_bytes(src), _bytes(buf)),
+                 "all_gather_into_tensor()", async_op)
 
 
 def reduce(tensor, dst, op=ReduceOp.SUM, group=None, async_op=False):
@@ -621,15 +620,8 @@ def scatter(tensor, scatter_list=None, src=0, group=None, async_op=False):
             raise ValueError(f"scatter(): rank {src} needs a scatter_list of {pg.size()} tensors")
         _same_shapes(scatter_list, arr, "scatter()")
         send = np.ascontiguousarray(np.stack([t.array for t in scatter_list]))
-    buf = _owned(arr)
-    req = pg.comm.Iscatter(_bytes(send) if mine else None, _bytes(buf), root=root)
-
-    def finish():
-        if buf is not arr:
-            arr[...] = buf
-        _bump(tensor)
-
-    return _run([req], finish, pg, "scatter()", async_op)
+    return _into(pg, tensor, arr, lambda buf: pg.comm.Iscatter(_bytes(send) if mine else None, _bytes(buf), root=root),
+                 "scatter()", async_op)
 
 
 def all_to_all(output_tensor_list, input_tensor_list, group=None, async_op=False):
@@ -665,15 +657,8 @@ def all_to_all_single(output, input, output_split_sizes=None, input_split_sizes=
     if src.shape != out.shape or src.dtype != out.dtype or (src.shape and src.shape[0] % pg.size()):
         raise ValueError(f"all_to_all_single(): input and output must share a shape whose first dimension "
                          f"divides by {pg.size()}; got {tuple(src.shape)} and {tuple(out.shape)}")
-    buf = _owned(out)
-    req = pg.comm.Ialltoall(_bytes(src), _bytes(buf))
-
-    def finish():
-        if buf is not out:
-            out[...] = buf
-        _bump(output)
-
-    return _run([req], finish, pg, "all_to_all_single()", async_op)
+    return _into(pg, output, out, lambda buf: pg.comm.Ialltoall(_bytes(src), _bytes(buf)), "all_to_all_single()",
+                 async_op)
 
 
 # =========================================================================== point to point
