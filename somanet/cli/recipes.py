@@ -365,35 +365,28 @@ register_recipe(Recipe(
     epochs=30, batch_size=128, seed=0,
     checkpoint={"monitor": "val_loss"}))
 
+# What the MNIST GAN recipes share: the data, DCGAN's Adam settings, batch 64, no best-checkpoint monitor.
+_MNIST_GAN = dict(data={"name": "mnist", "val_size": 1000},
+                  optimizer={"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}, loss="bce_with_logits", metrics=(), task="regression", epochs=20, batch_size=64, seed=0,
+                  checkpoint={"monitor": None})
+
 register_recipe(Recipe(
     "dcgan-mnist", "DCGAN (non-saturating loss) on MNIST from --data-dir; reports the MNIST-FID of its samples",
-    model={"name": "gan", "latent_dim": 64, "base_channels": 32, "loss": "nonsaturating"},
-    data={"name": "mnist", "val_size": 1000},
-    optimizer={"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]},
-    loss="bce_with_logits", metrics=(), task="regression",
-    epochs=20, batch_size=64, seed=0,
-    checkpoint={"monitor": None}))
+    model={"name": "gan", "latent_dim": 64, "base_channels": 32, "loss": "nonsaturating"}, **_MNIST_GAN))
 
 register_recipe(Recipe(
     "cgan-mnist", "class-conditional DCGAN on MNIST from --data-dir; one column of samples per class, MNIST-FID "
                   "and how often the classifier agrees with the requested class",
     model={"name": "gan", "latent_dim": 64, "base_channels": 32, "loss": "nonsaturating", "conditional": True},
-    data={"name": "mnist", "val_size": 1000},
-    optimizer={"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]},
-    loss="bce_with_logits", metrics=(), task="regression",
-    epochs=20, batch_size=64, seed=0,
-    checkpoint={"monitor": None}))
+    **_MNIST_GAN))
 
 register_recipe(Recipe(
     "wgan-gp-mnist", "WGAN-GP (layer-norm critic, gradient penalty 10, 5 critic steps per generator step) on MNIST "
                      "from --data-dir; reports the MNIST-FID of its samples",
     model={"name": "gan", "latent_dim": 64, "base_channels": 32, "loss": "wasserstein", "critic": "wgan",
            "gp_weight": 10.0, "n_critic": 5},
-    data={"name": "mnist", "val_size": 1000},
-    optimizer={"name": "adam", "lr": 1e-4, "betas": [0.5, 0.9]},
-    metrics=(), task="regression",
-    epochs=40, batch_size=64, seed=0,
-    checkpoint={"monitor": None}))
+    **{**{k: v for k, v in _MNIST_GAN.items() if k != "loss"}, "optimizer": {"name": "adam", "lr": 1e-4,
+                                                                              "betas": [0.5, 0.9]}, "epochs": 40}))
 
 
 # --------------------------------------------------------------------------- transfer learning
