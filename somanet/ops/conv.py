@@ -195,12 +195,7 @@ class ConvNd(Function):
         from .reduce import sum as sum_
         from .shape import reshape
 
-        x, weight = ctx.saved
-        stride, pads, dilation, groups = ctx.geometry
-        tx, tw = ctx.graph_input(0, x), ctx.graph_input(1, weight)
-        x4, w4 = (tx, tw) if ctx.spatial == 2 else (reshape(tx, _as_4d(x, weight, 1)[0].shape),
-                                                    reshape(tw, _as_4d(x, weight, 1)[1].shape))
-        g = grad if ctx.spatial == 2 else reshape(grad, grad.shape[:2] + (1,) + grad.shape[2:])
+        x4, w4, g, (stride, pads, dilation, groups) = _graph_operands(ctx, grad)
         gx = gw = gb = None
         if ctx.graph_needs(0):
             gx = reshape(ConvTransposeNd.apply(g, w4, None, stride, pads, dilation, groups, x4.shape[2:]), ctx.x_shape)
@@ -266,12 +261,7 @@ class ConvTransposeNd(Function):
         from .reduce import sum as sum_
         from .shape import reshape
 
-        x, weight = ctx.saved
-        stride, pads, dilation, groups = ctx.geometry
-        tx, tw = ctx.graph_input(0, x), ctx.graph_input(1, weight)
-        x4, w4 = (tx, tw) if ctx.spatial == 2 else (reshape(tx, _as_4d(x, weight, 1)[0].shape),
-                                                    reshape(tw, _as_4d(x, weight, 1)[1].shape))
-        g = grad if ctx.spatial == 2 else reshape(grad, grad.shape[:2] + (1,) + grad.shape[2:])
+        x4, w4, g, (stride, pads, dilation, groups) = _graph_operands(ctx, grad)
         gx = gw = gb = None
         if ctx.graph_needs(0):
             gx = reshape(ConvNd.apply(g, w4, None, stride, pads, dilation, groups), ctx.x_shape)
@@ -281,6 +271,20 @@ class ConvTransposeNd(Function):
         if ctx.has_bias and ctx.graph_needs(2):
             gb = sum_(g, (0, 2, 3))
         return gx, gw, gb
+
+
+def _graph_operands(ctx, grad):
+    """For a convolution's ``grad_graph``: its input, weight and output gradient as 4-d graph tensors (a
+    1-d convolution gains a height of 1), and its geometry."""
+    from .shape import reshape
+
+    x, weight = ctx.saved
+    tx, tw = ctx.graph_input(0, x), ctx.graph_input(1, weight)
+    if ctx.spatial == 2:
+        return tx, tw, grad, ctx.geometry
+    x4_shape, w4_shape = (a.shape for a in _as_4d(x, weight, 1))
+    return (reshape(tx, x4_shape), reshape(tw, w4_shape), reshape(grad, grad.shape[:2] + (1,) + grad.shape[2:]),
+            ctx.geometry)
 
 
 def _check_conv_args(op, spatial, input, weight, bias, groups, transposed=False):
