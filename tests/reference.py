@@ -35,11 +35,19 @@ def _flatten(out):
 
 
 def to_numpy(t):
+    """A somanet or PyTorch tensor's values as a NumPy array (None stays None)."""
+    if t is None:
+        return None
     if torch is not None and isinstance(t, torch.Tensor):
-        return t.detach().cpu().numpy()
+        return t.numpy(force=True)
     if isinstance(t, somanet.Tensor):
         return t.array
     return np.asarray(t)
+
+
+def lib_tensor(lib, a, requires_grad=True):
+    """``a`` as a tensor of ``lib`` (the somanet or the torch module)."""
+    return lib.tensor(a, requires_grad=requires_grad)
 
 
 def assert_close(actual, expected, rtol=1e-4, atol=1e-5, what="value", check_dtype=True):

@@ -10,7 +10,7 @@ import pytest
 
 import somanet
 import somanet.nn.functional as SF
-from reference import torch_or_skip
+from reference import lib_tensor, to_numpy, torch_or_skip
 from somanet.autograd import gradgradcheck
 
 torch = pytest.importorskip("torch")
@@ -22,16 +22,6 @@ def _lib(lib):
     return (somanet, SF) if lib is somanet else (torch, TF)
 
 
-def _tensor(lib, a, requires_grad=True):
-    if lib is somanet:
-        return somanet.tensor(a, requires_grad=requires_grad)
-    return torch.tensor(a, requires_grad=requires_grad)
-
-
-def _np(t):
-    if t is None:
-        return None
-    return t.detach().numpy() if isinstance(t, torch.Tensor) else t.array
 
 
 def _grad(lib, outputs, inputs, grad_outputs, create_graph):
@@ -41,23 +31,23 @@ def _grad(lib, outputs, inputs, grad_outputs, create_graph):
 
 def _two_levels(lib, fn, arrays, cot_seed=1):
     """First and second derivatives of ``fn(lib, *tensors)``: ``g = J^T u`` and ``d/dx <g, w>``."""
-    xs = [_tensor(lib, a) for a in arrays]
+    xs = [lib_tensor(lib, a) for a in arrays]
     out = fn(_lib(lib), *xs)
     outs = list(out) if isinstance(out, (tuple, list)) else [out]
     outs = [o for o in outs if o.requires_grad]
     rng = np.random.default_rng(cot_seed)
-    us = [_tensor(lib, rng.standard_normal(tuple(o.shape)), requires_grad=False) for o in outs]
+    us = [lib_tensor(lib, rng.standard_normal(tuple(o.shape)), requires_grad=False) for o in outs]
     g = _grad(lib, outs, xs, us, True)
     ws = [rng.standard_normal(a.shape) for a in arrays]
-    terms = [(gi * _tensor(lib, w, requires_grad=False)).sum() for gi, w in zip(g, ws)
+    terms = [(gi * lib_tensor(lib, w, requires_grad=False)).sum() for gi, w in zip(g, ws)
              if gi is not None and gi.requires_grad]
     if not terms:
-        return [_np(gi) for gi in g], [None] * len(xs)
+        return [to_numpy(gi) for gi in g], [None] * len(xs)
     total = terms[0]
     for t in terms[1:]:
         total = total + t
     h = _grad(lib, [total], xs, None, False)
-    return [_np(gi) for gi in g], [_np(hi) for hi in h]
+    return [to_numpy(gi) for gi in g], [to_numpy(hi) for hi in h]
 
 
 def check_second_order(fn, *arrays, rtol=RTOL, atol=ATOL):

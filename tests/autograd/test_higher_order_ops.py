@@ -7,15 +7,12 @@ import numpy as np
 import pytest
 
 import somanet
-from reference import torch_or_skip
+from reference import to_numpy, torch_or_skip
 from somanet.autograd import gradgradcheck
 
 torch = pytest.importorskip("torch")
 RTOL, ATOL = 1e-7, 1e-10
 
-
-def _np(t):
-    return t.detach().numpy(force=True) if isinstance(t, torch.Tensor) else t.array
 
 
 def _levels(lib, fn, arrays):
@@ -31,7 +28,7 @@ def _levels(lib, fn, arrays):
     for t in terms[1:]:
         total = total + t
     h = lib.autograd.grad([total], xs, allow_unused=True, materialize_grads=True)
-    return [_np(x) for x in g] + [_np(x) for x in h]
+    return [to_numpy(x) for x in g] + [to_numpy(x) for x in h]
 
 
 def check(fn, *arrays, torch_fn=None, rtol=RTOL, atol=ATOL):
@@ -256,7 +253,7 @@ def test_module_full_backward_hooks_in_a_gradient_penalty():
         (g,) = lib.autograd.grad(out, x, create_graph=True)
         (g ** 2).sum().backward()
         assert seen == [True]
-        return [_np(g)] + [None if p.grad is None else _np(p.grad) for p in net.parameters()]
+        return [to_numpy(g)] + [None if p.grad is None else to_numpy(p.grad) for p in net.parameters()]
 
     for a, b in zip(run(somanet), run(torch)):
         assert (a is None) == (b is None)

@@ -11,7 +11,7 @@ import pytest
 
 import somanet
 import somanet.nn.functional as SF
-from reference import torch_or_skip
+from reference import lib_tensor, to_numpy, torch_or_skip
 from somanet.autograd import gradgradcheck
 from somanet.ops import recurrent as R
 
@@ -23,16 +23,6 @@ def rand(*shape, seed=0, scale=1.0):
     return np.random.default_rng(seed + 7 * sum(shape)).standard_normal(shape) * scale
 
 
-def _lib_tensor(lib, a, requires_grad):
-    if lib is somanet:
-        return somanet.tensor(a, requires_grad=requires_grad)
-    return torch.tensor(a, requires_grad=requires_grad)
-
-
-def _np(t):
-    if t is None:
-        return None
-    return t.detach().numpy(force=True) if isinstance(t, torch.Tensor) else t.array
 
 
 def _flatten(out):
@@ -55,20 +45,20 @@ def _build(lib, make, seed):
 def _two_levels(lib, make, call, arrays, seed=0):
     """``g = J^T u`` over inputs and parameters, and ``d/d(inputs, params) <g, w>``, as NumPy arrays."""
     m = _build(lib, make, seed)
-    xs = [_lib_tensor(lib, a, a.dtype.kind == "f") for a in arrays]
+    xs = [lib_tensor(lib, a, a.dtype.kind == "f") for a in arrays]
     params = [p for _, p in sorted(m.named_parameters())]
     wrt = [x for x in xs if x.requires_grad] + params
     outs = [o for o in _flatten(call(lib, m, *xs)) if o.requires_grad]
     rng = np.random.default_rng(seed + 1)
-    us = [_lib_tensor(lib, rng.standard_normal(tuple(o.shape)), False) for o in outs]
+    us = [lib_tensor(lib, rng.standard_normal(tuple(o.shape)), False) for o in outs]
     g = lib.autograd.grad(outs, wrt, us, create_graph=True, allow_unused=True)
     total = None
     for gi, t in zip(g, wrt):
         if gi is not None and gi.requires_grad:
-            term = (gi * _lib_tensor(lib, rng.standard_normal(tuple(t.shape)), False)).sum()
+            term = (gi * lib_tensor(lib, rng.standard_normal(tuple(t.shape)), False)).sum()
             total = term if total is None else total + term
     h = lib.autograd.grad([total], wrt, allow_unused=True)
-    return [_np(x) for x in g], [_np(x) for x in h]
+    return [to_numpy(x) for x in g], [to_numpy(x) for x in h]
 
 
 def check_module(make, call, *arrays, rtol=RTOL, atol=ATOL):
@@ -161,7 +151,7 @@ def test_recurrent_layer_on_token_input():
         g = lib.autograd.grad([out], params, [lib.tensor(u)], create_graph=True)
         v = [np.random.default_rng(4 + k).standard_normal(tuple(p.shape)) for k, p in enumerate(params)]
         total = sum((gi * lib.tensor(vi)).sum() for gi, vi in zip(g, v))
-        return [_np(x) for x in g], [_np(x) for x in lib.autograd.grad([total], params)]
+        return [to_numpy(x) for x in g], [to_numpy(x) for x in lib.autograd.grad([total], params)]
 
     for a_list, b_list in zip(run(somanet, 0), run(torch, 0)):
         for a, b in zip(a_list, b_list):
@@ -218,7 +208,7 @@ def test_hessian_vector_product_through_lstm():
         g = lib.autograd.grad(loss, params, create_graph=True)
         v = [lib.tensor(np.random.default_rng(k).standard_normal(tuple(p.shape))) for k, p in enumerate(params)]
         gv = sum((gi * vi).sum() for gi, vi in zip(g, v))
-        return [_np(h) for h in lib.autograd.grad(gv, params)]
+        return [to_numpy(h) for h in lib.autograd.grad(gv, params)]
 
     for a, b in zip(hvp(somanet), hvp(torch)):
         np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
@@ -237,7 +227,7 @@ def test_gradient_penalty_through_gru():
         (g,) = lib.autograd.grad(score, xt, lib.ones_like(score), create_graph=True)
         penalty = ((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
         penalty.backward()
-        return [_np(p.grad) for _, p in sorted(m.named_parameters())]
+        return [to_numpy(p.grad) for _, p in sorted(m.named_parameters())]
 
     for a, b in zip(penalty_grads(somanet), penalty_grads(torch)):
         np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
@@ -308,13 +298,13 @@ def test_gradgradcheck_cells(name):
 # --------------------------------------------------------------------------- GELU, softsign, LRN, abs
 def _two_levels_fn(lib, fn, arrays):
     F = SF if lib is somanet else torch.nn.functional
-    xs = [_lib_tensor(lib, a, True) for a in arrays]
+    xs = [lib_tensor(lib, a, True) for a in arrays]
     out = fn(lib, F, *xs)
     rng = np.random.default_rng(1)
-    g = lib.autograd.grad([out], xs, [_lib_tensor(lib, rng.standard_normal(tuple(out.shape)), False)],
+    g = lib.autograd.grad([out], xs, [lib_tensor(lib, rng.standard_normal(tuple(out.shape)), False)],
                           create_graph=True)
-    total = sum((gi * _lib_tensor(lib, rng.standard_normal(a.shape), False)).sum() for gi, a in zip(g, arrays))
-    return [_np(x) for x in g], [_np(x) for x in lib.autograd.grad([total], xs)]
+    total = sum((gi * lib_tensor(lib, rng.standard_normal(a.shape), False)).sum() for gi, a in zip(g, arrays))
+    return [to_numpy(x) for x in g], [to_numpy(x) for x in lib.autograd.grad([total], xs)]
 
 
 POINTWISE = {
@@ -356,13 +346,13 @@ def test_abs_at_zero_and_nan():
     x = np.array([np.nan, 0.0, -0.0, 1.5, -2.0, np.inf])
 
     def levels(lib):
-        t = _lib_tensor(lib, x, True)
-        u = _lib_tensor(lib, np.arange(2.0, 8.0), True)
+        t = lib_tensor(lib, x, True)
+        u = lib_tensor(lib, np.arange(2.0, 8.0), True)
         (g,) = lib.autograd.grad([t.abs()], [t], [u], create_graph=True)
         assert g.requires_grad
-        h = lib.autograd.grad([(g * _lib_tensor(lib, np.arange(1.0, 7.0), False)).sum()], [t, u],
+        h = lib.autograd.grad([(g * lib_tensor(lib, np.arange(1.0, 7.0), False)).sum()], [t, u],
                               allow_unused=True, materialize_grads=True)
-        return [_np(g)] + [_np(a) for a in h]
+        return [to_numpy(g)] + [to_numpy(a) for a in h]
 
     for a, b in zip(levels(somanet), levels(torch)):
         np.testing.assert_array_equal(a, b)
