@@ -308,8 +308,14 @@ class GAN(nn.Module):
             data is ``batch * input_std + input_mean``).
         data_shape: reshape the batches ``training_step`` receives to ``(N, *data_shape)`` (e.g. flat
             64-pixel digits to ``(1, 8, 8)``).
+        ema_decay: keep ``generator_ema = AveragedModel(generator,
+            multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)``, an exponential moving
+            average of the generator's weights (and batch-norm statistics) updated after every generator
+            update; ``sample`` draws from it. ``None`` (default): no average.
 
-    ``forward(z, labels=None)`` runs the generator. ``optimization_step`` runs one discriminator update
+    ``forward(z, labels=None)`` runs the trained generator; ``sample`` uses the averaged one when
+    ``ema_decay`` is set (averaging the generator over the last few thousand updates smooths the
+    oscillation of adversarial training, which gives cleaner samples than the last iterate). ``optimization_step`` runs one discriminator update
     and, if asked, one generator update, with the given optimizers (a plain training loop);
     ``training_step`` does the same for ``somanet.train.Trainer`` (``automatic_optimization = False``)
     with ``fit(optimizer=[g_optimizer, d_optimizer])`` or a single optimizer over all parameters
@@ -323,7 +329,7 @@ class GAN(nn.Module):
 
     def __init__(self, generator, discriminator, loss="nonsaturating", latent_dim=None, num_classes=None, n_critic=1,
                  gp_weight=0.0, gp_method="auto", image_range=(-1.0, 1.0), input_mean=0.0, input_std=1.0,
-                 data_shape=None):
+                 data_shape=None, ema_decay=None):
         super().__init__()
         _check_kind(loss)
         if isinstance(n_critic, bool) or not isinstance(n_critic, int) or n_critic < 1:
@@ -340,6 +346,16 @@ class GAN(nn.Module):
         self.input_mean = float(input_mean)
         self.input_std = float(input_std)
         self.data_shape = None if data_shape is None else tuple(int(d) for d in data_shape)
+        if ema_decay is not None and not (isinstance(ema_decay, (int, float)) and 0.0 < ema_decay < 1.0):
+            raise ValueError(f"GAN: ema_decay must be a float in (0, 1) or None, got {ema_decay!r}")
+        self.ema_decay = None if ema_decay is None else float(ema_decay)
+        if self.ema_decay is not None:
+            from ..optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+            self.generator_ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay),
+                                               use_buffers=True)
+            self.generator_ema.requires_grad_(False)
+        else:
+            self.generator_ema = None
 
     # ----------------------------------------------------------------- generation
     def forward(self, z, labels=None):
@@ -359,14 +375,23 @@ class GAN(nn.Module):
         lo, hi = self.image_range
         return ((x - lo) * (1.0 / (hi - lo))).clamp(0.0, 1.0)
 
-    def sample(self, n, labels=None, generator=None):
-        """``n`` generated examples in the data's range (images in [0, 1]), without gradient; the
-        caller chooses ``train()`` / ``eval()`` (batch norm). A conditional model without ``labels``
-        cycles through the classes."""
+    def sampling_generator(self, use_ema=True):
+        """The generator that samples: the averaged copy once it has been updated, else the trained one."""
+        if use_ema and self.generator_ema is not None and int(self.generator_ema.n_averaged.array) > 0:
+            return self.generator_ema.module
+        return self.generator
+
+    def sample(self, n, labels=None, generator=None, use_ema=True):
+        """``n`` generated examples in the data's range (images in [0, 1]), without gradient, from the
+        averaged generator when there is one (``use_ema=False``: the trained one); the caller chooses
+        ``train()`` / ``eval()`` (batch norm). A conditional model without ``labels`` cycles through the
+        classes."""
         if self.num_classes and labels is None:
             labels = tensor(np.arange(int(n)) % self.num_classes)
+        net = self.sampling_generator(use_ema)
         with grad_mode.no_grad():
-            return self.from_model_range(self(self.noise(n, generator), labels))
+            z = self.noise(n, generator)
+            return self.from_model_range(_call(net, z, labels if self.num_classes else None))
 
     # ----------------------------------------------------------------- training
     def to_model_range(self, batch_x):
@@ -422,6 +447,8 @@ class GAN(nn.Module):
                 for p, flag in flags:
                     p.requires_grad = flag
             g_optimizer.step()
+            if self.generator_ema is not None:
+                self.generator_ema.update_parameters(self.generator)
             logs["g_loss"] = float(g_loss.array)
         return logs
 
@@ -469,4 +496,5 @@ class GAN(nn.Module):
                 "d_fake": float(d_fake.array.mean())}
 
     def extra_repr(self):
-        return f"loss={self.loss!r}, latent_dim={self.latent_dim}, n_critic={self.n_critic}, gp_weight={self.gp_weight}"
+        return (f"loss={self.loss!r}, latent_dim={self.latent_dim}, n_critic={self.n_critic}, gp_weight={self.gp_weight}, "
+                f"ema_decay={self.ema_decay}")

@@ -547,12 +547,47 @@ def _images(n=40, seed=0):
     return (pixels - np.float32(0.2)) / np.float32(0.3), rng.integers(0, 10, n)
 
 
+def test_gan_generator_ema_follows_pytorchs_averaging_and_samples_from_the_average():
+    rng = np.random.default_rng(0)
+    batches = [somanet.tensor(rng.uniform(-1, 1, (6, 1, 8, 8)).astype(np.float32)) for _ in range(4)]
+    somanet.manual_seed(0)
+    g = DCGANGenerator(latent_dim=4, image_size=8, base_channels=4)
+    gan = GAN(g, DCGANDiscriminator(image_size=8, base_channels=4), ema_decay=0.8)
+    assert gan.sampling_generator() is g  # nothing averaged yet
+    opt = optim.Adam(gan.parameters(), lr=1e-2, betas=(0.5, 0.999))
+    expected = None
+    for b in batches:
+        gan.optimization_step(b, g_optimizer=opt, d_optimizer=opt)
+        # AveragedModel(use_buffers=True, multi_avg_fn=get_ema_multi_avg_fn(0.8)): the first update copies,
+        # later ones move 20 % of the way to the current weights and batch-norm statistics.
+        current = {k: v.array.astype(np.float64) for k, v in g.state_dict().items()
+                   if v.array.dtype.kind == "f"}
+        expected = current if expected is None else {k: 0.8 * expected[k] + 0.2 * current[k] for k in current}
+    averaged = gan.generator_ema.module.state_dict()
+    for key, value in expected.items():
+        np.testing.assert_allclose(averaged[key].array, value, rtol=1e-5, atol=1e-6, err_msg=key)
+    assert int(gan.generator_ema.n_averaged.array) == 4
+    assert not any(p.requires_grad for p in gan.generator_ema.parameters())
+    gan.eval()
+    z = gan.noise(5, somanet.Generator().manual_seed(3))
+    with somanet.no_grad():
+        from_average = gan.from_model_range(gan.generator_ema.module(z)).array
+        from_trained = gan.from_model_range(g(z)).array
+    np.testing.assert_array_equal(gan.sample(5, generator=somanet.Generator().manual_seed(3)).array, from_average)
+    np.testing.assert_array_equal(gan.sample(5, generator=somanet.Generator().manual_seed(3), use_ema=False).array,
+                                  from_trained)
+    assert not np.allclose(from_average, from_trained)
+    with pytest.raises(ValueError, match="GAN: ema_decay"):
+        GAN(g, DCGANDiscriminator(image_size=8, base_channels=4), ema_decay=1.5)
+
+
 def _fit_gan(run_dir, seed, max_steps=None, resume=None, two_optimizers=True, conditional=False, n_critic=1):
     seed_everything(seed)
     k = 10 if conditional else None
     g = DCGANGenerator(latent_dim=4, image_size=8, base_channels=4, num_classes=k)
     d = DCGANDiscriminator(image_size=8, base_channels=4, num_classes=k, spectral_norm=True)
-    gan = GAN(g, d, n_critic=n_critic, input_mean=0.2, input_std=0.3)
+    # The one-optimizer runs also keep an average of the generator, which must resume exactly too.
+    gan = GAN(g, d, n_critic=n_critic, input_mean=0.2, input_std=0.3, ema_decay=None if two_optimizers else 0.9)
     if two_optimizers:
         opts = [optim.Adam(g.parameters(), lr=2e-3, betas=(0.5, 0.999)),
                 optim.Adam(d.parameters(), lr=1e-3, betas=(0.5, 0.999))]
