@@ -129,16 +129,27 @@ def measure_memory(wl, cfg, threads):
     # The workload modules are imported before the baseline in both children, so neither framework is
     # charged for the other's import; the children read the thread count from the environment.
     imports = ("benchmarks.workloads", "benchmarks.bench_seq", "benchmarks.bench_conv")
-    saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "SOMANET_NUM_THREADS")}
+    saved = {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "SOMANET_NUM_THREADS",
+                                            "SOMANET_NUMBA")}
     os.environ.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                       SOMANET_NUM_THREADS=str(threads))
+    # somanet runs twice: as installed (Numba's runtime loaded before the baseline, as PyTorch's libraries
+    # are by its import) and NumPy-only (SOMANET_NUMBA=0), whose baseline lacks the runtime.
+    children = (("somanet", "somanet", imports + ("benchmarks.numba_runtime",), "1"),
+                ("somanet_numpy", "somanet", imports, "0"),
+                ("torch", "torch", imports + ("torch",), None))
     try:
-        for fw in ("somanet", "torch"):
-            out = memory.peak_rss("benchmarks.workloads:memory_step", (fw, wl.key),
-                                  imports=imports + (("torch",) if fw == "torch" else ()),
+        for name, fw, child_imports, numba_flag in children:
+            if numba_flag is None:
+                os.environ.pop("SOMANET_NUMBA", None)
+            else:
+                os.environ["SOMANET_NUMBA"] = numba_flag
+            out = memory.peak_rss("benchmarks.workloads:memory_step", (fw, wl.key), imports=child_imports,
                                   steps=cfg["memory_steps"], threads=threads)
-            row[f"{fw}_mib"] = out["peak_bytes"] / 2 ** 20
+            row[f"{name}_mib"] = out["peak_bytes"] / 2 ** 20
+            row[f"{name}_baseline_mib"] = out["baseline_bytes"] / 2 ** 20
             row["method"] = "VmHWM reset after imports" if out["exact"] else "VmHWM (could not be reset)"
+        row["numba_runtime_mib"] = row["somanet_baseline_mib"] - row["somanet_numpy_baseline_mib"]
     finally:
         for k, v in saved.items():
             if v is None:
@@ -314,11 +325,15 @@ def render(results):
     if mem:
         lines += ["", f"Peak memory of a training step ({s['memory_steps']} steps in a fresh process per framework "
                       f"and workload; peak RSS above the post-import baseline, "
-                      f"{mem[0]['method']}):", "",
-                  "| workload | somanet MiB | PyTorch MiB | torch / somanet |",
-                  "| --- | ---: | ---: | ---: |"]
+                      f"{mem[0]['method']}; the libraries are in the baseline: PyTorch's from its import, "
+                      f"somanet's Numba runtime loaded before the baseline, "
+                      f"{max(m['numba_runtime_mib'] for m in mem):.1f} MiB; \"NumPy only\" is somanet with "
+                      f"`SOMANET_NUMBA=0`):", "",
+                  "| workload | somanet MiB | somanet NumPy only MiB | PyTorch MiB | torch / somanet |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
         for m in mem:
-            lines.append(f"| {m['title']} | {m['somanet_mib']:.1f} | {m['torch_mib']:.1f} | {m['ratio']:.2f} |")
+            lines.append(f"| {m['title']} | {m['somanet_mib']:.1f} | {m['somanet_numpy_mib']:.1f} | "
+                         f"{m['torch_mib']:.1f} | {m['ratio']:.2f} |")
     imp = results.get("import")
     if imp:
         lines += ["", f"Import time (median of {s['import_repeats']} fresh interpreters): `import somanet` "
@@ -452,7 +467,8 @@ def _run(torch, keys, quick, threads, memory, imports, modes, cfg, blas_threads,
         for wl in wls:
             m = measure_memory(wl, cfg, threads)
             results["memory"].append(m)
-            log(f"memory {wl.key:9s} somanet {m['somanet_mib']:8.1f} MiB  PyTorch {m['torch_mib']:8.1f} MiB")
+            log(f"memory {wl.key:9s} somanet {m['somanet_mib']:8.1f} MiB  NumPy only {m['somanet_numpy_mib']:8.1f} MiB  "
+                f"PyTorch {m['torch_mib']:8.1f} MiB")
     if imports:
         imp = {"somanet_s": import_time("somanet", cfg["import_repeats"]),
                "numpy_s": import_time("numpy", cfg["import_repeats"]),

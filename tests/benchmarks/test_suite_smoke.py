@@ -37,7 +37,8 @@ def test_quick_suite_writes_table_json_and_plot(tmp_path):
     assert res["sgemm"]["numpy_gflops"] > 0 and res["sgemm"]["torch_gflops"] > 0
     assert "mlp" in res["sgemm_share"]
     (mem,) = res["memory"]
-    assert mem["key"] == "mlp" and mem["somanet_mib"] >= 0 and mem["torch_mib"] >= 0
+    assert mem["key"] == "mlp" and mem["somanet_mib"] >= 0 and mem["torch_mib"] >= 0 and mem["somanet_numpy_mib"] >= 0
+    assert mem["numba_runtime_mib"] >= 0
     assert res["settings"]["threads"] == 1 and "import" not in res
 
     text = docs.read_text()
