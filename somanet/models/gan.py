@@ -31,11 +31,11 @@ from .. import nn
 from ..autograd import grad_mode
 from ..autograd.tensor import Tensor
 from ..nn import functional as F
-from ..ops.creation import ones_like, rand, randn, tensor
+from ..ops.creation import arange, ones_like, rand, randint, randn, tensor
 from ..ops.shape import cat
 
 __all__ = ["DCGANGenerator", "DCGANDiscriminator", "WGANCritic", "GAN", "dcgan_weights_init", "discriminator_loss",
-           "generator_loss", "gradient_penalty", "GAN_LOSSES"]
+           "generator_loss", "gradient_penalty", "GAN_LOSSES", "translate", "cutout", "diff_augment"]
 
 GAN_LOSSES = ("nonsaturating", "hinge", "wasserstein")
 
@@ -288,6 +288,68 @@ def _finite_difference_penalty(critic, x, labels, n, target, h):
     return surrogate - surrogate.detach() + value
 
 
+# --------------------------------------------------------------------------- differentiable augmentation
+def translate(x, shifts, fill=0.0):
+    """Images ``x`` ``(N, C, H, W)`` shifted by whole pixels, each by its own ``shifts[i] = (dy, dx)``
+    (an ``(N, 2)`` integer array or tensor; positive moves content down / right), the uncovered border
+    filled with ``fill``. Differentiable in ``x`` (a gather from the padded images)."""
+    shifts = np.asarray(shifts.array if isinstance(shifts, Tensor) else shifts)
+    n, _, h, w = x.shape
+    if shifts.shape != (n, 2) or shifts.dtype.kind not in "iu":
+        raise ValueError(f"translate: shifts must be an integer array of shape ({n}, 2), got "
+                         f"{shifts.dtype} {shifts.shape}")
+    s = int(np.abs(shifts).max()) if shifts.size else 0
+    if s == 0:
+        return x
+    padded = F.pad(x, (s, s, s, s), value=fill).permute(0, 2, 3, 1)  # (N, H + 2s, W + 2s, C)
+    rows = tensor(s - shifts[:, :1] + np.arange(h))  # (N, H): source row of each output row
+    cols = tensor(s - shifts[:, 1:] + np.arange(w))
+    out = padded[arange(n).reshape(n, 1, 1), rows.reshape(n, h, 1), cols.reshape(n, 1, w)]  # (N, H, W, C)
+    return out.permute(0, 3, 1, 2)
+
+
+def cutout(x, corners, size, fill=0.0):
+    """Images ``x`` ``(N, C, H, W)`` with a ``size`` square set to ``fill`` in each, its top-left corner at
+    ``corners[i] = (y, x)`` (may start above or left of the image: the square is clipped)."""
+    corners = np.asarray(corners.array if isinstance(corners, Tensor) else corners)
+    n, _, h, w = x.shape
+    if corners.shape != (n, 2) or corners.dtype.kind not in "iu":
+        raise ValueError(f"cutout: corners must be an integer array of shape ({n}, 2), got "
+                         f"{corners.dtype} {corners.shape}")
+    ys, xs = np.arange(h), np.arange(w)
+    inside_y = (ys >= corners[:, :1]) & (ys < corners[:, :1] + size)  # (N, H)
+    inside_x = (xs >= corners[:, 1:]) & (xs < corners[:, 1:] + size)
+    keep = ~(inside_y[:, :, None] & inside_x[:, None, :])
+    keep = tensor(keep[:, None].astype(x.array.dtype))
+    return x * keep + (1.0 - keep) * fill
+
+
+def diff_augment(x, policy="translation,cutout", fill=0.0, generator=None):
+    """Differentiable augmentation of real and generated images alike before the discriminator (Zhao et
+    al., 2020, "DiffAugment"), which keeps a discriminator trained on few images from memorising them.
+
+    ``policy`` is a comma-separated list: ``translation`` shifts each image by up to 1/8 of its size on
+    each axis, ``cutout`` sets a random square of half its size to ``fill`` (for images in [-1, 1] with a
+    black background, ``fill=-1``). The random draws come from ``generator`` (default: the global one)."""
+    names = [p.strip() for p in policy.split(",") if p.strip()] if policy else []
+    unknown = set(names) - {"translation", "cutout"}
+    if unknown:
+        raise ValueError(f"diff_augment: unknown policy {sorted(unknown)}; expected 'translation' and/or 'cutout'")
+    n, _, h, w = x.shape
+    for name in names:
+        if name == "translation":
+            sy, sx = max(1, int(h * 0.125 + 0.5)), max(1, int(w * 0.125 + 0.5))
+            dy = randint(-sy, sy + 1, (n, 1), generator=generator).array
+            dx = randint(-sx, sx + 1, (n, 1), generator=generator).array
+            x = translate(x, np.concatenate([dy, dx], axis=1), fill)
+        else:
+            size = max(1, int(h * 0.5 + 0.5))
+            cy = randint(0, h + (1 - size % 2), (n, 1), generator=generator).array - size // 2
+            cx = randint(0, w + (1 - size % 2), (n, 1), generator=generator).array - size // 2
+            x = cutout(x, np.concatenate([cy, cx], axis=1), size, fill)
+    return x
+
+
 # --------------------------------------------------------------------------- the training wrapper
 class GAN(nn.Module):
     """A generator and a discriminator trained against each other.
@@ -312,6 +374,9 @@ class GAN(nn.Module):
             multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)``, an exponential moving
             average of the generator's weights (and batch-norm statistics) updated after every generator
             update; ``sample`` draws from it. ``None`` (default): no average.
+        augment: a ``diff_augment`` policy (``"translation,cutout"``) applied to real and generated
+            examples alike wherever the discriminator sees them, filled with the low end of
+            ``image_range`` (the background of black-background images); ``None`` (default): none.
 
     ``forward(z, labels=None)`` runs the trained generator; ``sample`` uses the averaged one when
     ``ema_decay`` is set (averaging the generator over the last few thousand updates smooths the
@@ -329,7 +394,7 @@ class GAN(nn.Module):
 
     def __init__(self, generator, discriminator, loss="nonsaturating", latent_dim=None, num_classes=None, n_critic=1,
                  gp_weight=0.0, gp_method="auto", image_range=(-1.0, 1.0), input_mean=0.0, input_std=1.0,
-                 data_shape=None, ema_decay=None):
+                 data_shape=None, ema_decay=None, augment=None):
         super().__init__()
         _check_kind(loss)
         if isinstance(n_critic, bool) or not isinstance(n_critic, int) or n_critic < 1:
@@ -349,6 +414,9 @@ class GAN(nn.Module):
         if ema_decay is not None and not (isinstance(ema_decay, (int, float)) and 0.0 < ema_decay < 1.0):
             raise ValueError(f"GAN: ema_decay must be a float in (0, 1) or None, got {ema_decay!r}")
         self.ema_decay = None if ema_decay is None else float(ema_decay)
+        if augment is not None:
+            diff_augment(tensor(np.zeros((1, 1, 8, 8), np.float32)), augment)  # validates the policy
+        self.augment = augment or None
         if self.ema_decay is not None:
             from ..optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
             self.generator_ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay),
@@ -407,6 +475,12 @@ class GAN(nn.Module):
     def _d(self, x, labels):
         return _call(self.discriminator, x, labels if self.num_classes else None)
 
+    def _d_augmented(self, x, labels):
+        if self.augment is not None and self.training:
+            fill = self.image_range[0] if self.image_range is not None else 0.0
+            x = diff_augment(x, self.augment, fill=fill)
+        return self._d(x, labels)
+
     def optimization_step(self, real, labels=None, *, g_optimizer, d_optimizer, update_generator=True):
         """One discriminator update on ``real`` (in the networks' range) against as many generated
         examples (the same labels), then one generator update if ``update_generator``. The two
@@ -422,8 +496,8 @@ class GAN(nn.Module):
             with grad_mode.no_grad():
                 fake = self(z, labels)
         d_optimizer.zero_grad()
-        d_real = self._d(real, labels)
-        d_fake = self._d(fake.detach(), labels)
+        d_real = self._d_augmented(real, labels)
+        d_fake = self._d_augmented(fake.detach(), labels)
         d_loss = discriminator_loss(d_real, d_fake, self.loss)
         logs = {"d_real": float(d_real.array.mean()), "d_fake": float(d_fake.array.mean())}
         total = d_loss
@@ -441,7 +515,7 @@ class GAN(nn.Module):
             for p, _ in flags:
                 p.requires_grad = False
             try:
-                g_loss = generator_loss(self._d(fake, labels), self.loss)
+                g_loss = generator_loss(self._d_augmented(fake, labels), self.loss)
                 g_loss.backward()
             finally:
                 for p, flag in flags:
@@ -497,4 +571,4 @@ class GAN(nn.Module):
 
     def extra_repr(self):
         return (f"loss={self.loss!r}, latent_dim={self.latent_dim}, n_critic={self.n_critic}, gp_weight={self.gp_weight}, "
-                f"ema_decay={self.ema_decay}")
+                f"ema_decay={self.ema_decay}, augment={self.augment!r}")

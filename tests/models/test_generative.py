@@ -581,13 +581,65 @@ def test_gan_generator_ema_follows_pytorchs_averaging_and_samples_from_the_avera
         GAN(g, DCGANDiscriminator(image_size=8, base_channels=4), ema_decay=1.5)
 
 
+def test_translate_and_cutout_match_pytorch_with_gradients():
+    from somanet.models.gan import cutout, translate
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 2, 6, 5)).astype(np.float32)
+    shifts = np.array([[0, 0], [1, -2], [-1, 1], [2, 0]])
+    corners = np.array([[-1, -1], [2, 3], [0, 4], [5, 0]])
+    grad_out = rng.standard_normal(x.shape).astype(np.float32)
+
+    def torch_translate(t, fill):
+        s = int(np.abs(shifts).max())
+        p = torch.nn.functional.pad(t, (s, s, s, s), value=fill)
+        # Output pixel (i, j) of image k reads padded pixel (s - dy + i, s - dx + j).
+        return torch.stack([p[k, :, s - dy:s - dy + 6, s - dx:s - dx + 5] for k, (dy, dx) in enumerate(shifts)])
+
+    def torch_cutout(t, fill):
+        mask = torch.ones_like(t)
+        for k, (cy, cx) in enumerate(corners):
+            mask[k, :, max(cy, 0):cy + 3, max(cx, 0):cx + 3] = 0
+        return t * mask + (1 - mask) * fill
+
+    for ours, theirs in ((lambda t: translate(t, shifts, -1.0), lambda t: torch_translate(t, -1.0)),
+                         (lambda t: cutout(t, corners, 3, -1.0), lambda t: torch_cutout(t, -1.0))):
+        a = somanet.tensor(x, requires_grad=True)
+        b = torch.tensor(x, requires_grad=True)
+        ya, yb = ours(a), theirs(b)
+        np.testing.assert_array_equal(ya.detach().numpy(), yb.detach().numpy())
+        ya.backward(somanet.tensor(grad_out))
+        yb.backward(torch.tensor(grad_out))
+        np.testing.assert_array_equal(a.grad.numpy(), b.grad.numpy())
+    with pytest.raises(ValueError, match="translate: shifts"):
+        translate(somanet.tensor(x), shifts[:2])
+    with pytest.raises(ValueError, match="diff_augment: unknown policy"):
+        GAN(DCGANGenerator(latent_dim=4, image_size=8, base_channels=4),
+            DCGANDiscriminator(image_size=8, base_channels=4), augment="color")
+
+
+def test_diff_augment_keeps_shapes_and_background_and_draws_from_the_generator():
+    from somanet.models.gan import diff_augment
+    x = somanet.full((8, 1, 28, 28), -1.0)
+    x[:, :, 10:18, 10:18] = 1.0
+    out = diff_augment(x, "translation,cutout", fill=-1.0, generator=somanet.Generator().manual_seed(1))
+    again = diff_augment(x, "translation,cutout", fill=-1.0, generator=somanet.Generator().manual_seed(1))
+    assert out.shape == x.shape and out.dtype == somanet.float32
+    np.testing.assert_array_equal(out.numpy(), again.numpy())
+    values = set(np.unique(out.numpy()).tolist())
+    assert values <= {-1.0, 1.0}  # shifted and cut, never a new value
+    # The bright square moved or lost pixels in some images, never gained any.
+    bright = (out.numpy() == 1.0).sum(axis=(1, 2, 3))
+    assert bright.max() <= 64 and not np.all(bright == 64)
+
+
 def _fit_gan(run_dir, seed, max_steps=None, resume=None, two_optimizers=True, conditional=False, n_critic=1):
     seed_everything(seed)
     k = 10 if conditional else None
     g = DCGANGenerator(latent_dim=4, image_size=8, base_channels=4, num_classes=k)
     d = DCGANDiscriminator(image_size=8, base_channels=4, num_classes=k, spectral_norm=True)
     # The one-optimizer runs also keep an average of the generator, which must resume exactly too.
-    gan = GAN(g, d, n_critic=n_critic, input_mean=0.2, input_std=0.3, ema_decay=None if two_optimizers else 0.9)
+    gan = GAN(g, d, n_critic=n_critic, input_mean=0.2, input_std=0.3, ema_decay=None if two_optimizers else 0.9,
+              augment=None if two_optimizers else "translation,cutout")
     if two_optimizers:
         opts = [optim.Adam(g.parameters(), lr=2e-3, betas=(0.5, 0.999)),
                 optim.Adam(d.parameters(), lr=1e-3, betas=(0.5, 0.999))]
