@@ -2,7 +2,7 @@
 same process, as the median of repeats of wall time and of process CPU time; plus ``import somanet`` and
 the first call of a Numba kernel (compiling, then loading from the on-disk cache) in fresh processes.
 
-    python benchmarks/bench_kernels.py [--repeats 21] [--only conv,norm,reductions,optim,import,compile]
+    python benchmarks/bench_kernels.py [--repeats 21] [--only conv,norm,reductions,optim,sequence,import,compile]
 
 On a shared machine the CPU-time medians are the steadier numbers; with two threads a parallel kernel's
 CPU time counts both.
@@ -133,6 +133,50 @@ def optim_rows(repeats):
     return rows
 
 
+def sequence_rows(repeats):
+    """The kernels of ``recurrent``, ``attention``, ``matmul`` and ``row_sums`` at the sequence benchmarks'
+    sizes (``benchmarks/bench_seq.py``), forward and backward."""
+    rng = np.random.default_rng(0)
+    nn = somanet.nn
+    rows = []
+    for cell in ("LSTM", "GRU"):
+        layer = getattr(nn, cell)(128, 256)
+        x = rng.standard_normal((64, 32, 128)).astype(np.float32)
+
+        def step(layer=layer, x=x):
+            layer.zero_grad()
+            out, _ = layer(somanet.tensor(x, requires_grad=True))
+            out.backward(somanet.ones_like(out))
+
+        row = {"name": f"{cell}(128, 256), T=64, B=32, forward+backward"}
+        for name in cpu.kernel_names("recurrent"):
+            with cpu.kernel("recurrent", name):
+                row[name] = _median_times(step, repeats)
+        rows.append(row)
+    q, k, v = (rng.standard_normal((16, 4, 64, 32)).astype(np.float32) for _ in range(3))
+    for causal in (True, False):
+        row = {"name": f"scaled_dot_product_attention 16x4x64x32{' causal' if causal else ''}, forward+backward"}
+        for name in cpu.kernel_names("attention"):
+            with cpu.kernel("attention", name):
+                row[name] = _median_times(lambda: _train_step(
+                    lambda a, b, c: F.scaled_dot_product_attention(a, b, c, is_causal=causal), q, k, v), repeats)
+        rows.append(row)
+    x, w = rng.standard_normal((8, 784)).astype(np.float32), rng.standard_normal((512, 784)).astype(np.float32)
+    row = {"name": "linear 8x784 -> 512, forward+backward"}
+    for name in cpu.kernel_names("matmul"):
+        with cpu.kernel("matmul", name):
+            row[name] = _median_times(lambda: _train_step(F.linear, x, w), repeats)
+    rows.append(row)
+    logits = rng.standard_normal((2048, 65)).astype(np.float32)
+    row = {"name": "softmax 2048x65 float64 (NumPy path: the compiled one is float32), forward+backward"}
+    for name in cpu.kernel_names("row_sums"):
+        with cpu.kernel("row_sums", name):
+            row[name] = _median_times(lambda: _train_step(lambda a: F.softmax(a, -1), logits.astype(np.float64)),
+                                      repeats)
+    rows.append(row)
+    return rows
+
+
 _IMPORT = ("import resource, time\nr = resource.getrusage(resource.RUSAGE_SELF)\nt = time.perf_counter()\n"
            "import somanet\nq = resource.getrusage(resource.RUSAGE_SELF)\n"
            "print(time.perf_counter() - t, q.ru_utime + q.ru_stime - r.ru_utime - r.ru_stime)")
@@ -181,7 +225,7 @@ def _ms(pair):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=21)
-    parser.add_argument("--only", default="conv,norm,reductions,optim,import,compile")
+    parser.add_argument("--only", default="conv,norm,reductions,optim,sequence,import,compile")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     print(f"load average {os.getloadavg()[0]:.1f}; times are wall / CPU milliseconds, medians")
@@ -196,6 +240,9 @@ def main():
             print(row["name"], " ".join(f"{k}: {_ms(v)}" for k, v in row.items() if k != "name"))
     if "optim" in parts:
         for row in optim_rows(args.repeats):
+            print(row["name"], " ".join(f"{k}: {_ms(v)}" for k, v in row.items() if k != "name"))
+    if "sequence" in parts:
+        for row in sequence_rows(args.repeats):
             print(row["name"], " ".join(f"{k}: {_ms(v)}" for k, v in row.items() if k != "name"))
     if "import" in parts:
         for row in import_rows(max(3, args.repeats // 3)):

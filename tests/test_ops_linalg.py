@@ -83,12 +83,13 @@ def test_linear_feature_mismatch_error():
         somanet.linear(somanet.ones(2, 4), somanet.ones(5, 3))
 
 
-# Few-row products run as column blocks on BLAS's unpacked kernels (ops.linalg.few_row_matmul).
+# Few-row products run as column blocks (the "column_blocks" kernel of op "matmul", kernels/matmul.py).
 @pytest.mark.parametrize("transposed", [True, False])
 @pytest.mark.parametrize("m, k, n", [(8, 784, 512), (16, 300, 1003), (128, 784, 512), (300, 784, 500),
                                      (2, 2000, 700), (8, 512, 784)])
 def test_few_row_product_in_column_blocks_equals_the_whole_product(one_thread, transposed, m, k, n):
-    from somanet.ops.linalg import _column_block, few_row_matmul
+    from somanet.kernels.matmul import column_block as _column_block
+    from somanet.ops.linalg import few_row_matmul
     rng = np.random.default_rng(m)
     a = rng.standard_normal((m, k)).astype(np.float32)
     # A linear layer's forward multiplies by a transposed C-ordered weight, its input gradient by the weight.
@@ -106,7 +107,7 @@ def test_few_row_product_in_column_blocks_equals_the_whole_product(one_thread, t
 
 
 def test_few_row_product_stays_whole_where_blocks_do_not_pay(one_thread):
-    from somanet.ops.linalg import _column_block
+    from somanet.kernels.matmul import column_block as _column_block
     rng = np.random.default_rng(0)
     w = rng.standard_normal((512, 784)).astype(np.float32)
     x = np.ones((8, 784), np.float32)
@@ -127,12 +128,14 @@ def test_few_row_product_stays_whole_where_blocks_do_not_pay(one_thread):
 
 
 @pytest.mark.parametrize("rows", [8, 128])
-def test_linear_on_few_rows_matches_torch_with_gradients(one_thread, rows):
-    # Products large enough for the blocked path, in the layer op and both gradients.
+@pytest.mark.parametrize("kernel", ["reference", "column_blocks"])
+def test_linear_on_few_rows_matches_torch_with_gradients(one_thread, rows, kernel):
+    # Products large enough for the blocked path, in the layer op and both gradients, by every kernel.
     rng = np.random.default_rng(rows)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((rows, 784), (520, 784), (520,)))
-    compare(lambda *xs: somanet.linear(*xs), lambda *xs: torch.nn.functional.linear(*xs), x, w, b,
-            atol=1e-4, rtol=1e-5)
+    with somanet.backends.cpu.kernel("matmul", kernel):
+        compare(lambda *xs: somanet.linear(*xs), lambda *xs: torch.nn.functional.linear(*xs), x, w, b,
+                atol=1e-4, rtol=1e-5)
 
 
 def test_few_row_matmul_in_either_orientation_matches_torch_with_gradients(one_thread):

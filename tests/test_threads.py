@@ -1,4 +1,4 @@
-"""somanet's own threads: get/set_num_threads and the batch split heavy ops run on (backend.split_batch)."""
+"""somanet's own threads: get/set_num_threads and the batch split heavy ops run on (kernels.threads.split_batch)."""
 import json
 import multiprocessing
 import os
@@ -11,6 +11,7 @@ import pytest
 
 import somanet
 from somanet import backend
+from somanet.kernels import threads
 
 
 def test_set_num_threads_validates_and_round_trips(two_threads):
@@ -40,11 +41,11 @@ def test_default_comes_from_the_environment(monkeypatch):
 
 
 def test_parallel_blocks_rules(two_threads):
-    assert backend.parallel_blocks(64, backend.PARALLEL_MIN_WORK) == 2
-    assert backend.parallel_blocks(64, backend.PARALLEL_MIN_WORK - 1) == 1  # too little work
-    assert backend.parallel_blocks(1, 10 ** 12) == 1                        # one item
+    assert threads.parallel_blocks(64, threads.PARALLEL_MIN_WORK) == 2
+    assert threads.parallel_blocks(64, threads.PARALLEL_MIN_WORK - 1) == 1  # too little work
+    assert threads.parallel_blocks(1, 10 ** 12) == 1                        # one item
     somanet.set_num_threads(1)
-    assert backend.parallel_blocks(64, 10 ** 12) == 1
+    assert threads.parallel_blocks(64, 10 ** 12) == 1
 
 
 def test_split_batch_covers_the_range_in_order_on_two_threads(two_threads):
@@ -54,15 +55,15 @@ def test_split_batch_covers_the_range_in_order_on_two_threads(two_threads):
         seen.append(threading.get_ident())
         return (lo, hi)
 
-    assert backend.split_batch(block, 7, 2) == [(0, 3), (3, 7)]
+    assert threads.split_batch(block, 7, 2) == [(0, 3), (3, 7)]
     assert len(set(seen)) == 2  # the second block ran on a worker
-    assert backend.split_batch(block, 5, 1) == [(0, 5)]
+    assert threads.split_batch(block, 5, 1) == [(0, 5)]
 
 
 def test_blocks_run_at_the_same_time(two_threads):
     # Each block waits for the other: this only finishes if they run concurrently.
     barrier = threading.Barrier(2, timeout=10)
-    assert backend.split_batch(lambda lo, hi: barrier.wait() is not None, 4, 2) == [True, True]
+    assert threads.split_batch(lambda lo, hi: barrier.wait() is not None, 4, 2) == [True, True]
 
 
 def test_an_error_in_any_block_reaches_the_caller_after_all_blocks_end(two_threads):
@@ -75,15 +76,15 @@ def test_an_error_in_any_block_reaches_the_caller_after_all_blocks_end(two_threa
         return lo
 
     with pytest.raises(ValueError, match="block 2 failed"):
-        backend.split_batch(block, 4, 2)
+        threads.split_batch(block, 4, 2)
     with pytest.raises(ZeroDivisionError):
-        backend.split_batch(lambda lo, hi: 1 // lo, 4, 2)
+        threads.split_batch(lambda lo, hi: 1 // lo, 4, 2)
     assert finished == [0]
-    assert backend.split_batch(lambda lo, hi: hi - lo, 4, 2) == [2, 2]  # the workers still serve
+    assert threads.split_batch(lambda lo, hi: hi - lo, 4, 2) == [2, 2]  # the workers still serve
 
 
 def test_a_block_does_not_split_again(two_threads):
-    inner = backend.split_batch(lambda lo, hi: backend.parallel_blocks(64, 10 ** 12), 4, 2)
+    inner = threads.split_batch(lambda lo, hi: threads.parallel_blocks(64, 10 ** 12), 4, 2)
     assert inner == [1, 1]
 
 
@@ -91,7 +92,7 @@ def test_concurrent_callers_each_get_their_whole_range(two_threads):
     results = {}
 
     def caller(k):
-        results[k] = [backend.split_batch(lambda lo, hi: (lo, hi), 10 + k, 2) for _ in range(200)]
+        results[k] = [threads.split_batch(lambda lo, hi: (lo, hi), 10 + k, 2) for _ in range(200)]
 
     threads = [threading.Thread(target=caller, args=(k,)) for k in range(3)]
     for t in threads:
@@ -104,12 +105,12 @@ def test_concurrent_callers_each_get_their_whole_range(two_threads):
 
 
 def _split_in_child(queue):
-    queue.put(backend.split_batch(lambda lo, hi: hi - lo, 6, 2))
+    queue.put(threads.split_batch(lambda lo, hi: hi - lo, 6, 2))
 
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
 def test_a_forked_child_starts_its_own_workers(two_threads):
-    backend.split_batch(lambda lo, hi: hi, 4, 2)  # the parent's workers exist
+    threads.split_batch(lambda lo, hi: hi, 4, 2)  # the parent's workers exist
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     proc = ctx.Process(target=_split_in_child, args=(queue,))
@@ -126,15 +127,15 @@ def test_numpy_work_in_blocks_matches_one_thread(two_threads):
     def block(lo, hi):
         np.matmul(a[lo:hi], a[lo:hi], out=out[lo:hi])
 
-    backend.split_batch(block, 9, 2)
+    threads.split_batch(block, 9, 2)
     np.testing.assert_array_equal(out, np.matmul(a, a))
 
 
 def test_an_interrupted_wait_still_waits_for_the_block_and_keeps_the_workers_consistent(two_threads):
     # Ctrl-C while the caller waits for a worker: the wait goes on until the block is done (its arrays
     # are in use), the interrupt is raised after, and the next split gets its own results.
-    backend.split_batch(lambda lo, hi: hi, 4, 2)  # the worker exists
-    worker = backend._workers[0]
+    threads.split_batch(lambda lo, hi: hi, 4, 2)  # the worker exists
+    worker = threads._workers[0]
     real_done = worker.done
     release = threading.Event()
 
@@ -164,12 +165,12 @@ def test_an_interrupted_wait_still_waits_for_the_block_and_keeps_the_workers_con
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            backend.split_batch(block, 4, 2)
+            threads.split_batch(block, 4, 2)
         assert finished == [2]  # the worker's block had ended before the interrupt came through
     finally:
         worker.done = real_done
         timer.cancel()
-    assert backend.split_batch(lambda lo, hi: (lo, hi), 6, 2) == [(0, 3), (3, 6)]
+    assert threads.split_batch(lambda lo, hi: (lo, hi), 6, 2) == [(0, 3), (3, 6)]
 
 
 TIMEOUT_PROBE = """

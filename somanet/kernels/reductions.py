@@ -1,19 +1,23 @@
-"""Fast reductions for the normalisation ops: the per-channel and per-row sums of ``ops/norm.py`` written
-as BLAS matrix-vector products and SIMD dot products.
+"""Fast reductions: the per-channel and per-row sums of the normalisation ops (``ops/norm.py``) and the row
+sums of softmax, cross-entropy and attention (``ops/reduce.py``'s ``sums_along``), written as BLAS
+matrix-vector products and SIMD dot products.
 
 NumPy's ``sum`` along a short axis, or over axis 0 of a 2-D array, pays a loop start per output and
 walks memory with a stride; a matrix-vector product with a vector of ones (or of ``1 / D`` for means)
 runs the same reduction in BLAS's vectorised kernels, and ``vecdot`` along a contiguous last axis is one
 SIMD dot product per output. Below ``VECDOT_MIN`` elements per dot product the per-call overhead wins and
 ``einsum`` over the whole array is faster. Registered as the ``"blas"`` kernel of ``norm_reductions``
-(chosen for every NumPy array); the plain reductions in ``ops/norm.py`` are its reference.
+(chosen for every NumPy array); the plain reductions in ``ops/norm.py`` are its reference. ``row_sums``
+is the ``"blas"`` kernel of op ``row_sums`` (chosen for C-contiguous NumPy float32/float64 arrays summed
+along their last axis); ``xp.sum`` in ``ops/reduce.py`` is its reference.
 """
 import numpy as np
 
 from .. import backend
 from . import _select
 
-__all__ = ["VECDOT_MIN", "per_channel_sums", "per_channel_total", "row_dots", "row_means", "column_sums"]
+__all__ = ["VECDOT_MIN", "per_channel_sums", "per_channel_total", "row_dots", "row_means", "column_sums",
+           "row_sums", "choose_row_sums"]
 
 #: Fewest elements per dot product for which ``vecdot`` beats ``einsum``.
 VECDOT_MIN = 16
@@ -57,6 +61,30 @@ def column_sums(a):
     return np.ones(a.shape[0], dtype=a.dtype) @ a
 
 
+def row_sums(a):
+    """``a.sum(axis=-1, keepdims=True)``; for a C-contiguous float32/float64 array one matrix-vector product
+    with a vector of ones, since NumPy's reduction pays a loop start per row."""
+    if not _row_sums_fit(a):
+        return a.sum(axis=-1, keepdims=True)
+    n = a.shape[-1]
+    return (a.reshape(-1, n) @ np.ones(n, a.dtype)).reshape(a.shape[:-1] + (1,))
+
+
+_ROW_SUM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _row_sums_fit(a):
+    return a.ndim > 0 and a.size > 0 and a.flags.c_contiguous and a.dtype in _ROW_SUM_DTYPES
+
+
+def choose_row_sums(a, dim):
+    """The chooser of ``row_sums`` (``a.sum(axis=dim, keepdims=True)``): ``"blas"`` for a C-contiguous
+    NumPy float32/float64 array summed along its last axis, else ``"reference"``."""
+    if type(a) is np.ndarray and dim in (-1, a.ndim - 1) and _row_sums_fit(a):
+        return "blas"
+    return "reference"
+
+
 class _Blas:
     """The ``"blas"`` kernel of ``norm_reductions``: the five reductions above."""
 
@@ -73,3 +101,5 @@ def choose(a):
 
 
 _select.register("norm_reductions", "blas", _Blas, chooser=choose, supports=lambda a: choose(a) == "blas")
+_select.register("row_sums", "blas", lambda a, dim: row_sums(a), chooser=choose_row_sums,
+                 supports=lambda a, dim: choose_row_sums(a, dim) == "blas")

@@ -13,10 +13,10 @@ from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
+from ..kernels import _select
 from ..random import numpy_rng
 from ._util import LOG2_E
 from .linalg import few_row_matmul, times_weight_t
-from .reduce import sums_along
 
 __all__ = ["scaled_dot_product_attention", "apply_rotary_emb", "attention_pool"]
 
@@ -31,59 +31,45 @@ def _swap(a):
 
 
 # --------------------------------------------------------------------------- masked softmax, shared
-# Row sums of exp(scores - block maximum) below this are recomputed with the row's own maximum: above it
-# the row's largest terms are normal float32 numbers, so the shared shift loses no precision.
-_ROW_SUM_FLOOR = 1e-15
-
-
-def _masked_softmax_(scores, keep, xp, base2=False):
-    """Softmax over the last axis with positions where ``keep`` is False excluded; ``scores`` is
-    overwritten (masked positions set to -inf) and the result may share its memory. With ``base2`` the
-    scores are taken as already multiplied by log2(e) and exponentiated with exp2, which NumPy runs in
-    half the time of exp (the caller folds the factor into a scaling it does anyway).
-
-    ``keep`` is a bool array broadcasting against ``scores`` (or None). A row with nothing to attend to
-    (every position masked, by ``keep`` or by ``-inf`` scores) gives all-zero weights, as PyTorch's
-    fused attention does, instead of NaN.
-
-    The scores are shifted by the maximum of each (L, S) block rather than of each row: NumPy reduces a
-    contiguous block many times faster than many short rows. Rows whose exponentials sum below
-    ``_ROW_SUM_FLOOR`` (far below the block's maximum, or fully masked) are redone with their own maximum, and when some block's maximum is not finite (a NaN
-    or +inf in it, or nothing to attend to at all) every row takes the per-row path, so the result is the
-    per-row softmax to float32 precision.
-    """
-    if keep is not None:
-        xp.copyto(scores, -np.inf, where=~keep)
-    if scores.ndim < 2 or scores.size == 0:
-        return _softmax_rows_(scores, keep is not None, xp, base2)
-    shift = scores.max(axis=(-2, -1), keepdims=True)
-    if not xp.isfinite(shift).all():
-        return _softmax_rows_(scores, keep is not None, xp, base2)
-    p = xp.subtract(scores, shift)
-    (xp.exp2 if base2 else xp.exp)(p, out=p)
-    denom = sums_along(p, -1)
-    low = denom[..., 0] < _ROW_SUM_FLOOR
-    if low.any():
-        p[low] = _softmax_rows_(scores[low], True, xp, base2)
-        denom[low] = 1
-    p /= denom
-    return p
-
-
-def _softmax_rows_(scores, masked, xp, base2=False):
-    """Softmax over the last axis, in place, each row shifted by its own maximum; rows with nothing to
-    attend to give zeros. ``base2`` as in ``_masked_softmax_``."""
+def _softmax_rows_(scores, masked, xp):
+    """Softmax over the last axis, in place, each row shifted by its own maximum; ``masked``: positions
+    may be -inf. A row with nothing to attend to (every position masked) gives all-zero weights, as
+    PyTorch's fused attention does, instead of NaN."""
     row_max = scores.max(axis=-1, keepdims=True)
     masked = masked or not xp.isfinite(row_max).all()
     if masked:
         row_max[~xp.isfinite(row_max)] = 0
     scores -= row_max
-    (xp.exp2 if base2 else xp.exp)(scores, out=scores)
-    denom = sums_along(scores, -1)
+    xp.exp(scores, out=scores)
+    denom = xp.sum(scores, axis=-1, keepdims=True)
     if masked:
         denom[denom == 0] = 1
     scores /= denom
     return scores
+
+
+def _masked_softmax_(scores, keep, xp):
+    """``_softmax_rows_`` with positions where ``keep`` (a bool array broadcasting against ``scores``, or
+    None) is False excluded; ``scores`` is overwritten."""
+    if keep is not None:
+        xp.copyto(scores, -np.inf, where=~keep)
+    return _softmax_rows_(scores, keep is not None, xp)
+
+
+def _softmax(scores, keep, xp, base2=False):
+    """``_masked_softmax_``, run by the kernel of op ``"attention"`` that its chooser picks
+    (``kernels/attention.py``); ``base2``: the scores are times log2(e), for a kernel whose ``base2`` is set."""
+    kern = _select.implementation("attention", _select.choose("attention", scores))
+    if kern is None:
+        return _masked_softmax_(scores, keep, xp)
+    return kern.softmax_(scores, keep, base2)
+
+
+def _base2(scores):
+    """Whether the softmax kernel that will run on ``scores`` takes unmasked scores in base 2 (times
+    log2(e), folded into their scaling)."""
+    kern = _select.implementation("attention", _select.choose("attention", scores))
+    return kern is not None and kern.base2
 
 
 def _softmax_backward(p, dp, xp):
@@ -127,10 +113,7 @@ class ScaledDotProductAttention(Function):
         sc = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
         scores = xp.matmul(q, _swap(k))
         keep = None
-        # Without a mask the softmax runs in base 2 (see _masked_softmax_), log2(e) riding in the scaling
-        # pass; masked positions are -inf, on which NumPy's exp2 leaves its vector loop, so masked attention
-        # keeps exp.
-        base2 = mask is None and not is_causal
+        base2 = mask is None and not is_causal and _base2(scores)
         scores *= sc * LOG2_E if base2 else sc
         if mask is not None:
             if mask.dtype == np.bool_:
@@ -144,7 +127,7 @@ class ScaledDotProductAttention(Function):
             keep = causal if keep is None else (keep & causal)
         if keep is not None:
             scores = _expand_to(scores, np.broadcast_shapes(scores.shape, keep.shape), xp)
-        p = _masked_softmax_(scores, keep, xp, base2=base2)
+        p = _softmax(scores, keep, xp, base2)
         drop = None
         if dropout_p > 0:
             rng = numpy_rng(generator)
@@ -337,7 +320,7 @@ class HeadProjection(Function):
             y += bias[blo:bhi]
         y = y.reshape(a, b, chunks, num_heads, hd)
         # (C, N, h, L, hd) views: batch is axis 0 of x with batch_first, else axis 1. Every (L, hd) matrix of
-        # a view has unit-stride rows, which BLAS takes as they are, so the heads are not copied apart.
+        # a view has unit-stride rows, so matmul takes the heads as they are, without copying them apart.
         y = y.transpose(2, 0, 3, 1, 4) if batch_first else y.transpose(2, 1, 3, 0, 4)
         ctx.save_for_backward(x2d, weight)
         ctx.lo, ctx.hi, ctx.chunks, ctx.batch_first = lo, hi, chunks, batch_first
@@ -583,7 +566,7 @@ class AttentionPool(Function):
 
     def forward(ctx, scores, values, keep=None):
         xp = array_module(scores)
-        p = _masked_softmax_(scores.copy(), keep, xp)
+        p = _softmax(scores.copy(), keep, xp)
         ctx.save_for_backward(p, values)
         return xp.matmul(p, values), p
 

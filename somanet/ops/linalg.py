@@ -1,10 +1,10 @@
 """Linear algebra: matmul for 1-D to batched N-D inputs, einsum, and the fused ``linear`` layer op."""
 import numpy as np
 
-from .. import backend
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module
+from ..kernels import _select
 from ._util import ensure_tensor, install
 
 __all__ = ["matmul", "mm", "bmm", "mv", "dot", "einsum", "linear", "bilinear"]
@@ -35,71 +35,14 @@ def _swap(x):
     return x.swapaxes(-1, -2)
 
 
-# Few-row products. OpenBLAS packs both operands of any product above 10^6 multiply-adds, and on few
-# rows that packed path is slow for ``x @ W.T`` (every linear layer's forward) and ``g @ W`` (its input
-# gradient); its unpacked small-matrix kernels take products of at most 10^6 multiply-adds (and, for
-# ``x @ W.T``, at most 1200 outputs). So ``few_row_matmul`` computes the output as blocks of ``rb``
-# columns, each one such small product, all in one ``matmul`` call writing straight into the output's
-# columns. The limits below are where the blocks stopped paying in measurements (docs/benchmarks.md,
-# "Linear layers by batch size"): ``x @ W.T`` from about 300 rows or under 128 input features, ``g @ W``
-# with blocks under 32 columns; with several BLAS threads OpenBLAS threads the whole product but not the
-# blocks, which then win only below 32 rows for ``x @ W.T`` and at 8 rows for ``g @ W``.
-_SMALL_WORK = 10 ** 6
-_SMALL_OUT = 1200
-_MIN_FEATURES = 128
-_T_MIN_BLOCK, _T_THREADED_ROWS = 4, 24
-_N_MIN_BLOCK, _N_MAX_BLOCK, _N_THREADED_ROWS = 32, 128, 8
-
-
-def _column_block(a, b):
-    """Columns per block for ``few_row_matmul(a, b)``, or 0 to multiply whole."""
-    m, k = a.shape
-    n = b.shape[1]
-    if (b.shape[0] != k or m * k * n <= _SMALL_WORK or a.dtype != np.float32 or b.dtype != np.float32
-            or type(a) is not np.ndarray or type(b) is not np.ndarray):
-        return 0
-    # BLAS reads each block in place only with unit-stride rows (of a, and of b or of b.T); NumPy would
-    # otherwise copy every block.
-    size = a.itemsize
-    if a.strides[1] != size or a.strides[0] < k * size:
-        return 0
-    if b.strides[1] == size and b.strides[0] >= n * size:  # g @ W
-        rb = min(_N_MAX_BLOCK, _SMALL_WORK // (m * k))
-        rb = 1 << (rb.bit_length() - 1) if rb > 0 else 0
-        least, threaded_rows = _N_MIN_BLOCK, _N_THREADED_ROWS
-    elif b.strides[0] == size and b.strides[1] >= k * size and k >= _MIN_FEATURES:  # x @ W.T
-        rb = min(_SMALL_OUT // m, _SMALL_WORK // (m * k))
-        rb = rb - rb % 8 if rb >= 8 else rb
-        least, threaded_rows = _T_MIN_BLOCK, _T_THREADED_ROWS
-    else:
-        return 0
-    if rb < least or (m > threaded_rows and backend.blas_threads() > 1):
-        return 0
-    return rb
-
-
 def few_row_matmul(a, b, out=None):
     """``a @ b`` for 2-D ``a`` (M, K) and ``b`` (K, N) -> (M, N), a fresh C-contiguous array or ``out``
-    (C-contiguous) when given. Few-row float32 products run as column blocks on BLAS's unpacked kernels
-    (see above); each output element is still one dot product over the whole K."""
-    xp = array_module(a, b)
-    rb = _column_block(a, b)
-    if not rb:
-        return xp.matmul(a, b, out=out)
-    m, k = a.shape
-    n = b.shape[1]
-    if out is None:
-        out = xp.empty((m, n), np.float32)
-    nb = n // rb
-    main = nb * rb
-    strided = np.lib.stride_tricks.as_strided
-    # Block ``i`` is columns ``i*rb:(i+1)*rb`` of ``b`` and of the output, each read in place.
-    b_blocks = strided(b, (nb, k, rb), (rb * b.strides[1], b.strides[0], b.strides[1]), writeable=False)
-    out_blocks = strided(out, (nb, m, rb), (rb * out.strides[1], out.strides[0], out.strides[1]))
-    xp.matmul(a, b_blocks, out=out_blocks)
-    if main < n:
-        xp.matmul(a, b[:, main:], out=out[:, main:])
-    return out
+    (C-contiguous) when given. Run by the kernel of op ``"matmul"`` that its chooser picks
+    (``kernels/matmul.py``: column blocks for few-row float32 products); the reference is one ``matmul``."""
+    name = _select.choose("matmul", a, b)
+    if name == "reference":
+        return array_module(a, b).matmul(a, b, out=out)
+    return _select.implementation("matmul", name)(a, b, out=out)
 
 
 def times_weight_t(a, w, out=None):

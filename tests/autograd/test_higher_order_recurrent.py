@@ -158,13 +158,24 @@ def test_recurrent_layer_on_token_input():
             np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
 
 
-def test_recurrent_layer_in_batch_blocks(monkeypatch):
+def test_recurrent_layer_on_the_reference_kernel():
+    """The plain step loop (``ops/recurrent.py``) gives the same second derivatives, packed input included."""
+    with somanet.backends.cpu.kernel("recurrent", "reference"):
+        out, _ = somanet.nn.GRU(I, H).double()(somanet.tensor(rand(T, B, I), requires_grad=True))
+        assert out.grad_fn.kern is None
+        for mode in ("RNN", "LSTM", "GRU"):
+            check_module(lambda L, mode=mode: getattr(L.nn, mode)(I, H, bidirectional=True), _seq, rand(T, B, I))
+        check_module(lambda L: L.nn.LSTM(I, H, 2, bidirectional=True, batch_first=True), _packed, rand(B, T, I),
+                     rand(4, B, H, seed=1), rand(4, B, H, seed=2))
+
+
+def test_recurrent_layer_in_batch_blocks():
     """A batch split into blocks (as with several threads) gives the same second derivatives."""
-    monkeypatch.setattr(somanet.backend, "parallel_blocks", lambda n, work: min(2, n))
-    out, _ = somanet.nn.LSTM(I, H).double()(somanet.tensor(rand(T, B, I), requires_grad=True))
-    assert out.grad_fn.n_blocks == 2
-    for mode in ("RNN", "LSTM", "GRU"):
-        check_module(lambda L, mode=mode: getattr(L.nn, mode)(I, H, bidirectional=True), _seq, rand(T, B, I))
+    with somanet.backends.cpu.kernel("recurrent", "batch_threads"):
+        out, _ = somanet.nn.LSTM(I, H).double()(somanet.tensor(rand(T, B, I), requires_grad=True))
+        assert out.grad_fn.n_blocks == 2
+        for mode in ("RNN", "LSTM", "GRU"):
+            check_module(lambda L, mode=mode: getattr(L.nn, mode)(I, H, bidirectional=True), _seq, rand(T, B, I))
 
 
 # --------------------------------------------------------------------------- cells

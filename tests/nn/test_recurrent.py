@@ -101,25 +101,20 @@ def test_longer_sequence_and_larger_sizes():
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_step_products_whole_or_in_row_blocks_match_torch(monkeypatch, kind, threads):
-    # One BLAS thread: each step's product is cut into row blocks small enough for OpenBLAS's unpacked
-    # kernels. Several: it stays whole, since OpenBLAS threads it but not the blocks. Both must give
-    # PyTorch's results.
-    pytest.importorskip("threadpoolctl")
-    shapes = []
-    row_blocks = R._row_blocks
-    monkeypatch.setattr(R, "_row_blocks", lambda w, cols: shapes.append(row_blocks(w, cols).shape) or
-                        row_blocks(w, cols))
+@pytest.mark.parametrize("kernel", ["reference", "blocked"])
+def test_step_products_of_every_kernel_match_torch(kind, threads, kernel):
+    # The plain step loop (reference) and the feature-major one, whose step product runs in row blocks on
+    # one thread and whole on two (tests/kernels/test_recurrent_kernels.py asserts which): PyTorch's
+    # results every way.
     previous = somanet.get_num_threads()
     somanet.set_num_threads(threads)
     try:
-        rng = np.random.default_rng(6)
-        s_mod, t_mod = _pair(kind, input_size=8, hidden_size=128, num_layers=1)
-        compare_modules(s_mod, t_mod, _randn(rng, 3, 32, 8), rtol=1e-4, atol=2e-5)
+        with somanet.backends.cpu.kernel("recurrent", kernel):
+            rng = np.random.default_rng(6)
+            s_mod, t_mod = _pair(kind, input_size=8, hidden_size=128, num_layers=1)
+            compare_modules(s_mod, t_mod, _randn(rng, 3, 32, 8), rtol=1e-4, atol=2e-5)
     finally:
         somanet.set_num_threads(previous)
-    blocks = {n for n, rows, k in shapes if rows * n * k * 32 > R._THREADED_GEMM}
-    assert blocks == ({1} if threads == 2 else blocks - {1}) and blocks
 
 
 @pytest.mark.parametrize("kind", ["rnn_cell", "lstm_cell", "gru_cell"])
@@ -414,9 +409,9 @@ def test_gradcheck_token_input(kind):
 
 # --------------------------------------------------------------------------- batch blocks on threads
 @pytest.fixture
-def batch_blocks(monkeypatch, split_always):
-    """Two threads and no minimum size, so every padded sequence runs as batch blocks; returns the list of
-    block counts the sequence Functions ran with (0: whole)."""
+def batch_blocks(monkeypatch, two_threads):
+    """Two threads and the ``"batch_threads"`` kernel forced, so every padded sequence runs as batch blocks;
+    returns the list of block counts the sequence Functions ran with (0: whole)."""
     runs = []
     for cls in (R.RNNSequence, R.LSTMSequence, R.GRUSequence):
         forward = cls.forward
@@ -428,7 +423,8 @@ def batch_blocks(monkeypatch, split_always):
             return out
 
         monkeypatch.setattr(cls, "forward", spy)
-    return runs
+    with somanet.backends.cpu.kernel("recurrent", "batch_threads"):
+        yield runs
 
 
 @pytest.mark.parametrize("kind,extra", [("rnn", {}), ("rnn", {"nonlinearity": "relu"}), ("lstm", {}), ("gru", {}),
