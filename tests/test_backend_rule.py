@@ -19,7 +19,7 @@ CHECKED_FILES = ("elementwise.py", "reduce.py", "linalg.py", "shape.py", "index.
 
 #: Converted files with too few ops for the five-method guard below, each with its exact number of
 #: forward/backward methods: the count keeps their check from passing vacuously all the same.
-SMALL_FILES = {"sampling.py": 4, "creation.py": 0, "embedding.py": 2, "dropout.py": 2, "_windows.py": 0}
+SMALL_FILES = {"sampling.py": 4, "creation.py": 0, "embedding.py": 2, "dropout.py": 4, "_windows.py": 0}
 
 #: Module-level helpers that forward/backward call for their array math, held to the same rule.
 HELPERS = {
@@ -29,10 +29,11 @@ HELPERS = {
     "shape.py": ("_pad_index",),
     "index.py": ("_index_add_rows", "_index_add_axis", "_flat_positions", "_prefix", "_index_backward",
                  "_argsort", "_target"),
-    "recurrent.py": ("_state_grad", "_gate_scale", "_input_projection", "_token_sums", "_input_grads",
-                     "_row_blocks"),
-    "attention.py": ("_masked_softmax_", "_softmax_rows_", "_softmax_backward", "_contiguous", "_expand_to",
-                     "_rotate"),
+    "recurrent.py": ("_steps", "_input_rows", "_state", "_sigmoid", "_input_grads", "_rnn_reference",
+                     "_rnn_reference_backward", "_lstm_reference", "_lstm_reference_backward", "_gru_reference",
+                     "_gru_reference_backward", "_reference_inputs"),
+    "attention.py": ("_masked_softmax_", "_softmax_rows_", "_softmax", "_softmax_backward", "_contiguous",
+                     "_expand_to", "_rotate"),
     "sampling.py": ("_nearest_sources", "_linear_sources", "_segment_sum", "_shuffle", "_unshuffle"),
     "creation.py": ("_like", "zeros_like", "ones_like", "empty_like", "full_like", "bernoulli", "multinomial"),
     "embedding.py": ("scatter_add_rows", "_renorm_rows"),

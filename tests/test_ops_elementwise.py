@@ -214,15 +214,26 @@ def test_float32_never_drifts():
     assert x.grad.dtype == np.float32
 
 
-def test_exact_gelu_float32_over_a_dense_range_matches_torch():
+@pytest.mark.parametrize("kernel", ["reference", "numba"])
+def test_exact_gelu_float32_over_a_dense_range_matches_torch(kernel):
     # float32 GELU uses its own normal CDF (Abramowitz & Stegun 7.1.26, 1/sqrt(2) folded in); check it
-    # everywhere it matters, the tails and special values included, against float64 PyTorch.
+    # everywhere it matters, the tails and special values included, against float64 PyTorch, in the
+    # reference code and in the compiled kernel.
     from somanet.nn import functional as F
+    from somanet.kernels import _select
+    if kernel == "numba" and not _select.numba_available():
+        pytest.skip("Numba is not installed")
+    with somanet.backends.cpu.kernel("gelu", kernel):
+        _check_exact_gelu(F)
+
+
+def _check_exact_gelu(F):
 
     # Beyond |x| = 13.2 the Gaussian factor's exp2 argument is clipped (NumPy's exp2 is slow on subnormal
     # results): the band up to 20 checks that this changes nothing visible.
     x = np.concatenate([np.linspace(-12, 12, 200001), np.linspace(-20, -12, 8001), np.linspace(12, 20, 8001),
-                        [0.0, -0.0, 1e-30, -1e-30, 40.0, -40.0, 1e4, -1e4]]).astype(np.float32)
+                        [0.0, -0.0, 1e-30, -1e-30, 40.0, -40.0, 1e4, -1e4, 1e20, -1e20, 3e38, -3e38]]
+                       ).astype(np.float32)
     t = somanet.tensor(x, requires_grad=True)
     out = F.gelu(t)
     g = np.random.default_rng(0).standard_normal(x.shape).astype(np.float32)

@@ -8,6 +8,14 @@ in the same loop. Backward does the same for the input gradient (the two row
 dot products and the update in one loop); the affine gradients are column sums over rows, left to
 NumPy. Registered as the ``"numba"`` kernel of ``layer_norm`` and ``rms_norm``.
 
+Batch norm in training mode (the ``"numba"`` kernel of ``batch_norm``, loops in ``kernels/_loops.py``) runs
+one loop per channel of the ``(N, C, S)`` view: float64 mean and variance, then the output, where the
+reference makes a pass each for the sums, the centred copy, its squares and the affine map; backward
+forms both per-channel sums in one pass and the input gradient in a second, reading the input itself
+instead of a saved centred copy (one activation-sized array less kept for backward). Group norm (the
+``"numba"`` kernel of ``group_norm``) does the same per sample and group of channels, keeping ``xhat`` for
+backward as the reference does.
+
 Numba is imported, and the loops compiled (or loaded from Numba's on-disk cache), on first use, never
 at ``import somanet``.
 """
@@ -15,8 +23,9 @@ import numpy as np
 
 from .. import backend
 from . import _jit, _select
+from .softmax import loops
 
-__all__ = ["choose_layer_norm", "choose_rms_norm"]
+__all__ = ["choose_layer_norm", "choose_rms_norm", "choose_batch_norm", "choose_group_norm"]
 
 #: Fewest elements of the ``(rows, D)`` input for which the compiled loops are chosen.
 MIN_ELEMENTS = 1 << 14
@@ -148,7 +157,91 @@ def choose_rms_norm(x2, w=None):
     return "numba" if x2.size >= MIN_ELEMENTS and _fits(x2, w) else "reference"
 
 
+class _BatchNorm:
+    """The ``"numba"`` kernel of ``batch_norm`` (training statistics) on the ``(N, C, S)`` view: one loop per
+    channel computes the mean, the variance and the output; backward's per-channel sums and input
+    gradient are one more. The centred input is never stored: backward reads the input itself."""
+
+    @staticmethod
+    def forward(xv, w, b, eps):
+        """``(out, mean, biased var, invstd)``."""
+        c, dtype = xv.shape[1], xv.dtype
+        out = np.empty_like(xv)
+        mean, var, invstd = np.empty(c, dtype), np.empty(c, dtype), np.empty(c, dtype)
+        loops().batch_norm_forward(xv, _ones(c, dtype, w), np.zeros(c, dtype) if b is None else b, float(eps),
+                                   out, mean, var, invstd)
+        return out, mean, var, invstd
+
+    @staticmethod
+    def backward(gv, xv, mean, invstd, w, need_dx):
+        """``(dx or None, gweight, gbias)``."""
+        c, dtype = xv.shape[1], xv.dtype
+        dx = np.empty_like(xv) if need_dx else np.empty((1, 1, 1), dtype)
+        gweight, gbias = np.empty(c, dtype), np.empty(c, dtype)
+        loops().batch_norm_backward(np.ascontiguousarray(gv, dtype), xv, mean, invstd, _ones(c, dtype, w),
+                                    bool(need_dx), dx, gweight, gbias, np.empty(3, dtype))
+        return (dx if need_dx else None), gweight, gbias
+
+
+def fits_batch_norm(xv, w=None, b=None):
+    """Whether the compiled batch norm takes these arrays: a NumPy float32/float64 C-contiguous ``(N, C, S)``
+    view, parameters of its dtype, and Numba installed."""
+    if backend.array_module(xv) is not np or xv.ndim != 3 or not xv.flags.c_contiguous:
+        return False
+    return _fits(xv.reshape(xv.shape[0], -1), w, b)
+
+
+def choose_batch_norm(xv, w=None, b=None):
+    """The chooser of ``batch_norm`` (training mode; ``xv`` the ``(N, C, S)`` view, ``(N, C)`` inputs are 2-D
+    and stay on the reference): ``"numba"`` for at least ``MIN_ELEMENTS`` elements that ``fits_batch_norm``,
+    else ``"reference"``."""
+    return "numba" if xv.size >= MIN_ELEMENTS and fits_batch_norm(xv, w, b) else "reference"
+
+
+class _GroupNorm:
+    """The ``"numba"`` kernel of ``group_norm`` on the ``(N, C, S)`` view: one loop per sample and group for
+    the statistics, ``xhat`` and the output; backward's sums and input gradient in two passes per group."""
+
+    @staticmethod
+    def forward(x3, groups, w, b, eps):
+        """``(out, xhat (N, groups, C / groups * S), mean, var, invstd)``, statistics ``(N, groups)``."""
+        n, c, s = x3.shape
+        dtype = x3.dtype
+        out, xhat = np.empty_like(x3), np.empty_like(x3)
+        mean, var, invstd = (np.empty((n, groups), dtype) for _ in range(3))
+        loops().group_norm_forward(x3, groups, _ones(c, dtype, w), np.zeros(c, dtype) if b is None else b,
+                                   float(eps), out, xhat, mean, var, invstd)
+        return out, xhat.reshape(n, groups, -1), mean, var, invstd
+
+    @staticmethod
+    def backward(g3, xhat, invstd, w, need_dx):
+        """``(dx or None, gweight, gbias)`` (``g3`` the ``(N, C, S)`` gradient)."""
+        n, c, s = g3.shape
+        dtype, groups = xhat.dtype, xhat.shape[1]
+        dx = np.empty((n, c, s), dtype) if need_dx else np.empty((1, 1, 1), dtype)
+        gweight, gbias = np.zeros(c), np.zeros(c)
+        loops().group_norm_backward(np.ascontiguousarray(g3, dtype), xhat.reshape(n, c, s), invstd,
+                                    _ones(c, dtype, w), groups, bool(need_dx), dx, gweight, gbias,
+                                    np.empty(2, dtype))
+        return (dx if need_dx else None), gweight.astype(dtype), gbias.astype(dtype)
+
+
+def fits_group_norm(x3, groups=1, w=None, b=None):
+    """Whether the compiled group norm takes these arrays: as ``fits_batch_norm``."""
+    return fits_batch_norm(x3, w, b)
+
+
+def choose_group_norm(x3, groups=1, w=None, b=None):
+    """The chooser of ``group_norm`` (``x3`` the ``(N, C, S)`` view): ``"numba"`` for at least
+    ``MIN_ELEMENTS`` elements that ``fits_group_norm``, else ``"reference"``."""
+    return "numba" if x3.size >= MIN_ELEMENTS and fits_group_norm(x3, groups, w, b) else "reference"
+
+
 _select.register("layer_norm", "numba", _LayerNorm, chooser=choose_layer_norm,
                  supports=lambda x2, w=None, b=None: _fits(x2, w, b), requires="numba")
 _select.register("rms_norm", "numba", _RMSNorm, chooser=choose_rms_norm,
                  supports=lambda x2, w=None: _fits(x2, w), requires="numba")
+_select.register("batch_norm", "numba", _BatchNorm, chooser=choose_batch_norm, supports=fits_batch_norm,
+                 requires="numba")
+_select.register("group_norm", "numba", _GroupNorm, chooser=choose_group_norm, supports=fits_group_norm,
+                 requires="numba")

@@ -5,14 +5,23 @@ rows, with the first maximum's offset from strict comparisons (no per-offset mas
 
 Registered as the ``"tiled"`` kernel of ``max_pool2d``; ``choose`` picks it whenever the windows tile the
 input. The reference is ``ops/pool.py``.
+
+Windows that overlap or reach into padding (``MaxPool2d(3, 2, padding=1)`` as in ResNet's stem) take the
+``"numba"`` kernel (the ``fast`` extra; loops in ``kernels/_loops.py``): one pass over the windows keeping
+the running maximum and its offset, where the reference pads a copy of the input with -inf, splits it
+into stride phases, takes a running ``maximum`` over every offset slab and then a second walk over the
+slabs for the offsets; backward adds each gradient at its window's maximum straight into the zeroed
+input gradient instead of masking one slab per offset. ``avg_pool2d`` has the same two kernels' worth of
+choice: ``"numba"`` sums each window (zero padding clipped away) where the reference pads, splits and
+adds slabs.
 """
 import numpy as np
 
 from .. import backend
 from ..ops.pool import _masked
-from . import _select
+from . import _jit, _select
 
-__all__ = ["choose", "tiles_input"]
+__all__ = ["choose", "choose_avg", "fits", "tiles_input"]
 
 
 def tiles_input(kernel, stride, pads, dilation):
@@ -22,12 +31,30 @@ def tiles_input(kernel, stride, pads, dilation):
             and kernel[0] * kernel[1] <= 255)
 
 
+def fits(x4, kernel, *geometry):
+    """Whether the compiled pooling loops take ``x4`` ``(1, planes, H, W)``: NumPy float32/float64,
+    C-contiguous, at most 255 window offsets, and Numba installed and enabled."""
+    if backend.array_module(x4) is not np or x4.dtype not in (np.float32, np.float64) or not x4.flags.c_contiguous:
+        return False
+    return kernel[0] * kernel[1] <= 255 and x4.size > 0 and _select.numba_available() and _jit.enabled()
+
+
 def choose(x4, kernel, stride, pads, dilation):
-    """The chooser of ``max_pool2d``: ``"tiled"`` for NumPy inputs whose windows tile them, else
-    ``"reference"``."""
+    """The chooser of ``max_pool2d``: ``"tiled"`` for NumPy inputs whose windows tile them, ``"numba"`` for
+    other windows when ``fits``, else ``"reference"``."""
     if backend.array_module(x4) is np and tiles_input(kernel, stride, pads, dilation):
         return "tiled"
+    if fits(x4, kernel):
+        return "numba"
     return "reference"
+
+
+def choose_avg(x4, kernel, stride, pads):
+    """The chooser of ``avg_pool2d``: ``"numba"`` for overlapping windows at a stride of at least 2 in both
+    directions (``AvgPool2d(3, 2, padding=1)``) when ``fits``, else ``"reference"``: at stride 1, and for
+    windows that tile the input, the reference's slab sums were as fast or faster."""
+    overlapping = any(k > s for k, s in zip(kernel, stride))
+    return "numba" if overlapping and min(stride) >= 2 and fits(x4, kernel) else "reference"
 
 
 def _tiles(x4, kernel, out_hw):
@@ -112,11 +139,74 @@ class _Tiled:
     """The ``"tiled"`` kernel: ``values``, ``forward`` (``(best, arg)`` or None when a window holds NaN,
     left to the reference, which places NaN indices like PyTorch) and ``backward``."""
 
-    values = staticmethod(_values)
-    forward = staticmethod(_forward)
-    backward = staticmethod(_backward)
+    @staticmethod
+    def values(x4, kernel, stride, pads, dilation, out_hw):
+        return _values(x4, kernel, out_hw)
+
+    @staticmethod
+    def forward(x4, kernel, stride, pads, dilation, out_hw):
+        return _forward(x4, kernel, out_hw)
+
+    @staticmethod
+    def backward(g, arg, kernel, stride, pads, dilation, out_hw, padded_shape, x_shape):
+        return _backward(g, arg, kernel, out_hw, padded_shape, x_shape)
+
+
+def _loops():
+    from .softmax import loops
+    return loops()
+
+
+class _NumbaMax:
+    """The ``"numba"`` kernel of ``max_pool2d``: ``forward`` -> ``(best, arg)`` (NaN windows included),
+    ``values`` and ``backward``, on ``(1, planes, H, W)`` inputs."""
+
+    @staticmethod
+    def forward(x4, kernel, stride, pads, dilation, out_hw):
+        planes = x4.shape[1]
+        best = np.empty((1, planes) + tuple(out_hw), x4.dtype)
+        arg = np.empty((1, planes) + tuple(out_hw), np.uint8)
+        _loops().max_pool_forward(x4[0], *kernel, *stride, pads[0][0], pads[1][0], *dilation, best[0], arg[0])
+        return best, arg
+
+    @staticmethod
+    def values(x4, kernel, stride, pads, dilation, out_hw):
+        return _NumbaMax.forward(x4, kernel, stride, pads, dilation, out_hw)[0]
+
+    @staticmethod
+    def backward(g, arg, kernel, stride, pads, dilation, out_hw, padded_shape, x_shape):
+        gx = np.zeros(padded_shape[1:], g.dtype)
+        _loops().max_pool_backward(np.ascontiguousarray(g[0]), arg[0], kernel[1], *stride, pads[0][0], pads[1][0],
+                                   *dilation, gx)
+        return gx.reshape(x_shape)
+
+
+def _inverse(divisor, dtype, out_hw):
+    return np.broadcast_to(np.asarray(1 / np.asarray(divisor, np.float64), dtype), tuple(out_hw))
+
+
+class _NumbaAvg:
+    """The ``"numba"`` kernel of ``avg_pool2d``: ``forward(x4, ...) -> (1, planes, Ho, Wo)`` and
+    ``backward``; ``divisor`` a scalar or an ``(Ho, Wo)`` map."""
+
+    @staticmethod
+    def forward(x4, kernel, stride, pads, out_hw, divisor):
+        out = np.empty((1, x4.shape[1]) + tuple(out_hw), x4.dtype)
+        inv = np.ascontiguousarray(_inverse(divisor, x4.dtype, out_hw))
+        _loops().avg_pool_forward(x4[0], *kernel, *stride, pads[0][0], pads[1][0], inv, out[0])
+        return out
+
+    @staticmethod
+    def backward(g, kernel, stride, pads, out_hw, divisor, x_shape, planes, hw):
+        gx = np.zeros((planes,) + tuple(hw), g.dtype)
+        inv = np.ascontiguousarray(_inverse(divisor, g.dtype, out_hw))
+        _loops().avg_pool_backward(np.ascontiguousarray(g).reshape((planes,) + tuple(out_hw)), *kernel, *stride,
+                                   pads[0][0], pads[1][0], inv, gx)
+        return gx.reshape(x_shape)
 
 
 _select.register("max_pool2d", "tiled", _Tiled, chooser=choose,
-                 supports=lambda x4, kernel, stride, pads, dilation: choose(x4, kernel, stride, pads, dilation)
-                 == "tiled")
+                 supports=lambda x4, kernel, stride, pads, dilation: backend.array_module(x4) is np
+                 and tiles_input(kernel, stride, pads, dilation))
+_select.register("max_pool2d", "numba", _NumbaMax, supports=fits, requires="numba")
+_select.register("avg_pool2d", "numba", _NumbaAvg, chooser=choose_avg, supports=fits, requires="numba")

@@ -43,6 +43,34 @@ class Dropout(Function):
         return grad * Tensor(mask), None, None
 
 
+class FusedDropout(Function):
+    """Elementwise dropout on the ``dropout`` kernel: ``u`` the uniform draws (made as the reference makes
+    them), kept where ``u >= p`` and scaled by ``scale``; the one-byte keep flags are saved."""
+
+    def forward(ctx, a, u, p=0.5, scale=1.0, kernel=None):
+        out, keep = kernel.forward(a, u, p, scale)
+        ctx.kernel, ctx.scale = kernel, scale
+        ctx.save_for_backward(keep)
+        return out
+
+    def backward(ctx, grad):
+        (keep,) = ctx.saved
+        return ctx.kernel.backward(grad, keep, ctx.scale), None
+
+    def grad_graph(ctx, grad):
+        (keep,) = ctx.saved
+        mask = keep.astype(grad.dtype)
+        mask *= grad.dtype.type(ctx.scale)
+        return grad * Tensor(mask), None
+
+
+def _dropout_kernel(x):
+    """The ``dropout`` kernel for the array ``x`` (``kernels/dropout.py``), or None for the code here."""
+    from ..kernels import _select
+
+    return _select.implementation("dropout", _select.choose("dropout", x))
+
+
 def _check_p(p, op):
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"{op}(): dropout probability has to be between 0 and 1, but got {p}")
@@ -70,6 +98,13 @@ def _apply(input, p, training, mask_shape, generator, op, alpha=False):
     if not training or p == 0.0 or input.array.size == 0:
         return input
     dtype = input.dtype
+    fast = None
+    if not alpha and p < 1.0 and tuple(mask_shape) == tuple(input.shape):
+        fast = _dropout_kernel(input.array)
+    if fast is not None:
+        # The same draws as ``_keep_mask``: a seed gives the same mask with either kernel.
+        u = numpy_rng(generator).random(mask_shape, dtype=np.float32 if dtype == np.float32 else np.float64)
+        return FusedDropout.apply(input, u, p=p, scale=float(dtype.type(1.0 / (1.0 - p))), kernel=fast)
     if p < 1.0:
         # Drawn on the host from somanet's generator, so a seed gives the same mask on every device.
         keep = devices.move(_keep_mask(mask_shape, p, dtype, generator), input.device)

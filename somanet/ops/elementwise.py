@@ -1020,7 +1020,7 @@ class Clamp(Function):
     def grad_graph(ctx, grad):
         (a,) = ctx.saved
         lo, hi = ctx.bounds
-        mask = np.ones(a.shape, dtype=bool)
+        mask = array_module(a).ones(a.shape, dtype=bool)
         if lo is not None:
             mask &= a >= lo
         if hi is not None:
@@ -1148,6 +1148,8 @@ def erf_float64(x):
     mid ^= small
     if mid.any():
         centres, coeffs = _erf_taylor_table()
+        if xp is not np:  # the tables are indexed by device arrays: copy them to the device
+            centres, coeffs = xp.asarray(centres), xp.asarray(coeffs)
         zm = z[mid]
         idx = ((zm - _ERF_SMALL) * (1 / _ERF_STEP)).astype(np.intp)
         h = zm - centres[idx]
@@ -1218,6 +1220,12 @@ class Gelu(Function):
     def forward(ctx, a, approximate="none"):
         ctx.approximate = approximate
         ctx.half = a.dtype == np.float16
+        fast = _activation_kernel("gelu", a)
+        if fast is not None:
+            out, deriv = fast.forward(a, approximate, is_grad_enabled())
+            if deriv is not None:
+                ctx.save_for_backward(deriv, a)
+            return out
         out = _gelu_values(ctx, a.astype(np.float32)).astype(np.float16) if ctx.half else _gelu_values(ctx, a)
         if ctx.saved:
             # The input as well: create_graph's second derivative needs it, the saved derivative alone not.
@@ -1287,7 +1295,7 @@ def _gelu_values(ctx, a):
         cdf *= 0.5
         gauss = None
     if is_grad_enabled():
-        # The derivative Phi(a) + a phi(a) is formed here, while its inputs are still in cache, and saved
+        # The derivative Phi(a) + a phi(a) is formed here, from the arrays forward already has, and saved
         # alone: backward is then one product with the gradient instead of four passes over three saved
         # arrays that a training step has long evicted, and the input and Phi are not kept alive for it.
         if gauss is None:
@@ -1295,7 +1303,9 @@ def _gelu_values(ctx, a):
             gauss *= -0.5
             xp.exp(gauss, out=gauss)
         deriv = gauss  # exp(-a^2 / 2), turned into the derivative in place
-        deriv *= a
+        # exp2_ stops at 2^-126 instead of underflowing: beyond |a| = 16, where a phi(a) is 0 in float32,
+        # the clipped factor keeps that floor times a from growing into the result.
+        deriv *= xp.clip(a, -16, 16) if a.dtype == np.float32 else a
         deriv *= a.dtype.type(_INV_SQRT_2PI)
         deriv += cdf
         ctx.save_for_backward(deriv)
@@ -1308,14 +1318,31 @@ def _gelu_grad(ctx, grad):
     return ctx.saved[0] * grad
 
 
+def _activation_kernel(op, a):
+    """The ``gelu``/``silu`` kernel for ``a`` (``kernels/activation.py``; for CuPy arrays
+    ``backends/cuda_kernels.py``), or None for the code here."""
+    if a.dtype != np.float32 or (type(a) is not np.ndarray and type(a).__module__.partition(".")[0] != "cupy"):
+        return None
+    from ..kernels import _select
+
+    return _select.implementation(op, _select.choose(op, a))
+
+
 class Silu(Function):
     def forward(ctx, a):
+        fast = _activation_kernel("silu", a)
+        if fast is not None:
+            out, ctx.deriv = fast.forward(a, is_grad_enabled())
+            ctx.save_for_backward(a, None)   # the sigmoid is recomputed only for double backward
+            return out
         s = _sigmoid(a)
         ctx.save_for_backward(a, s)
         return a * s
 
     def backward(ctx, grad):
         a, s = ctx.saved
+        if s is None:
+            return ctx.deriv * grad
         # s (1 + a (1 - s)), in place on one buffer.
         g = array_module(s).subtract(1, s)
         g *= a
@@ -1326,6 +1353,8 @@ class Silu(Function):
 
     def grad_graph(ctx, grad):
         a, s = ctx.saved
+        if s is None:
+            s = _sigmoid(a)
         a = ctx.graph_input(0, a)
         s = ctx.graph_derived(s, [a], lambda g, s: (g * (s * (1 - s)),))
         return grad * (s * (a * (1 - s) + 1))

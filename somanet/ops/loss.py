@@ -279,7 +279,8 @@ def _class_layout(input, target, op):
 
 
 def _class_sums(p):
-    """Sums over the class axis 1 of ``(N, C, S)`` probabilities, keepdims (BLAS for the common S = 1)."""
+    """Sums over the class axis 1 of ``(N, C, S)`` probabilities, keepdims (for the common S = 1, row sums
+    run by the ``row_sums`` kernel: ``reduce.sums_along``)."""
     if p.shape[2] == 1:
         return sums_along(p.reshape(p.shape[0], p.shape[1]), -1).reshape(p.shape[0], 1, 1)
     return p.sum(axis=1, keepdims=True)
@@ -328,6 +329,14 @@ class CrossEntropy(Function):
         xp = array_module(x)
         ctx.in_shape, ctx.out_shape = x.shape, t.shape
         n, c, s = view
+        ctx.fast = None
+        if s == 1:
+            from ..kernels import _select
+
+            x2, t1 = x.reshape(n, c), t.reshape(n)
+            ctx.fast = _select.implementation("cross_entropy", _select.choose("cross_entropy", x2, t1, weight))
+            if ctx.fast is not None:
+                return _fused_cross_entropy(ctx, x2, t1, weight, ignore_index, reduction, label_smoothing)
         x = x.reshape(view)
         t = t.reshape(n, s)
         dtype = x.dtype
@@ -381,6 +390,9 @@ class CrossEntropy(Function):
             # Every target ignored: the mean is NaN but, as in PyTorch, no gradient flows.
             return array_module(p).zeros(ctx.in_shape, dtype=dtype), None, None
         g = _grad_scale(grad, ctx.reduction, None, ctx.denom)
+        if ctx.fast is not None:
+            dx = ctx.fast.backward(p.reshape(n, c), ctx.target, weight, ctx.ignore_index, eps, g)
+            return dx.reshape(ctx.in_shape), None, None
         if ctx.reduction == "none":
             g = g.reshape(n, s)
         if eps == 0 and w_t is None and g.ndim == 0:
@@ -438,6 +450,29 @@ class CrossEntropy(Function):
             dx = p_t * column(hard)
         dx = dx - onehot * column(hard)
         return reshape(dx, ctx.in_shape), None, None
+
+
+def _fused_cross_entropy(ctx, x2, t1, weight, ignore_index, reduction, label_smoothing):
+    """``CrossEntropy.forward`` on the ``cross_entropy`` kernel ``ctx.fast`` (``(n, c)`` logits, ``(n,)``
+    targets), saving what the reference saves so that backward and double backward read the same."""
+    n, c = x2.shape
+    loss, total, denom, p, w_t, flat, ignored = ctx.fast.forward(x2, t1, weight, ignore_index, label_smoothing)
+    all_valid = ignored == 0
+    keep_w = weight is not None or not all_valid
+    ctx.denom = None
+    if reduction == "mean":
+        ctx.denom = float(n) if not keep_w else float(denom)
+    ctx.target, ctx.ignore_index = t1, ignore_index
+    ctx.save_for_backward(p.reshape(n, c, 1), flat.reshape(n, 1), w_t.reshape(n, 1) if keep_w else None,
+                          None if all_valid else (t1 != ignore_index).reshape(n, 1), weight)
+    ctx.reduction = reduction
+    ctx.eps = label_smoothing
+    if reduction == "none":
+        return loss.reshape(ctx.out_shape)
+    if reduction == "sum":
+        return np.asarray(total, dtype=np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.float32(total) / np.float32(ctx.denom), dtype=np.float32)
 
 
 class SoftCrossEntropy(Function):

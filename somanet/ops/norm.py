@@ -138,6 +138,18 @@ class BatchNorm(Function):
         ctx.training = training
         ctx.has_weight = weight is not None
         ctx.has_bias = bias is not None
+        ctx.kernel = None
+        if training and xv.ndim == 3:
+            ctx.kernel = _select.implementation("batch_norm", _select.choose("batch_norm", xv, weight, bias))
+        if ctx.kernel is not None:
+            m = x.size // view[1]
+            out, mean, var, invstd = ctx.kernel.forward(xv, weight, bias, eps)
+            if running_mean is not None:
+                _update_running(running_mean, running_var, mean, var, momentum, m)
+            # The input itself is kept (it is alive anyway as the previous layer's output), not a centred copy.
+            ctx.save_for_backward(x, mean, invstd, weight)
+            ctx.m = m
+            return out.reshape(x.shape)
         if training:
             m = x.size // view[1]
             mean = _per_channel_total(xv, xp) / dtype.type(m)
@@ -149,11 +161,7 @@ class BatchNorm(Function):
             if not math.isfinite(var.sum()):
                 invstd = _rescued_invstd(centred, (0,) if centred.ndim == 2 else (0, 2), var, invstd, eps, xp)
             if running_mean is not None:
-                # The running variance is the unbiased estimate, as in PyTorch.
-                running_mean *= 1 - momentum
-                running_mean += (momentum * mean).astype(running_mean.dtype, copy=False)
-                running_var *= 1 - momentum
-                running_var += (momentum * m / max(m - 1, 1) * var).astype(running_var.dtype, copy=False)
+                _update_running(running_mean, running_var, mean, var, momentum, m)
             out = centred * (invstd * weight if weight is not None else invstd).reshape(vec)
             if bias is not None:
                 out += bias.reshape(vec)
@@ -177,6 +185,11 @@ class BatchNorm(Function):
         gv = grad.reshape(ctx.view)
         need_w = ctx.has_weight and ctx.needs(1)
         need_b = ctx.has_bias and ctx.needs(2)
+        if ctx.kernel is not None:
+            x, mean, invstd, weight = ctx.saved
+            dv, gweight, gbias = ctx.kernel.backward(gv, x.reshape(ctx.view), mean, invstd, weight, ctx.needs(0))
+            dx = None if dv is None else dv.reshape(ctx.shape)
+            return dx, gweight if need_w else None, gbias if need_b else None, None, None
         if ctx.training:
             centred, invstd, weight = ctx.saved
             gbias = _per_channel_total(gv, xp)
@@ -211,6 +224,10 @@ class BatchNorm(Function):
         vec, view = ctx.vec, ctx.view
         axes = (0,) if len(view) == 2 else (0, 2)
         gv = reshape(grad, view)
+        if ctx.kernel is not None:
+            x, mean, invstd, weight = ctx.saved
+            ctx.saved = (x.reshape(view) - mean.reshape(vec), invstd, weight)   # the reference's saved arrays
+            ctx.kernel = None
         if ctx.training:
             centred, invstd, weight = ctx.saved
             xhat = (centred * invstd.reshape(vec)).astype(centred.dtype, copy=False)
@@ -239,6 +256,15 @@ class BatchNorm(Function):
         if ctx.has_bias and ctx.graph_needs(2):
             gbias = sum_(gv, axes)
         return dx, gweight, gbias, None, None
+
+
+def _update_running(running_mean, running_var, mean, var, momentum, m):
+    """Blend the batch statistics into the running buffers in place; the running variance is the
+    unbiased estimate, as in PyTorch."""
+    running_mean *= 1 - momentum
+    running_mean += (momentum * mean).astype(running_mean.dtype, copy=False)
+    running_var *= 1 - momentum
+    running_var += (momentum * m / max(m - 1, 1) * var).astype(running_var.dtype, copy=False)
 
 
 def _check_channels(op, x, c, what, arr):
@@ -471,6 +497,18 @@ class GroupNorm(Function):
         xp = array_module(x)
         n, c = x.shape[0], x.shape[1]
         dtype = x.dtype
+        ctx.kernel = None
+        if x.size:
+            x3 = x.reshape(n, c, -1)
+            ctx.kernel = _select.implementation("group_norm", _select.choose("group_norm", x3, groups, weight, bias))
+        if ctx.kernel is not None:
+            out, xhat, mean, var, invstd = ctx.kernel.forward(x3, groups, weight, bias, eps)
+            if stats is not None:
+                stats.extend((mean, var, xhat.shape[2]))
+            ctx.save_for_backward(xhat, invstd, weight)
+            ctx.shape = x.shape
+            ctx.has = (weight is not None, bias is not None)
+            return out.reshape(x.shape)
         xg = x.reshape(n, groups, -1)
         d = xg.shape[2]
         mean = xg.mean(axis=2)
@@ -496,6 +534,10 @@ class GroupNorm(Function):
         xp = array_module(grad)
         n, c = ctx.shape[0], ctx.shape[1]
         g3 = grad.reshape(n, c, -1)
+        if ctx.kernel is not None:
+            dv, gw, gb = ctx.kernel.backward(g3, xhat, invstd, weight, ctx.needs(0))
+            return (None if dv is None else dv.reshape(ctx.shape), gw if ctx.has[0] and ctx.needs(1) else None,
+                    gb if ctx.has[1] and ctx.needs(2) else None)
         x3 = xhat.reshape(n, c, -1)
         gw = gb = dx = None
         if ctx.has[0] and ctx.needs(1):

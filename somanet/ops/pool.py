@@ -81,11 +81,11 @@ class MaxPool(Function):
         impl = _select.implementation("max_pool2d", _select.choose("max_pool2d", x4, kernel, stride, pads, dilation))
         if not with_indices and not is_grad_enabled():
             # Nothing will ask where the maxima were: the values alone.
-            best = (impl.values(x4, kernel, out_hw) if impl is not None
+            best = (impl.values(x4, kernel, stride, pads, dilation, out_hw) if impl is not None
                     else _max_values(x4, kernel, stride, pads, dilation, out_hw))
             return best.reshape(x.shape[:-spatial] + out_hw[2 - spatial:])
         # A kernel may decline (None): the reference places the indices of NaN windows.
-        found = impl.forward(x4, kernel, out_hw) if impl is not None else None
+        found = impl.forward(x4, kernel, stride, pads, dilation, out_hw) if impl is not None else None
         ctx.kernel = impl if found is not None else None
         if found is not None:
             best, arg = found
@@ -119,7 +119,7 @@ class MaxPool(Function):
         g = grad.reshape(arg.shape)
         kh, kw = kernel
         if ctx.kernel is not None:
-            return ctx.kernel.backward(g, arg, kernel, out_hw, padded_shape, x_shape)
+            return ctx.kernel.backward(g, arg, kernel, stride, pads, dilation, out_hw, padded_shape, x_shape)
         hq, wq = phase_shape(padded_shape[2:], stride)
         phases = xp.zeros(stride + padded_shape[:2] + (hq, wq), grad.dtype)
         disjoint = _disjoint(kernel, stride, dilation)
@@ -281,6 +281,12 @@ class AvgPool(Function):
 
     def forward(ctx, x, kernel, stride, pads, out_hw, divisor, spatial):
         x4 = _as_planes(x, spatial)
+        ctx.kernel = _select.implementation("avg_pool2d", _select.choose("avg_pool2d", x4, kernel, stride, pads))
+        if ctx.kernel is not None:
+            ctx.geometry = (kernel, stride, pads, out_hw, None, x.shape, divisor)
+            ctx.planes_hw = x4.shape[1], x4.shape[2:]
+            out = ctx.kernel.forward(x4, kernel, stride, pads, out_hw, divisor)
+            return out.reshape(x.shape[:-spatial] + out_hw[2 - spatial:])
         padded = pad2d(x4, pads)
         phases = to_phases(padded, stride)
         acc = None
@@ -297,6 +303,8 @@ class AvgPool(Function):
 
     def backward(ctx, grad):
         kernel, stride, pads, out_hw, padded_shape, x_shape, divisor = ctx.geometry
+        if ctx.kernel is not None:
+            return ctx.kernel.backward(grad, kernel, stride, pads, out_hw, divisor, x_shape, *ctx.planes_hw)
         xp = backend.array_module(grad)
         share = grad.reshape((1, padded_shape[1]) + out_hw) / divisor
         hq, wq = phase_shape(padded_shape[2:], stride)

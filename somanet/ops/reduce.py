@@ -477,16 +477,14 @@ class LogSumExp(Function):
 
 
 def sums_along(a, dim):
-    """``a.sum(axis=dim, keepdims=True)``; along the last axis of a C-contiguous float32/float64 array as one
-    BLAS matrix-vector product, since NumPy's reduction pays a loop start per row."""
-    xp = array_module(a)
-    if dim not in (-1, a.ndim - 1) or a.size == 0 or not a.flags.c_contiguous or a.dtype not in _BLAS_DTYPES:
-        return xp.sum(a, axis=dim, keepdims=True)
-    n = a.shape[-1]
-    return (a.reshape(-1, n) @ xp.ones(n, a.dtype)).reshape(a.shape[:-1] + (1,))
+    """``a.sum(axis=dim, keepdims=True)``, run by the kernel of op ``"row_sums"`` that its chooser picks
+    (``kernels/reductions.py``); the reference is ``xp.sum``."""
+    from ..kernels import _select
 
-
-_BLAS_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+    name = _select.choose("row_sums", a, dim)
+    if name == "reference":
+        return array_module(a).sum(a, axis=dim, keepdims=True)
+    return _select.implementation("row_sums", name)(a, dim)
 
 
 def _empty_softmax(ctx, a, dim):
@@ -499,9 +497,26 @@ def _empty_softmax(ctx, a, dim):
     return out
 
 
+def _rows_kernel(op, a, dim):
+    """The ``softmax``/``log_softmax`` kernel (``kernels/softmax.py``) for ``a`` along ``dim`` and its
+    ``(rows, d)`` view, or ``(None, None)`` for the code below."""
+    if dim != a.ndim - 1 or not isinstance(a, np.ndarray) or not a.flags.c_contiguous or a.dtype != np.float32:
+        return None, None
+    from ..kernels import _select
+
+    x2 = a.reshape(-1, a.shape[-1]) if a.ndim != 2 else a
+    return _select.implementation(op, _select.choose(op, x2)), x2
+
+
 class Softmax(Function):
     def forward(ctx, a, dim):
         xp = array_module(a)
+        fast, x2 = _rows_kernel("softmax", a, dim)
+        ctx.fast = fast
+        if fast is not None:
+            ctx.save_for_backward(fast.forward(x2).reshape(a.shape))
+            ctx.dim = dim
+            return ctx.saved[0]
         try:
             e = a - xp.max(a, axis=dim, keepdims=True)
         except ValueError:
@@ -514,6 +529,8 @@ class Softmax(Function):
 
     def backward(ctx, grad):
         (s,) = ctx.saved
+        if ctx.fast is not None:
+            return ctx.fast.backward(grad.reshape(-1, s.shape[-1]), s.reshape(-1, s.shape[-1])).reshape(s.shape)
         # s * (g - <g, s>) with the row dot product taken without a full-size temporary.
         dot = _rowdot(grad, s, ctx.dim)
         out = grad - dot
@@ -537,6 +554,12 @@ def _rowdot(a, b, dim):
 class LogSoftmax(Function):
     def forward(ctx, a, dim):
         xp = array_module(a)
+        fast, x2 = _rows_kernel("log_softmax", a, dim)
+        ctx.fast = fast
+        if fast is not None:
+            ctx.save_for_backward(fast.forward(x2).reshape(a.shape))
+            ctx.dim = dim
+            return ctx.saved[0]
         try:
             shifted = a - xp.max(a, axis=dim, keepdims=True)
         except ValueError:
@@ -548,6 +571,9 @@ class LogSoftmax(Function):
 
     def backward(ctx, grad):
         (out,) = ctx.saved
+        if ctx.fast is not None:
+            d = out.shape[-1]
+            return ctx.fast.backward(grad.reshape(-1, d), out.reshape(-1, d)).reshape(out.shape)
         xp = array_module(grad)
         e = xp.exp(out)
         e *= xp.sum(grad, axis=ctx.dim, keepdims=True)
