@@ -143,6 +143,8 @@ def write_section(heading, body, path=DOCS):
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         f.write(text.rstrip() + "\n")
+    # mkstemp makes the file private (0600); a docs page keeps the usual permissions.
+    os.chmod(tmp, os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644)
     os.replace(tmp, path)
 
 

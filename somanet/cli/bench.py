@@ -2,6 +2,7 @@
 
     somanet bench [--quick] [--only mlp,gpt] [--threads N] [--clock wall|cpu] [--json FILE] [--write]
                   [--blas-coretype NAME]
+    somanet bench --sweep [--full] [--quick] [--threads N] [--json FILE] [--write]   # convolution shapes
 
 The suite (``benchmarks/suite.py`` of the source tree) runs in a child interpreter. That is what lets
 this command choose OpenBLAS's settings: OpenBLAS reads ``OPENBLAS_CORETYPE`` and
@@ -64,6 +65,9 @@ def add_parser(sub):
     p.add_argument("--mode", choices=("both", "train", "inference"), default="both")
     p.add_argument("--threads", type=int, metavar="N", help="threads for both frameworks (default: cores)")
     p.add_argument("--json", metavar="FILE", help="also save the results as JSON")
+    p.add_argument("--device", metavar="DEVICE", default=None,
+                   help="run somanet's side on this device, e.g. cuda (PyTorch's on CUDA too when it has it; "
+                        "see docs/gpu.md)")
     p.add_argument("--write", action="store_true",
                    help="write the Summary of docs/benchmarks.md and docs/benchmarks_ratios.png")
     p.add_argument("--section", metavar="NAME", default=None,
@@ -75,6 +79,10 @@ def add_parser(sub):
     p.add_argument("--blas-coretype", default=None, metavar="NAME",
                    help="run with OPENBLAS_CORETYPE=NAME, e.g. Haswell or SkylakeX (default: OpenBLAS's own "
                         "choice; OPENBLAS_CORETYPE in the environment always wins)")
+    p.add_argument("--sweep", action="store_true",
+                   help="instead of the suite: the convolution shape sweep (one Conv2d per shape, kernel 1/3/5/7, "
+                        "stride 1/2, training and inference; benchmarks/sweep.py)")
+    p.add_argument("--full", action="store_true", help="with --sweep: every shape of the grid, not a sample")
     p.set_defaults(func=cmd_bench)
     return p
 
@@ -84,7 +92,7 @@ def _suite_argv(args):
     for flag in ("quick", "write", "no_memory", "no_import"):
         if getattr(args, flag, False):
             argv.append("--" + flag.replace("_", "-"))
-    for flag in ("only", "threads", "json", "section"):
+    for flag in ("only", "threads", "json", "section", "device"):
         value = getattr(args, flag, None)
         if value is not None:
             argv += ["--" + flag, str(value)]
@@ -105,8 +113,39 @@ def cmd_bench(args):
         if args.threads is not None and args.threads < 1:
             raise BenchError(f"--threads must be a positive integer, got {args.threads}")
         env, note = blas_environment(os.environ, args.blas_coretype, args.threads)
+        if getattr(args, "device", None) is not None:
+            if getattr(args, "sweep", False):
+                raise BenchError("--device is not supported with --sweep (the convolution sweep times the CPU "
+                                 "kernels)")
+            _check_device(args.device)
     except BenchError as exc:
         print(f"somanet: error: {exc}", file=sys.stderr)
         return 2
     print(f"somanet bench: {note}", flush=True)
+    if getattr(args, "sweep", False):
+        return subprocess.call([sys.executable, os.path.join(os.path.dirname(suite), "sweep.py")]
+                               + _sweep_argv(args), env=env)
     return subprocess.call([sys.executable, suite] + _suite_argv(args), env=env)
+
+
+def _check_device(spec):
+    """Refuse ``--device`` here, before the suite starts, when the device cannot be used."""
+    from .. import devices
+
+    try:
+        devices.require(spec, "somanet bench --device")
+    except (RuntimeError, ValueError) as exc:
+        raise BenchError(str(exc)) from None
+
+
+def _sweep_argv(args):
+    """The options of ``somanet bench --sweep`` that ``benchmarks/sweep.py`` takes."""
+    argv = [flag for flag, on in (("--quick", args.quick), ("--full", getattr(args, "full", False)),
+                                  ("--write", args.write)) if on]
+    for flag in ("threads", "json"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            argv += ["--" + flag, str(value)]
+    if getattr(args, "clock", "wall") != "wall":
+        argv += ["--clock", args.clock]
+    return argv

@@ -14,7 +14,7 @@ the same results faster and registers three kernels of ``conv2d`` with the choos
   for 3x3 stride-1 convolutions with many channels: fewer multiplications per output.
 
 Every pass runs over blocks of images whose buffers fit in cache (``CACHE_BLOCK_BYTES``), and with
-several threads the batch is split into one block per thread (``backend.split_batch``). Big temporaries
+several threads the batch is split into one block per thread (``threads.split_batch``). Big temporaries
 live in per-thread scratch buffers (``kernels/workspace.py``). Backward rebuilds the windows instead of
 saving them: keeping every layer's column buffers would multiply a network's memory.
 """
@@ -25,7 +25,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .. import backend
 from ..ops._windows import contiguous_copy, out_size, pad2d, phase_shape, unpad2d, windows, from_phases
-from . import _select, winograd
+from . import _select, conv_im2col, threads, winograd
 from .blas import SMALL_GEMM, SMALL_GEMM_OUT
 from .workspace import allocator, scratch
 
@@ -219,7 +219,7 @@ def _cache_ranges(xp, n, per_image):
     if xp is not np:
         return [(0, n)]
     per_block = max(1, CACHE_BLOCK_BYTES // max(per_image, 1))
-    return backend.batch_ranges(n, max(1, -(-n // per_block)))
+    return threads.batch_ranges(n, max(1, -(-n // per_block)))
 
 
 #: Most bytes of transformed-weight reads per byte of activations that Winograd's cache blocks may cost.
@@ -247,7 +247,7 @@ def _winograd_ranges(x4, u, pads, backward=False):
     ranges = _cache_ranges(np, n, per_image)
     most = max(1, int(n * per_image * WINOGRAD_WEIGHT_READS // u.nbytes))
     if len(ranges) > most:
-        ranges = backend.batch_ranges(n, most)
+        ranges = threads.batch_ranges(n, most)
     return ranges
 
 
@@ -462,10 +462,14 @@ def choose_weight_grad(g4, x4, groups, pads, stride, dilation, kernel):
     - ``"rows_nn"``: ``C/G * kw`` of 16 or more: ``kw_columns`` rows against the gradient transposed to
       ``(Ho*Wo, O)``;
     - ``"rows"``: few input channels (first layers): the gradient against ``kw_columns`` rows;
-    - ``"batch"``: otherwise (big per-image products): one GEMM whose inner dimension is the whole batch.
+    - ``"batch"``: otherwise (big per-image products): one GEMM whose inner dimension is the whole batch;
+    - ``"im2col"`` (``kernels/conv_im2col.py``) before all of them when fewer images than threads leave
+      the batch split short of threads: column blocks of output rows, split over the threads.
     """
     if backend.array_module(g4) is not np:
         return "reference"
+    if conv_im2col.pays_weight_grad(g4, x4, groups, kernel):
+        return "im2col"
     n, o, ho, wo, cg, og, kh, kw = _weight_grad_dims(g4, x4, groups, kernel)
     wp = x4.shape[3] + pads[1][0] + pads[1][1]
     if stride == (1, 1) and cg >= 4 and og * cg <= 256 and og * cg * ho * wp <= SMALL_GEMM and ho * wo >= 128:
@@ -583,7 +587,7 @@ def _blocks(x4, w_shape, out_hw):
     if backend.array_module(x4) is not np:
         return 1
     o, cg, kh, kw = w_shape
-    return backend.parallel_blocks(x4.shape[0], x4.shape[0] * o * cg * kh * kw * out_hw[0] * out_hw[1])
+    return threads.parallel_blocks(x4.shape[0], x4.shape[0] * o * cg * kh * kw * out_hw[0] * out_hw[1])
 
 
 def forward_in_blocks(x4, w4, groups, pads, stride, dilation, bias=None, tile=0):
@@ -599,10 +603,10 @@ def forward_in_blocks(x4, w4, groups, pads, stride, dilation, bias=None, tile=0)
     out = backend.array_module(x4).empty((n, w4.shape[0], ho, wo), x4.dtype)
     if tile:
         u = _weight_transform(w4, tile, blocks)  # once, shared by the blocks
-        backend.split_batch(lambda lo, hi: _winograd_forward(x4[lo:hi], u, bias, pads, out[lo:hi]), n,
+        threads.split_batch(lambda lo, hi: _winograd_forward(x4[lo:hi], u, bias, pads, out[lo:hi]), n,
                             blocks)
         return out
-    backend.split_batch(lambda lo, hi: conv_forward(x4[lo:hi], w4, groups, pads, stride, dilation, bias,
+    threads.split_batch(lambda lo, hi: conv_forward(x4[lo:hi], w4, groups, pads, stride, dilation, bias,
                                                     out=out[lo:hi]), n, blocks)
     return out
 
@@ -614,7 +618,7 @@ def input_grad_in_blocks(g4, w4, groups, pads, stride, dilation, in_hw):
     if blocks == 1:
         return conv_input_grad(g4, w4, groups, pads, stride, dilation, in_hw)
     out = backend.array_module(g4).empty((n, w4.shape[1] * groups) + tuple(in_hw), g4.dtype)
-    backend.split_batch(lambda lo, hi: conv_input_grad(g4[lo:hi], w4, groups, pads, stride, dilation, in_hw,
+    threads.split_batch(lambda lo, hi: conv_input_grad(g4[lo:hi], w4, groups, pads, stride, dilation, in_hw,
                                                        out=out[lo:hi]), n, blocks)
     return out
 
@@ -625,7 +629,7 @@ def weight_grad_in_blocks(g4, x4, groups, pads, stride, dilation, kernel, layout
     if layout is None:
         layout = choose_weight_grad(g4, x4, groups, pads, stride, dilation, kernel)
     blocks = _blocks(g4, (g4.shape[1], x4.shape[1] // groups) + tuple(kernel), g4.shape[2:])
-    parts = backend.split_batch(lambda lo, hi: conv_weight_grad(g4[lo:hi], x4[lo:hi], groups, pads, stride,
+    parts = threads.split_batch(lambda lo, hi: conv_weight_grad(g4[lo:hi], x4[lo:hi], groups, pads, stride,
                                                                 dilation, kernel, layout), g4.shape[0], blocks)
     return _summed(parts)
 
@@ -650,7 +654,7 @@ def winograd_backward(g4, x4, w4, pads, tile, need_x, need_w):
     def block(lo, hi):
         return _winograd_backward(g4[lo:hi], x4[lo:hi], u, pads, None if gx is None else gx[lo:hi], need_w)
 
-    parts = backend.split_batch(block, n, blocks)
+    parts = threads.split_batch(block, n, blocks)
     if not need_w:
         return gx, None
     du = _summed(parts)
@@ -658,7 +662,7 @@ def winograd_backward(g4, x4, w4, pads, tile, need_x, need_w):
         with _quiet_blas(blocks):
             return gx, winograd.weight_from_transform(du)
     gw = np.empty(w4.shape, w4.dtype)
-    backend.split_batch(lambda lo, hi: winograd.weight_from_transform(du[:, lo:hi], out=gw[lo:hi]), w4.shape[0],
+    threads.split_batch(lambda lo, hi: winograd.weight_from_transform(du[:, lo:hi], out=gw[lo:hi]), w4.shape[0],
                         blocks)
     return gx, gw
 
@@ -680,14 +684,14 @@ def _weight_transform(w4, tile, blocks):
         with _quiet_blas(blocks):
             return winograd.weight_transform(w4, tile)
     u = np.empty((p,) + w4.shape[:2], w4.dtype)
-    backend.split_batch(lambda lo, hi: winograd.weight_transform(w4[lo:hi], tile, out=u[:, lo:hi]), o, blocks)
+    threads.split_batch(lambda lo, hi: winograd.weight_transform(w4[lo:hi], tile, out=u[:, lo:hi]), o, blocks)
     return u
 
 
 def _quiet_blas(blocks):
     """One BLAS thread for a Winograd weight transform next to ``blocks`` thread blocks, when there are
     several: a second OpenBLAS thread would go on spinning beside the blocks."""
-    return backend.one_blas_thread() if blocks > 1 else contextlib.nullcontext()
+    return threads.one_blas_thread() if blocks > 1 else contextlib.nullcontext()
 
 
 
@@ -698,10 +702,13 @@ _TILES = {"winograd_f2": 2, "winograd_f4": 4}
 def choose(x4, w4, groups, pads, stride, dilation, backward=False):
     """The chooser of ``conv2d``: ``"winograd_f4"`` or ``"winograd_f2"`` where that tile size beats the
     window GEMMs (``winograd.output_tile``: 3x3 stride-1 layers with many channels), else ``"gemm"``;
-    ``"reference"`` off NumPy (CuPy arrays)."""
+    ``"reference"`` off NumPy (CuPy arrays). The forward pass takes ``"im2col"`` where
+    ``conv_im2col.pays`` (few input channels with big kernels, strides above 1, fewer images than threads)."""
     if backend.array_module(x4) is not np:
         return "reference"
     tile = winograd.output_tile(x4, w4, groups, pads, stride, dilation, backward)
+    if not backward and conv_im2col.pays(x4, w4, groups, pads, stride, dilation, tile):
+        return "im2col"
     return {4: "winograd_f4", 2: "winograd_f2"}.get(tile, "gemm")
 
 
@@ -724,6 +731,16 @@ class _Gemm:
         gw = weight_grad(g4, x4) if need_w else None
         gx = input_grad_in_blocks(g4, w4, groups, pads, stride, dilation, x4.shape[2:]) if need_x else None
         return gx, gw
+
+
+class _Im2col:
+    """The ``"im2col"`` kernel of ``conv2d``: the forward pass by ``conv_im2col.forward`` (deep GEMMs over
+    cache-sized column blocks); its gradients are the ``"gemm"`` kernel's."""
+
+    name = "im2col"
+    forward = staticmethod(conv_im2col.forward)
+    input_grad = staticmethod(_Gemm.input_grad)
+    backward = staticmethod(_Gemm.backward)
 
 
 class _Winograd:
@@ -768,6 +785,9 @@ for _tile in (2, 4):
                      winograd.supported(x4, w4, groups, pads, stride, dilation))
 _select.register("conv2d_weight_grad", "wide", _weight_layout("wide"), chooser=choose_weight_grad,
                  supports=_stride_one)
+_select.register("conv2d", "im2col", _Im2col, supports=_numpy_only)
+_select.register("conv2d_weight_grad", "im2col", conv_im2col.weight_grad,
+                 supports=lambda g4, *args: backend.array_module(g4) is np)
 for _layout in ("rows_nn", "rows", "batch"):
     _select.register("conv2d_weight_grad", _layout, _weight_layout(_layout),
                      supports=lambda g4, *args: backend.array_module(g4) is np)

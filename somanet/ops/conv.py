@@ -65,7 +65,7 @@ def reference_forward(x4, w4, groups, pads, stride, dilation, bias=None):
     out_hw = _out_hw(x4.shape[2:], (kh, kw), pads, stride, dilation)
     cols = _columns(x4, (kh, kw), pads, stride, dilation, out_hw)
     k = cg * kh * kw
-    out = xp.matmul(w4.reshape(groups, o // groups, k), cols.reshape(n, groups, k, -1))
+    out = xp.matmul(w4.reshape(groups, o // groups, k), cols.reshape(n, groups, k, out_hw[0] * out_hw[1]))
     out = out.reshape((n, o) + out_hw)
     if bias is not None:
         out += bias.reshape(1, o, 1, 1)

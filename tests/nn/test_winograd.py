@@ -151,14 +151,14 @@ def test_weight_transforms_hold_blas_to_one_thread_beside_the_blocks(monkeypatch
     # On two BLAS threads OpenBLAS's idle thread would spin beside the batch blocks that follow. Small
     # transforms run whole on one BLAS thread, big ones as one block of output channels per thread.
     pytest.importorskip("threadpoolctl")
-    from somanet import backend
+    from somanet.kernels import threads as pool
 
     seen = []
     for name in ("weight_transform", "weight_from_transform"):
         original = getattr(winograd, name)
 
         def spy(*args, _original=original, _name=name, **kwargs):
-            seen.append((_name, backend.blas_threads()))
+            seen.append((_name, pool.blas_threads()))
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(winograd, name, spy)
@@ -166,11 +166,11 @@ def test_weight_transforms_hold_blas_to_one_thread_beside_the_blocks(monkeypatch
     previous = somanet.get_num_threads()
     try:
         somanet.set_num_threads(2)
-        if backend.blas_threads() != 2:
+        if pool.blas_threads() != 2:
             pytest.skip("NumPy's BLAS thread count can't be set here")
         xt, wt = somanet.tensor(x, requires_grad=True), somanet.tensor(w, requires_grad=True)
         F.conv2d(xt, wt, padding=1).sum().backward()
-        after = backend.blas_threads()
+        after = pool.blas_threads()
     finally:
         somanet.set_num_threads(previous)
     assert sorted(seen) == [("weight_from_transform", 1)] * calls + [("weight_transform", 1)] * (2 * calls)
@@ -241,7 +241,7 @@ def test_f4_rounding_against_float64():
 def test_cache_blocks_match_torch(monkeypatch, threads, xs, ws, tile):
     # Batch blocks of one image, each reading the transformed weight again; across two threads each
     # thread's images are blocked in turn.
-    from somanet import backend
+    from somanet.kernels import threads as pool
     from somanet.kernels import conv
 
     seen = []
@@ -259,7 +259,7 @@ def test_cache_blocks_match_torch(monkeypatch, threads, xs, ws, tile):
     monkeypatch.setattr(conv, "_winograd_ranges", spy)
     monkeypatch.setattr(conv, "_cache_ranges", one_image)
     monkeypatch.setattr(conv, "WINOGRAD_WEIGHT_READS", 1e9)
-    monkeypatch.setattr(backend, "PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(pool, "PARALLEL_MIN_WORK", 0)
     assert _tile(xs, ws, 1) == tile
     previous = somanet.get_num_threads()
     try:
