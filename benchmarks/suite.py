@@ -94,7 +94,7 @@ def _compare(s_fn, t_fn, cfg):
 
 def time_workload(torch, wl, train, cfg):
     """Time one workload in one mode; returns a result row (dict)."""
-    s_fn, t_fn = W.build_pair(torch, wl, train=train)
+    s_fn, t_fn = W.build_pair(torch, wl, train=train, device=cfg.get("device"))
     res = _compare(s_fn, t_fn, cfg)
     flops = W.count_flops(wl, train=train)
     mode = "train" if train else "inference"
@@ -414,12 +414,13 @@ def write_summary(body, path=harness.DOCS):
 
 # =========================================================================== driver
 def run(keys=None, quick=False, threads=None, memory=True, imports=True, modes=("train", "inference"),
-        blocks=None, block_s=None, clock="wall", log=print):
+        blocks=None, block_s=None, clock="wall", log=print, device=None):
     """Run the suite and return the results dict (see ``render``).
 
     ``clock="cpu"`` times with the process's CPU time instead of wall time: steadier on a machine shared
     with other jobs, and the same measure as wall time only for single-threaded runs, so it needs
-    ``threads=1``."""
+    ``threads=1``. ``device`` (``"cuda"``) runs somanet's side there (and PyTorch's on CUDA when it has
+    it); the peak-memory children, which measure host memory, are then skipped."""
     import torch
 
     threads = threads or os.cpu_count() or 1
@@ -429,6 +430,9 @@ def run(keys=None, quick=False, threads=None, memory=True, imports=True, modes=(
         raise ValueError(f"suite: the CPU-time clock needs --threads 1 (got {threads}): with more threads it "
                          f"adds up every thread's time, waiting included")
     cfg = dict(QUICK if quick else FULL, clock=clock)
+    if device is not None:
+        cfg["device"] = str(device)
+        memory = False
     if blocks:
         cfg["blocks"] = blocks
     if block_s:
@@ -447,7 +451,7 @@ def _run(torch, keys, quick, threads, memory, imports, modes, cfg, blas_threads,
                             "blas_core": blas_core(), "load_before": load_before, **cfg},
                "machine_line": harness.machine_line(), "timings": []}
     for wl in wls:
-        W.check_pair(torch, wl, steps=cfg["check_steps"])
+        W.check_pair(torch, wl, steps=cfg["check_steps"], device=cfg.get("device"))
         for mode in modes:
             r = time_workload(torch, wl, mode == "train", cfg)
             results["timings"].append(r)
@@ -495,6 +499,7 @@ def build_parser():
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
     parser.add_argument("--no-import", action="store_true", help="skip the import-time measurement")
     parser.add_argument("--json", default=None, help="also save the results as JSON to this file")
+    parser.add_argument("--device", default=None, help="run somanet's side on this device (cuda, cuda:1)")
     parser.add_argument("--write", action="store_true",
                         help="write the Summary section of docs/benchmarks.md and docs/benchmarks_ratios.png")
     parser.add_argument("--section", default="Summary",
@@ -534,7 +539,7 @@ def main(argv=None):
         return 2
     results = run(args.only, quick=args.quick, threads=args.threads, memory=not args.no_memory,
                   imports=not args.no_import, modes=modes, blocks=args.blocks, block_s=args.block_seconds,
-                  clock=args.clock)
+                  clock=args.clock, device=args.device)
     if args.write and args.section != "Summary":
         write_top_section(args.section, render(results), args.docs, after="Summary")
         print(f"wrote the {args.section} section of {args.docs}")

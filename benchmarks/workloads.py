@@ -296,10 +296,29 @@ def torch_infer(torch, wl, model, x):
     return infer
 
 
-def build_pair(torch, wl, train=True, seed=0):
+def _synchronized(fn, sync):
+    """``fn`` followed by ``sync()`` (a GPU's kernels run asynchronously: a timed call must wait for them)."""
+    def call():
+        out = fn()
+        sync()
+        return out
+
+    return call
+
+
+def torch_device(torch, device):
+    """The PyTorch device that mirrors somanet's ``device`` (None: the CPU): CUDA when both have it."""
+    if device is not None and somanet.device(device).type == "cuda" and torch.cuda.is_available():
+        return torch.device(str(somanet.device(device)))
+    return torch.device("cpu")
+
+
+def build_pair(torch, wl, train=True, seed=0, device=None):
     """Somanet and PyTorch callables for one workload, from identical weights and one batch.
 
-    Returns ``(somanet_fn, torch_fn)``: training steps when ``train``, else inference calls.
+    Returns ``(somanet_fn, torch_fn)``: training steps when ``train``, else inference calls. With a
+    ``device`` (``"cuda"``), somanet's model and batch live there, PyTorch's on its CUDA device when it has
+    one (else on the CPU), and every call waits for the device to finish.
     """
     torch.manual_seed(seed)
     somanet.manual_seed(seed)
@@ -307,23 +326,34 @@ def build_pair(torch, wl, train=True, seed=0):
     s_model = wl.somanet_model()
     s_model.load_state_dict({k: v.detach().numpy().copy() for k, v in t_model.state_dict().items()})
     x, y = wl.data(seed)
-    sx, sy = somanet.tensor(x), somanet.tensor(y)
+    sx, sy = somanet.tensor(x, device=device), somanet.tensor(y, device=device)
     tx, ty = torch.from_numpy(x.copy()), torch.from_numpy(y.copy())
+    if device is not None:
+        s_model.to(device)
+        t_dev = torch_device(torch, device)
+        t_model.to(t_dev)
+        tx, ty = tx.to(t_dev), ty.to(t_dev)
     if train:
-        return somanet_train_step(wl, s_model, sx, sy), torch_train_step(torch, wl, t_model, tx, ty)
-    return somanet_infer(wl, s_model, sx), torch_infer(torch, wl, t_model, tx)
+        pair = somanet_train_step(wl, s_model, sx, sy), torch_train_step(torch, wl, t_model, tx, ty)
+    else:
+        pair = somanet_infer(wl, s_model, sx), torch_infer(torch, wl, t_model, tx)
+    if device is None:
+        return pair
+    s_sync = somanet.cuda.synchronize if somanet.device(device).type == "cuda" else (lambda: None)
+    t_sync = torch.cuda.synchronize if tx.is_cuda else (lambda: None)
+    return _synchronized(pair[0], s_sync), _synchronized(pair[1], t_sync)
 
 
-def check_pair(torch, wl, steps=2, rtol=2e-4, atol=2e-5):
+def check_pair(torch, wl, steps=2, rtol=2e-4, atol=2e-5, device=None):
     """Both frameworks must agree before timing means anything: the inference logits, then the losses of
     the first ``steps`` training steps from the same start. Raises ``AssertionError`` naming the workload."""
-    s_inf, t_inf = build_pair(torch, wl, train=False)
-    s_out, t_out = s_inf().data, t_inf().numpy()
+    s_inf, t_inf = build_pair(torch, wl, train=False, device=device)
+    s_out, t_out = s_inf().detach().cpu().numpy(), t_inf().cpu().numpy()
     scale = max(1.0, float(np.abs(t_out).max()))
     if not np.allclose(s_out, t_out, rtol=1e-3, atol=1e-4 * scale):
         err = float(np.abs(s_out - t_out).max())
         raise AssertionError(f"{wl.key}: inference logits differ from PyTorch's (max abs difference {err:.3g})")
-    s_step, t_step = build_pair(torch, wl, train=True)
+    s_step, t_step = build_pair(torch, wl, train=True, device=device)
     for i in range(steps):
         s, t = float(s_step().item()), float(t_step().item())
         # Later steps compound float32 rounding through the optimizer; allow a little more there.

@@ -130,7 +130,10 @@ def _find(type):  # noqa: A002
         if cuda.is_available():
             import cupy
 
+            from .backends import cuda_kernels
+
             register_device("cuda", cupy, cuda.device_count())
+            cuda_kernels.install(cupy)  # the fused Adam and GELU kernels for CuPy arrays
             entry = _modules["cuda"]
     return entry
 
@@ -160,6 +163,25 @@ def resolve(spec, op="to"):
     if index >= entry[1]:
         raise RuntimeError(f"{op}(): device '{d}' does not exist; there are {entry[1]} '{d.type}' devices")
     return device(d.type, index)
+
+
+def require(spec, owner):
+    """The device ``spec`` names for ``owner`` (``Trainer``, ``somanet train --device``), resolved, with the
+    error a user can act on when it is CUDA and no GPU backend is here."""
+    d = spec if isinstance(spec, device) else device(spec)
+    if d.type == "cuda" and _find("cuda") is None:
+        from . import cuda
+
+        raise RuntimeError(f"{owner}: CUDA is not available: install somanet[cuda] on a machine with an NVIDIA GPU "
+                           f"({cuda.unavailable_reason()})")
+    return resolve(d, owner)
+
+
+def to_host(arr):
+    """A NumPy array with the values of ``arr``, an array on any device (``arr`` itself on the CPU)."""
+    if type(arr) in _array_types:
+        return _modules[_array_types[type(arr)]][0].asnumpy(arr)
+    return arr
 
 
 def module_of(d):

@@ -5,7 +5,13 @@ frameworks (floating arrays require grad unless ``requires_grad`` says otherwise
 compares every output, then backpropagates the same random cotangent through every floating output
 and compares the gradient of every input that requires grad. float32 tolerances: rtol 1e-4,
 atol 1e-5 unless the caller documents a looser one. Outputs must keep their dtype.
+
+Under ``pytest --somanet-device=standin`` (see conftest.py) the somanet side runs on that device: the
+helpers that make somanet tensors (``compare``, ``lib_tensor``, ``compare_modules``, ``optimizer_pair``,
+``set_grads``) put them there, and ``to_numpy`` brings results back to the host for the comparison.
 """
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -17,6 +23,30 @@ except ImportError:  # pragma: no cover - CI installs torch
     torch = None
 
 requires_torch = pytest.mark.skipif(torch is None, reason="PyTorch (CPU build) is not installed")
+
+#: The device the helpers put somanet tensors on (None: the CPU); set by ``--somanet-device``.
+DEVICE = None
+
+
+@contextlib.contextmanager
+def device_scope():
+    """Within it, somanet's creation functions make tensors on the suite's device, as inside PyTorch's
+    ``with torch.device("cuda"):``: the index, target and mask tensors a test builds inside the compared
+    function go where its inputs are. Nothing changes on the CPU run."""
+    if DEVICE is None:
+        yield
+        return
+    previous = somanet.get_default_device()
+    somanet.set_default_device(DEVICE)
+    try:
+        yield
+    finally:
+        somanet.set_default_device(previous)
+
+
+def on_device(t):
+    """A somanet tensor or module moved to the suite's device (unchanged on the CPU run)."""
+    return t if DEVICE is None else t.to(DEVICE)
 
 
 def torch_or_skip():
@@ -41,12 +71,16 @@ def to_numpy(t):
     if torch is not None and isinstance(t, torch.Tensor):
         return t.numpy(force=True)
     if isinstance(t, somanet.Tensor):
-        return t.array
+        t = t.array
+    if type(t) in somanet.devices._array_types:
+        return somanet.devices.move(t, somanet.devices.CPU)
     return np.asarray(t)
 
 
 def lib_tensor(lib, a, requires_grad=True):
-    """``a`` as a tensor of ``lib`` (the somanet or the torch module)."""
+    """``a`` as a tensor of ``lib`` (the somanet or the torch module); somanet's on the suite's device."""
+    if lib is somanet:
+        return lib.tensor(a, requires_grad=requires_grad, device=DEVICE)
     return lib.tensor(a, requires_grad=requires_grad)
 
 
@@ -75,12 +109,13 @@ def compare(fn_somanet, fn_torch, *arrays, requires_grad=None, rtol=1e-4, atol=1
     s_in, t_in = [], []
     for a, rg in zip(arrays, requires_grad):
         if isinstance(a, np.ndarray):
-            s_in.append(somanet.tensor(a.copy(), requires_grad=rg))
+            s_in.append(somanet.tensor(a.copy(), requires_grad=rg, device=DEVICE))
             t_in.append(th.tensor(a.copy(), requires_grad=rg))
         else:
             s_in.append(a)
             t_in.append(a)
-    s_out = fn_somanet(*s_in)
+    with device_scope():
+        s_out = fn_somanet(*s_in)
     t_out = fn_torch(*t_in)
     s_list, t_list = _flatten(s_out), _flatten(t_out)
     assert len(s_list) == len(t_list), f"{len(s_list)} outputs vs reference {len(t_list)}"
@@ -94,7 +129,7 @@ def compare(fn_somanet, fn_torch, *arrays, requires_grad=None, rtol=1e-4, atol=1
         if isinstance(to, th.Tensor) and to.requires_grad:
             assert isinstance(so, somanet.Tensor) and so.requires_grad, "reference output requires grad, somanet's does not"
             v = rng.standard_normal(tuple(to.shape)).astype(to_numpy(to).dtype)
-            s_terms.append((so * somanet.tensor(v)).sum())
+            s_terms.append((so * somanet.tensor(v, device=so.device)).sum())
             t_terms.append((to * th.tensor(v)).sum())
     if not t_terms:
         return s_out
@@ -102,7 +137,8 @@ def compare(fn_somanet, fn_torch, *arrays, requires_grad=None, rtol=1e-4, atol=1
     for term in s_terms[1:]:
         s_total = s_total + term
     sum(t_terms).backward()
-    s_total.backward()
+    with device_scope():
+        s_total.backward()
     gr = rtol if grad_rtol is None else grad_rtol
     ga = atol if grad_atol is None else grad_atol
     for i, (si, ti) in enumerate(zip(s_in, t_in)):
@@ -127,6 +163,7 @@ def compare_modules(s_mod, t_mod, *arrays, rtol=1e-4, atol=1e-5, grad_rtol=None,
     and every parameter gradient by name. ``forward(module, *inputs)`` overrides ``module(*inputs)``."""
     th = torch_or_skip()
     for m in (s_mod,):
+        on_device(m)
         m.zero_grad()
     t_mod.zero_grad()
     call = forward or (lambda m, *xs: m(*xs))
@@ -151,7 +188,7 @@ def optimizer_pair(name, kw, inits, foreach=None):
     from somanet import optim
 
     t = torch_or_skip()
-    sp = [somanet.tensor(a.copy(), requires_grad=True) for a in inits]
+    sp = [somanet.tensor(a.copy(), requires_grad=True, device=DEVICE) for a in inits]
     tp = [t.tensor(a.copy(), requires_grad=True) for a in inits]
     return sp, getattr(optim, name)(sp, foreach=foreach, **kw), tp, getattr(t.optim, name)(tp, **kw)
 
@@ -160,7 +197,7 @@ def set_grads(sp, tp, grads):
     """Give both frameworks' parameters the same gradients (NumPy arrays)."""
     t = torch_or_skip()
     for s, p, g in zip(sp, tp, grads):
-        s.grad = somanet.tensor(g)
+        s.grad = somanet.tensor(g, device=s.device)
         p.grad = t.tensor(g)
 
 

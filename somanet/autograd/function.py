@@ -574,14 +574,14 @@ def linear_backward(op, grads, forward_fn):
     parents = [g for g in grads if g is not None]
     node = _attach(LinearBackward, parents)
     if node is None:
-        return tuple(None if r is None else _wrap(np.asarray(r), False, None, 0) for r in results)
+        return tuple(None if r is None else _wrap(_as_array(r), False, None, 0) for r in results)
     node.forward_fn, node.owner = forward_fn, op.name
     node.n_inputs = len(results)
     node.positions = [k for k, r in enumerate(results) if r is not None]
     node.parent_positions = [k for k, g in enumerate(grads) if g is not None]
-    node.layouts = [(np.shape(results[k]), np.asarray(results[k]).dtype) for k in node.positions]
+    node.layouts = [(tuple(_as_array(results[k]).shape), _as_array(results[k]).dtype) for k in node.positions]
     node.n_out = len(node.positions)
     out = [None] * len(results)
     for j, k in enumerate(node.positions):
-        out[k] = _wrap(np.asarray(results[k]), True, node, j)
+        out[k] = _wrap(_as_array(results[k]), True, node, j)
     return tuple(out)

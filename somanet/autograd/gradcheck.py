@@ -1,6 +1,7 @@
 """Finite-difference checks of first and second derivatives in float64: ``gradcheck`` and ``gradgradcheck``."""
 import numpy as np
 
+from .. import backend, devices
 from . import grad_mode
 from .engine import grad
 from .tensor import Tensor, _wrap
@@ -21,6 +22,11 @@ def _unsupported(**options):
     for name, value in options.items():
         if value:
             raise NotImplementedError(f"gradcheck(): {name}=True is not supported")
+
+
+def _host64(a):
+    """A float64 host copy of the array ``a`` (which may live on a device): the Jacobians are built on the CPU."""
+    return devices.move(a, devices.CPU).astype(np.float64)
 
 
 def _as_float64(inputs):
@@ -62,7 +68,7 @@ def gradcheck(func, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True
     def evaluate():
         with grad_mode.no_grad():
             outs = _flat_outputs(func(*inputs))
-        return [o.array.astype(np.float64).reshape(-1) for o in outs]
+        return [_host64(o.array).reshape(-1) for o in outs]
 
     with grad_mode.enable_grad():
         outs = _flat_outputs(func(*inputs))
@@ -100,11 +106,12 @@ def gradcheck(func, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True
                 else:
                     v = np.zeros(n)
                     v[r] = 1
-                cot = _wrap(v.reshape(o.shape).astype(o.array.dtype), False, None, 0)
+                cot = _wrap(devices.move(v.reshape(o.shape).astype(o.array.dtype), devices.of_array(o.array)),
+                            False, None, 0)
                 grads = grad(o, targets, cot, retain_graph=True, allow_unused=True)
                 for i, g in zip(checked, grads):
                     if g is not None:
-                        row = g.array.astype(np.float64).reshape(-1)
+                        row = _host64(g.array).reshape(-1)
                         if fast_mode:
                             analytic[i][r] += row
                         else:
@@ -144,10 +151,11 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
         outs = _flat_outputs(func(*inputs))
     if grad_outputs is None:
         rng = np.random.default_rng(0)
-        grad_outputs = [Tensor(rng.standard_normal(o.shape), requires_grad=True) for o in outs]
+        grad_outputs = [Tensor(devices.move(rng.standard_normal(o.shape), devices.of_array(o.array)),
+                               requires_grad=True) for o in outs]
     else:
         grad_outputs = [grad_outputs] if isinstance(grad_outputs, Tensor) else list(grad_outputs)
-        grad_outputs = [Tensor(np.asarray(g.array if isinstance(g, Tensor) else g, dtype=np.float64),
+        grad_outputs = [Tensor(g.array.astype(np.float64) if isinstance(g, Tensor) else np.asarray(g, dtype=np.float64),
                                requires_grad=isinstance(g, Tensor) and g.requires_grad) for g in grad_outputs]
     if len(grad_outputs) != len(outs):
         raise ValueError(f"gradgradcheck(): got {len(grad_outputs)} grad_outputs for {len(outs)} outputs")
@@ -161,9 +169,10 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
             pairs = [(o, v) for o, v in zip(outputs, vs) if o.requires_grad]
             wrt = [xs[i] for i in checked]
             if not pairs:
-                return tuple(Tensor(np.zeros(x.shape)) for x in wrt)
+                return tuple(Tensor(backend.array_module(x.array).zeros(x.shape)) for x in wrt)
             grads = grad([o for o, _ in pairs], wrt, [v for _, v in pairs], create_graph=True, allow_unused=True)
-        return tuple(Tensor(np.zeros(x.shape)) if g is None else g for g, x in zip(grads, wrt))
+        return tuple(Tensor(backend.array_module(x.array).zeros(x.shape)) if g is None else g
+                     for g, x in zip(grads, wrt))
 
     return gradcheck(first_derivatives, list(inputs) + grad_outputs, eps=eps, atol=atol, rtol=rtol,
                      raise_exception=raise_exception, fast_mode=fast_mode)

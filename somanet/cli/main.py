@@ -174,14 +174,34 @@ def _dataset_arrays(dataset, batch_size=512):
 
 
 # =========================================================================== train
+def train_device(args):
+    """The device ``somanet train --device`` names, checked before anything is built (None: the CPU)."""
+    spec = getattr(args, "device", None)
+    if spec is None:
+        return None
+    from .. import devices
+
+    try:
+        device = devices.require(spec, "somanet train --device")
+    except (RuntimeError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    if device.type != "cpu" and getattr(args, "nproc", 1) > 1:
+        raise CLIError("somanet train: --device with --nproc > 1 is not supported (data-parallel training runs on "
+                       "CPU processes)")
+    return device
+
+
 def cmd_train(args):
     from ..rl import recipes as rl_recipes  # reinforcement-learning recipes run their own loop
     from . import launch
+    device = train_device(args)
     if args.nproc > 1:  # data-parallel training: one rank per process, started through MPI
         if not launch.in_launched_job():
             return launch.relaunch_train(args)
         launch.start_worker(args.nproc)
     if rl_recipes.handles(args):
+        if device is not None and device.type != "cpu":
+            raise CLIError("somanet train: reinforcement-learning recipes run on the CPU; --device is not supported")
         return rl_recipes.cmd_train(args)
     from ..train import ModelCheckpoint, TerminateOnNaN, Trainer, seed_everything
     from ..train.recipe import build_callbacks, build_optimizer, build_scheduler
@@ -235,7 +255,7 @@ def cmd_train(args):
         raise ConfigError(f"config 'checkpoint': {exc}") from None
     nan_guard = TerminateOnNaN(verbose=False)  # the command prints the report itself, once
     callbacks += [checkpoint, nan_guard]
-    trainer = Trainer(run_dir=run_dir, plots=not args.no_plots, **(cfg.get("trainer") or {}))
+    trainer = Trainer(run_dir=run_dir, plots=not args.no_plots, device=device, **(cfg.get("trainer") or {}))
 
     os.makedirs(run_dir, exist_ok=True)
     print(f"{'Resuming' if resume_ckpt else 'Training'} {cfg['recipe']}: {len(train_set)} training / "
@@ -556,6 +576,9 @@ def build_parser():
     p.add_argument("--no-plots", action="store_true", help="do not draw the plots at the end (saves a few seconds)")
     p.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
                    help="train on N processes (data parallel through MPI; see docs/distributed.md)")
+    p.add_argument("--device", metavar="DEVICE", default=None,
+                   help="train on this device, e.g. cuda or cuda:1 (default: the CPU; see docs/gpu.md); may be "
+                        "given when resuming")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="loss and metrics of a trained run on its validation (and test) data")

@@ -4,7 +4,7 @@ every kernel window, im2col/col2im, and the stride phases of a padded image.
 Functions that make a big temporary take ``empty``, a ``(shape, dtype) -> array`` allocator for its
 uninitialised memory (a kernel passes one that reuses buffers); by default the array is fresh.
 """
-from numpy.lib.stride_tricks import as_strided
+import numpy as np
 
 from .. import backend
 
@@ -55,6 +55,14 @@ def unpad2d(x, pads):
     return inner
 
 
+def as_strided(x, shape, strides):
+    """A read-only strided view of ``x`` made by its own array module (CuPy's takes no ``writeable``)."""
+    module = backend.array_module(x)
+    if module is np:
+        return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=False)
+    return module.lib.stride_tricks.as_strided(x, shape, strides)
+
+
 def windows(xp, kernel, stride, dilation, out_hw, order="nckl"):
     """Read-only strided view of every kernel window of the padded input ``xp`` (N, C, Hp, Wp).
 
@@ -64,10 +72,8 @@ def windows(xp, kernel, stride, dilation, out_hw, order="nckl"):
     n, c = xp.shape[:2]
     s_n, s_c, s_h, s_w = xp.strides
     if order == "nckl":
-        return as_strided(xp, (n, c, kh, kw, ho, wo), (s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw),
-                          writeable=False)
-    return as_strided(xp, (c, kh, kw, n, ho, wo), (s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw),
-                      writeable=False)
+        return as_strided(xp, (n, c, kh, kw, ho, wo), (s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw))
+    return as_strided(xp, (c, kh, kw, n, ho, wo), (s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw))
 
 
 def contiguous_copy(view, empty=None):

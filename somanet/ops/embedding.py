@@ -100,7 +100,8 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
     if weight.ndim != 2:
         raise ValueError(f"embedding(): weight must be 2-D (num_embeddings, embedding_dim), got shape "
                          f"{tuple(weight.shape)}")
-    idx = input.array if isinstance(input, Tensor) else array_module(input).asarray(input)
+    # An index array or list (not a tensor) is made where the weight is, as PyTorch makes a list.
+    idx = input.array if isinstance(input, Tensor) else array_module(weight.array).asarray(input)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding(): expected integer indices (dtype int64 or int32), got dtype {idx.dtype}")
     num = weight.shape[0]

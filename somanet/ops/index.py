@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from .. import devices
 from ..autograd import grad_mode
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor, _wrap
@@ -31,9 +32,10 @@ def _is_array(k):
     return hasattr(k, "__array_namespace__") and not isinstance(k, np.generic)
 
 
-def _index_array(index, op, name="index"):
-    """The integer array behind an index argument (a tensor, array or list), with a clear dtype error."""
-    arr = index.array if isinstance(index, Tensor) else array_module(index).asarray(index)
+def _index_array(index, op, name="index", like=None):
+    """The integer array behind an index argument (a tensor, array or list), with a clear dtype error. An
+    array or list (not a tensor) is made on the device of the array ``like``, as a list always was."""
+    arr = index.array if isinstance(index, Tensor) else array_module(index if like is None else like).asarray(index)
     if arr.size == 0 and arr.dtype.kind == "f":
         arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
@@ -120,6 +122,9 @@ def _convert_key(key, data):
         if _is_array(k):
             if k.dtype.kind not in "biu":
                 raise IndexError(f"__getitem__: tensors used as indices must be integer or bool, got dtype {k.dtype}")
+            if type(k) is not type(data) and type(data) is not np.ndarray:
+                # As PyTorch, a host index (tensor or NumPy array) may index a device tensor: copy it there.
+                k = devices.move(k, devices.of_array(data))
             advanced = True
         elif isinstance(k, (bool, np.bool_)):
             advanced = True
@@ -387,8 +392,8 @@ def _copy_(self, src, non_blocking=False):
                     lambda old: CopyFrom.apply(old, s), s)
 
 
-def _mask_array(mask, op):
-    m = mask.array if isinstance(mask, Tensor) else array_module(mask).asarray(mask)
+def _mask_array(mask, op, like=None):
+    m = mask.array if isinstance(mask, Tensor) else array_module(mask if like is None else like).asarray(mask)
     if m.dtype != np.bool_:
         raise RuntimeError(f"{op}(): only boolean masks are supported, got a mask with dtype {m.dtype}")
     return m
@@ -396,7 +401,7 @@ def _mask_array(mask, op):
 
 def _masked_fill_(self, mask, value):
     """Set the elements where ``mask`` (bool, broadcast to self's shape) is True to ``value``, in place."""
-    m = _mask_array(mask, "masked_fill_")
+    m = _mask_array(mask, "masked_fill_", self.array)
     v = _fill_value(value, "masked_fill_")
     return _inplace(self, "masked_fill_",
                     lambda data: array_module(data).copyto(data, _raw(v), casting="unsafe", where=m),
@@ -469,7 +474,7 @@ def index_select(input, dim, index):
     ``(N, C) -> index_select(x, 0, idx) -> (len(idx), C)``.
     """
     x = ensure_tensor(input)
-    idx = _index_array(index, "index_select")
+    idx = _index_array(index, "index_select", like=x.array)
     if idx.ndim > 1:
         raise RuntimeError(f"index_select(): index must be a 1-d tensor, got shape {tuple(idx.shape)}")
     if x.array.ndim == 0:
@@ -547,7 +552,7 @@ class IndexFill(Function):
 
 def _index_args(input, dim, index, op):
     x = ensure_tensor(input)
-    idx = _index_array(index, op)
+    idx = _index_array(index, op, like=x.array)
     if idx.ndim > 1:
         raise RuntimeError(f"{op}(): index must be a 1-d tensor, got shape {tuple(idx.shape)}")
     idx = idx.reshape(-1)
@@ -628,7 +633,7 @@ def gather(input, dim, index, *, sparse_grad=False):
     has index's shape. Repeated indices add up in the gradient.
     """
     x = ensure_tensor(input)
-    idx = _index_array(index, "gather")
+    idx = _index_array(index, "gather", like=x.array)
     if x.array.ndim == 0:
         normalize_dim(dim, 0, "gather")
         _check_bounds(idx, 1, "gather", 0)
@@ -691,7 +696,7 @@ class ScatterAdd(Function):
 
 def _scatter_args(input, dim, index, src, op):
     x = ensure_tensor(input)
-    idx = _index_array(index, op)
+    idx = _index_array(index, op, like=x.array)
     if x.array.ndim == 0:
         raise RuntimeError(f"{op}(): input must have at least one dimension")
     d = normalize_dim(dim, x.array.ndim, op)
@@ -777,7 +782,7 @@ def masked_fill(input, mask, value):
     Typical use: ``scores.masked_fill(~causal, float('-inf'))`` on ``(N, H, T, T)`` attention scores.
     """
     x = ensure_tensor(input)
-    m = _mask_array(mask, "masked_fill")
+    m = _mask_array(mask, "masked_fill", x.array)
     v = _fill_value(value, "masked_fill")
     try:
         np.broadcast_shapes(x.array.shape, m.shape)
@@ -808,7 +813,7 @@ class MaskedSelect(Function):
 def masked_select(input, mask):
     """The 1-d tensor of ``input``'s elements where the bool ``mask`` is True (both broadcast)."""
     x = ensure_tensor(input)
-    m = _mask_array(mask, "masked_select")
+    m = _mask_array(mask, "masked_select", x.array)
     try:
         np.broadcast_shapes(x.array.shape, m.shape)
     except ValueError:
@@ -821,7 +826,7 @@ def take_along_dim(input, indices, dim=None):
     """Pick values along ``dim`` at ``indices`` (as returned by argsort/argmax with keepdim), broadcasting
     the other dimensions; with ``dim=None`` both are flattened first. Negative indices count from the end."""
     x = ensure_tensor(input)
-    idx = _index_array(indices, "take_along_dim", "indices")
+    idx = _index_array(indices, "take_along_dim", "indices", like=x.array)
     if dim is None:
         x = _reshape(x, (x.array.size,))
         idx = idx.reshape(-1)

@@ -8,6 +8,7 @@ import builtins
 
 import numpy as np
 
+from .. import devices
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor, _wrap
 from ..backend import array_module
@@ -195,7 +196,7 @@ class RepeatInterleave(Function):
     def forward(ctx, a, repeats, dim):
         xp = array_module(a)
         ctx.repeats, ctx.dim, ctx.n = repeats, dim, a.shape[dim]
-        return xp.repeat(a, repeats, axis=dim)
+        return xp.repeat(a, repeats if xp is np or isinstance(repeats, builtins.int) else repeats.tolist(), axis=dim)
 
     def backward(ctx, grad):
         xp = array_module(grad)
@@ -225,7 +226,9 @@ def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
         counts = ensure_tensor(input).array
         if counts.ndim > 1:
             raise RuntimeError("repeat_interleave(): the repeats tensor must be 0-d or 1-d")
-        return _wrap(np.repeat(np.arange(counts.size, dtype=np.int64), counts.reshape(-1)), False, None, 0)
+        xp = array_module(counts)
+        reps = counts.reshape(-1) if xp is np else devices.to_host(counts).reshape(-1).tolist()
+        return _wrap(xp.repeat(xp.arange(counts.size, dtype=np.int64), reps), False, None, 0)
     x = ensure_tensor(input)
     if dim is None:
         x = S.reshape(x, (-1,))
@@ -235,7 +238,8 @@ def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
         if x.array.ndim == 0:
             x = S.reshape(x, (1,))
     if isinstance(repeats, Tensor):
-        r = repeats.array.astype(np.int64)
+        # The counts set the output's size: read on the host (CuPy's repeat takes them as a list too).
+        r = devices.to_host(repeats.array).astype(np.int64)
         if r.ndim == 0 or r.size == 1:
             r = builtins.int(r.reshape(-1)[0])
         elif r.shape != (x.array.shape[d],):
@@ -243,7 +247,7 @@ def repeat_interleave(input, repeats=None, dim=None, *, output_size=None):
                                f"{r.shape[0]} and {x.array.shape[d]}")
     else:
         r = builtins.int(repeats)
-    if np.any(np.asarray(r) < 0):
+    if builtins.bool((r < 0).any()) if not isinstance(r, builtins.int) else r < 0:
         raise RuntimeError("repeat_interleave(): repeats can not be negative")
     return RepeatInterleave.apply(x, r, d)
 
@@ -419,13 +423,15 @@ def _index_put_(self, indices, values, accumulate=False):
 
     def array_op(data):
         k = tuple(t.array if isinstance(t, Tensor) else t for t in key)
-        array_module(data).add.at(data, k, np.broadcast_to(v.array, data[k].shape).astype(data.dtype, copy=False))
+        xp = array_module(data)
+        xp.add.at(data, k, xp.broadcast_to(v.array, data[k].shape).astype(data.dtype, copy=False))
 
     def graph_op(old):
         from .index import index_add
 
         k = tuple(t.array if isinstance(t, Tensor) else t for t in key)
-        pos = np.ravel_multi_index(tuple(np.broadcast_arrays(*[np.asarray(i) % n for i, n in
+        xp = array_module(old.array)
+        pos = xp.ravel_multi_index(tuple(xp.broadcast_arrays(*[xp.asarray(i) % n for i, n in
                                                               zip(k, old.array.shape)])), old.array.shape[:len(k)])
         flat = S.reshape(old, (-1,) + old.array.shape[len(k):])
         vals = S.broadcast_to(v, pos.shape + old.array.shape[len(k):])

@@ -625,7 +625,7 @@ def triangular_solve(b, A, upper=True, transpose=False, unitriangular=False):
     t = triu(a) if upper else tril(a)
     if unitriangular:
         n = a.array.shape[-1]
-        eye = np.eye(n, dtype=a.array.dtype)
+        eye = array_module(a.array).eye(n, dtype=a.array.dtype)
         t = E.add(E.mul(t, Tensor(1 - eye)), Tensor(eye))
     if transpose:
         t = S.transpose(t, -2, -1)
@@ -946,9 +946,10 @@ def _fill_diagonal_(self, fill_value, wrap=False):
     value = fill_value.item() if isinstance(fill_value, Tensor) else fill_value
 
     def graph_op(old):
-        mask = np.zeros(a.shape, bool)
+        xp = array_module(a)
+        mask = xp.zeros(a.shape, bool)
         _fill_into(mask, True, wrap)
-        return E.where(Tensor(mask), Tensor(np.asarray(value, a.dtype)), old)
+        return E.where(Tensor(mask), Tensor(xp.asarray(value, a.dtype)), old)
 
     return _inplace(self, "fill_diagonal_", lambda data: _fill_into(data, value, wrap), graph_op)
 
@@ -957,16 +958,17 @@ def _fill_into(data, value, wrap):
     if data.ndim == 2:
         rows, cols = data.shape
         n = builtins.min(rows, cols)
-        idx = np.arange(n)
+        xp = array_module(data)
+        idx = xp.arange(n)
         data[idx, idx] = value
         if wrap and rows > cols + 1:
             start = cols + 1
             while start < rows:
                 k = builtins.min(cols, rows - start)
-                data[start + np.arange(k), np.arange(k)] = value
+                data[start + xp.arange(k), xp.arange(k)] = value
                 start += cols + 1
     else:
-        idx = np.arange(data.shape[0])
+        idx = array_module(data).arange(data.shape[0])
         data[(idx,) * data.ndim] = value
 
 

@@ -47,11 +47,12 @@ def _float_pair(a, b, op):
         b = E._float_operand(b)
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         a = Tensor(np.asarray(a, backend.default_float))
-    # A Python scalar operand becomes a 0-d array of the result dtype (NumPy's log(2.0) is float64).
+    # A Python scalar operand becomes a 0-d array of the result dtype (NumPy's log(2.0) is float64), on
+    # the other operand's device.
     if not isinstance(a, Tensor):
-        a = np.asarray(a, b.array.dtype)
+        a = array_module(b.array).asarray(a, b.array.dtype)
     if not isinstance(b, Tensor):
-        b = np.asarray(b, a.array.dtype)
+        b = array_module(a.array).asarray(b, a.array.dtype)
     return a, b
 
 
@@ -628,7 +629,7 @@ def float_power(input, exponent):
 
     a, b = f64(input), f64(exponent)
     if not isinstance(a, Tensor):
-        a = Tensor(np.asarray(a, np.float64))
+        a = Tensor(array_module(b.array).asarray(a, np.float64) if isinstance(b, Tensor) else np.asarray(a, np.float64))
     return FloatPower.apply(a, b)
 
 

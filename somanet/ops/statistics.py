@@ -477,8 +477,9 @@ def bucketize(input, boundaries, *, out_int32=False, right=False):
     b = ensure_tensor(boundaries).array
     if b.ndim != 1:
         raise RuntimeError(f"bucketize(): boundaries must be a 1-d tensor, got {b.ndim} dimensions")
-    v = input.array if isinstance(input, Tensor) else np.asarray(input)
-    return _wrap(np.asarray(_search(b, v, right, out_int32)), False, None, 0)
+    xp = array_module(b)
+    v = input.array if isinstance(input, Tensor) else xp.asarray(input)
+    return _wrap(xp.asarray(_search(b, v, right, out_int32)), False, None, 0)
 
 
 def searchsorted(sorted_sequence, input, *, out_int32=False, right=False, side=None, sorter=None):
@@ -491,9 +492,10 @@ def searchsorted(sorted_sequence, input, *, out_int32=False, right=False, side=N
             raise RuntimeError("searchsorted(): side='left' and right=True contradict each other")
         right = side == "right"
     seq = ensure_tensor(sorted_sequence).array
-    v = input.array if isinstance(input, Tensor) else np.asarray(input)
+    xp = array_module(seq)
+    v = input.array if isinstance(input, Tensor) else xp.asarray(input)
     srt = None if sorter is None else ensure_tensor(sorter).array
-    return _wrap(np.asarray(_search(seq, v, right, out_int32, srt)), False, None, 0)
+    return _wrap(xp.asarray(_search(seq, v, right, out_int32, srt)), False, None, 0)
 
 
 def diff(input, n=1, dim=-1, prepend=None, append=None):

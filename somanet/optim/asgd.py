@@ -57,6 +57,8 @@ class ASGD(Optimizer):
     def _flat_members(self, group, params):
         return ()
 
+    _host_state = ("step", "eta", "mu")  # scalars the update reads as floats
+
     def _init_state(self, group, param, state):
         xp = array_module(param.array)
         state["step"] = new_step()

@@ -64,6 +64,8 @@ class NAdam(Optimizer):
     def _flat_members(self, group, params):
         return ()
 
+    _host_state = ("step", "mu_product")  # scalars the update reads as floats
+
     def _init_state(self, group, param, state):
         xp = array_module(param.array)
         state["step"] = new_step()

@@ -21,10 +21,10 @@ import warnings
 
 import numpy as np
 
-from .. import backend
 from ..autograd.tensor import Tensor
 from ..autograd.grad_mode import enable_grad
 from ..backend import array_module
+from ..kernels import threads
 from ..utils.hooks import RemovableHandle
 
 __all__ = ["Optimizer", "required"]
@@ -101,6 +101,11 @@ class Optimizer:
     #: Largest parameter (in elements) that ``foreach=None`` puts in the flattened update; the update
     #: rule's number of passes over memory sets where the gather/scatter copies stop paying.
     flat_max_size = 16384
+
+    #: State entries that are host scalars read as Python floats (the step count, ASGD's ``eta``): they
+    #: stay on the CPU whatever the parameter's device, as PyTorch keeps ``step``; every other state
+    #: array lives on its parameter's device.
+    _host_state = ("step",)
 
     def _needs_state(self, group):
         # Whether every parameter with a gradient gets a state dict (SGD without momentum keeps none).
@@ -289,6 +294,8 @@ class Optimizer:
                 state = self.state[p]
                 if not state:
                     self._init_state(group, p, state)
+                else:
+                    self._check_state_device(p, state)
                 counter = state.get("step")
                 if counter is not None:
                     counter += 1
@@ -296,6 +303,24 @@ class Optimizer:
             parr = p.array
             self._run_update(group, parr, g, state, step, self._temps(parr))
             _bump_version(p)
+
+    def _check_state_device(self, param, state):
+        """Raise a clear error when ``param``'s state arrays are on another device than ``param`` (the
+        module was moved after the optimizer made its state, as PyTorch refuses too)."""
+        kind = type(param.array)
+        for key, value in state.items():
+            if key in self._host_state or not hasattr(value, "shape") or type(value) is kind:
+                continue
+            from .. import devices
+
+            here, there = devices.of_array(param.array), devices.of_array(value)
+            if here == there:
+                continue
+            raise RuntimeError(f"{type(self).__name__}.step(): a parameter of shape {tuple(param.shape)} is on "
+                               f"{here} but its optimizer state {key!r} is on {there}; after moving the module, "
+                               f"reload the state onto the parameters' device with "
+                               f"optimizer.load_state_dict(optimizer.state_dict()), or make the optimizer after "
+                               f"moving the module")
 
     def _run_update(self, group, param, grad, state, step, tmp):
         """``_update``, split into row blocks over the worker threads when ``param`` is large enough and
@@ -305,7 +330,7 @@ class Optimizer:
         if param.size >= _PARALLEL_MIN_ELEMENTS and param.ndim and array_module(param) is np:
             # The size test is this update's work threshold; parallel_blocks adds the thread count and
             # whether a block is already running.
-            blocks = backend.parallel_blocks(param.shape[0], backend.PARALLEL_MIN_WORK)
+            blocks = threads.parallel_blocks(param.shape[0], threads.PARALLEL_MIN_WORK)
         if blocks < 2 or (state is not None and not self._state_complete(group, state)):
             self._update(group, param, grad, state, step, tmp)
             return
@@ -317,7 +342,7 @@ class Optimizer:
                 part = {k: v[lo:hi] if getattr(v, "shape", None) == shape else v for k, v in state.items()}
             self._update(group, param[lo:hi], grad[lo:hi], part, step, [t[lo:hi] for t in tmp])
 
-        backend.split_batch(rows, shape[0], blocks)
+        threads.split_batch(rows, shape[0], blocks)
 
     def _state_complete(self, group, state):
         """Whether ``_update`` will add nothing to ``state`` (so it can run on row blocks of it)."""
@@ -382,11 +407,12 @@ class Optimizer:
     def _temps(self, like, count=2):
         """``count`` scratch arrays shaped like ``like``, carved from buffers reused across steps."""
         n = like.size
-        bufs = self._scratch.get(like.dtype)
+        key = (type(like), like.dtype)  # one set of buffers per device type and dtype
+        bufs = self._scratch.get(key)
         if bufs is None or bufs[0].size < n:
             xp = array_module(like)
             bufs = [xp.empty(n, dtype=like.dtype) for _ in range(count)]
-            self._scratch[like.dtype] = bufs
+            self._scratch[key] = bufs
         shape = like.shape
         return [b[:n].reshape(shape) for b in bufs[:count]]
 
@@ -412,9 +438,12 @@ class Optimizer:
             for p, s in zip(params, states):
                 if not s:
                     self._init_state(group, p, s)
+                else:
+                    self._check_state_device(p, s)
         dtype = params[0].array.dtype
+        kind = type(params[0].array)
         for p in params:
-            if p.array.dtype != dtype:
+            if p.array.dtype != dtype or type(p.array) is not kind:
                 return False
         step = 0.0
         if states is not None:
@@ -469,7 +498,9 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
-        """Load a dict made by ``state_dict`` (arrays are copied and cast to each parameter's dtype).
+        """Load a dict made by ``state_dict``: arrays are copied onto each parameter's device, floating ones
+        cast to its dtype (as PyTorch does; ``step`` stays a float32 scalar on the CPU). Loading the
+        optimizer's own ``state_dict()`` after ``Module.to(device)`` moves its state along.
 
         The optimizer must have the same number of groups, each with the same number of parameters.
         """
@@ -496,7 +527,7 @@ class Optimizer:
         for k, v in state_dict["state"].items():
             if k in id_map:
                 p = id_map[k]
-                state[p] = {key: _cast_value(p, key, value) for key, value in v.items()}
+                state[p] = {key: _cast_value(p, key, value, key in self._host_state) for key, value in v.items()}
             else:
                 state[k] = v
         new_groups = []
@@ -578,7 +609,7 @@ class _FlatGroup:
         if len(params) != len(self.ids):
             return False
         for p, i, shape in zip(params, self.ids, self.shapes):
-            if id(p) != i or p.array.shape != shape:
+            if id(p) != i or p.array.shape != shape or type(p.array) is not type(self.param):
                 return False
         if states is not None:
             for key, views in self.state_views.items():
@@ -612,19 +643,25 @@ def _copy_value(v):
     return deepcopy(v)
 
 
-def _cast_value(param, key, value):
-    """A loaded state value as an owned array: floating state takes the parameter's dtype; ``step``
-    stays a float32 scalar array as in PyTorch."""
+def _cast_value(param, key, value, host=False):
+    """A loaded state value as an owned array on ``param``'s device (on the CPU when ``host``): floating
+    state takes the parameter's dtype; ``step`` stays a float32 scalar array as in PyTorch."""
+    from .. import devices
+
     if isinstance(value, Tensor):
         value = value.array
     elif hasattr(value, "detach") and hasattr(value, "numpy"):
         value = value.detach().cpu().numpy()
+    if not isinstance(value, np.ndarray) and type(value) in devices._array_types:
+        value = devices.move(value, devices.CPU)  # a device array: cast on the host, then placed below
     if isinstance(value, np.ndarray):
         if key == "step":
             return np.array(value, dtype=np.float32).reshape(())
         if value.dtype.kind == "f" and param.array.dtype.kind == "f":
-            return np.array(value, dtype=param.array.dtype)
-        return value.copy()
+            value = np.array(value, dtype=param.array.dtype)
+        else:
+            value = value.copy()
+        return value if host else devices.move(value, devices.of_array(param.array))
     if key == "step" and isinstance(value, numbers.Real):
         return np.array(value, dtype=np.float32)
     return deepcopy(value)

@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 
+from .. import devices
 from ..autograd.tensor import Tensor
 from ._io import (atomic_replace_dir, atomic_write_bytes, parse_hidden_dir_name, stale_hidden_dirs,
                   writer_is_gone)
@@ -76,6 +77,8 @@ def encode_state(obj, arrays, path="state"):
     if isinstance(obj, Tensor):
         arrays[path] = _contiguous(obj.array)
         return {"__tensor__": path, "requires_grad": bool(obj.requires_grad)}
+    if type(obj) in devices._array_types:  # an array on a device (optimizer state): saved from the host
+        obj = devices.to_host(obj)
     if isinstance(obj, np.ndarray):
         if obj.dtype == object:
             raise TypeError(f"cannot save {path}: object arrays are not supported (they would need pickle)")
@@ -117,6 +120,7 @@ def decode_state(obj, arrays):
 
 def _contiguous(a):
     # np.ascontiguousarray would turn a 0-d array (e.g. num_batches_tracked) into shape (1,).
+    a = devices.to_host(a)  # checkpoints hold host arrays: they load without the device
     return a if a.flags.c_contiguous else np.array(a, order="C")
 
 

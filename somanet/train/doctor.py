@@ -219,7 +219,7 @@ class Doctor(Callback):
         # `x - x != 0` is the cheapest test for NaN/Inf on a Python float (this runs every step).
         if loss is not None and loss - loss != 0 and not self._nan_seen and self.diagnose_nan:
             # Kept only on the rare bad step: the weights that produced the NaN, in case the step goes ahead.
-            self._nan_snapshot = [np.array(p.array, copy=True) for _, p in self._params]
+            self._nan_snapshot = [p.array.copy() for _, p in self._params]  # on the weights' device
         if not self._measure_next:
             return
         step = trainer.global_step
@@ -234,7 +234,7 @@ class Doctor(Callback):
             grad_norms[layer] = math.hypot(grad_norms.get(layer, 0.0), gn)
             weight_norms[layer] = math.hypot(weight_norms.get(layer, 0.0), wn)
             sizes[layer] = sizes.get(layer, 0) + w.size
-            before.append(np.array(w, copy=True))
+            before.append(w.copy())
         total = math.sqrt(sum(v * v for v in grad_norms.values()))
         self._pending = {"step": step, "grad_norm": grad_norms, "weight_norm": weight_norms, "size": sizes,
                          "total_grad_norm": total, "lr": trainer.current_lr, "loss": loss, "before": before}
@@ -435,7 +435,7 @@ class Doctor(Callback):
             return
         restore = None
         if snapshot is not None and not trainer.skip_optimizer_step:
-            restore = [np.array(p.array, copy=True) for _, p in self._params]
+            restore = [p.array.copy() for _, p in self._params]
             for (_, p), w in zip(self._params, snapshot):
                 p.array[...] = w
         try:
@@ -534,7 +534,7 @@ def locate_non_finite(trainer, model, batch, batch_idx):
             loss = out.get("loss") if isinstance(out, dict) else out
             if not isinstance(loss, Tensor):
                 return result
-            result["rerun_loss"] = float(np.asarray(loss.array, dtype=np.float64).reshape(-1)[0])
+            result["rerun_loss"] = float(loss.array.reshape(-1)[0])
             try:
                 loss.backward()
             except RuntimeError as exc:

@@ -21,6 +21,7 @@ import warnings
 
 import numpy as np
 
+from .. import devices
 from ..autograd import grad_mode
 from ..autograd.tensor import Tensor
 from .callbacks import (Callback, CSVLogger, History, LearningRateMonitor, LearningRateScheduler, ModelCheckpoint,
@@ -86,6 +87,26 @@ def _scalar(value):
 
 def _array(x):
     return x.array if isinstance(x, Tensor) else x
+
+
+def _host_array(x):
+    """``x``'s values as a host array (metrics and predictions are computed and returned on the CPU)."""
+    return devices.to_host(_array(x))
+
+
+def to_device(data, device):
+    """``data`` with every Tensor in it (nested in tuples, lists and dicts) moved to ``device``; other
+    values are left as they are (Lightning's ``move_data_to_device``)."""
+    if isinstance(data, Tensor):
+        return data.to(device)
+    if isinstance(data, tuple):
+        moved = [to_device(v, device) for v in data]
+        return type(data)(*moved) if hasattr(data, "_fields") else tuple(moved)
+    if isinstance(data, list):
+        return [to_device(v, device) for v in data]
+    if isinstance(data, dict):
+        return type(data)((k, to_device(v, device)) for k, v in data.items())
+    return data
 
 
 def _distributed_context():
@@ -184,6 +205,12 @@ class Trainer:
         doctor: ``True`` (default) adds a ``Doctor`` that diagnoses failing training (vanishing or exploding
             gradients, dead units, a learning rate too high, overfitting, NaN) and writes ``doctor.md`` to the
             ``run_dir``; a ``Doctor(...)`` instance sets its options; ``False`` turns it off. See docs/doctor.md.
+        device: where to train (``"cuda"``, ``"cuda:1"``, a ``somanet.device``; PyTorch Lightning's
+            ``accelerator``/``devices`` as one PyTorch device). ``fit`` moves the model there (in place,
+            before the optimizer's first step, so its state is made there too) and every batch's tensors;
+            the loss is computed there, metrics and ``predict``'s outputs are read back to the CPU, and
+            checkpoints hold CPU arrays (they load on a machine without the device). ``None`` (default)
+            leaves the model and the data where they are. See docs/gpu.md.
 
     Override ``training_step``, ``validation_step`` or ``predict_step`` in a subclass for models
     with unusual steps; a model that defines ``training_step(batch, batch_idx)`` (Lightning style)
@@ -196,7 +223,7 @@ class Trainer:
 
     def __init__(self, *, accumulate_grad_batches=1, gradient_clip_val=None, gradient_clip_algorithm="norm",
                  run_dir=None, enable_progress_bar=True, terminate_on_nan=True, seed=None, progress_stream=None,
-                 plots=True, precision="32", doctor=True):
+                 plots=True, precision="32", doctor=True, device=None):
         if isinstance(accumulate_grad_batches, bool) or not isinstance(accumulate_grad_batches, int) \
                 or accumulate_grad_batches < 1:
             raise ValueError(f"Trainer: accumulate_grad_batches must be an int >= 1, got {accumulate_grad_batches!r}")
@@ -212,6 +239,7 @@ class Trainer:
         self.enable_progress_bar = enable_progress_bar
         self.terminate_on_nan = terminate_on_nan
         self.seed = seed
+        self.device = None if device is None else devices.require(device, "Trainer")
         self.progress_stream = progress_stream
         self.plots = plots
         self.precision = _precision(precision)
@@ -304,6 +332,8 @@ class Trainer:
             seed_everything(self.seed)
 
         self.model = model
+        if self.device is not None:
+            model.to(self.device)  # in place: an optimizer over its parameters keeps them
         self.max_epochs = epochs
         self.max_steps = max_steps
         self.loss_fn = get_loss(loss)
@@ -403,6 +433,8 @@ class Trainer:
         loss_fn = get_loss(loss) if loss is not None else self.loss_fn
         metric_objs = ([get_metric(m) for m in metrics] if metrics is not None
                        else [copy.deepcopy(m) for m in self.metrics])
+        if self.device is not None:
+            model.to(self.device)
         loader = as_loader(data, batch_size=batch_size, shuffle=False, dtype=self._model_dtype(model),
                            what="evaluate(): data")
         saved_loss, saved_model = self.loss_fn, self.model
@@ -415,6 +447,8 @@ class Trainer:
     def predict(self, model, data, *, batch_size=32):
         """``model``'s outputs on ``data`` (inputs only, or ``(X, y)`` whose targets are ignored),
         concatenated over batches as a NumPy array (a tuple of arrays for several outputs)."""
+        if self.device is not None:
+            model.to(self.device)
         loader = as_loader(data, batch_size=batch_size, shuffle=False, dtype=self._model_dtype(model),
                            what="predict(): data")
         was_training = model.training
@@ -423,9 +457,11 @@ class Trainer:
         try:
             with grad_mode.no_grad():
                 for i, batch in enumerate(loader):
+                    if self.device is not None:
+                        batch = to_device(batch, self.device)
                     with self._autocast():
                         out = self.predict_step(model, batch, i)
-                    outputs.append(tuple(_array(o) for o in out) if isinstance(out, tuple) else _array(out))
+                    outputs.append(tuple(_host_array(o) for o in out) if isinstance(out, tuple) else _host_array(out))
         finally:
             model.train(was_training)
         if not outputs:
@@ -648,6 +684,8 @@ class Trainer:
         metrics = self.metrics
         for j, batch in enumerate(window):
             batch_idx = self.batch_idx
+            if self.device is not None:
+                batch = to_device(batch, self.device)
             if batch_start:
                 self.at_step_boundary = j == 0
                 for hook in batch_start:
@@ -680,7 +718,7 @@ class Trainer:
             self._loss_sum += value * n
             self._loss_count += n
             if metrics and output is not None and target is not None:
-                out_arr, tgt_arr = _array(output), _array(target)
+                out_arr, tgt_arr = _host_array(output), _host_array(target)
                 for m in metrics:
                     m.update(out_arr, tgt_arr)
             if extras:
@@ -770,6 +808,8 @@ class Trainer:
         try:
             with grad_mode.no_grad():
                 for i, batch in enumerate(loader):
+                    if self.device is not None:
+                        batch = to_device(batch, self.device)
                     with self._autocast():
                         out = self.validation_step(model, batch, i)
                     loss, output, target, more = self._unpack(out, "validation_step")
@@ -778,7 +818,7 @@ class Trainer:
                         loss_sum += _scalar(loss) * n
                         count += n
                     if output is not None and target is not None:
-                        out_arr, tgt_arr = _array(output), _array(target)
+                        out_arr, tgt_arr = _host_array(output), _host_array(target)
                         for m in metrics:
                             m.update(out_arr, tgt_arr)
                     for key, v in more.items():

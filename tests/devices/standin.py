@@ -45,6 +45,8 @@ def _wrap(x):
         return StandinArray(np.asarray(x))
     if type(x) is tuple or type(x) is list:
         return type(x)(_wrap(v) for v in x)
+    if isinstance(x, tuple) and hasattr(x, "_fields"):  # NumPy's linalg results (SlogdetResult, ...)
+        return type(x)(*(_wrap(v) for v in x))
     return x
 
 

@@ -165,12 +165,8 @@ EXTRA_OPS = {
 }
 
 
-#: Ops known to compute part of their work with NumPy on device inputs (strict: they flip when fixed).
-KNOWN_HOST_FALLBACKS = {
-    "conv2d": "conv2d's reference path builds its window matrix as a host NumPy array (somanet/ops/conv.py)",
-    "conv1d": "conv1d's reference path builds its window matrix as a host NumPy array (somanet/ops/conv.py)",
-    "unfold_fold": "unfold's window view calls NumPy's as_strided on the input (somanet/ops/_windows.py)",
-}
+#: Ops known to compute part of their work with NumPy on device inputs (strict xfails; none today).
+KNOWN_HOST_FALLBACKS = {}
 
 
 def _cases(table):

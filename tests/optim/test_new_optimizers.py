@@ -225,7 +225,7 @@ def test_flat_and_per_parameter_updates_are_identical(name, kw):
 def test_large_updates_on_two_threads_are_identical(name, kw, monkeypatch):
     # Rows of a large parameter are updated on several threads; the per-parameter scalar state
     # (NAdam's mu_product, ASGD's eta and mu) must still advance once per step.
-    from somanet import backend
+    from somanet.kernels import threads
     from somanet.optim import optimizer as optimizer_module
     n = optimizer_module._PARALLEL_MIN_ELEMENTS
     inits, grads = _data(steps=5, seed=3, shapes=[(n // 256 + 3, 257), (7,)])
@@ -245,8 +245,8 @@ def test_large_updates_on_two_threads_are_identical(name, kw, monkeypatch):
         ref_params, ref_states = train()
         somanet.set_num_threads(2)
         blocks = []
-        real_split = backend.split_batch
-        monkeypatch.setattr(backend, "split_batch", lambda fn, m, b: blocks.append(b) or real_split(fn, m, b))
+        real_split = threads.split_batch
+        monkeypatch.setattr(threads, "split_batch", lambda fn, m, b: blocks.append(b) or real_split(fn, m, b))
         params, states = train()
     finally:
         somanet.set_num_threads(saved)

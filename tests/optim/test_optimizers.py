@@ -133,7 +133,7 @@ def test_automatic_choice_flattens_small_parameters_only(name, kw):
 @pytest.mark.parametrize("foreach", [False, True])
 @pytest.mark.parametrize("name,kw", CONFIGS, ids=IDS)
 def test_large_updates_on_two_threads_are_identical(name, kw, foreach, monkeypatch):
-    from somanet import backend
+    from somanet.kernels import threads
     from somanet.optim import optimizer as optimizer_module
     # One parameter at the threading threshold and an odd-sized one above it (uneven row blocks), plus
     # a small one; with foreach=True all three run as one flat array, which is split too.
@@ -145,8 +145,8 @@ def test_large_updates_on_two_threads_are_identical(name, kw, foreach, monkeypat
         ref_params, ref_states = _train(name, kw, foreach, inits, grads)
         somanet.set_num_threads(2)
         blocks = []
-        real_split = backend.split_batch
-        monkeypatch.setattr(backend, "split_batch", lambda fn, n, b: blocks.append(b) or real_split(fn, n, b))
+        real_split = threads.split_batch
+        monkeypatch.setattr(threads, "split_batch", lambda fn, n, b: blocks.append(b) or real_split(fn, n, b))
         params, states = _train(name, kw, foreach, inits, grads)
     finally:
         somanet.set_num_threads(saved)

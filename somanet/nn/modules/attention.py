@@ -54,7 +54,7 @@ def _combine_masks(attn_mask, key_padding_mask):
     out = None
     for m in masks:
         if m.dtype == np.bool_:
-            add_m = np.where(m, -np.inf, 0.0)
+            add_m = backend.array_module(m).where(m, -np.inf, 0.0)
         else:
             add_m = m
         out = add_m if out is None else out + add_m
@@ -279,8 +279,9 @@ class MultiheadAttention(Module):
 
 
 def _pad_last(m, n):
-    pad = np.zeros(m.shape[:-1] + (n,), dtype=m.dtype)  # False / 0.0: allowed
-    return np.concatenate([m, pad], axis=-1)
+    xp = backend.array_module(m)
+    pad = xp.zeros(m.shape[:-1] + (n,), dtype=m.dtype)  # False / 0.0: allowed
+    return xp.concatenate([m, pad], axis=-1)
 
 
 # --------------------------------------------------------------------------- RNN encoder-decoder attention

@@ -9,7 +9,7 @@ import copy
 
 import numpy as np
 
-from ... import backend
+from ... import backend, devices
 from ...autograd.tensor import Tensor
 from ...ops.elementwise import add, gelu, relu
 from .attention import MultiheadAttention
@@ -49,10 +49,12 @@ def _detect_is_causal_mask(mask, is_causal=None, size=None):
         sz = size if size is not None else mask.shape[-2]
         arr = mask.array if isinstance(mask, Tensor) else np.asarray(mask)
         if arr.shape == (sz, sz):
+            xp = backend.array_module(arr)
             if arr.dtype == np.bool_:
-                make_causal = bool(np.array_equal(arr, np.triu(np.ones((sz, sz), bool), k=1)))
+                make_causal = bool(xp.array_equal(arr, xp.triu(xp.ones((sz, sz), bool), k=1)))
             else:
-                make_causal = bool(np.array_equal(arr, _generate_square_subsequent_mask(sz, dtype=arr.dtype).array))
+                causal = _generate_square_subsequent_mask(sz, dtype=arr.dtype).array
+                make_causal = bool(xp.array_equal(arr, devices.move(causal, devices.of_array(arr))))
     return make_causal
 
 
