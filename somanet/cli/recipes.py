@@ -386,7 +386,7 @@ register_recipe(Recipe(
     "wgan-gp-mnist", "WGAN-GP (layer-norm critic, gradient penalty 10, 5 critic steps per generator step) on MNIST "
                      "from --data-dir; reports the MNIST-FID of its samples",
     model={"name": "gan", "latent_dim": 64, "base_channels": 32, "loss": "wasserstein", "critic": "wgan",
-           "gp_weight": 10.0, "n_critic": 5, "ema_decay": 0.99},
+           "gp_weight": 10.0, "n_critic": 5},
     # The paper's Adam: lr 1e-4, betas (0, 0.9).
     **{**{k: v for k, v in _MNIST_GAN.items() if k != "loss"}, "optimizer": {"name": "adam", "lr": 1e-4,
                                                                               "betas": [0.0, 0.9]}, "epochs": 40}))
