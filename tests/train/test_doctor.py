@@ -62,9 +62,11 @@ def test_deep_sigmoid_mlp_has_vanishing_gradients():
 
 
 def test_too_high_learning_rate_is_diagnosed_as_such():
-    somanet.manual_seed(0)
+    # A run that blows up within the first epoch, with NumPy and with the compiled kernels alike (a run on
+    # the edge of divergence takes either path depending on float rounding).
+    somanet.manual_seed(2)
     model = mlp([16, 64, 64, 4])
-    trainer = run(model, optim.SGD(model.parameters(), lr=3.0), data=blobs(scale=0.5))
+    trainer = run(model, optim.SGD(model.parameters(), lr=3.0), data=blobs(scale=1.0))
     assert kinds(trainer) == ["learning_rate"]
     finding = trainer.doctor.findings[0]
     assert finding.data["diverged"]
